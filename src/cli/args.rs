@@ -1,0 +1,251 @@
+//! Command-line arguments. Names follow the brief's CLI contract (§4).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success; 1 check failed (verify, auth negative); 2 bad usage or input;
+3 refused by policy (recorded as action-denied) or key not enrolled; 4 ledger needs
+attention (torn tail: run `keyledger repair`; failed integrity; locked with --no-wait);
+5 I/O or system error.
+
+Environment: KEYLEDGER_LEDGER (default --ledger), KEYLEDGER_KEY (default --key),
+KEYLEDGER_NOW (RFC 3339; overrides the clock, for tests and reproducible runs).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyledger",
+    version,
+    about = "An audit-first ledger of access keys: every action is a signed, hash-chained event",
+    long_about = "keyledger issues and retires access keys (AccessKey ID + secret) and records every \
+action as a blake3 hash-chained, ed25519-signed event in an append-only file. All state is \
+derived by replaying that file; `verify` proves it complete and unaltered, offline.\n\n\
+Start with `keyledger demo`, or `keyledger init --account NAME`.",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Ledger file.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYLEDGER_LEDGER",
+        default_value = "keyledger.ledger"
+    )]
+    pub ledger: PathBuf,
+    /// Signing key file of the principal acting (default: the ledger path with extension .key,
+    /// which is where `init` writes the account's key).
+    #[arg(long, global = true, env = "KEYLEDGER_KEY")]
+    pub key: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Fail at once (exit 4) if another process holds the ledger's write lock, instead of waiting.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create a new ledger and the account's signing key; prints the trust anchor.
+    Init {
+        /// Name of the account (the root principal).
+        #[arg(long)]
+        account: String,
+        /// Where to write the account's signing key (default: the ledger path with extension .key).
+        #[arg(long)]
+        key_out: Option<PathBuf>,
+    },
+    /// Generate a signing key: FILE (mode 0600) and FILE.pub.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create, delete and list users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Enroll and revoke signing keys of principals.
+    #[command(subcommand)]
+    Signer(SignerCmd),
+    /// Grant a permission: admin, manage-keys or manage-own-keys.
+    Grant { name: String, permission: String },
+    /// Revoke a permission.
+    Revoke { name: String, permission: String },
+    /// Create, disable, enable, delete, list and show access keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Temporary credentials.
+    #[command(subcommand)]
+    Sts(StsCmd),
+    /// Check a secret (read from stdin) against KEY_ID; records the outcome. Exit 0 only if valid.
+    Auth { key_id: String },
+    /// Show events, oldest first, with filters.
+    Log(LogArgs),
+    /// Show one event in full: fields, hash, signature, signer, byte offset.
+    Inspect { seq: u64 },
+    /// Verify integrity, signatures and policy of every event, and the tail against an anchor.
+    Verify(VerifyArgs),
+    /// Quarantine a torn tail left by an interrupted write, and record the repair.
+    Repair,
+    /// Write a signed checkpoint of the head (a C2SP signed note).
+    Checkpoint {
+        /// Write the checkpoint here (never overwriting) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the note verifier key of the signing key instead.
+        #[arg(long)]
+        vkey: bool,
+    },
+    /// Build a realistic sample ledger, verify it, and show what happened.
+    Demo {
+        /// Directory to build in (default: ./keyledger-demo, or -2, -3… if that exists).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a user (by the account or an admin).
+    Create {
+        name: String,
+        /// A federated user: temporary credentials only.
+        #[arg(long)]
+        federated: bool,
+        /// Enroll this signing key for the user (`ed25519:<hex>`, as in FILE.pub, or @FILE.pub).
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Delete a user; refused while it has keys unless --delete-keys.
+    Delete {
+        name: String,
+        /// Delete the user's keys first, each as its own event.
+        #[arg(long)]
+        delete_keys: bool,
+    },
+    /// List principals.
+    List(AsOf),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SignerCmd {
+    /// Enroll a signing key for a principal.
+    Enroll {
+        name: String,
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Revoke a principal's signing key.
+    Revoke { name: String, public_key: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RevealFormat {
+    Text,
+    Json,
+    Env,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Create a permanent access key; its secret is shown exactly once.
+    Create {
+        #[arg(long)]
+        user: String,
+        /// Why a permanent key rather than temporary credentials.
+        #[arg(long)]
+        scenario: String,
+        /// Confirm that it is necessary to create a permanent key.
+        #[arg(long)]
+        confirm_necessary: bool,
+        /// Allow a key for the account itself (strongly discouraged).
+        #[arg(long)]
+        allow_root_key: bool,
+        /// Write `AccessKey ID,AccessKey Secret` to this new file (mode 0600) instead of stdout.
+        #[arg(long, conflicts_with = "format")]
+        csv: Option<PathBuf>,
+        /// How to print the secret on stdout.
+        #[arg(long, value_enum, default_value = "text")]
+        format: RevealFormat,
+    },
+    /// Disable an active key.
+    Disable { key_id: String },
+    /// Enable a disabled key.
+    Enable { key_id: String },
+    /// Delete a key (final).
+    Delete { key_id: String },
+    /// List keys.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        /// active, disabled, deleted or expired.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        as_of: AsOf,
+    },
+    /// A key's state and full history.
+    Show { key_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StsCmd {
+    /// Issue temporary credentials (15m to 12h).
+    Issue {
+        #[arg(long)]
+        user: String,
+        /// e.g. 15m, 1h, 2h30m.
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: RevealFormat,
+    },
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct AsOf {
+    /// State as it was at this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, conflicts_with = "at_seq")]
+    pub as_of: Option<String>,
+    /// State as it was just after event N.
+    #[arg(long)]
+    pub at_seq: Option<u64>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct LogArgs {
+    /// Events concerning this access key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Events concerning this principal (as subject).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Events performed by this principal.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Events with this action tag, e.g. key-created, action-denied.
+    #[arg(long)]
+    pub action: Option<String>,
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most N events (the last N).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct VerifyArgs {
+    /// A checkpoint file written by `keyledger checkpoint`: catches a cut tail or a fork.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// A head hash printed earlier: the ledger must contain it.
+    #[arg(long, conflicts_with = "checkpoint")]
+    pub expect_head: Option<String>,
+    /// The genesis hash printed by `init`: the trust anchor of this ledger.
+    #[arg(long)]
+    pub expect_genesis: Option<String>,
+}

@@ -1,0 +1,78 @@
+//! CLI errors and their exit codes (documented in the README and `--help`).
+
+use std::fmt;
+
+use keyledger::signing::KeyFileError;
+use keyledger::store::StoreError;
+
+pub const CHECK_FAILED: u8 = 1;
+pub const USAGE: u8 = 2;
+pub const REFUSED: u8 = 3;
+pub const LEDGER: u8 = 4;
+pub const IO: u8 = 5;
+
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError {
+            code: USAGE,
+            message: message.into(),
+        }
+    }
+
+    pub fn io(message: impl fmt::Display) -> Self {
+        CliError {
+            code: IO,
+            message: message.to_string(),
+        }
+    }
+
+    /// A negative check that was already reported on stdout.
+    pub fn check_failed(message: impl Into<String>) -> Self {
+        CliError {
+            code: CHECK_FAILED,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        let code = match &e {
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+                USAGE
+            }
+            StoreError::Io { .. } => IO,
+            StoreError::Exists { .. } | StoreError::NotFound { .. } | StoreError::TooLarge(_) => {
+                USAGE
+            }
+            StoreError::Format { .. }
+            | StoreError::Integrity { .. }
+            | StoreError::Torn { .. }
+            | StoreError::Locked { .. } => LEDGER,
+            StoreError::Signer(_) | StoreError::Denied { .. } | StoreError::Invalid(_) => REFUSED,
+        };
+        CliError {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<KeyFileError> for CliError {
+    fn from(e: KeyFileError) -> Self {
+        let code = match &e {
+            KeyFileError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound => IO,
+            _ => USAGE,
+        };
+        CliError {
+            code,
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! log and inspect.
+
+use std::collections::VecDeque;
+
+use keyledger::event::Action;
+use keyledger::types::Timestamp;
+use serde_json::json;
+
+use super::args::LogArgs;
+use super::error::CliError;
+use super::output::{json, print, table};
+use super::{Ctx, parse_time};
+
+/// One line of human detail for an action. Events carry no secrets, so nothing is hidden.
+pub fn detail(a: &Action) -> String {
+    match a {
+        Action::Genesis {
+            ledger_id,
+            account,
+            public_key,
+        } => format!("ledger {ledger_id}, account {account}, key {public_key}"),
+        Action::SignerEnrolled {
+            principal,
+            public_key,
+        }
+        | Action::SignerRevoked {
+            principal,
+            public_key,
+        } => {
+            format!("{principal} {public_key}")
+        }
+        Action::UserCreated { name, federated } => {
+            format!("{name}{}", if *federated { " (federated)" } else { "" })
+        }
+        Action::UserDeleted { name } => name.clone(),
+        Action::PermissionGranted {
+            principal,
+            permission,
+        }
+        | Action::PermissionRevoked {
+            principal,
+            permission,
+        } => {
+            format!("{principal} {permission}")
+        }
+        Action::KeyCreated {
+            key_id,
+            user,
+            scenario,
+            root_key_allowed,
+            ..
+        } => format!(
+            "{key_id} for {user}{}: {scenario}",
+            if *root_key_allowed {
+                " (root key allowed)"
+            } else {
+                ""
+            }
+        ),
+        Action::TemporaryIssued {
+            key_id,
+            user,
+            expires,
+            ..
+        } => format!("{key_id} for {user} until {expires}"),
+        Action::SecretRevealed {
+            key_id,
+            to,
+            channel,
+        } => format!("{key_id} to {to} via {channel}"),
+        Action::KeyDisabled { key_id }
+        | Action::KeyEnabled { key_id }
+        | Action::KeyDeleted { key_id }
+        | Action::AuthSucceeded { key_id } => key_id.clone(),
+        Action::AuthFailed { key_id, reason } => format!("{key_id}: {reason}"),
+        Action::ActionDenied {
+            attempted, reason, ..
+        } => format!("{attempted}: {reason}"),
+        Action::LogRepaired {
+            offset,
+            removed_bytes,
+            removed_blake3,
+            quarantine,
+        } => {
+            format!(
+                "{removed_bytes} bytes at offset {offset} moved to {quarantine} (blake3 {removed_blake3})"
+            )
+        }
+    }
+}
+
+struct Row {
+    seq: u64,
+    time: Timestamp,
+    actor: String,
+    action: Action,
+    hash: String,
+}
+
+pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
+    let since = a
+        .since
+        .as_deref()
+        .map(|s| parse_time("--since", s))
+        .transpose()?;
+    let until = a
+        .until
+        .as_deref()
+        .map(|s| parse_time("--until", s))
+        .transpose()?;
+    let limit = a.limit.unwrap_or(usize::MAX);
+    if limit == 0 {
+        return Err(CliError::usage("--limit must be at least 1"));
+    }
+    let mut rows: VecDeque<Row> = VecDeque::new();
+    ctx.read(None, |seen| {
+        let ev = seen.event;
+        let act = &ev.action;
+        let owner = act
+            .key_id()
+            .and_then(|k| seen.state.keys.get(k))
+            .map(|k| k.user.as_str());
+        let keep = a
+            .key
+            .as_ref()
+            .is_none_or(|k| act.key_id() == Some(k.as_str()))
+            && a.user
+                .as_ref()
+                .is_none_or(|u| act.subject() == Some(u.as_str()) || owner == Some(u.as_str()))
+            && a.actor.as_ref().is_none_or(|x| seen.actor() == x)
+            && a.action.as_ref().is_none_or(|x| act.tag() == x)
+            && since.is_none_or(|t| ev.time >= t)
+            && until.is_none_or(|t| ev.time <= t);
+        if keep {
+            if rows.len() == limit {
+                rows.pop_front();
+            }
+            rows.push_back(Row {
+                seq: ev.seq,
+                time: ev.time,
+                actor: seen.actor().to_owned(),
+                action: act.clone(),
+                hash: seen.hash.hex(),
+            });
+        }
+    })?;
+    if ctx.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| json!({"seq": r.seq, "time": r.time.to_string(), "actor": r.actor, "action": r.action.tag(), "detail": r.action, "hash": r.hash}))
+            .collect();
+        return json(&json!({"events": v}));
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.seq.to_string(),
+                r.time.to_string(),
+                r.actor.clone(),
+                r.action.tag().into(),
+                detail(&r.action),
+            ]
+        })
+        .collect();
+    print(&table(&["SEQ", "TIME", "ACTOR", "ACTION", "DETAIL"], &rows))
+}
+
+pub fn inspect(ctx: &Ctx, seq: u64) -> Result<(), CliError> {
+    let mut found = None;
+    ctx.read(Some(keyledger::store::Until::Seq(seq)), |seen| {
+        if seen.event.seq == seq {
+            found = Some(json!({
+                "seq": seen.event.seq,
+                "time": seen.event.time.to_string(),
+                "time_us": seen.event.time.0,
+                "actor": seen.actor(),
+                "action": seen.event.action.tag(),
+                "fields": seen.event.action,
+                "prev_hash": seen.event.prev.hex(),
+                "hash": seen.hash.hex(),
+                "signer": seen.event.signer.to_string(),
+                "signature": keyledger::types::to_hex(&seen.frame.sig),
+                "offset": seen.frame.offset,
+                "frame_len": seen.frame.len(),
+                "body_len": seen.frame.body.len(),
+                "body_hex": keyledger::types::to_hex(&seen.frame.body),
+            }));
+        }
+    })?;
+    let v = found.ok_or_else(|| {
+        CliError::usage(format!("there is no event with seq {seq} in this ledger"))
+    })?;
+    if ctx.json {
+        return json(&v);
+    }
+    let mut out = String::new();
+    for k in [
+        "seq",
+        "time",
+        "actor",
+        "action",
+        "prev_hash",
+        "hash",
+        "signer",
+        "signature",
+        "offset",
+        "frame_len",
+        "body_len",
+    ] {
+        let s = match &v[k] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        out.push_str(&format!("{k:<10} {s}\n"));
+    }
+    out.push_str(&format!(
+        "{:<10} {}\n",
+        "fields",
+        serde_json::to_string(&v["fields"]).map_err(CliError::io)?
+    ));
+    out.push_str(&format!(
+        "{:<10} {}\n",
+        "body",
+        v["body_hex"].as_str().unwrap_or_default()
+    ));
+    print(&out)
+}

@@ -1,0 +1,244 @@
+//! verify, repair, checkpoint, demo.
+
+use std::path::{Path, PathBuf};
+
+use keyledger::checkpoint::{self, Checkpoint};
+use keyledger::merkle::TreeBuilder;
+use keyledger::signing::write_exclusive;
+use keyledger::types::Hash32;
+use keyledger::verify::{self, Anchor, Options, Report};
+use serde_json::json;
+
+use super::Ctx;
+use super::args::VerifyArgs;
+use super::error::CliError;
+use super::output::{json, print};
+
+fn parse_hash(flag: &str, s: &str) -> Result<Hash32, CliError> {
+    Hash32::parse_hex(s)
+        .ok_or_else(|| CliError::usage(format!("{flag}: {s:?} is not a 64-digit hex hash")))
+}
+
+/// Renders a report for people.
+fn render(path: &Path, r: &Report) -> String {
+    let mut out = format!("ledger   {}\n", path.display());
+    if let Some(id) = &r.ledger_id {
+        out.push_str(&format!("id       {id}\n"));
+    }
+    if let Some(g) = &r.genesis_hash {
+        out.push_str(&format!("genesis  {g}\n"));
+    }
+    out.push_str(&format!("events   {} ({} bytes)\n", r.events, r.bytes));
+    if let (Some(s), Some(h), Some(t)) = (r.head_seq, &r.head_hash, &r.head_time) {
+        out.push_str(&format!("head     seq {s}  {h}  {t}\n"));
+    }
+    if let Some(a) = &r.anchor {
+        out.push_str(&format!("anchor   {a}\n"));
+    }
+    if r.ok {
+        out.push_str("result   OK: every event is intact, chained, signed by a key enrolled at that point, and allowed by policy\n");
+        if r.anchor.is_none() {
+            out.push_str("note     no anchor given: a cut-off tail is only caught with --expect-head or --checkpoint\n");
+        }
+        return out;
+    }
+    let ranges = r.ranges();
+    out.push_str(&format!(
+        "result   FAILED: {} problem(s) in {} bad range(s)\n",
+        r.findings.len(),
+        ranges.len()
+    ));
+    for range in ranges {
+        let seqs = match (range.first_seq, range.last_seq) {
+            (Some(a), Some(b)) if a != b => format!("seq {a}..{b}"),
+            (Some(a), _) => format!("seq {a}"),
+            _ => "file".into(),
+        };
+        out.push_str(&format!(
+            "  {seqs}, from byte offset {}:\n",
+            range.start_offset
+        ));
+        for f in range.findings {
+            let at = f.seq.map_or(String::new(), |s| format!("seq {s} "));
+            out.push_str(&format!(
+                "    {at}@{} [{}] {}\n",
+                f.offset,
+                f.problem.as_str(),
+                f.message
+            ));
+        }
+    }
+    out
+}
+
+pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
+    let anchor = match (&a.checkpoint, &a.expect_head) {
+        (Some(p), _) => Some(Anchor::Checkpoint(
+            std::fs::read_to_string(p)
+                .map_err(|e| CliError::usage(format!("{}: {e}", p.display())))?,
+        )),
+        (None, Some(h)) => Some(Anchor::Head(parse_hash("--expect-head", h)?)),
+        (None, None) => None,
+    };
+    let opts = Options {
+        genesis: a
+            .expect_genesis
+            .as_deref()
+            .map(|g| parse_hash("--expect-genesis", g))
+            .transpose()?,
+        anchor,
+    };
+    if !ctx.ledger.exists() {
+        return Err(CliError::usage(format!(
+            "{}: no ledger here",
+            ctx.ledger.display()
+        )));
+    }
+    let report = verify::verify_file(&ctx.ledger, &opts)
+        .map_err(|e| CliError::io(format!("{}: {e}", ctx.ledger.display())))?;
+    if ctx.json {
+        json(&json!({"ledger": ctx.ledger, "report": report, "ranges": report.ranges()}))?;
+    } else {
+        print(&render(&ctx.ledger, &report))?;
+    }
+    if report.ok {
+        Ok(())
+    } else {
+        Err(CliError::check_failed(""))
+    }
+}
+
+pub fn repair(ctx: &Ctx) -> Result<(), CliError> {
+    let key = ctx.signing_key()?;
+    match keyledger::store::repair(&ctx.ledger, &key, ctx.now, ctx.wait)? {
+        None => {
+            if ctx.json {
+                return json(&json!({"repaired": false}));
+            }
+            print("nothing to repair: the ledger ends on a complete frame\n")
+        }
+        Some(r) => {
+            if ctx.json {
+                return json(&json!({
+                    "repaired": true, "offset": r.torn.offset, "removed_bytes": r.torn.bytes,
+                    "removed_blake3": r.removed_blake3.hex(), "quarantine": r.quarantine, "seq": r.receipt.seq,
+                }));
+            }
+            print(&format!(
+                "moved {} torn bytes from offset {} to {} (blake3 {}); recorded as log-repaired at seq {}\n",
+                r.torn.bytes,
+                r.torn.offset,
+                r.quarantine.display(),
+                r.removed_blake3,
+                r.receipt.seq
+            ))
+        }
+    }
+}
+
+pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool) -> Result<(), CliError> {
+    let key = ctx.signing_key()?;
+    let mut tree = TreeBuilder::default();
+    let r = ctx.read(None, |seen| tree.push(seen.hash))?;
+    let actor = r
+        .state
+        .actor_of(&key.public())
+        .map_err(|e| CliError {
+            code: super::error::REFUSED,
+            message: format!("the signing key {e}"),
+        })?
+        .to_owned();
+    let origin = checkpoint::origin(&r.state.ledger_id.expect("a replayed ledger has a genesis"));
+    if vkey {
+        let v = checkpoint::verifier_key(&origin, &key.public());
+        return if ctx.json {
+            json(&json!({"vkey": v, "principal": actor}))
+        } else {
+            print(&format!("{v}\n"))
+        };
+    }
+    let note = Checkpoint {
+        origin,
+        size: tree.size(),
+        root: tree.root(),
+    }
+    .sign(&key);
+    match out {
+        Some(p) => {
+            write_exclusive(p, note.as_bytes(), 0o644)?;
+            if ctx.json {
+                json(&json!({"checkpoint": p, "size": tree.size(), "signed_by": actor}))
+            } else {
+                print(&format!(
+                    "wrote checkpoint of {} events signed by {actor} to {}\n",
+                    tree.size(),
+                    p.display()
+                ))
+            }
+        }
+        None => print(&note),
+    }
+}
+
+pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
+    let dir = match dir {
+        Some(d) => {
+            if d.exists() && d.read_dir().map_err(CliError::io)?.next().is_some() {
+                return Err(CliError::usage(format!(
+                    "{} is not empty; the demo builds in a new or empty directory",
+                    d.display()
+                )));
+            }
+            d
+        }
+        None => (1..)
+            .map(|n| {
+                PathBuf::from(if n == 1 {
+                    "keyledger-demo".into()
+                } else {
+                    format!("keyledger-demo-{n}")
+                })
+            })
+            .find(|p| !p.exists())
+            .expect("some name is free"),
+    };
+    let d = keyledger::demo::build(&dir, ctx.now).map_err(|e| match e {
+        keyledger::demo::DemoError::Store(s) => CliError::from(s),
+        other => CliError::io(other),
+    })?;
+    if ctx.json {
+        return json(&json!({
+            "dir": d.dir, "ledger": d.ledger, "account_key": d.account_key, "genesis_hash": d.genesis,
+            "steps": d.steps, "refusals": d.refusals, "verify": d.report,
+        }));
+    }
+    let mut out = format!(
+        "Built a sample ledger in {}/\n\nWhat happened:\n",
+        d.dir.display()
+    );
+    for s in &d.steps {
+        out.push_str(&format!("  - {s}\n"));
+    }
+    out.push_str("Refused by policy, each recorded as an action-denied event:\n");
+    for s in &d.refusals {
+        out.push_str(&format!("  - {s}\n"));
+    }
+    out.push_str(&format!(
+        "\nVerification (signatures, chain, policy, anchored to the head):\n{}",
+        render(&d.ledger, &d.report)
+    ));
+    let l = d.ledger.display();
+    let k = d.account_key.display();
+    out.push_str(&format!(
+        "\nTry:\n  keyledger --ledger {l} key list\n  keyledger --ledger {l} log --action action-denied\n  \
+         keyledger --ledger {l} verify --expect-genesis {}\n  keyledger --ledger {l} --key {k} checkpoint --out {}/head.checkpoint\n",
+        d.genesis,
+        d.dir.display()
+    ));
+    print(&out)?;
+    if d.report.ok {
+        Ok(())
+    } else {
+        Err(CliError::check_failed("the demo ledger did not verify"))
+    }
+}

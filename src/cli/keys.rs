@@ -1,0 +1,461 @@
+//! key create|disable|enable|delete|list|show, sts issue, auth.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use keyledger::credentials::{SecretText, id_form};
+use keyledger::event::Action;
+use keyledger::ops::KeyRequest;
+use keyledger::state::{AccessKey, MAX_TEXT};
+use keyledger::types::{Timestamp, parse_duration};
+use serde_json::json;
+
+use super::args::{KeyCmd, RevealFormat, StsCmd};
+use super::error::CliError;
+use super::output::{json, or_dash, print, table};
+use super::principals::done;
+use super::{Ctx, parse_as_of};
+
+fn check_key_id(id: &str) -> Result<(), CliError> {
+    if id_form(id).is_some() {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "{:?} is not a keyledger access key ID (KLAK… or KLST…, 26 characters, with a valid checksum)",
+        id.chars().take(64).collect::<String>()
+    )))
+}
+
+/// A CSV file created before the key exists, so a bad path never strands a secret.
+struct CsvOut {
+    path: PathBuf,
+    file: File,
+}
+
+impl CsvOut {
+    fn create(path: &Path) -> Result<Self, CliError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => CliError::usage(format!(
+                    "{} already exists; keyledger never overwrites a file that may hold a secret",
+                    path.display()
+                )),
+                _ => CliError::usage(format!("{}: {e}", path.display())),
+            })?;
+        let path = path.canonicalize().unwrap_or_else(|_| path.into());
+        Ok(CsvOut { path, file })
+    }
+
+    fn write(mut self, body: &str) -> Result<String, CliError> {
+        self.file
+            .write_all(body.as_bytes())
+            .and_then(|_| self.file.sync_all())
+            .map_err(|e| CliError::io(format!("{}: {e}", self.path.display())))?;
+        Ok(format!("csv:{}", self.path.display()))
+    }
+
+    fn abandon(self) {
+        drop(self.file);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The fields handed to the requester, in order: (label, env name, json name, value).
+type Reveal<'a> = Vec<(&'a str, &'a str, &'a str, &'a str)>;
+
+/// Prints the secret on stdout in the chosen format; returns the channel to record.
+fn reveal_stdout(
+    format: RevealFormat,
+    fields: &Reveal<'_>,
+    extra: serde_json::Value,
+) -> Result<String, CliError> {
+    let text = match format {
+        RevealFormat::Text => fields
+            .iter()
+            .map(|(l, _, _, v)| format!("{l:<18}{v}\n"))
+            .collect(),
+        RevealFormat::Env => fields
+            .iter()
+            .map(|(_, e, _, v)| format!("{e}={v}\n"))
+            .collect(),
+        RevealFormat::Json => {
+            let mut m = extra;
+            for (_, _, j, v) in fields {
+                m[*j] = json!(v);
+            }
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&m).map_err(CliError::io)?
+            )
+        }
+    };
+    print(&text)?;
+    Ok(format!(
+        "stdout:{}",
+        match format {
+            RevealFormat::Text => "text",
+            RevealFormat::Json => "json",
+            RevealFormat::Env => "env",
+        }
+    ))
+}
+
+fn shown_once_warning() {
+    eprintln!(
+        "keyledger: this secret is shown once and can never be shown again. Store it now; if it is lost or leaked, create another key."
+    );
+}
+
+pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
+    match cmd {
+        KeyCmd::Create {
+            user,
+            scenario,
+            confirm_necessary,
+            allow_root_key,
+            csv,
+            format,
+        } => {
+            if scenario.len() > MAX_TEXT {
+                return Err(CliError::usage(format!(
+                    "--scenario is longer than {MAX_TEXT} bytes"
+                )));
+            }
+            let (mut l, key) = ctx.open()?;
+            let csv = csv.as_deref().map(CsvOut::create).transpose()?;
+            let req = KeyRequest {
+                user: &user,
+                scenario: &scenario,
+                confirmed_necessary: confirm_necessary,
+                allow_root_key,
+            };
+            let new = match l.create_key(&key, &req, ctx.now) {
+                Ok(n) => n,
+                Err(e) => {
+                    if let Some(c) = csv {
+                        c.abandon();
+                    }
+                    return Err(e.into());
+                }
+            };
+            let format = if ctx.json { RevealFormat::Json } else { format };
+            let channel = match csv {
+                Some(c) => c.write(&format!(
+                    "AccessKey ID,AccessKey Secret\n{},{}\n",
+                    new.key_id,
+                    new.secret.expose()
+                ))?,
+                None => {
+                    let fields = vec![
+                        (
+                            "AccessKey ID:",
+                            "KEYLEDGER_ACCESS_KEY_ID",
+                            "access_key_id",
+                            new.key_id.as_str(),
+                        ),
+                        (
+                            "AccessKey Secret:",
+                            "KEYLEDGER_ACCESS_KEY_SECRET",
+                            "access_key_secret",
+                            new.secret.expose(),
+                        ),
+                    ];
+                    reveal_stdout(
+                        format,
+                        &fields,
+                        json!({"user": user, "seq": new.receipt.seq}),
+                    )?
+                }
+            };
+            let revealed = l.record_reveal(&key, &new.key_id, &channel, ctx.now)?;
+            if let Some(path) = channel.strip_prefix("csv:") {
+                let msg = format!(
+                    "created {} for {user} (seq {}); secret written once to {path} (mode 0600), recorded at seq {}\n",
+                    new.key_id, new.receipt.seq, revealed.seq
+                );
+                if ctx.json {
+                    json(
+                        &json!({"access_key_id": new.key_id, "user": user, "seq": new.receipt.seq, "csv": path, "revealed_seq": revealed.seq}),
+                    )?;
+                } else {
+                    print(&msg)?;
+                }
+            } else {
+                shown_once_warning();
+            }
+            Ok(())
+        }
+        KeyCmd::Disable { key_id } => status_change(ctx, key_id, "disabled", |key_id| {
+            Action::KeyDisabled { key_id }
+        }),
+        KeyCmd::Enable { key_id } => status_change(ctx, key_id, "enabled", |key_id| {
+            Action::KeyEnabled { key_id }
+        }),
+        KeyCmd::Delete { key_id } => status_change(ctx, key_id, "deleted", |key_id| {
+            Action::KeyDeleted { key_id }
+        }),
+        KeyCmd::List {
+            user,
+            status,
+            as_of,
+        } => {
+            if let Some(s) = &status
+                && !["active", "disabled", "deleted", "expired"].contains(&s.as_str())
+            {
+                return Err(CliError::usage(format!(
+                    "--status {s:?}: use active, disabled, deleted or expired"
+                )));
+            }
+            let (until, at) = parse_as_of(&as_of, ctx.now)?;
+            let r = ctx.read(until, |_| {})?;
+            let keys: Vec<&AccessKey> = r
+                .state
+                .keys
+                .values()
+                .filter(|k| user.as_ref().is_none_or(|u| &k.user == u))
+                .filter(|k| status.as_ref().is_none_or(|s| k.status_at(at) == s))
+                .collect();
+            if ctx.json {
+                let v: Vec<_> = keys.iter().map(|k| key_json(k, at)).collect();
+                return json(
+                    &json!({"as_of_seq": r.head.seq, "evaluated_at": at.to_string(), "keys": v}),
+                );
+            }
+            let rows: Vec<Vec<String>> = keys
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.id.clone(),
+                        k.user.clone(),
+                        if k.temporary {
+                            "temporary"
+                        } else {
+                            "permanent"
+                        }
+                        .into(),
+                        k.status_at(at).into(),
+                        k.created.time.to_string(),
+                        or_dash(k.last_used.map(|u| u.time)),
+                        k.revealed
+                            .as_ref()
+                            .map_or("never".into(), |r| r.at.time.to_string()),
+                    ]
+                })
+                .collect();
+            print(&table(
+                &[
+                    "KEY ID",
+                    "USER",
+                    "TYPE",
+                    "STATUS",
+                    "CREATED",
+                    "LAST USED",
+                    "REVEALED",
+                ],
+                &rows,
+            ))
+        }
+        KeyCmd::Show { key_id } => {
+            check_key_id(&key_id)?;
+            let mut history = Vec::new();
+            let r = ctx.read(None, |seen| {
+                if seen.event.action.key_id() == Some(key_id.as_str()) {
+                    history.push((
+                        seen.event.seq,
+                        seen.event.time,
+                        seen.actor().to_owned(),
+                        seen.event.action.clone(),
+                    ));
+                }
+            })?;
+            let Some(k) = r.state.keys.get(&key_id) else {
+                if history.is_empty() {
+                    return Err(CliError::usage(format!(
+                        "there is no access key {key_id} in this ledger"
+                    )));
+                }
+                // Only refusals or failed attempts mention it.
+                return show_history(ctx, None, &history);
+            };
+            show_history(ctx, Some(k), &history)
+        }
+    }
+}
+
+fn key_json(k: &AccessKey, at: Timestamp) -> serde_json::Value {
+    json!({
+        "key_id": k.id, "user": k.user, "type": if k.temporary { "temporary" } else { "permanent" },
+        "status": k.status_at(at), "created": k.created.time.to_string(), "created_seq": k.created.seq,
+        "created_by": k.created_by, "scenario": k.scenario, "expires": k.expires.map(|e| e.to_string()),
+        "last_used": k.last_used.map(|u| u.time.to_string()), "last_used_seq": k.last_used.map(|u| u.seq),
+        "revealed": k.revealed.as_ref().map(|r| json!({"time": r.at.time.to_string(), "seq": r.at.seq, "to": r.to, "channel": r.channel})),
+        "failed_auths": k.failed_auths,
+    })
+}
+
+fn show_history(
+    ctx: &Ctx,
+    k: Option<&AccessKey>,
+    history: &[(u64, Timestamp, String, Action)],
+) -> Result<(), CliError> {
+    if ctx.json {
+        let h: Vec<_> = history
+            .iter()
+            .map(|(seq, t, actor, a)| json!({"seq": seq, "time": t.to_string(), "actor": actor, "action": a.tag(), "detail": a}))
+            .collect();
+        return json(&json!({"key": k.map(|k| key_json(k, ctx.now)), "history": h}));
+    }
+    let mut out = String::new();
+    if let Some(k) = k {
+        out.push_str(&format!(
+            "{}  user {}  {}  {}\n  created {} by {} (seq {})\n",
+            k.id,
+            k.user,
+            if k.temporary {
+                "temporary"
+            } else {
+                "permanent"
+            },
+            k.status_at(ctx.now),
+            k.created.time,
+            k.created_by,
+            k.created.seq
+        ));
+        if let Some(s) = &k.scenario {
+            out.push_str(&format!("  scenario {s}\n"));
+        }
+        if let Some(e) = k.expires {
+            out.push_str(&format!("  expires {e}\n"));
+        }
+        match &k.revealed {
+            Some(r) => out.push_str(&format!(
+                "  secret revealed {} to {} via {} (seq {})\n",
+                r.at.time, r.to, r.channel, r.at.seq
+            )),
+            None => out.push_str("  secret never revealed\n"),
+        }
+        out.push_str(&format!(
+            "  last used {}\n\n",
+            or_dash(k.last_used.map(|u| u.time))
+        ));
+    }
+    let rows: Vec<Vec<String>> = history
+        .iter()
+        .map(|(seq, t, actor, a)| {
+            vec![
+                seq.to_string(),
+                t.to_string(),
+                actor.clone(),
+                a.tag().into(),
+                super::history::detail(a),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["SEQ", "TIME", "ACTOR", "ACTION", "DETAIL"], &rows));
+    print(&out)
+}
+
+fn status_change(
+    ctx: &Ctx,
+    key_id: String,
+    verb: &str,
+    make: impl FnOnce(String) -> Action,
+) -> Result<(), CliError> {
+    check_key_id(&key_id)?;
+    let (mut l, key) = ctx.open()?;
+    let r = l.append(&key, make(key_id.clone()), ctx.now)?;
+    done(ctx, &format!("{verb} {key_id}"), &[r])
+}
+
+pub fn sts(ctx: &Ctx, cmd: StsCmd) -> Result<(), CliError> {
+    let StsCmd::Issue {
+        user,
+        duration,
+        format,
+    } = cmd;
+    let us = parse_duration(&duration).ok_or_else(|| {
+        CliError::usage(format!(
+            "--duration {duration:?}: use e.g. 15m, 1h, 2h30m (15m to 12h)"
+        ))
+    })?;
+    let (mut l, key) = ctx.open()?;
+    let t = l.issue_temporary(&key, &user, us, ctx.now)?;
+    let expires = t.expires.to_string();
+    let fields = vec![
+        (
+            "AccessKey ID:",
+            "KEYLEDGER_ACCESS_KEY_ID",
+            "access_key_id",
+            t.key_id.as_str(),
+        ),
+        (
+            "AccessKey Secret:",
+            "KEYLEDGER_ACCESS_KEY_SECRET",
+            "access_key_secret",
+            t.secret.expose(),
+        ),
+        (
+            "Security Token:",
+            "KEYLEDGER_SECURITY_TOKEN",
+            "security_token",
+            t.token.expose(),
+        ),
+        (
+            "Expiration:",
+            "KEYLEDGER_EXPIRATION",
+            "expiration",
+            expires.as_str(),
+        ),
+    ];
+    let format = if ctx.json { RevealFormat::Json } else { format };
+    let channel = reveal_stdout(format, &fields, json!({"user": user, "seq": t.receipt.seq}))?;
+    l.record_reveal(&key, &t.key_id, &channel, ctx.now)?;
+    shown_once_warning();
+    Ok(())
+}
+
+pub fn auth(ctx: &Ctx, key_id: &str) -> Result<(), CliError> {
+    if key_id.is_empty() || key_id.len() > 64 || !key_id.bytes().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(CliError::usage(
+            "KEY_ID must be 1-64 ASCII letters and digits",
+        ));
+    }
+    let mut raw = zeroize::Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .take(4096)
+        .read_to_end(&mut raw)
+        .map_err(|e| CliError::io(format!("reading the secret from stdin: {e}")))?;
+    let text = std::str::from_utf8(&raw)
+        .map_err(|_| CliError::usage("the secret on stdin is not UTF-8 text"))?;
+    let presented = SecretText::from_input(text.trim());
+    let (mut l, key) = ctx.open()?;
+    let out = l.authenticate(&key, key_id, &presented, ctx.now)?;
+    if ctx.json {
+        json(
+            &json!({"ok": out.ok, "key_id": key_id, "user": out.user, "reason": out.reason, "seq": out.receipt.seq}),
+        )?;
+    } else if out.ok {
+        print(&format!(
+            "authenticated {key_id} as {} (recorded at seq {})\n",
+            out.user.as_deref().unwrap_or("?"),
+            out.receipt.seq
+        ))?;
+    }
+    match out.reason {
+        None => Ok(()),
+        Some(r) if ctx.json => Err(CliError::check_failed(format!(
+            "authentication failed: {r}"
+        ))),
+        Some(r) => Err(CliError::check_failed(format!(
+            "authentication failed for {key_id}: {r} (recorded at seq {})",
+            out.receipt.seq
+        ))),
+    }
+}

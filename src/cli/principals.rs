@@ -1,0 +1,261 @@
+//! init, keygen, user, signer, grant, revoke.
+
+use std::path::{Path, PathBuf};
+
+use keyledger::event::{Action, Permission};
+use keyledger::signing::SigningKey;
+use keyledger::store::{Ledger, Receipt};
+use keyledger::types::valid_name;
+use serde_json::json;
+
+use super::args::{SignerCmd, UserCmd};
+use super::error::CliError;
+use super::output::{json, or_dash, print, table};
+use super::{Ctx, default_key_path, parse_as_of, parse_public_key};
+
+fn check_name(name: &str) -> Result<(), CliError> {
+    if valid_name(name) {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "{name:?} is not a valid name: use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
+    )))
+}
+
+/// Prints what a write did: one line, or JSON.
+pub fn done(ctx: &Ctx, what: &str, receipts: &[Receipt]) -> Result<(), CliError> {
+    if ctx.json {
+        let r: Vec<_> = receipts
+            .iter()
+            .map(|r| json!({"seq": r.seq, "hash": r.hash.hex(), "time": r.time.to_string()}))
+            .collect();
+        return json(&json!({"ok": true, "what": what, "events": r}));
+    }
+    let seqs: Vec<String> = receipts.iter().map(|r| r.seq.to_string()).collect();
+    print(&format!("{what} (seq {})\n", seqs.join(", ")))
+}
+
+pub fn init(ctx: &Ctx, account: &str, key_out: Option<PathBuf>) -> Result<(), CliError> {
+    check_name(account)?;
+    if ctx.ledger.exists() {
+        return Err(CliError::usage(format!(
+            "{} already exists; keyledger never overwrites a ledger",
+            ctx.ledger.display()
+        )));
+    }
+    let key_path = key_out.unwrap_or_else(|| default_key_path(&ctx.ledger));
+    let key = SigningKey::generate();
+    key.write_new(&key_path)?;
+    let (_, genesis) = match Ledger::init(&ctx.ledger, account, &key, ctx.now) {
+        Ok(v) => v,
+        Err(e) => {
+            // Leave nothing half-made: the key was never used.
+            let _ = std::fs::remove_file(&key_path);
+            let _ = std::fs::remove_file(keyledger::signing::pub_path(&key_path));
+            return Err(e.into());
+        }
+    };
+    let state = keyledger::store::read(&ctx.ledger)?.state;
+    let id = state.ledger_id.map(|i| i.hex()).unwrap_or_default();
+    if ctx.json {
+        return json(&json!({
+            "ledger": ctx.ledger, "ledger_id": id, "genesis_hash": genesis.hash.hex(),
+            "account": account, "public_key": key.public().to_string(), "key_file": key_path,
+        }));
+    }
+    print(&format!(
+        "Created ledger {}\n  ledger id     {id}\n  account       {account}\n  public key    {}\n  key file      {} (mode 0600)\n  genesis hash  {}\n\n\
+         The genesis hash is this ledger's trust anchor: keep a copy where the operator cannot change it,\n\
+         and check with `keyledger verify --expect-genesis {}`.\n",
+        ctx.ledger.display(),
+        key.public(),
+        key_path.display(),
+        genesis.hash,
+        genesis.hash
+    ))
+}
+
+pub fn keygen(ctx: &Ctx, out: &Path) -> Result<(), CliError> {
+    let key = SigningKey::generate();
+    let pub_path = key.write_new(out)?;
+    if ctx.json {
+        return json(
+            &json!({"public_key": key.public().to_string(), "key_file": out, "public_key_file": pub_path}),
+        );
+    }
+    print(&format!(
+        "{}\nwrote {} (mode 0600) and {}\n",
+        key.public(),
+        out.display(),
+        pub_path.display()
+    ))
+}
+
+pub fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CliError> {
+    match cmd {
+        UserCmd::Create {
+            name,
+            federated,
+            public_key,
+        } => {
+            check_name(&name)?;
+            let pk = public_key.as_deref().map(parse_public_key).transpose()?;
+            let (mut l, key) = ctx.open()?;
+            let mut receipts = vec![l.append(
+                &key,
+                Action::UserCreated {
+                    name: name.clone(),
+                    federated,
+                },
+                ctx.now,
+            )?];
+            if let Some(public_key) = pk {
+                receipts.push(l.append(
+                    &key,
+                    Action::SignerEnrolled {
+                        principal: name.clone(),
+                        public_key,
+                    },
+                    ctx.now,
+                )?);
+            }
+            let kind = if federated { "federated user" } else { "user" };
+            done(ctx, &format!("created {kind} {name}"), &receipts)
+        }
+        UserCmd::Delete { name, delete_keys } => {
+            check_name(&name)?;
+            let (mut l, key) = ctx.open()?;
+            let receipts = l.delete_user(&key, &name, delete_keys, ctx.now)?;
+            done(ctx, &format!("deleted user {name}"), &receipts)
+        }
+        UserCmd::List(as_of) => {
+            let (until, _) = parse_as_of(&as_of, ctx.now)?;
+            let r = ctx.read(until, |_| {})?;
+            let s = &r.state;
+            let rows: Vec<_> = s
+                .principals
+                .values()
+                .map(|p| {
+                    let perms: Vec<&str> = s
+                        .permissions_of(&p.name)
+                        .iter()
+                        .map(|p| p.as_str())
+                        .collect();
+                    let keys = s
+                        .keys
+                        .values()
+                        .filter(|k| {
+                            k.user == p.name && k.status != keyledger::state::KeyStatus::Deleted
+                        })
+                        .count();
+                    (p, perms, keys, s.signing_keys_of(&p.name))
+                })
+                .collect();
+            if ctx.json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(p, perms, keys, signers)| {
+                        json!({
+                            "name": p.name, "kind": p.kind.as_str(), "created": p.created.time.to_string(),
+                            "created_seq": p.created.seq, "deleted": p.deleted.map(|d| d.time.to_string()),
+                            "permissions": perms, "keys": keys,
+                            "signing_keys": signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                return json(&json!({"as_of_seq": r.head.seq, "principals": v}));
+            }
+            let rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|(p, perms, keys, signers)| {
+                    vec![
+                        p.name.clone(),
+                        p.kind.as_str().into(),
+                        p.created.time.to_string(),
+                        or_dash(p.deleted.map(|d| d.time)),
+                        if perms.is_empty() {
+                            "-".into()
+                        } else {
+                            perms.join(",")
+                        },
+                        keys.to_string(),
+                        signers.len().to_string(),
+                    ]
+                })
+                .collect();
+            print(&table(
+                &[
+                    "NAME",
+                    "KIND",
+                    "CREATED",
+                    "DELETED",
+                    "PERMISSIONS",
+                    "KEYS",
+                    "SIGNERS",
+                ],
+                &rows,
+            ))
+        }
+    }
+}
+
+pub fn signer(ctx: &Ctx, cmd: SignerCmd) -> Result<(), CliError> {
+    let (name, pk, enroll) = match cmd {
+        SignerCmd::Enroll { name, public_key } => (name, public_key, true),
+        SignerCmd::Revoke { name, public_key } => (name, public_key, false),
+    };
+    check_name(&name)?;
+    let public_key = parse_public_key(&pk)?;
+    let (mut l, key) = ctx.open()?;
+    let principal = name.clone();
+    let action = if enroll {
+        Action::SignerEnrolled {
+            principal,
+            public_key,
+        }
+    } else {
+        Action::SignerRevoked {
+            principal,
+            public_key,
+        }
+    };
+    let r = l.append(&key, action, ctx.now)?;
+    let verb = if enroll { "enrolled" } else { "revoked" };
+    done(
+        ctx,
+        &format!("{verb} signing key {public_key} of {name}"),
+        &[r],
+    )
+}
+
+pub fn permission(ctx: &Ctx, name: &str, permission: &str, grant: bool) -> Result<(), CliError> {
+    check_name(name)?;
+    let permission = Permission::parse(permission).ok_or_else(|| {
+        CliError::usage(format!(
+            "{permission:?} is not a permission: use admin, manage-keys or manage-own-keys"
+        ))
+    })?;
+    let (mut l, key) = ctx.open()?;
+    let principal = name.to_owned();
+    let action = if grant {
+        Action::PermissionGranted {
+            principal,
+            permission,
+        }
+    } else {
+        Action::PermissionRevoked {
+            principal,
+            permission,
+        }
+    };
+    let r = l.append(&key, action, ctx.now)?;
+    let verb = if grant { "granted" } else { "revoked" };
+    done(
+        ctx,
+        &format!(
+            "{verb} {permission} {} {name}",
+            if grant { "to" } else { "from" }
+        ),
+        &[r],
+    )
+}

@@ -1,0 +1,238 @@
+//! Access key IDs, secrets and security tokens (R5, R6), and the fingerprints the ledger
+//! stores instead of secrets. Every form carries a checksum so a scanner can recognise it
+//! without false positives. Specified in `ledger-format.md` §7.
+//!
+//! ```text
+//! permanent key ID   KLAK + 16 base32 random + 6 base32 checksum   (26 chars)
+//! temporary key ID   KLST + 16 base32 random + 6 base32 checksum   (26 chars)
+//! secret             klsk_ + 40 base62 random + 6 base62 checksum  (51 chars)
+//! security token     kltk_ + 64 base62 random + 6 base62 checksum  (75 chars)
+//! ```
+
+use std::fmt;
+
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use crate::types::{Bytes, Hash32};
+
+pub const PERMANENT_PREFIX: &str = "KLAK";
+pub const TEMPORARY_PREFIX: &str = "KLST";
+pub const SECRET_PREFIX: &str = "klsk_";
+pub const TOKEN_PREFIX: &str = "kltk_";
+pub const CHECKSUM_CONTEXT: &str = "keyledger 2026-11-22 credential checksum v1";
+pub const FINGERPRINT_CONTEXT: &str = "keyledger 2026-11-22 secret fingerprint v1";
+
+const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The shapes of credential text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    PermanentId,
+    TemporaryId,
+    Secret,
+    Token,
+}
+
+impl Form {
+    fn prefix(self) -> &'static str {
+        match self {
+            Form::PermanentId => PERMANENT_PREFIX,
+            Form::TemporaryId => TEMPORARY_PREFIX,
+            Form::Secret => SECRET_PREFIX,
+            Form::Token => TOKEN_PREFIX,
+        }
+    }
+
+    fn alphabet(self) -> &'static [u8] {
+        match self {
+            Form::PermanentId | Form::TemporaryId => BASE32,
+            Form::Secret | Form::Token => BASE62,
+        }
+    }
+
+    fn random_len(self) -> usize {
+        match self {
+            Form::PermanentId | Form::TemporaryId => 16,
+            Form::Secret => 40,
+            Form::Token => 64,
+        }
+    }
+
+    /// Total length in characters.
+    pub fn len(self) -> usize {
+        self.prefix().len() + self.random_len() + 6
+    }
+
+    pub fn is_empty(self) -> bool {
+        false
+    }
+}
+
+/// The 6 checksum characters of `prefix + random`: the first 4 bytes of
+/// blake3-derive-key(CHECKSUM_CONTEXT, text) as a big-endian u32, written as 6 digits of the
+/// form's alphabet, most significant first (base32 keeps the top 30 bits; base62 all 32).
+pub fn checksum(form: Form, text: &str) -> String {
+    let mut h = blake3::Hasher::new_derive_key(CHECKSUM_CONTEXT);
+    h.update(text.as_bytes());
+    let v = u32::from_be_bytes(h.finalize().as_bytes()[..4].try_into().expect("4 bytes"));
+    let alphabet = form.alphabet();
+    let mut n = match form {
+        Form::PermanentId | Form::TemporaryId => (v >> 2) as u64,
+        Form::Secret | Form::Token => v as u64,
+    };
+    let base = alphabet.len() as u64;
+    let mut out = [0u8; 6];
+    for slot in out.iter_mut().rev() {
+        *slot = alphabet[(n % base) as usize];
+        n /= base;
+    }
+    String::from_utf8(out.to_vec()).expect("ASCII")
+}
+
+/// True if `s` has exactly the shape of `form` and its checksum matches.
+pub fn is_valid(form: Form, s: &str) -> bool {
+    let Some(rest) = s.strip_prefix(form.prefix()) else {
+        return false;
+    };
+    if rest.len() != form.random_len() + 6 || !rest.bytes().all(|c| form.alphabet().contains(&c)) {
+        return false;
+    }
+    let (body, sum) = s.split_at(s.len() - 6);
+    checksum(form, body) == sum
+}
+
+/// Which ID form `s` is, if it is a well-formed key ID.
+pub fn id_form(s: &str) -> Option<Form> {
+    [Form::PermanentId, Form::TemporaryId]
+        .into_iter()
+        .find(|&f| is_valid(f, s))
+}
+
+fn generate(form: Form) -> Zeroizing<String> {
+    let alphabet = form.alphabet();
+    let mut s = Zeroizing::new(String::with_capacity(form.len()));
+    s.push_str(form.prefix());
+    let mut buf = Zeroizing::new([0u8; 64]);
+    while s.len() < form.prefix().len() + form.random_len() {
+        rand::rngs::OsRng.fill_bytes(&mut *buf);
+        // Rejection sampling keeps every character uniform.
+        let limit = 256 - 256 % alphabet.len();
+        for &b in buf.iter().filter(|&&b| (b as usize) < limit) {
+            if s.len() == form.prefix().len() + form.random_len() {
+                break;
+            }
+            s.push(alphabet[b as usize % alphabet.len()] as char);
+        }
+    }
+    let sum = checksum(form, &s);
+    s.push_str(&sum);
+    s
+}
+
+/// A new key ID of the given form (PermanentId or TemporaryId).
+pub fn new_key_id(temporary: bool) -> String {
+    let form = if temporary {
+        Form::TemporaryId
+    } else {
+        Form::PermanentId
+    };
+    generate(form).to_string()
+}
+
+/// A secret or security token. Never printed by `Debug`; zeroized on drop.
+pub struct SecretText(Zeroizing<String>);
+
+impl SecretText {
+    pub fn new_secret() -> Self {
+        SecretText(generate(Form::Secret))
+    }
+
+    pub fn new_token() -> Self {
+        SecretText(generate(Form::Token))
+    }
+
+    /// Wraps text read from a user (e.g. `auth` on stdin).
+    pub fn from_input(s: &str) -> Self {
+        SecretText(Zeroizing::new(s.to_owned()))
+    }
+
+    /// The secret itself: only for handing it to the requester.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretText(<redacted>)")
+    }
+}
+
+/// The stored fingerprint: blake3-derive-key(FINGERPRINT_CONTEXT, key_id || 0x00 || secret).
+/// Binding the key ID means one secret can never match another key's fingerprint.
+pub fn fingerprint(key_id: &str, secret: &SecretText) -> Hash32 {
+    let mut h = blake3::Hasher::new_derive_key(FINGERPRINT_CONTEXT);
+    h.update(key_id.as_bytes());
+    h.update(&[0]);
+    h.update(secret.expose().as_bytes());
+    Bytes(*h.finalize().as_bytes())
+}
+
+/// Constant-time comparison of a presented secret against a stored fingerprint.
+pub fn matches(key_id: &str, presented: &SecretText, stored: &Hash32) -> bool {
+    blake3::Hash::from(fingerprint(key_id, presented).0) == blake3::Hash::from(stored.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_forms_are_valid_and_distinct() {
+        for temp in [false, true] {
+            let id = new_key_id(temp);
+            assert_eq!(id.len(), 26);
+            assert_eq!(
+                id_form(&id),
+                Some(if temp {
+                    Form::TemporaryId
+                } else {
+                    Form::PermanentId
+                })
+            );
+        }
+        let s = SecretText::new_secret();
+        assert_eq!(s.expose().len(), 51);
+        assert!(is_valid(Form::Secret, s.expose()));
+        assert!(is_valid(Form::Token, SecretText::new_token().expose()));
+        assert_ne!(s.expose(), SecretText::new_secret().expose());
+        assert_eq!(format!("{s:?}"), "SecretText(<redacted>)");
+    }
+
+    #[test]
+    fn any_single_character_change_breaks_the_checksum() {
+        let id = new_key_id(false);
+        for i in 4..id.len() {
+            for c in BASE32 {
+                let mut b = id.clone().into_bytes();
+                if b[i] == *c {
+                    continue;
+                }
+                b[i] = *c;
+                let s = String::from_utf8(b).unwrap();
+                assert!(!is_valid(Form::PermanentId, &s), "{s}");
+            }
+        }
+    }
+
+    #[test]
+    fn fingerprint_matches_only_the_right_secret_and_key() {
+        let s = SecretText::new_secret();
+        let fp = fingerprint("KLAKA", &s);
+        assert!(matches("KLAKA", &s, &fp));
+        assert!(!matches("KLAKB", &s, &fp));
+        assert!(!matches("KLAKA", &SecretText::new_secret(), &fp));
+    }
+}

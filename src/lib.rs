@@ -1,0 +1,21 @@
+//! keyledger: an event-sourced, audit-first ledger of access keys.
+//!
+//! The core is pure and synchronous: bytes in, events, state and reports out.
+//! The library never prints and never exits; the `keyledger` binary is a thin
+//! layer over it. `ledger-format.md` at the repository root is the normative
+//! specification of every byte this crate writes.
+#![forbid(unsafe_code)]
+
+pub mod chain;
+pub mod checkpoint;
+pub mod credentials;
+pub mod demo;
+pub mod event;
+pub mod format;
+pub mod merkle;
+pub mod ops;
+pub mod signing;
+pub mod state;
+pub mod store;
+pub mod types;
+pub mod verify;

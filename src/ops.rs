@@ -1,0 +1,195 @@
+//! Domain operations over an open ledger that create or check secrets. Secrets exist only
+//! in the returned values (zeroized on drop); the events carry fingerprints alone.
+
+use crate::credentials::{self, SecretText};
+use crate::event::Action;
+use crate::signing::SigningKey;
+use crate::state::KeyStatus;
+use crate::store::{Ledger, Receipt, StoreError};
+use crate::types::Timestamp;
+
+/// A permanent key just created. Its secret has not been revealed yet.
+#[derive(Debug)]
+pub struct NewKey {
+    pub receipt: Receipt,
+    pub key_id: String,
+    pub secret: SecretText,
+}
+
+/// Temporary credentials just issued (R3).
+#[derive(Debug)]
+pub struct NewTemporary {
+    pub receipt: Receipt,
+    pub key_id: String,
+    pub secret: SecretText,
+    pub token: SecretText,
+    pub expires: Timestamp,
+}
+
+/// The result of presenting a secret (R11). Recorded either way.
+#[derive(Debug)]
+pub struct AuthOutcome {
+    pub ok: bool,
+    pub reason: Option<String>,
+    pub user: Option<String>,
+    pub receipt: Receipt,
+}
+
+/// Options of `key create` (R1, R9).
+#[derive(Debug, Clone)]
+pub struct KeyRequest<'a> {
+    pub user: &'a str,
+    pub scenario: &'a str,
+    pub confirmed_necessary: bool,
+    pub allow_root_key: bool,
+}
+
+impl Ledger {
+    /// Creates a permanent key (R5–R9). Policy refusals are recorded (R12).
+    pub fn create_key(
+        &mut self,
+        signer: &SigningKey,
+        req: &KeyRequest<'_>,
+        now: Timestamp,
+    ) -> Result<NewKey, StoreError> {
+        let key_id = credentials::new_key_id(false);
+        let secret = SecretText::new_secret();
+        let action = Action::KeyCreated {
+            key_id: key_id.clone(),
+            user: req.user.to_owned(),
+            fingerprint: credentials::fingerprint(&key_id, &secret),
+            scenario: req.scenario.to_owned(),
+            confirmed_necessary: req.confirmed_necessary,
+            root_key_allowed: req.allow_root_key,
+        };
+        let receipt = self.append(signer, action, now)?;
+        Ok(NewKey {
+            receipt,
+            key_id,
+            secret,
+        })
+    }
+
+    /// Issues temporary credentials valid for `duration_us` (R3).
+    pub fn issue_temporary(
+        &mut self,
+        signer: &SigningKey,
+        user: &str,
+        duration_us: i64,
+        now: Timestamp,
+    ) -> Result<NewTemporary, StoreError> {
+        let key_id = credentials::new_key_id(true);
+        let secret = SecretText::new_secret();
+        let token = SecretText::new_token();
+        let time = now.max(self.head().time);
+        let expires = time.plus_micros(duration_us);
+        let action = Action::TemporaryIssued {
+            key_id: key_id.clone(),
+            user: user.to_owned(),
+            fingerprint: credentials::fingerprint(&key_id, &secret),
+            token_fingerprint: credentials::fingerprint(&key_id, &token),
+            expires,
+        };
+        let receipt = self.append(signer, action, time)?;
+        Ok(NewTemporary {
+            receipt,
+            key_id,
+            secret,
+            token,
+            expires,
+        })
+    }
+
+    /// Records that the secret of `key_id` was handed to the signer through `channel` (R10).
+    pub fn record_reveal(
+        &mut self,
+        signer: &SigningKey,
+        key_id: &str,
+        channel: &str,
+        now: Timestamp,
+    ) -> Result<Receipt, StoreError> {
+        let to = self.actor(signer)?;
+        self.append(
+            signer,
+            Action::SecretRevealed {
+                key_id: key_id.to_owned(),
+                to,
+                channel: channel.to_owned(),
+            },
+            now,
+        )
+    }
+
+    /// Checks a presented secret against `key_id` in constant time and records the outcome
+    /// (R11). Failure reasons never contain secret material.
+    pub fn authenticate(
+        &mut self,
+        signer: &SigningKey,
+        key_id: &str,
+        presented: &SecretText,
+        now: Timestamp,
+    ) -> Result<AuthOutcome, StoreError> {
+        let time = now.max(self.head().time);
+        let state = self.state();
+        let (reason, user) = match state.keys.get(key_id) {
+            None => (Some("no such access key".to_owned()), None),
+            Some(k) => {
+                let reason = if !credentials::matches(key_id, presented, &k.fingerprint) {
+                    Some("the secret does not match".to_owned())
+                } else if k.status != KeyStatus::Active || k.expired_at(time) {
+                    Some(format!("the key is {}", k.status_at(time)))
+                } else {
+                    None
+                };
+                (reason, Some(k.user.clone()))
+            }
+        };
+        let key_id = key_id.chars().take(64).collect::<String>();
+        let action = match &reason {
+            None => Action::AuthSucceeded { key_id },
+            Some(r) => Action::AuthFailed {
+                key_id,
+                reason: r.clone(),
+            },
+        };
+        let receipt = self.append(signer, action, time)?;
+        Ok(AuthOutcome {
+            ok: reason.is_none(),
+            reason,
+            user,
+            receipt,
+        })
+    }
+
+    /// Deletes a user (R2); with `delete_keys`, each of its undeleted keys first, each as
+    /// its own event.
+    pub fn delete_user(
+        &mut self,
+        signer: &SigningKey,
+        name: &str,
+        delete_keys: bool,
+        now: Timestamp,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        let mut receipts = Vec::new();
+        if delete_keys && self.state().principals.contains_key(name) {
+            let ids: Vec<String> = self
+                .state()
+                .keys
+                .values()
+                .filter(|k| k.user == name && k.status != KeyStatus::Deleted)
+                .map(|k| k.id.clone())
+                .collect();
+            for key_id in ids {
+                receipts.push(self.append(signer, Action::KeyDeleted { key_id }, now)?);
+            }
+        }
+        receipts.push(self.append(
+            signer,
+            Action::UserDeleted {
+                name: name.to_owned(),
+            },
+            now,
+        )?);
+        Ok(receipts)
+    }
+}

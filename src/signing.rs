@@ -1,0 +1,242 @@
+//! Signing keys: generation, key files, signatures over event hashes.
+//!
+//! Key file (mode 0600, refused if group or others can read it, as ssh does):
+//! ```text
+//! # comment lines
+//! KEYLEDGER-ED25519-SEED:<64 hex digits of the 32-byte ed25519 seed>
+//! ```
+//! `FILE.pub` holds the public key's text form (`ed25519:<hex>`) and a newline.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signer, Verifier};
+use rand::RngCore;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::types::{Bytes, Hash32, PublicKey, from_hex};
+
+const SEED_PREFIX: &str = "KEYLEDGER-ED25519-SEED:";
+/// A key file larger than this is not a key file.
+const MAX_KEY_FILE: u64 = 4096;
+
+#[derive(Debug, Error)]
+pub enum KeyFileError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path} already exists; keyledger never overwrites a key file. Choose another path")]
+    Exists { path: PathBuf },
+    #[error(
+        "{path} is readable by group or others (mode {mode:o}); a signing key must be private: run `chmod 600 {path}`"
+    )]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("{path} is not a keyledger signing key: {reason}")]
+    Malformed { path: PathBuf, reason: &'static str },
+}
+
+/// An ed25519 signing key. The seed is zeroized on drop (ed25519-dalek's `zeroize`).
+pub struct SigningKey(ed25519_dalek::SigningKey);
+
+impl SigningKey {
+    /// A new key from the OS CSPRNG.
+    pub fn generate() -> Self {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut *seed);
+        Self::from_seed(&seed)
+    }
+
+    /// Deterministic key from a 32-byte seed (fixtures, tests).
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        SigningKey(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    pub fn public(&self) -> PublicKey {
+        PublicKey(Bytes(self.0.verifying_key().to_bytes()))
+    }
+
+    /// Signature over an event hash.
+    pub fn sign_hash(&self, h: &Hash32) -> [u8; 64] {
+        self.sign_bytes(&h.0)
+    }
+
+    pub fn sign_bytes(&self, msg: &[u8]) -> [u8; 64] {
+        self.0.sign(msg).to_bytes()
+    }
+
+    /// Writes `path` (mode 0600) and `path.pub`, refusing to replace either.
+    pub fn write_new(&self, path: &Path) -> Result<PathBuf, KeyFileError> {
+        let pub_path = pub_path(path);
+        for p in [path, pub_path.as_path()] {
+            if p.exists() {
+                return Err(KeyFileError::Exists { path: p.into() });
+            }
+        }
+        let seed = Zeroizing::new(crate::types::to_hex(self.0.as_bytes()));
+        let text = Zeroizing::new(format!(
+            "# keyledger signing key (ed25519). Keep it private: mode 0600, never share or commit it.\n\
+             # public key: {}\n{SEED_PREFIX}{}\n",
+            self.public(),
+            *seed
+        ));
+        write_exclusive(path, text.as_bytes(), 0o600)?;
+        if let Err(e) = write_exclusive(&pub_path, format!("{}\n", self.public()).as_bytes(), 0o644)
+        {
+            let _ = fs::remove_file(path);
+            return Err(e);
+        }
+        Ok(pub_path)
+    }
+
+    /// Reads a key file, refusing one that group or others can read.
+    pub fn load(path: &Path) -> Result<Self, KeyFileError> {
+        let io_err = |source| KeyFileError::Io {
+            path: path.into(),
+            source,
+        };
+        let mut f = File::open(path).map_err(io_err)?;
+        let meta = f.metadata().map_err(io_err)?;
+        if !meta.is_file() {
+            return Err(KeyFileError::Malformed {
+                path: path.into(),
+                reason: "not a regular file",
+            });
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyFileError::Permissions {
+                path: path.into(),
+                mode,
+            });
+        }
+        if meta.len() > MAX_KEY_FILE {
+            return Err(KeyFileError::Malformed {
+                path: path.into(),
+                reason: "file is too large",
+            });
+        }
+        let mut raw = Zeroizing::new(Vec::new());
+        f.read_to_end(&mut raw).map_err(io_err)?;
+        let malformed = |reason| KeyFileError::Malformed {
+            path: path.into(),
+            reason,
+        };
+        let text = std::str::from_utf8(&raw).map_err(|_| malformed("not UTF-8 text"))?;
+        let mut lines = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let line = lines.next().ok_or_else(|| malformed("no key line"))?;
+        if lines.next().is_some() {
+            return Err(malformed("more than one key line"));
+        }
+        let hex = line
+            .strip_prefix(SEED_PREFIX)
+            .ok_or_else(|| malformed("the key line does not start with KEYLEDGER-ED25519-SEED:"))?;
+        let seed = Zeroizing::new(
+            from_hex::<32>(hex).ok_or_else(|| malformed("the seed is not 64 hex digits"))?,
+        );
+        Ok(Self::from_seed(&seed))
+    }
+}
+
+/// `FILE` → `FILE.pub`.
+pub fn pub_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".pub");
+    PathBuf::from(s)
+}
+
+/// Creates `path` exclusively with `mode`, writes `data`, and syncs it to disk.
+pub fn write_exclusive(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyFileError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::AlreadyExists => KeyFileError::Exists { path: path.into() },
+            _ => KeyFileError::Io {
+                path: path.into(),
+                source,
+            },
+        })?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|source| KeyFileError::Io {
+            path: path.into(),
+            source,
+        })
+}
+
+/// Strict ed25519 verification (rejects non-canonical and small-order encodings).
+pub fn verify_hash(pk: &PublicKey, h: &Hash32, sig: &[u8; 64]) -> bool {
+    verify_bytes(pk, &h.0, sig)
+}
+
+pub fn verify_bytes(pk: &PublicKey, msg: &[u8], sig: &[u8; 64]) -> bool {
+    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(pk.bytes()) else {
+        return false;
+    };
+    let sig = ed25519_dalek::Signature::from_bytes(sig);
+    vk.verify_strict(msg, &sig).is_ok() && vk.verify(msg, &sig).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_round_trip_and_permission_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        let k = SigningKey::generate();
+        let pubp = k.write_new(&p).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let pub_text = fs::read_to_string(pubp).unwrap();
+        assert_eq!(PublicKey::parse(&pub_text), Some(k.public()));
+        assert_eq!(SigningKey::load(&p).unwrap().public(), k.public());
+        assert!(matches!(k.write_new(&p), Err(KeyFileError::Exists { .. })));
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(
+            SigningKey::load(&p),
+            Err(KeyFileError::Permissions { mode: 0o640, .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_key_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, body) in [
+            "",
+            "hello\n",
+            "KEYLEDGER-ED25519-SEED:abcd\n",
+            "KEYLEDGER-ED25519-SEED:\u{ff}\n",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let p = dir.path().join(format!("k{i}"));
+            write_exclusive(&p, body.as_bytes(), 0o600).unwrap();
+            assert!(
+                matches!(SigningKey::load(&p), Err(KeyFileError::Malformed { .. })),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn signatures_verify_and_flips_fail() {
+        let k = SigningKey::from_seed(&[5; 32]);
+        let h = Bytes([1u8; 32]);
+        let mut sig = k.sign_hash(&h);
+        assert!(verify_hash(&k.public(), &h, &sig));
+        sig[10] ^= 1;
+        assert!(!verify_hash(&k.public(), &h, &sig));
+    }
+}

@@ -1,0 +1,442 @@
+//! Verification (L5): integrity (format, chain, contiguous seq, non-decreasing time,
+//! signatures by keys enrolled at that point), policy (each action allowed by the state at
+//! that point), and the tail against an outside anchor. Every problem is reported, with
+//! seq and byte offset; the check continues past bad events wherever framing allows.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::chain::{Head, event_hash};
+use crate::checkpoint::{self, Checkpoint};
+use crate::event::Event;
+use crate::format::{FormatError, FrameReader, RawFrame, ReadError};
+use crate::merkle::TreeBuilder;
+use crate::signing::verify_hash;
+use crate::state::State;
+use crate::types::{Hash32, Timestamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Problem {
+    /// Header, frame length, or an undecodable body.
+    Format,
+    /// A frame cut short at the end of the file (an interrupted write).
+    Torn,
+    Sequence,
+    Chain,
+    Time,
+    Signature,
+    Signer,
+    Policy,
+    Genesis,
+    /// The ledger does not match the outside anchor (genesis hash, head hash, checkpoint).
+    Anchor,
+}
+
+impl Problem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Format => "format",
+            Self::Torn => "torn",
+            Self::Sequence => "sequence",
+            Self::Chain => "chain",
+            Self::Time => "time",
+            Self::Signature => "signature",
+            Self::Signer => "signer",
+            Self::Policy => "policy",
+            Self::Genesis => "genesis",
+            Self::Anchor => "anchor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub problem: Problem,
+    /// The seq the event claims (absent if it could not be decoded, or for whole-file problems).
+    pub seq: Option<u64>,
+    /// Position of the frame in the file, counting from 0 (absent for whole-file problems).
+    pub index: Option<u64>,
+    /// Byte offset of the frame (or of the problem) in the file.
+    pub offset: u64,
+    pub message: String,
+}
+
+/// The outcome of checking one frame.
+pub struct Step {
+    pub event: Option<Event>,
+    pub hash: Hash32,
+    pub findings: Vec<Finding>,
+}
+
+/// Judges frames one after another. Owns the folded state and the head.
+#[derive(Default)]
+pub struct Checker {
+    pub state: State,
+    pub head: Option<Head>,
+    check_signatures: bool,
+    index: u64,
+    last_seq: Option<u64>,
+    prev_hash: Hash32,
+    last_time: Option<Timestamp>,
+}
+
+impl Checker {
+    pub fn new(check_signatures: bool) -> Self {
+        Checker {
+            check_signatures,
+            ..Default::default()
+        }
+    }
+
+    /// Frames judged so far.
+    pub fn frames(&self) -> u64 {
+        self.index
+    }
+
+    pub fn step(&mut self, frame: &RawFrame) -> Step {
+        let index = self.index;
+        self.index += 1;
+        let hash = event_hash(&frame.body);
+        let mut findings = Vec::new();
+        let mut add = |problem, seq, message: String| {
+            findings.push(Finding {
+                problem,
+                seq,
+                index: Some(index),
+                offset: frame.offset,
+                message,
+            })
+        };
+        let ev = match Event::decode(&frame.body) {
+            Ok(ev) => ev,
+            Err(e) => {
+                add(Problem::Format, None, e.to_string());
+                self.prev_hash = hash;
+                self.last_seq = self.last_seq.map(|s| s + 1).or(Some(0));
+                return Step {
+                    event: None,
+                    hash,
+                    findings,
+                };
+            }
+        };
+        let seq = Some(ev.seq);
+        let expected_seq = self.last_seq.map_or(0, |s| s + 1);
+        if ev.seq != expected_seq {
+            add(
+                Problem::Sequence,
+                seq,
+                format!(
+                    "seq {} where {expected_seq} was expected (events missing, duplicated or reordered)",
+                    ev.seq
+                ),
+            );
+        }
+        if ev.prev != self.prev_hash {
+            add(
+                Problem::Chain,
+                seq,
+                format!(
+                    "prev hash {} does not match the hash of the event before it ({})",
+                    ev.prev, self.prev_hash
+                ),
+            );
+        }
+        if let Some(t) = self.last_time.filter(|t| ev.time < *t) {
+            add(
+                Problem::Time,
+                seq,
+                format!("time {} is earlier than the previous event's {t}", ev.time),
+            );
+        }
+        let sig_ok = !self.check_signatures || verify_hash(&ev.signer, &hash, &frame.sig);
+        if !sig_ok {
+            add(
+                Problem::Signature,
+                seq,
+                format!(
+                    "signature does not verify against the event hash {hash} and signer {}",
+                    ev.signer
+                ),
+            );
+        }
+        if index == 0 && !matches!(ev.action, crate::event::Action::Genesis { .. }) {
+            add(
+                Problem::Genesis,
+                seq,
+                "the first event is not a genesis event".into(),
+            );
+        } else if sig_ok {
+            // An event whose signature fails is not authentic: it must not change the state.
+            if let Err(e) = self.state.apply(&ev, &hash) {
+                let problem = if e.is_signer_problem() {
+                    Problem::Signer
+                } else if index == 0 {
+                    Problem::Genesis
+                } else {
+                    Problem::Policy
+                };
+                add(problem, seq, e.to_string());
+            }
+        }
+        self.prev_hash = hash;
+        self.last_seq = Some(ev.seq);
+        self.last_time = Some(self.last_time.map_or(ev.time, |t| t.max(ev.time)));
+        self.head = Some(Head {
+            seq: ev.seq,
+            hash,
+            time: ev.time,
+            end: frame.end(),
+        });
+        Step {
+            event: Some(ev),
+            hash,
+            findings,
+        }
+    }
+}
+
+/// An outside anchor for the tail (L5).
+#[derive(Debug, Clone)]
+pub enum Anchor {
+    /// A head hash printed earlier: it must be the hash of some event in this ledger.
+    Head(Hash32),
+    /// A signed checkpoint note (C2SP format): the first `size` events must have its root.
+    Checkpoint(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub genesis: Option<Hash32>,
+    pub anchor: Option<Anchor>,
+}
+
+/// Consecutive bad frames, merged for display.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadRange {
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    pub start_offset: u64,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub events: u64,
+    pub bytes: u64,
+    pub ledger_id: Option<String>,
+    pub genesis_hash: Option<String>,
+    pub head_seq: Option<u64>,
+    pub head_hash: Option<String>,
+    pub head_time: Option<String>,
+    /// What the tail was checked against, if anything, and the outcome.
+    pub anchor: Option<String>,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Findings grouped into runs of adjacent frames.
+    pub fn ranges(&self) -> Vec<BadRange> {
+        let mut out: Vec<BadRange> = Vec::new();
+        let mut last_index: Option<u64> = None;
+        for f in &self.findings {
+            let adjacent = match (last_index, f.index) {
+                (Some(a), Some(b)) => b == a || b == a + 1,
+                _ => false,
+            };
+            match out.last_mut() {
+                Some(r) if adjacent => {
+                    if f.seq.is_some() {
+                        r.last_seq = f.seq;
+                    }
+                    r.findings.push(f.clone());
+                }
+                _ => out.push(BadRange {
+                    first_seq: f.seq,
+                    last_seq: f.seq,
+                    start_offset: f.offset,
+                    findings: vec![f.clone()],
+                }),
+            }
+            last_index = f.index;
+        }
+        out
+    }
+}
+
+/// Verifies a ledger file. Only failing to open or read the file is an `Err`.
+pub fn verify_file(path: &Path, opts: &Options) -> io::Result<Report> {
+    let file = File::open(path)?;
+    let len = crate::store::stable_len(&file)?;
+    verify_reader(BufReader::with_capacity(1 << 20, file.take(len)), opts)
+}
+
+/// Verifies a ledger read from `r`.
+pub fn verify_reader<R: Read>(r: R, opts: &Options) -> io::Result<Report> {
+    let mut findings = Vec::new();
+    let mut checker = Checker::new(true);
+    let want_size = match &opts.anchor {
+        Some(Anchor::Checkpoint(note)) => Checkpoint::parse(note).ok().map(|c| c.0.size),
+        _ => None,
+    };
+    let mut tree = TreeBuilder::default();
+    let mut root_at_size = None;
+    let mut head_found_at = None;
+    let mut bytes = crate::format::HEADER_LEN;
+    match FrameReader::new(r) {
+        Err(ReadError::Io(e)) => return Err(e),
+        Err(ReadError::Format(e)) => findings.push(file_finding(Problem::Format, 0, e.to_string())),
+        Ok(mut frames) => {
+            while let Some(item) = frames.next() {
+                match item {
+                    Ok(frame) => {
+                        let step = checker.step(&frame);
+                        findings.extend(step.findings);
+                        bytes = frame.end();
+                        if want_size.is_some() {
+                            tree.push(&step.hash);
+                            if Some(tree.size()) == want_size {
+                                root_at_size = Some(tree.root());
+                            }
+                        }
+                        if matches!(opts.anchor, Some(Anchor::Head(h)) if h == step.hash) {
+                            head_found_at = step
+                                .event
+                                .as_ref()
+                                .map(|e| e.seq)
+                                .or(Some(checker.frames() - 1));
+                        }
+                    }
+                    Err(ReadError::Io(e)) => return Err(e),
+                    Err(ReadError::Format(e)) => {
+                        let (problem, offset) = match e {
+                            FormatError::Torn { offset, .. } => (Problem::Torn, offset),
+                            FormatError::BadLength { offset, .. } => (Problem::Format, offset),
+                            _ => (Problem::Format, frames.offset()),
+                        };
+                        findings.push(Finding {
+                            problem,
+                            seq: None,
+                            index: Some(checker.frames()),
+                            offset,
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+            if checker.frames() == 0 && findings.is_empty() {
+                findings.push(file_finding(
+                    Problem::Genesis,
+                    bytes,
+                    "the ledger has no events (no genesis)".into(),
+                ));
+            }
+        }
+    }
+    let state = &checker.state;
+    if let Some(want) = opts.genesis
+        && state.genesis_hash != Some(want)
+    {
+        let got = state.genesis_hash;
+        findings.push(file_finding(
+            Problem::Anchor,
+            crate::format::HEADER_LEN,
+            format!(
+                "genesis hash is {}, not the trusted {want}: this is a different ledger",
+                got.map_or("absent".into(), |h| h.hex())
+            ),
+        ));
+    }
+    let anchor = match &opts.anchor {
+        None => None,
+        Some(Anchor::Head(h)) => Some(match head_found_at {
+            Some(seq) => format!("head {h} found at seq {seq}"),
+            None => {
+                findings.push(file_finding(
+                    Problem::Anchor,
+                    bytes,
+                    format!("the expected head {h} is not the hash of any event here: the tail was cut or the ledger was rewritten"),
+                ));
+                format!("head {h} NOT FOUND")
+            }
+        }),
+        Some(Anchor::Checkpoint(note)) => Some(check_checkpoint(
+            note,
+            state,
+            checker.frames(),
+            root_at_size,
+            bytes,
+            &mut findings,
+        )),
+    };
+    let head = checker.head;
+    Ok(Report {
+        ok: findings.is_empty(),
+        events: checker.frames(),
+        bytes,
+        ledger_id: state.ledger_id.map(|i| i.hex()),
+        genesis_hash: state.genesis_hash.map(|h| h.hex()),
+        head_seq: head.map(|h| h.seq),
+        head_hash: head.map(|h| h.hash.hex()),
+        head_time: head.map(|h| h.time.to_string()),
+        anchor,
+        findings,
+    })
+}
+
+fn file_finding(problem: Problem, offset: u64, message: String) -> Finding {
+    Finding {
+        problem,
+        seq: None,
+        index: None,
+        offset,
+        message,
+    }
+}
+
+fn check_checkpoint(
+    note: &str,
+    state: &State,
+    events: u64,
+    root_at_size: Option<[u8; 32]>,
+    bytes: u64,
+    findings: &mut Vec<Finding>,
+) -> String {
+    let mut fail = |msg: String| {
+        findings.push(file_finding(Problem::Anchor, bytes, msg.clone()));
+        format!("checkpoint FAILED: {msg}")
+    };
+    let Some(id) = state.ledger_id else {
+        return fail("the ledger has no genesis to check a checkpoint against".into());
+    };
+    let keys: Vec<_> = state.signers.keys().collect();
+    let (cp, signer) = match Checkpoint::verify(note, &checkpoint::origin(&id), keys) {
+        Ok(v) => v,
+        Err(e) => return fail(e.to_string()),
+    };
+    if cp.size > events {
+        return fail(format!(
+            "the checkpoint covers {} events but the ledger has {events}: the tail was cut",
+            cp.size
+        ));
+    }
+    if root_at_size != Some(cp.root) {
+        return fail(format!(
+            "the first {} events do not have the checkpoint's Merkle root: the ledger was rewritten or forked",
+            cp.size
+        ));
+    }
+    let who = state
+        .signers
+        .get(&signer)
+        .map_or("?", |s| s.principal.as_str());
+    format!(
+        "checkpoint of {} events signed by {who} ({signer}) matches",
+        cp.size
+    )
+}
