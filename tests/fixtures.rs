@@ -1,0 +1,543 @@
+//! The fixtures: ledgers with a stated verdict (fixtures/verdicts.json), generated here
+//! deterministically, and one table-driven test that runs `keyledger verify` on each.
+//!
+//! Regenerate after a deliberate format change: `KEYLEDGER_WRITE_FIXTURES=1 cargo test --test fixtures`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use keyledger::credentials::{self, Form};
+use keyledger::event::{Action, Event, Permission};
+use keyledger::format::HEADER_LEN;
+use keyledger::types::{Bytes, to_hex};
+use serde_json::{Value, json};
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// One fixture file and the verdicts stated for it.
+struct Fixture {
+    file: &'static str,
+    bytes: Vec<u8>,
+    verdicts: Vec<Value>,
+}
+
+fn verdict(
+    description: &str,
+    args: &[&str],
+    exit: i32,
+    first_seq: Option<u64>,
+    problems: &[&str],
+) -> Value {
+    json!({"description": description, "args": args, "exit": exit, "first_seq": first_seq, "problems": problems})
+}
+
+fn policy_script(third_key: bool) -> Script {
+    let bob = key(3).public();
+    let mut s: Script = vec![
+        (1, genesis()),
+        (
+            1,
+            Action::UserCreated {
+                name: "bob".into(),
+                federated: false,
+            },
+        ),
+    ];
+    s.push((
+        1,
+        Action::SignerEnrolled {
+            principal: "bob".into(),
+            public_key: bob,
+        },
+    ));
+    if third_key {
+        for fill in ['D', 'E', 'F'] {
+            let id = fixed_key_id(false, fill);
+            s.push((
+                1,
+                Action::KeyCreated {
+                    fingerprint: credentials::fingerprint(&id, &fixed_secret(fill)),
+                    key_id: id,
+                    user: "bob".into(),
+                    scenario: "service".into(),
+                    confirmed_necessary: true,
+                    root_key_allowed: false,
+                },
+            ));
+        }
+    } else {
+        s.push((
+            3,
+            Action::PermissionGranted {
+                principal: "bob".into(),
+                permission: Permission::Admin,
+            },
+        ));
+    }
+    s.push((
+        1,
+        Action::UserCreated {
+            name: "zed".into(),
+            federated: false,
+        },
+    ));
+    s
+}
+
+fn all_fixtures() -> Vec<Fixture> {
+    let script = valid_script();
+    let v = build(&script);
+    let n = v.hashes.len();
+    let head = v.hashes[n - 1].hex();
+    let mut out = vec![];
+    let mut add = |file, bytes: Vec<u8>, verdicts| {
+        out.push(Fixture {
+            file,
+            bytes,
+            verdicts,
+        })
+    };
+
+    add(
+        "valid.ledger",
+        v.bytes.clone(),
+        vec![
+            verdict("a valid ledger", &[], 0, None, &[]),
+            verdict(
+                "anchored to its head",
+                &["--expect-head", &head],
+                0,
+                None,
+                &[],
+            ),
+            verdict(
+                "anchored to its genesis",
+                &["--expect-genesis", &v.hashes[0].hex()],
+                0,
+                None,
+                &[],
+            ),
+            verdict(
+                "a different ledger's genesis",
+                &["--expect-genesis", &"ab".repeat(32)],
+                1,
+                None,
+                &["anchor"],
+            ),
+        ],
+    );
+    let cut = v.bytes[..v.frame(n - 1).start].to_vec();
+    add(
+        "cut-tail.ledger",
+        cut,
+        vec![
+            verdict(
+                "last event removed at a frame boundary: undetectable without an anchor",
+                &[],
+                0,
+                None,
+                &[],
+            ),
+            verdict(
+                "last event removed, caught by the head anchor",
+                &["--expect-head", &head],
+                1,
+                None,
+                &["anchor"],
+            ),
+        ],
+    );
+    let mut b = v.bytes.clone();
+    let r = v.frame(10);
+    b[r.end - 64 - 1] ^= 0x01; // last body byte of event 10
+    add(
+        "body-bitflip.ledger",
+        b,
+        vec![verdict(
+            "one bit of event 10's body flipped",
+            &[],
+            1,
+            Some(10),
+            &["signature", "chain"],
+        )],
+    );
+    let mut b = v.bytes.clone();
+    b[v.frame(10).end - 10] ^= 0x20;
+    add(
+        "sig-bitflip.ledger",
+        b,
+        vec![verdict(
+            "one bit of event 10's signature flipped",
+            &[],
+            1,
+            Some(10),
+            &["signature"],
+        )],
+    );
+    let prev = build_tweaked(&script, |i, ev, _| {
+        if i == 10 {
+            ev.prev = Bytes([0xee; 32]);
+        }
+    });
+    add(
+        "prev-altered.ledger",
+        prev.bytes,
+        vec![verdict(
+            "event 10 re-signed with a wrong prev hash",
+            &[],
+            1,
+            Some(10),
+            &["chain"],
+        )],
+    );
+    let mut b = v.bytes.clone();
+    b.drain(v.frame(10));
+    add(
+        "deleted-middle.ledger",
+        b,
+        vec![verdict(
+            "event 10 deleted from the middle",
+            &[],
+            1,
+            Some(11),
+            &["sequence", "chain"],
+        )],
+    );
+    let mut b = v.bytes[..v.frame(10).start].to_vec();
+    b.extend_from_slice(&v.bytes[v.frame(11)]);
+    b.extend_from_slice(&v.bytes[v.frame(10)]);
+    b.extend_from_slice(&v.bytes[v.frame(12).start..]);
+    add(
+        "swapped.ledger",
+        b,
+        vec![verdict(
+            "events 10 and 11 swapped",
+            &[],
+            1,
+            Some(11),
+            &["sequence", "chain", "time"],
+        )],
+    );
+    let last = v.frame(n - 1);
+    add(
+        "torn-tail.ledger",
+        v.bytes[..last.start + (last.end - last.start) / 2].to_vec(),
+        vec![verdict(
+            "the last frame cut in half (an interrupted write)",
+            &[],
+            1,
+            None,
+            &["torn"],
+        )],
+    );
+    let mut b = v.bytes.clone();
+    b.extend_from_slice(b"garbage after the last frame\n");
+    add(
+        "trailing-garbage.ledger",
+        b,
+        vec![verdict(
+            "bytes that are not a frame after the last frame",
+            &[],
+            1,
+            None,
+            &["format"],
+        )],
+    );
+    let unenrolled = build_tweaked(&script, |i, ev, k| {
+        if i == 10 {
+            *k = 9;
+            ev.signer = key(9).public();
+        }
+    });
+    add(
+        "unenrolled-signer.ledger",
+        unenrolled.bytes,
+        vec![verdict(
+            "event 10 validly signed by a key never enrolled",
+            &[],
+            1,
+            Some(10),
+            &["signer"],
+        )],
+    );
+    let mut revoked_script = script.clone();
+    revoked_script.push((
+        3,
+        Action::AuthFailed {
+            key_id: fixed_key_id(false, 'C'),
+            reason: "late".into(),
+        },
+    ));
+    add(
+        "revoked-signer.ledger",
+        build(&revoked_script).bytes,
+        vec![verdict(
+            "an event signed by bob's key after it was revoked",
+            &[],
+            1,
+            Some(n as u64),
+            &["signer"],
+        )],
+    );
+    let backwards = build_tweaked(&script, |i, ev, _| {
+        if i == 10 {
+            ev.time = time_of(5);
+        }
+    });
+    add(
+        "time-backwards.ledger",
+        backwards.bytes,
+        vec![verdict(
+            "event 10 re-signed with a time before event 9's",
+            &[],
+            1,
+            Some(10),
+            &["time"],
+        )],
+    );
+    let mut b = v.bytes.clone();
+    b[9] = 2;
+    add(
+        "unknown-version.ledger",
+        b,
+        vec![verdict(
+            "header says format version 2",
+            &[],
+            1,
+            None,
+            &["format"],
+        )],
+    );
+    add(
+        "empty.ledger",
+        vec![],
+        vec![verdict("an empty file", &[], 1, None, &["format"])],
+    );
+    add(
+        "policy-r4.ledger",
+        build(&policy_script(false)).bytes,
+        vec![verdict(
+            "bob, with no permission, grants himself admin (validly signed)",
+            &[],
+            1,
+            Some(3),
+            &["policy"],
+        )],
+    );
+    add(
+        "policy-r7.ledger",
+        build(&policy_script(true)).bytes,
+        vec![verdict(
+            "a third access key for bob (validly signed by the account)",
+            &[],
+            1,
+            Some(5),
+            &["policy"],
+        )],
+    );
+    add(
+        "worked-example.ledger",
+        worked_example().bytes,
+        vec![verdict(
+            "the worked example of ledger-format.md",
+            &[],
+            0,
+            None,
+            &[],
+        )],
+    );
+    out
+}
+
+/// The annotated hex dump of the worked example that ledger-format.md quotes verbatim.
+fn worked_example_dump() -> String {
+    let l = worked_example();
+    let mut s = String::new();
+    s.push_str(&format!(
+        "acme  key seed  {}\n      public    {}\n",
+        "01".repeat(32),
+        key(1).public()
+    ));
+    s.push_str(&format!(
+        "alice key seed  {}\n      public    {}\n",
+        "02".repeat(32),
+        key(2).public()
+    ));
+    s.push_str(&format!(
+        "header (offset 0, 16 bytes)\n  {}\n",
+        to_hex(&l.bytes[..HEADER_LEN as usize])
+    ));
+    for i in 0..l.hashes.len() {
+        let r = l.frame(i);
+        let f = &l.bytes[r.clone()];
+        let body = &f[4..f.len() - 64];
+        let ev = Event::decode(body).unwrap();
+        s.push_str(&format!(
+            "frame {i} (offset {}, {} bytes): {}\n",
+            r.start,
+            f.len(),
+            ev.action.tag()
+        ));
+        s.push_str(&format!(
+            "  body_len   {}  ({})\n",
+            to_hex(&f[..4]),
+            body.len()
+        ));
+        for (j, chunk) in body.chunks(32).enumerate() {
+            s.push_str(&format!(
+                "  {}  {}\n",
+                if j == 0 { "body     " } else { "         " },
+                to_hex(chunk)
+            ));
+        }
+        s.push_str(&format!("  hash       {}\n", l.hashes[i]));
+        let sig = &f[f.len() - 64..];
+        s.push_str(&format!(
+            "  signature  {}\n             {}\n",
+            to_hex(&sig[..32]),
+            to_hex(&sig[32..])
+        ));
+    }
+    s.push_str(&format!("genesis hash (trust anchor)  {}\n", l.hashes[0]));
+    s.push_str(&format!(
+        "head hash                    {}\n",
+        l.hashes[l.hashes.len() - 1]
+    ));
+    let id = fixed_key_id(false, 'A');
+    let secret = fixed_secret('a');
+    s.push_str(&format!("key id       {id}\n"));
+    s.push_str(&format!(
+        "secret       {}  (a test vector; never stored)\n",
+        secret.expose()
+    ));
+    s.push_str(&format!(
+        "fingerprint  {}\n",
+        credentials::fingerprint(&id, &secret)
+    ));
+    s.push_str(&format!(
+        "temporary id {}  token {}\n",
+        fixed_key_id(true, 'T'),
+        {
+            let body = format!("kltk_{}", "u".repeat(64));
+            format!("{body}{}", credentials::checksum(Form::Token, &body))
+        }
+    ));
+    s
+}
+
+fn generated_files() -> Vec<(String, Vec<u8>)> {
+    let fixtures = all_fixtures();
+    let mut files: Vec<(String, Vec<u8>)> = fixtures
+        .iter()
+        .map(|f| (f.file.to_string(), f.bytes.clone()))
+        .collect();
+    let verdicts: Vec<Value> = fixtures
+        .iter()
+        .flat_map(|f| {
+            f.verdicts.iter().map(move |v| {
+                let mut v = v.clone();
+                v["file"] = json!(f.file);
+                v
+            })
+        })
+        .collect();
+    files.push((
+        "verdicts.json".into(),
+        format!("{}\n", serde_json::to_string_pretty(&verdicts).unwrap()).into_bytes(),
+    ));
+    files.push((
+        "worked-example.txt".into(),
+        worked_example_dump().into_bytes(),
+    ));
+    files
+}
+
+#[test]
+fn fixtures_are_up_to_date() {
+    let dir = fixtures_dir();
+    let write = std::env::var_os("KEYLEDGER_WRITE_FIXTURES").is_some();
+    for (name, bytes) in generated_files() {
+        let p = dir.join(&name);
+        if write {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&p, &bytes).unwrap();
+            continue;
+        }
+        let on_disk = std::fs::read(&p).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (regenerate with KEYLEDGER_WRITE_FIXTURES=1)",
+                p.display()
+            )
+        });
+        assert!(
+            on_disk == bytes,
+            "{name} differs from what the generator makes; regenerate deliberately with KEYLEDGER_WRITE_FIXTURES=1"
+        );
+    }
+}
+
+#[test]
+fn every_fixture_gets_its_stated_verdict() {
+    let dir = fixtures_dir();
+    let verdicts: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("verdicts.json")).unwrap()).unwrap();
+    assert!(verdicts.len() >= 15);
+    let tmp = tempfile::tempdir().unwrap();
+    for v in &verdicts {
+        let file = v["file"].as_str().unwrap();
+        // Copy so that no test can alter a fixture.
+        let copy = tmp.path().join(file);
+        std::fs::copy(dir.join(file), &copy).unwrap();
+        let mut args = vec!["--ledger", copy.to_str().unwrap(), "--json", "verify"];
+        let extra: Vec<&str> = v["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        args.extend(&extra);
+        let o = run_in(tmp.path(), &args, None);
+        let what = format!("{file} {}: {}", extra.join(" "), v["description"]);
+        assert_eq!(
+            code(&o),
+            v["exit"].as_i64().unwrap() as i32,
+            "{what}\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        let report: Value =
+            serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let findings = report["report"]["findings"].as_array().unwrap();
+        let problems: BTreeSet<&str> = findings
+            .iter()
+            .map(|f| f["problem"].as_str().unwrap())
+            .collect();
+        let want: BTreeSet<&str> = v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert_eq!(problems, want, "{what}");
+        let first_seq = findings.iter().find_map(|f| f["seq"].as_u64());
+        assert_eq!(first_seq, v["first_seq"].as_u64(), "{what}");
+        assert_eq!(report["report"]["ok"], json!(findings.is_empty()), "{what}");
+    }
+}
+
+#[test]
+fn ledger_format_md_quotes_the_worked_example_verbatim() {
+    let md =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ledger-format.md"))
+            .unwrap();
+    let dump = worked_example_dump();
+    assert!(
+        md.contains(&dump),
+        "ledger-format.md must contain fixtures/worked-example.txt verbatim"
+    );
+}
