@@ -210,6 +210,10 @@ pub enum DecodeError {
     Invalid(String),
     #[error("event body has {0} trailing bytes after the event")]
     Trailing(usize),
+    #[error(
+        "event body is not in canonical form (shortest integers and lengths, arrays, string tags)"
+    )]
+    NonCanonical,
 }
 
 impl Event {
@@ -219,7 +223,8 @@ impl Event {
         rmp_serde::to_vec(self).expect("event encodes")
     }
 
-    /// Decodes a body; every byte must belong to the event.
+    /// Decodes a body. Every byte must belong to the event, and the body must be exactly
+    /// the canonical encoding of what it decodes to (so each event has one byte form).
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
         let mut cur = std::io::Cursor::new(body);
         let ev = {
@@ -229,6 +234,9 @@ impl Event {
         let used = cur.position() as usize;
         if used != body.len() {
             return Err(DecodeError::Trailing(body.len() - used));
+        }
+        if ev.encode() != body {
+            return Err(DecodeError::NonCanonical);
         }
         Ok(ev)
     }
@@ -272,6 +280,28 @@ mod tests {
             b.push(0xc0);
             assert_eq!(Event::decode(&b), Err(DecodeError::Trailing(1)));
         }
+    }
+
+    #[test]
+    fn non_canonical_bodies_are_refused() {
+        let ev = Event {
+            seq: 1,
+            time: Timestamp(5),
+            prev: Bytes([0; 32]),
+            signer: PublicKey(Bytes([1; 32])),
+            action: Action::KeyDeleted { key_id: "K".into() },
+        };
+        let good = ev.encode();
+        // seq as uint16 instead of a positive fixint.
+        let mut wide = vec![0x95, 0xcd, 0x00, 0x01];
+        wide.extend_from_slice(&good[2..]);
+        assert_eq!(Event::decode(&wide), Err(DecodeError::NonCanonical));
+        // The action tag as an integer index instead of its string.
+        let tag_at = good.len() - 3 - 1 - "key-deleted".len();
+        let mut int_tag = good[..tag_at].to_vec();
+        int_tag.push(12);
+        int_tag.extend_from_slice(&good[good.len() - 3..]);
+        assert!(Event::decode(&int_tag).is_err());
     }
 
     #[test]

@@ -12,9 +12,9 @@ use thiserror::Error;
 use crate::chain::{Head, event_hash};
 use crate::event::{Action, Event};
 use crate::format::{self, FormatError, FrameReader, MAX_BODY, RawFrame, ReadError};
-use crate::signing::{SigningKey, write_exclusive};
+use crate::signing::{SigningKey, verify_hash, write_exclusive};
 use crate::state::{ApplyError, Refusal, State};
-use crate::types::{Bytes, Hash32, LedgerId, Timestamp};
+use crate::types::{Bytes, Hash32, LedgerId, PublicKey, Timestamp};
 use crate::verify::Checker;
 
 #[derive(Debug, Error)]
@@ -150,6 +150,7 @@ pub fn replay_frames<R: Read>(
 ) -> Result<Replay, StoreError> {
     let mut checker = Checker::new(false);
     let mut torn = None;
+    let mut last: Option<(RawFrame, PublicKey, Hash32)> = None;
     for item in frames.by_ref() {
         match item {
             Ok(frame) => {
@@ -178,6 +179,7 @@ pub fn replay_frames<R: Read>(
                         hash: &step.hash,
                         state: &checker.state,
                     });
+                    last = Some((frame, ev.signer, step.hash));
                 }
             }
             Err(ReadError::Format(FormatError::Torn { offset, .. })) => {
@@ -195,6 +197,18 @@ pub fn replay_frames<R: Read>(
         offset: format::HEADER_LEN,
         message: "the ledger has no genesis event".into(),
     })?;
+    // Replay skips signatures; the head has no successor whose chain would expose a
+    // tampered body, so its signature is checked here.
+    if let Some((frame, signer, hash)) = last
+        && !verify_hash(&signer, &hash, &frame.sig)
+    {
+        return Err(StoreError::Integrity {
+            path: path.into(),
+            seq: head.seq,
+            offset: frame.offset,
+            message: "the signature of the last event does not verify".into(),
+        });
+    }
     Ok(Replay {
         state: checker.state,
         head,

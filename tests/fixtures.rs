@@ -13,6 +13,7 @@ use keyledger::credentials::{self, Form};
 use keyledger::event::{Action, Event, Permission};
 use keyledger::format::HEADER_LEN;
 use keyledger::types::{Bytes, to_hex};
+use keyledger::{checkpoint, merkle};
 use serde_json::{Value, json};
 
 fn fixtures_dir() -> PathBuf {
@@ -404,6 +405,28 @@ fn worked_example_dump() -> String {
         ));
     }
     s.push_str(&format!("genesis hash (trust anchor)  {}\n", l.hashes[0]));
+    s.push_str(&format!(
+        "merkle leaf 0                {}\n",
+        to_hex(&merkle::leaf_hash(&l.hashes[0]))
+    ));
+    s.push_str(&format!(
+        "merkle root (5 leaves)       {}\n",
+        to_hex(&merkle::root_of(&l.hashes))
+    ));
+    let origin = checkpoint::origin(&Bytes(LEDGER_ID));
+    let note = checkpoint::Checkpoint {
+        origin: origin.clone(),
+        size: 5,
+        root: merkle::root_of(&l.hashes),
+    }
+    .sign(&key(1));
+    s.push_str("checkpoint of 5 events signed by acme (between the lines):\n--\n");
+    s.push_str(&note);
+    s.push_str("--\n");
+    s.push_str(&format!(
+        "acme verifier key  {}\n",
+        checkpoint::verifier_key(&origin, &key(1).public())
+    ));
     s.push_str(&format!(
         "head hash                    {}\n",
         l.hashes[l.hashes.len() - 1]
