@@ -97,10 +97,25 @@ pub struct Replay {
     pub torn: Option<TornTail>,
 }
 
+/// How long a reader waits for a writer's lock before reading without it.
+const READ_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The file length under a brief shared lock: no append is half-written within it.
 /// Frames are only ever appended, so this prefix stays readable after the lock is released.
+/// A reader never hangs behind a stalled writer: after `READ_LOCK_PATIENCE` it reads the
+/// current length without the lock, and an append in flight then shows as a torn tail.
 pub fn stable_len(file: &File) -> io::Result<u64> {
-    file.lock_shared()?;
+    let start = std::time::Instant::now();
+    loop {
+        match file.try_lock_shared() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) if start.elapsed() < READ_LOCK_PATIENCE => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(TryLockError::WouldBlock) => return file.metadata().map(|m| m.len()),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
     let len = file.metadata().map(|m| m.len());
     file.unlock()?;
     len

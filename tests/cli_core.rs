@@ -230,3 +230,16 @@ fn bad_input_gets_exit_2_and_changes_nothing() {
     }
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
+
+#[test]
+fn a_reader_never_hangs_behind_a_stalled_writer() {
+    let d = tempfile::tempdir().unwrap();
+    init(d.path());
+    let held = Ledger::open(&d.path().join("keyledger.ledger"), Wait::Block).unwrap();
+    let start = std::time::Instant::now();
+    let out = ok(d.path(), &["user", "list"]);
+    assert!(out.contains("acme"));
+    assert!(ok(d.path(), &["verify"]).contains("result   OK"));
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    drop(held);
+}
