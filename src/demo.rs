@@ -19,6 +19,8 @@ pub struct Demo {
     pub genesis: String,
     pub steps: Vec<String>,
     pub refusals: Vec<String>,
+    /// One line on the derived state at the head.
+    pub summary: String,
     pub report: Report,
 }
 
@@ -275,6 +277,7 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
 
     let genesis_hash = genesis.hash.hex();
     let head = l.head();
+    let summary = summarize(l.state(), head.time);
     drop(l);
     let report = verify::verify_file(
         &ledger_path,
@@ -293,6 +296,31 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
         genesis: genesis_hash,
         steps,
         refusals,
+        summary,
         report,
     })
+}
+
+/// Principals and keys by status, as derived at `t`.
+pub fn summarize(s: &crate::state::State, t: Timestamp) -> String {
+    let deleted = s
+        .principals
+        .values()
+        .filter(|p| p.deleted.is_some())
+        .count();
+    let mut by_status = std::collections::BTreeMap::new();
+    for k in s.keys.values() {
+        *by_status.entry(k.status_at(t)).or_insert(0) += 1;
+    }
+    let keys: Vec<String> = by_status
+        .iter()
+        .map(|(st, n)| format!("{n} {st}"))
+        .collect();
+    format!(
+        "{} principals ({deleted} deleted), {} access keys ({}), {} events",
+        s.principals.len(),
+        s.keys.len(),
+        keys.join(", "),
+        s.events
+    )
 }

@@ -209,7 +209,7 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
     if ctx.json {
         return json(&json!({
             "dir": d.dir, "ledger": d.ledger, "account_key": d.account_key, "genesis_hash": d.genesis,
-            "steps": d.steps, "refusals": d.refusals, "verify": d.report,
+            "steps": d.steps, "refusals": d.refusals, "summary": d.summary, "verify": d.report,
         }));
     }
     let mut out = format!(
@@ -223,6 +223,7 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
     for s in &d.refusals {
         out.push_str(&format!("  - {s}\n"));
     }
+    out.push_str(&format!("\nDerived state: {}\n", d.summary));
     out.push_str(&format!(
         "\nVerification (signatures, chain, policy, anchored to the head):\n{}",
         render(&d.ledger, &d.report)
