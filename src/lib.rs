@@ -17,5 +17,6 @@ pub mod ops;
 pub mod signing;
 pub mod state;
 pub mod store;
+pub mod synth;
 pub mod types;
 pub mod verify;

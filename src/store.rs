@@ -300,6 +300,8 @@ pub struct Ledger {
     path: PathBuf,
     file: File,
     replay: Replay,
+    /// Set when a write failed: the in-memory state may be ahead of the file.
+    poisoned: bool,
 }
 
 fn sync_parent(path: &Path) -> io::Result<()> {
@@ -407,6 +409,7 @@ impl Ledger {
             path: path.into(),
             file,
             replay,
+            poisoned: false,
         })
     }
 
@@ -439,79 +442,120 @@ impl Ledger {
         action: Action,
         now: Timestamp,
     ) -> Result<Receipt, StoreError> {
-        let actor = self.actor(key)?;
-        let time = now.max(self.head().time);
-        match self.state().authorize(&actor, &action, time) {
-            Ok(()) => self.write_event(key, action, time),
-            Err(refusal) => {
-                let denied = Action::ActionDenied {
-                    attempted: describe(&action),
-                    user: action.subject().map(str::to_owned),
-                    key_id: match action {
-                        Action::KeyCreated { .. } | Action::TemporaryIssued { .. } => None,
-                        _ => action.key_id().map(str::to_owned),
-                    },
-                    reason: refusal.to_string(),
-                };
-                let receipt = self.write_event(key, denied, time)?;
-                Err(StoreError::Denied { refusal, receipt })
-            }
+        let mut out = self.append_batch(key, vec![action], now)?;
+        match out.pop().expect("one outcome per action") {
+            Ok(receipt) => Ok(receipt),
+            Err((refusal, receipt)) => Err(StoreError::Denied { refusal, receipt }),
         }
     }
 
-    /// Signs, writes and syncs one authorized event; rolls back the file on failure.
-    fn write_event(
+    /// Group commit: appends `actions` signed by `key` with one write and one fdatasync.
+    /// Each action is validated against the state left by the ones before it; a refused
+    /// one is recorded as `action-denied` (R12) and reported as `Err((refusal, receipt))`.
+    /// Nothing is acknowledged before the fdatasync; if the write fails, the file is cut
+    /// back to its previous end and this handle refuses further appends.
+    pub fn append_batch(
         &mut self,
         key: &SigningKey,
-        action: Action,
-        time: Timestamp,
-    ) -> Result<Receipt, StoreError> {
-        let head = self.head();
-        let ev = Event {
-            seq: head.seq + 1,
-            time,
-            prev: head.hash,
-            signer: key.public(),
-            action,
-        };
-        let body = ev.encode();
-        if body.len() > MAX_BODY as usize {
-            return Err(StoreError::TooLarge(body.len()));
+        actions: Vec<Action>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Receipt, (Refusal, Receipt)>>, StoreError> {
+        if self.poisoned {
+            return Err(StoreError::Io {
+                path: self.path.clone(),
+                op: "append",
+                source: io::Error::other("an earlier write failed; reopen the ledger"),
+            });
         }
-        let hash = event_hash(&body);
-        let frame = format::frame_bytes(&body, &key.sign_hash(&hash));
+        let start = self.head();
+        let mut buf = Vec::new();
+        let mut out = Vec::with_capacity(actions.len());
+        // The state advances in place; if anything fails after that, the handle is poisoned.
+        let state = &mut self.replay.state;
+        let mut head = start;
+        let prepared = (|| {
+            for action in actions {
+                let actor = state
+                    .actor_of(&key.public())
+                    .map_err(StoreError::Signer)?
+                    .to_owned();
+                let time = now.max(head.time);
+                let (action, refusal) = match state.authorize(&actor, &action, time) {
+                    Ok(()) => (action, None),
+                    Err(r) => (denial(&action, &r), Some(r)),
+                };
+                let ev = Event {
+                    seq: head.seq + 1,
+                    time,
+                    prev: head.hash,
+                    signer: key.public(),
+                    action,
+                };
+                let body = ev.encode();
+                if body.len() > MAX_BODY as usize {
+                    return Err(StoreError::TooLarge(body.len()));
+                }
+                let hash = event_hash(&body);
+                let offset = start.end + buf.len() as u64;
+                buf.extend(format::frame_bytes(&body, &key.sign_hash(&hash)));
+                state
+                    .apply(&ev, &hash)
+                    .expect("an authorized event applies");
+                head = Head {
+                    seq: ev.seq,
+                    hash,
+                    time,
+                    end: start.end + buf.len() as u64,
+                };
+                let receipt = Receipt {
+                    seq: ev.seq,
+                    hash,
+                    offset,
+                    time,
+                };
+                out.push(match refusal {
+                    None => Ok(receipt),
+                    Some(r) => Err((r, receipt)),
+                });
+            }
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            self.poisoned = !buf.is_empty();
+            return Err(e);
+        }
         let written = self
             .file
-            .write_all_at(&frame, head.end)
+            .write_all_at(&buf, start.end)
             .and_then(|_| self.file.sync_data());
         if let Err(source) = written {
             // Nothing partial may stay behind an unacknowledged append.
             let _ = self
                 .file
-                .set_len(head.end)
+                .set_len(start.end)
                 .and_then(|_| self.file.sync_data());
+            self.poisoned = true;
             return Err(StoreError::Io {
                 path: self.path.clone(),
                 op: "append",
                 source,
             });
         }
-        self.replay
-            .state
-            .apply(&ev, &hash)
-            .expect("an authorized event applies");
-        self.replay.head = Head {
-            seq: ev.seq,
-            hash,
-            time,
-            end: head.end + frame.len() as u64,
-        };
-        Ok(Receipt {
-            seq: ev.seq,
-            hash,
-            offset: head.end,
-            time,
-        })
+        self.replay.head = head;
+        Ok(out)
+    }
+}
+
+/// The `action-denied` event recorded instead of a refused action.
+fn denial(action: &Action, refusal: &Refusal) -> Action {
+    Action::ActionDenied {
+        attempted: describe(action),
+        user: action.subject().map(str::to_owned),
+        key_id: match action {
+            Action::KeyCreated { .. } | Action::TemporaryIssued { .. } => None,
+            _ => action.key_id().map(str::to_owned),
+        },
+        reason: refusal.to_string(),
     }
 }
 

@@ -77,6 +77,22 @@ fn a_torn_tail_refuses_appends_until_repair_which_is_an_event() {
         .join(format!("keyledger.ledger.quarantine-{}", good.len()));
     assert_eq!(std::fs::read(&q).unwrap(), &torn[good.len()..]);
     assert!(ok(d.path(), &["verify"]).contains("result   OK"));
+    let log = ok(
+        d.path(),
+        &[
+            "--key",
+            "keyledger.key",
+            "log",
+            "--action",
+            "log-repaired",
+            "--key",
+            "KLAKAAAAAAAAAAAAAAAAAAAAAA",
+        ],
+    );
+    assert!(
+        !log.contains("log-repaired"),
+        "`log --key ID` filters by access key: {log}"
+    );
     let log = ok(d.path(), &["log", "--action", "log-repaired"]);
     assert!(log.contains("9 bytes at offset"), "{log}");
     ok(d.path(), &["user", "create", "bob"]);

@@ -34,8 +34,9 @@ pub struct Cli {
     )]
     pub ledger: PathBuf,
     /// Signing key file of the principal acting (default: the ledger path with extension .key,
-    /// which is where `init` writes the account's key).
-    #[arg(long, global = true, env = "KEYLEDGER_KEY")]
+    /// which is where `init` writes the account's key). Written before the command:
+    /// `keyledger --key alice.key key create …` (after `log`, `--key` names an access key ID).
+    #[arg(long, env = "KEYLEDGER_KEY", value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
@@ -216,8 +217,8 @@ pub struct AsOf {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct LogArgs {
-    /// Events concerning this access key.
-    #[arg(long)]
+    /// Events concerning this access key ID (here `--key` names an access key, not a key file).
+    #[arg(long = "key", id = "key_id", value_name = "KEY_ID")]
     pub key: Option<String>,
     /// Events concerning this principal (as subject).
     #[arg(long)]
@@ -248,4 +249,44 @@ pub struct VerifyArgs {
     /// The genesis hash printed by `init`: the trust anchor of this ledger.
     #[arg(long)]
     pub expect_genesis: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Clap's own consistency checks (duplicate flags, bad defaults), which only run in
+    /// debug builds at parse time.
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    /// The same duplicate-flag check in any build (`debug_assert` is a no-op in release):
+    /// global flags and each subcommand's own flags must not share a long name.
+    #[test]
+    fn no_subcommand_reuses_a_global_flag() {
+        fn walk(cmd: &clap::Command, globals: &[String], path: &str) {
+            let mut seen: Vec<String> = globals.to_vec();
+            for a in cmd.get_arguments().filter(|a| !a.is_global_set()) {
+                if let Some(l) = a.get_long() {
+                    assert!(
+                        !seen.contains(&l.to_string()),
+                        "`{path}` defines --{l} twice"
+                    );
+                    seen.push(l.to_string());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, globals, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let cmd = super::Cli::command();
+        let globals: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .collect();
+        walk(&cmd, &globals, "keyledger");
+    }
 }
