@@ -83,6 +83,9 @@ pub struct Receipt {
     pub time: Timestamp,
 }
 
+/// One action of a batch: appended, or refused and recorded as `action-denied`.
+pub type Outcome = Result<Receipt, (Refusal, Receipt)>;
+
 /// A torn tail found at the end of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TornTail {
@@ -459,7 +462,7 @@ impl Ledger {
         key: &SigningKey,
         actions: Vec<Action>,
         now: Timestamp,
-    ) -> Result<Vec<Result<Receipt, (Refusal, Receipt)>>, StoreError> {
+    ) -> Result<Vec<Outcome>, StoreError> {
         if self.poisoned {
             return Err(StoreError::Io {
                 path: self.path.clone(),
