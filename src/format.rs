@@ -153,6 +153,15 @@ impl<R: Read> FrameReader<R> {
         })
     }
 
+    /// Resumes at a frame boundary `offset` of a reader already positioned there (no header).
+    pub fn at(r: R, offset: u64) -> Self {
+        FrameReader {
+            r,
+            offset,
+            done: false,
+        }
+    }
+
     /// Byte offset just past the last complete frame returned.
     pub fn offset(&self) -> u64 {
         self.offset

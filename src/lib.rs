@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod demo;
 pub mod event;
 pub mod format;
+pub mod index;
 pub mod merkle;
 pub mod ops;
 pub mod signing;

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::credentials::{self, Form};
@@ -20,13 +21,13 @@ pub const MAX_KEYS_PER_USER: usize = 2;
 pub const MAX_TEXT: usize = 1024;
 
 /// Where and when something happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct At {
     pub seq: u64,
     pub time: Timestamp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PrincipalKind {
     Account,
     User,
@@ -43,7 +44,7 @@ impl PrincipalKind {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Principal {
     pub name: String,
     pub kind: PrincipalKind,
@@ -52,14 +53,14 @@ pub struct Principal {
     pub permissions: BTreeMap<Permission, At>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Signer {
     pub principal: String,
     pub enrolled: At,
     pub revoked: Option<At>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyStatus {
     Active,
     Disabled,
@@ -76,14 +77,14 @@ impl KeyStatus {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reveal {
     pub at: At,
     pub to: String,
     pub channel: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessKey {
     pub id: String,
     pub user: String,
@@ -177,7 +178,7 @@ impl ApplyError {
 }
 
 /// Everything derived from the log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
     pub ledger_id: Option<LedgerId>,
     pub account: String,

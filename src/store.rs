@@ -128,7 +128,7 @@ pub fn stable_len(file: &File) -> io::Result<u64> {
 /// every chain, sequence, time and policy check. Stops at the first problem.
 pub fn replay_reader<R: Read>(path: &Path, r: R, len: u64) -> Result<Replay, StoreError> {
     let frames = FrameReader::new(r).map_err(|e| read_error(path, e))?;
-    replay_frames(path, frames, len, None, |_| {})
+    replay_frames(path, frames, len, None, Checker::new(false), |_| {})
 }
 
 /// Where a point-in-time replay stops.
@@ -158,15 +158,16 @@ impl Seen<'_> {
     }
 }
 
-/// As `replay_reader`, stopping after `until` and calling `visit` with each event.
+/// As `replay_reader`, continuing `checker`, stopping after `until`, calling `visit` with
+/// each event.
 pub fn replay_frames<R: Read>(
     path: &Path,
     mut frames: FrameReader<R>,
     len: u64,
     until: Option<Until>,
+    mut checker: Checker,
     mut visit: impl FnMut(&Seen<'_>),
 ) -> Result<Replay, StoreError> {
-    let mut checker = Checker::new(false);
     let mut torn = None;
     let mut last: Option<(RawFrame, PublicKey, Hash32)> = None;
     for item in frames.by_ref() {
@@ -234,7 +235,7 @@ pub fn replay_frames<R: Read>(
     })
 }
 
-fn read_error(path: &Path, e: ReadError) -> StoreError {
+pub(crate) fn read_error(path: &Path, e: ReadError) -> StoreError {
     match e {
         ReadError::Io(source) => StoreError::Io {
             path: path.into(),
@@ -248,7 +249,7 @@ fn read_error(path: &Path, e: ReadError) -> StoreError {
     }
 }
 
-fn open_existing(path: &Path, write: bool) -> Result<File, StoreError> {
+pub(crate) fn open_existing(path: &Path, write: bool) -> Result<File, StoreError> {
     let f = OpenOptions::new()
         .read(true)
         .write(write)
@@ -288,7 +289,7 @@ pub fn read_with(
     let len = stable_len(&f).map_err(StoreError::io(path, "lock"))?;
     let frames = FrameReader::new(BufReader::with_capacity(1 << 20, f.take(len)))
         .map_err(|e| read_error(path, e))?;
-    replay_frames(path, frames, len, until, visit)
+    replay_frames(path, frames, len, until, Checker::new(false), visit)
 }
 
 /// Whether to wait for another writer's lock.

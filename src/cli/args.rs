@@ -233,9 +233,12 @@ pub struct LogArgs {
     pub since: Option<String>,
     #[arg(long)]
     pub until: Option<String>,
-    /// At most N events (the last N).
+    /// At most N events (the last N that match).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Newest first (default: oldest first).
+    #[arg(long)]
+    pub newest_first: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

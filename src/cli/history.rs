@@ -2,8 +2,8 @@
 
 use std::collections::VecDeque;
 
-use keyledger::event::Action;
-use keyledger::types::Timestamp;
+use keyledger::event::{Action, Event};
+use keyledger::types::{Hash32, Timestamp};
 use serde_json::json;
 
 use super::args::LogArgs;
@@ -97,6 +97,28 @@ struct Row {
     hash: String,
 }
 
+/// Whether an event passes `log`'s filters. `owner` is the user owning the key it names.
+fn filter(
+    a: &LogArgs,
+    ev: &Event,
+    actor: &str,
+    owner: Option<&str>,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> bool {
+    let act = &ev.action;
+    a.key
+        .as_ref()
+        .is_none_or(|k| act.key_id() == Some(k.as_str()))
+        && a.user
+            .as_ref()
+            .is_none_or(|u| act.subject() == Some(u.as_str()) || owner == Some(u.as_str()))
+        && a.actor.as_ref().is_none_or(|x| actor == x)
+        && a.action.as_ref().is_none_or(|x| act.tag() == x)
+        && since.is_none_or(|t| ev.time >= t)
+        && until.is_none_or(|t| ev.time <= t)
+}
+
 pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
     let since = a
         .since
@@ -112,38 +134,49 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
     if limit == 0 {
         return Err(CliError::usage("--limit must be at least 1"));
     }
+    // The last `limit` matching events, oldest first.
     let mut rows: VecDeque<Row> = VecDeque::new();
-    ctx.read(None, |seen| {
-        let ev = seen.event;
-        let act = &ev.action;
-        let owner = act
-            .key_id()
-            .and_then(|k| seen.state.keys.get(k))
-            .map(|k| k.user.as_str());
-        let keep = a
-            .key
-            .as_ref()
-            .is_none_or(|k| act.key_id() == Some(k.as_str()))
-            && a.user
-                .as_ref()
-                .is_none_or(|u| act.subject() == Some(u.as_str()) || owner == Some(u.as_str()))
-            && a.actor.as_ref().is_none_or(|x| seen.actor() == x)
-            && a.action.as_ref().is_none_or(|x| act.tag() == x)
-            && since.is_none_or(|t| ev.time >= t)
-            && until.is_none_or(|t| ev.time <= t);
-        if keep {
+    let mut keep = |ev: &Event, actor: &str, owner: Option<&str>, hash: &Hash32| {
+        if filter(a, ev, actor, owner, since, until) {
             if rows.len() == limit {
                 rows.pop_front();
             }
             rows.push_back(Row {
                 seq: ev.seq,
                 time: ev.time,
-                actor: seen.actor().to_owned(),
-                action: act.clone(),
-                hash: seen.hash.hex(),
+                actor: actor.to_owned(),
+                action: ev.action.clone(),
+                hash: hash.hex(),
             });
         }
-    })?;
+    };
+    if let Some(key_id) = &a.key {
+        // Through the index: only the frames that name this key are read.
+        let idx = ctx.read_indexed()?;
+        let state = &idx.replay.state;
+        let owner = state.keys.get(key_id).map(|k| k.user.as_str());
+        let offsets = idx.key_events.get(key_id).map_or(&[][..], |v| v.as_slice());
+        for (_, ev, hash) in keyledger::index::events_at(&ctx.ledger, offsets)? {
+            let actor = state
+                .signers
+                .get(&ev.signer)
+                .map_or("?", |s| s.principal.as_str());
+            keep(&ev, actor, owner, &hash);
+        }
+    } else {
+        ctx.read(None, |seen| {
+            let owner = seen
+                .event
+                .action
+                .key_id()
+                .and_then(|k| seen.state.keys.get(k))
+                .map(|k| k.user.as_str());
+            keep(seen.event, seen.actor(), owner, seen.hash);
+        })?;
+    }
+    if a.newest_first {
+        rows.make_contiguous().reverse();
+    }
     if ctx.json {
         let v: Vec<_> = rows
             .iter()

@@ -213,7 +213,10 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                 )));
             }
             let (until, at) = parse_as_of(&as_of, ctx.now)?;
-            let r = ctx.read(until, |_| {})?;
+            let r = match until {
+                None => ctx.read_indexed()?.replay,
+                Some(_) => ctx.read(until, |_| {})?,
+            };
             let keys: Vec<&AccessKey> = r
                 .state
                 .keys
@@ -263,17 +266,7 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
         }
         KeyCmd::Show { key_id } => {
             check_key_id(&key_id)?;
-            let mut history = Vec::new();
-            let r = ctx.read(None, |seen| {
-                if seen.event.action.key_id() == Some(key_id.as_str()) {
-                    history.push((
-                        seen.event.seq,
-                        seen.event.time,
-                        seen.actor().to_owned(),
-                        seen.event.action.clone(),
-                    ));
-                }
-            })?;
+            let (r, history) = key_history(ctx, &key_id)?;
             let Some(k) = r.state.keys.get(&key_id) else {
                 if history.is_empty() {
                     return Err(CliError::usage(format!(
@@ -286,6 +279,32 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
             show_history(ctx, Some(k), &history)
         }
     }
+}
+
+/// One event in a key's history: seq, time, actor, action.
+pub type HistoryRow = (u64, Timestamp, String, Action);
+
+/// Every event naming `key_id`, through the index: only those frames are read.
+pub fn key_history(
+    ctx: &Ctx,
+    key_id: &str,
+) -> Result<(keyledger::store::Replay, Vec<HistoryRow>), CliError> {
+    let idx = ctx.read_indexed()?;
+    let offsets = idx.key_events.get(key_id).cloned().unwrap_or_default();
+    let rows = keyledger::index::events_at(&ctx.ledger, &offsets)?
+        .into_iter()
+        .map(|(_, ev, _)| {
+            let actor = idx
+                .replay
+                .state
+                .signers
+                .get(&ev.signer)
+                .map_or("?", |s| s.principal.as_str())
+                .to_owned();
+            (ev.seq, ev.time, actor, ev.action)
+        })
+        .collect();
+    Ok((idx.replay, rows))
 }
 
 fn key_json(k: &AccessKey, at: Timestamp) -> serde_json::Value {

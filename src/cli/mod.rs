@@ -64,13 +64,24 @@ impl Ctx {
         visit: impl FnMut(&store::Seen<'_>),
     ) -> Result<Replay, CliError> {
         let r = store::read_with(&self.ledger, until, visit)?;
-        if let Some(t) = r.torn {
-            eprintln!(
-                "keyledger: warning: {} bytes at offset {} are a torn frame (ignored); run `keyledger repair`",
-                t.bytes, t.offset
-            );
-        }
+        warn_torn(&r);
         Ok(r)
+    }
+
+    /// The head state through the derived index (rebuilt if stale or not matching).
+    pub fn read_indexed(&self) -> Result<keyledger::index::Indexed, CliError> {
+        let i = keyledger::index::read(&self.ledger)?;
+        warn_torn(&i.replay);
+        Ok(i)
+    }
+}
+
+fn warn_torn(r: &Replay) {
+    if let Some(t) = r.torn {
+        eprintln!(
+            "keyledger: warning: {} bytes at offset {} are a torn frame (ignored); run `keyledger repair`",
+            t.bytes, t.offset
+        );
     }
 }
 

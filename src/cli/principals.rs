@@ -130,7 +130,10 @@ pub fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CliError> {
         }
         UserCmd::List(as_of) => {
             let (until, _) = parse_as_of(&as_of, ctx.now)?;
-            let r = ctx.read(until, |_| {})?;
+            let r = match until {
+                None => ctx.read_indexed()?.replay,
+                Some(_) => ctx.read(until, |_| {})?,
+            };
             let s = &r.state;
             let rows: Vec<_> = s
                 .principals
