@@ -259,3 +259,50 @@ fn a_reader_never_hangs_behind_a_stalled_writer() {
     assert!(start.elapsed() < std::time::Duration::from_secs(30));
     drop(held);
 }
+
+#[test]
+fn log_follow_sees_appends_by_another_process_and_stops_when_the_ledger_goes() {
+    use std::io::{BufRead, BufReader};
+    let d = tempfile::tempdir().unwrap();
+    init(d.path());
+    let mut child = std::process::Command::new(bin())
+        .current_dir(d.path())
+        .args(["--json", "log", "--follow", "--action", "user-created"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    ok(d.path(), &["user", "create", "alice"]);
+    ok(d.path(), &["grant", "alice", "admin"]);
+    ok(d.path(), &["user", "create", "bob"]);
+    let mut seen = vec![];
+    for _ in 0..2 {
+        let line = lines.next().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v["action"], "user-created",
+            "the filter applies to followed events"
+        );
+        seen.push(
+            v["detail"]["user-created"]["name"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen, ["alice", "bob"]);
+    std::fs::remove_file(d.path().join("keyledger.ledger")).unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "follow did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success());
+}

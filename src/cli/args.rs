@@ -237,8 +237,12 @@ pub struct LogArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Newest first (default: oldest first).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "follow")]
     pub newest_first: bool,
+    /// After the matching events, keep printing new ones as other processes append them,
+    /// until Ctrl-C or until the ledger is removed. With --json: one JSON object per line.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -177,26 +177,109 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
     if a.newest_first {
         rows.make_contiguous().reverse();
     }
+    if a.follow {
+        for r in &rows {
+            print_line(ctx, r)?;
+        }
+        return follow(ctx, a, since, until);
+    }
     if ctx.json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|r| json!({"seq": r.seq, "time": r.time.to_string(), "actor": r.actor, "action": r.action.tag(), "detail": r.action, "hash": r.hash}))
-            .collect();
+        let v: Vec<_> = rows.iter().map(Row::json).collect();
         return json(&json!({"events": v}));
     }
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.seq.to_string(),
-                r.time.to_string(),
-                r.actor.clone(),
-                r.action.tag().into(),
-                detail(&r.action),
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> = rows.iter().map(Row::cells).collect();
     print(&table(&["SEQ", "TIME", "ACTOR", "ACTION", "DETAIL"], &rows))
+}
+
+impl Row {
+    fn json(&self) -> serde_json::Value {
+        json!({"seq": self.seq, "time": self.time.to_string(), "actor": self.actor, "action": self.action.tag(), "detail": self.action, "hash": self.hash})
+    }
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.seq.to_string(),
+            self.time.to_string(),
+            self.actor.clone(),
+            self.action.tag().into(),
+            detail(&self.action),
+        ]
+    }
+}
+
+/// One event as a line: JSON Lines with --json, else tab-separated columns.
+fn print_line(ctx: &Ctx, r: &Row) -> Result<(), CliError> {
+    if ctx.json {
+        return print(&format!("{}\n", r.json()));
+    }
+    print(&format!("{}\n", r.cells().join("\t")))
+}
+
+/// Streams events appended after the current head until Ctrl-C or the ledger disappears.
+fn follow(
+    ctx: &Ctx,
+    a: &LogArgs,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> Result<(), CliError> {
+    use std::os::unix::fs::MetadataExt;
+    let r = ctx.read(None, |_| {})?;
+    let ino = std::fs::metadata(&ctx.ledger).map_err(CliError::io)?.ino();
+    let mut checker = keyledger::verify::Checker::resume(r.state, r.head);
+    let mut offset = r.head.end;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::io)?;
+    rt.block_on(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        // Registered once, so a Ctrl-C between two polls is not lost.
+        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            let meta = match std::fs::metadata(&ctx.ledger) {
+                Ok(m) if m.ino() == ino => m,
+                _ => {
+                    eprintln!("keyledger: {} was removed or replaced; stopped following", ctx.ledger.display());
+                    return Ok(());
+                }
+            };
+            if meta.len() < offset {
+                return Err(CliError {
+                    code: super::error::LEDGER,
+                    message: format!("{} shrank below byte {offset}: it was rewritten; run `keyledger verify`", ctx.ledger.display()),
+                });
+            }
+            if meta.len() == offset {
+                continue;
+            }
+            let mut f = std::fs::File::open(&ctx.ledger).map_err(CliError::io)?;
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset)).map_err(CliError::io)?;
+            let reader = std::io::BufReader::new(std::io::Read::take(f, meta.len() - offset));
+            // A frame still being written reads as torn: wait for the rest.
+            for frame in keyledger::format::FrameReader::at(reader, offset).map_while(Result::ok) {
+                let step = checker.step(&frame);
+                if let Some(bad) = step.findings.first() {
+                    return Err(CliError {
+                        code: super::error::LEDGER,
+                        message: format!("the event at byte offset {} fails its checks: {}; run `keyledger verify`", bad.offset, bad.message),
+                    });
+                }
+                offset = frame.end();
+                let ev = step.event.expect("a frame without findings decodes");
+                let state = &checker.state;
+                let actor = state.signers.get(&ev.signer).map_or("?", |s| s.principal.as_str());
+                let owner = ev.action.key_id().and_then(|k| state.keys.get(k)).map(|k| k.user.as_str());
+                if filter(a, &ev, actor, owner, since, until) {
+                    let row = Row { seq: ev.seq, time: ev.time, actor: actor.to_owned(), action: ev.action.clone(), hash: step.hash.hex() };
+                    print_line(ctx, &row)?;
+                }
+            }
+        }
+    })
 }
 
 pub fn inspect(ctx: &Ctx, seq: u64) -> Result<(), CliError> {
