@@ -94,3 +94,249 @@ mod tests {
         }
     }
 }
+
+/// All leaves with every perfect aligned subtree hashed, so that any subtree hash in the
+/// RFC 9162 recursion costs O(log n) lookups. Memory: about 2n hashes.
+pub struct ProofTree {
+    /// levels[h][i] = hash of leaves [i·2^h, (i+1)·2^h), for complete blocks only.
+    levels: Vec<Vec<Sha>>,
+}
+
+fn split_point(n: u64) -> u64 {
+    // The largest power of two smaller than n (n >= 2).
+    1u64 << (63 - (n - 1).leading_zeros())
+}
+
+impl ProofTree {
+    pub fn new(leaves: &[Hash32]) -> Self {
+        let mut levels = vec![leaves.iter().map(leaf_hash).collect::<Vec<_>>()];
+        while levels.last().is_some_and(|l| l.len() > 1) {
+            let prev = levels.last().expect("non-empty");
+            let next = prev
+                .chunks_exact(2)
+                .map(|p| node_hash(&p[0], &p[1]))
+                .collect();
+            levels.push(next);
+        }
+        ProofTree { levels }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.levels[0].len() as u64
+    }
+
+    /// MTH of leaves [lo, hi).
+    pub fn mth(&self, lo: u64, hi: u64) -> Sha {
+        let n = hi - lo;
+        if n == 0 {
+            return empty_root();
+        }
+        if n.is_power_of_two() && lo % n == 0 {
+            return self.levels[n.trailing_zeros() as usize][(lo / n) as usize];
+        }
+        let k = split_point(n);
+        node_hash(&self.mth(lo, lo + k), &self.mth(lo + k, hi))
+    }
+
+    /// RFC 9162 §2.1.3.1 PATH(m, D[0:n]): the inclusion proof of leaf m in the tree of size n.
+    pub fn inclusion_proof(&self, m: u64, n: u64) -> Vec<Sha> {
+        let mut out = Vec::new();
+        self.path(m, 0, n, &mut out);
+        out
+    }
+
+    fn path(&self, m: u64, lo: u64, hi: u64, out: &mut Vec<Sha>) {
+        let n = hi - lo;
+        if n <= 1 {
+            return;
+        }
+        let k = split_point(n);
+        if m < k {
+            self.path(m, lo, lo + k, out);
+            out.push(self.mth(lo + k, hi));
+        } else {
+            self.path(m - k, lo + k, hi, out);
+            out.push(self.mth(lo, lo + k));
+        }
+    }
+
+    /// RFC 9162 §2.1.4.1 PROOF(m, D[0:n]): the consistency proof from size m to size n.
+    pub fn consistency_proof(&self, m: u64, n: u64) -> Vec<Sha> {
+        let mut out = Vec::new();
+        if m > 0 && m < n {
+            self.subproof(m, 0, n, true, &mut out);
+        }
+        out
+    }
+
+    fn subproof(&self, m: u64, lo: u64, hi: u64, b: bool, out: &mut Vec<Sha>) {
+        let n = hi - lo;
+        if m == n {
+            if !b {
+                out.push(self.mth(lo, hi));
+            }
+            return;
+        }
+        let k = split_point(n);
+        if m <= k {
+            self.subproof(m, lo, lo + k, b, out);
+            out.push(self.mth(lo + k, hi));
+        } else {
+            self.subproof(m - k, lo + k, hi, false, out);
+            out.push(self.mth(lo, lo + k));
+        }
+    }
+}
+
+/// RFC 9162 §2.1.3.2: does `proof` show leaf `index` (with leaf hash `leaf`) in the tree of
+/// `size` leaves with root `root`?
+pub fn verify_inclusion(index: u64, size: u64, leaf: &Sha, proof: &[Sha], root: &Sha) -> bool {
+    if index >= size {
+        return false;
+    }
+    let (mut f, mut s, mut r) = (index, size - 1, *leaf);
+    for p in proof {
+        if s == 0 {
+            return false;
+        }
+        if f & 1 == 1 || f == s {
+            r = node_hash(p, &r);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    s == 0 && r == *root
+}
+
+/// RFC 9162 §2.1.4.2: does `proof` show the tree of size `m` with root `old` is a prefix of
+/// the tree of size `n` with root `new`?
+pub fn verify_consistency(m: u64, n: u64, old: &Sha, new: &Sha, proof: &[Sha]) -> bool {
+    if m > n {
+        return false;
+    }
+    if m == n {
+        return proof.is_empty() && old == new;
+    }
+    if m == 0 {
+        return proof.is_empty();
+    }
+    let mut path: Vec<Sha> = proof.to_vec();
+    if m.is_power_of_two() {
+        path.insert(0, *old);
+    }
+    if path.is_empty() {
+        return false;
+    }
+    let (mut f, mut s) = (m - 1, n - 1);
+    while f & 1 == 1 {
+        f >>= 1;
+        s >>= 1;
+    }
+    let (mut fr, mut sr) = (path[0], path[0]);
+    for c in &path[1..] {
+        if s == 0 {
+            return false;
+        }
+        if f & 1 == 1 || f == s {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    s == 0 && fr == *old && sr == *new
+}
+
+#[cfg(test)]
+mod proof_tests {
+    use super::*;
+    use crate::types::Bytes;
+
+    fn leaves(n: u32) -> Vec<Hash32> {
+        (0..n)
+            .map(|i| Bytes(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn proofs_verify_at_every_size_up_to_64_and_tampering_fails() {
+        let all = leaves(64);
+        let t = ProofTree::new(&all);
+        for n in 1..=64u64 {
+            let root = root_of(&all[..n as usize]);
+            assert_eq!(t.mth(0, n), root);
+            for m in 0..n {
+                let p = t.inclusion_proof(m, n);
+                let leaf = leaf_hash(&all[m as usize]);
+                assert!(
+                    verify_inclusion(m, n, &leaf, &p, &root),
+                    "inclusion {m} in {n}"
+                );
+                let other = leaf_hash(&all[(m as usize + 1) % 64]);
+                assert!(
+                    !verify_inclusion(m, n, &other, &p, &root),
+                    "a different leaf fails"
+                );
+                if !p.is_empty() {
+                    let mut bad = p.clone();
+                    bad[0][0] ^= 1;
+                    assert!(!verify_inclusion(m, n, &leaf, &bad, &root));
+                }
+                let old = root_of(&all[..(m + 1) as usize]);
+                let c = t.consistency_proof(m + 1, n);
+                assert!(
+                    verify_consistency(m + 1, n, &old, &root, &c),
+                    "consistency {} -> {n}",
+                    m + 1
+                );
+                if m + 1 < n {
+                    let mut bad = c.clone();
+                    bad[0][5] ^= 1;
+                    assert!(!verify_consistency(m + 1, n, &old, &root, &bad));
+                    assert!(!verify_consistency(m + 1, n, &root, &old, &c));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn proofs_verify_at_random_sizes_up_to_3000() {
+        use rand::{Rng, SeedableRng};
+        let all = leaves(3000);
+        let t = ProofTree::new(&all);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for _ in 0..300 {
+            let n = rng.gen_range(1..=3000u64);
+            let m = rng.gen_range(0..n);
+            let root = t.mth(0, n);
+            assert_eq!(root, root_of(&all[..n as usize]));
+            assert!(verify_inclusion(
+                m,
+                n,
+                &leaf_hash(&all[m as usize]),
+                &t.inclusion_proof(m, n),
+                &root
+            ));
+            let old = t.mth(0, m + 1);
+            assert!(verify_consistency(
+                m + 1,
+                n,
+                &old,
+                &root,
+                &t.consistency_proof(m + 1, n)
+            ));
+        }
+    }
+}

@@ -99,6 +99,15 @@ pub enum Cmd {
         #[arg(long)]
         vkey: bool,
     },
+    /// Export events: JSON Lines, CSV, or an evidence bundle that verifies offline.
+    Export(ExportArgs),
+    /// Verify an evidence bundle with no access to the ledger.
+    VerifyBundle {
+        path: PathBuf,
+        /// The public key you trust to sign for this ledger (`ed25519:<hex>` or @FILE.pub).
+        #[arg(long)]
+        trusted_key: Option<String>,
+    },
     /// Build a realistic sample ledger, verify it, and show what happened.
     Demo {
         /// Directory to build in (default: ./keyledger-demo, or -2, -3… if that exists).
@@ -215,12 +224,13 @@ pub struct AsOf {
     pub at_seq: Option<u64>,
 }
 
+/// Event filters shared by `log` and `export`.
 #[derive(Debug, Args, Clone, Default)]
-pub struct LogArgs {
-    /// Events concerning this access key ID (here `--key` names an access key, not a key file).
+pub struct FilterArgs {
+    /// Events naming this access key ID (here `--key` names an access key, not a key file).
     #[arg(long = "key", id = "key_id", value_name = "KEY_ID")]
     pub key: Option<String>,
-    /// Events concerning this principal (as subject).
+    /// Events concerning this principal, or naming a key it owns.
     #[arg(long)]
     pub user: Option<String>,
     /// Events performed by this principal.
@@ -233,6 +243,31 @@ pub struct LogArgs {
     pub since: Option<String>,
     #[arg(long)]
     pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+    Bundle,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExportArgs {
+    /// jsonl and csv: one record per event; bundle: a self-verifying evidence directory.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// A new file (jsonl, csv) or a new directory (bundle); never overwritten.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct LogArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// At most N events (the last N that match).
     #[arg(long)]
     pub limit: Option<usize>,

@@ -6,10 +6,11 @@ use keyledger::event::{Action, Event};
 use keyledger::types::{Hash32, Timestamp};
 use serde_json::json;
 
-use super::args::LogArgs;
+use super::args::{FilterArgs, LogArgs};
 use super::error::CliError;
 use super::output::{json, print, table};
 use super::{Ctx, parse_time};
+use keyledger::query::Filter;
 
 /// One line of human detail for an action. Events carry no secrets, so nothing is hidden.
 pub fn detail(a: &Action) -> String {
@@ -97,39 +98,28 @@ struct Row {
     hash: String,
 }
 
-/// Whether an event passes `log`'s filters. `owner` is the user owning the key it names.
-fn filter(
-    a: &LogArgs,
-    ev: &Event,
-    actor: &str,
-    owner: Option<&str>,
-    since: Option<Timestamp>,
-    until: Option<Timestamp>,
-) -> bool {
-    let act = &ev.action;
-    a.key
-        .as_ref()
-        .is_none_or(|k| act.key_id() == Some(k.as_str()))
-        && a.user
-            .as_ref()
-            .is_none_or(|u| act.subject() == Some(u.as_str()) || owner == Some(u.as_str()))
-        && a.actor.as_ref().is_none_or(|x| actor == x)
-        && a.action.as_ref().is_none_or(|x| act.tag() == x)
-        && since.is_none_or(|t| ev.time >= t)
-        && until.is_none_or(|t| ev.time <= t)
+/// The library filter for `--key --user --actor --action --since --until`.
+pub fn to_filter(f: &FilterArgs) -> Result<Filter, CliError> {
+    Ok(Filter {
+        key: f.key.clone(),
+        user: f.user.clone(),
+        actor: f.actor.clone(),
+        action: f.action.clone(),
+        since: f
+            .since
+            .as_deref()
+            .map(|s| parse_time("--since", s))
+            .transpose()?,
+        until: f
+            .until
+            .as_deref()
+            .map(|s| parse_time("--until", s))
+            .transpose()?,
+    })
 }
 
 pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
-    let since = a
-        .since
-        .as_deref()
-        .map(|s| parse_time("--since", s))
-        .transpose()?;
-    let until = a
-        .until
-        .as_deref()
-        .map(|s| parse_time("--until", s))
-        .transpose()?;
+    let filter = to_filter(&a.filter)?;
     let limit = a.limit.unwrap_or(usize::MAX);
     if limit == 0 {
         return Err(CliError::usage("--limit must be at least 1"));
@@ -137,7 +127,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
     // The last `limit` matching events, oldest first.
     let mut rows: VecDeque<Row> = VecDeque::new();
     let mut keep = |ev: &Event, actor: &str, owner: Option<&str>, hash: &Hash32| {
-        if filter(a, ev, actor, owner, since, until) {
+        if filter.matches(ev, actor, owner) {
             if rows.len() == limit {
                 rows.pop_front();
             }
@@ -150,7 +140,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
             });
         }
     };
-    if let Some(key_id) = &a.key {
+    if let Some(key_id) = &filter.key {
         // Through the index: only the frames that name this key are read.
         let idx = ctx.read_indexed()?;
         let state = &idx.replay.state;
@@ -181,7 +171,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
         for r in &rows {
             print_line(ctx, r)?;
         }
-        return follow(ctx, a, since, until);
+        return follow(ctx, &filter);
     }
     if ctx.json {
         let v: Vec<_> = rows.iter().map(Row::json).collect();
@@ -216,12 +206,7 @@ fn print_line(ctx: &Ctx, r: &Row) -> Result<(), CliError> {
 }
 
 /// Streams events appended after the current head until Ctrl-C or the ledger disappears.
-fn follow(
-    ctx: &Ctx,
-    a: &LogArgs,
-    since: Option<Timestamp>,
-    until: Option<Timestamp>,
-) -> Result<(), CliError> {
+fn follow(ctx: &Ctx, filter: &Filter) -> Result<(), CliError> {
     use std::os::unix::fs::MetadataExt;
     let r = ctx.read(None, |_| {})?;
     let ino = std::fs::metadata(&ctx.ledger).map_err(CliError::io)?.ino();
@@ -273,7 +258,7 @@ fn follow(
                 let state = &checker.state;
                 let actor = state.signers.get(&ev.signer).map_or("?", |s| s.principal.as_str());
                 let owner = ev.action.key_id().and_then(|k| state.keys.get(k)).map(|k| k.user.as_str());
-                if filter(a, &ev, actor, owner, since, until) {
+                if filter.matches(&ev, actor, owner) {
                     let row = Row { seq: ev.seq, time: ev.time, actor: actor.to_owned(), action: ev.action.clone(), hash: step.hash.hex() };
                     print_line(ctx, &row)?;
                 }

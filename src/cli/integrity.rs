@@ -10,9 +10,10 @@ use keyledger::verify::{self, Anchor, Options, Report};
 use serde_json::json;
 
 use super::Ctx;
-use super::args::VerifyArgs;
+use super::args::{ExportArgs, ExportFormat, VerifyArgs};
 use super::error::CliError;
 use super::output::{json, print};
+use keyledger::export::{self, BundleError};
 
 fn parse_hash(flag: &str, s: &str) -> Result<Hash32, CliError> {
     Hash32::parse_hex(s)
@@ -241,5 +242,99 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::check_failed("the demo ledger did not verify"))
+    }
+}
+
+pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
+    let filter = super::history::to_filter(&a.filter)?;
+    if a.out.exists() {
+        return Err(CliError::usage(format!(
+            "{} already exists; exports never overwrite",
+            a.out.display()
+        )));
+    }
+    let bundle_err = |e: BundleError| match e {
+        BundleError::Store(s) => CliError::from(s),
+        BundleError::NotEnrolled => CliError {
+            code: super::error::REFUSED,
+            message: e.to_string(),
+        },
+        other => CliError::io(other),
+    };
+    let (what, n) = match a.format {
+        ExportFormat::Bundle => {
+            let key = ctx.signing_key()?;
+            let s = export::write_bundle(&ctx.ledger, &a.out, &filter, &key).map_err(bundle_err)?;
+            (
+                format!(
+                    "evidence bundle of {} events, proven against a checkpoint of {} events signed by {}",
+                    s.events, s.checkpoint_size, s.signed_by
+                ),
+                s.events,
+            )
+        }
+        ExportFormat::Jsonl | ExportFormat::Csv => {
+            let sel = export::select(&ctx.ledger, &filter)?;
+            let records = sel.records();
+            let text = match a.format {
+                ExportFormat::Csv => export::to_csv(&records),
+                _ => export::to_jsonl(&records),
+            };
+            write_exclusive(&a.out, text.as_bytes(), 0o644)?;
+            (format!("{} events", records.len()), records.len())
+        }
+    };
+    if ctx.json {
+        return json(&json!({"out": a.out, "events": n, "selection": filter.describe()}));
+    }
+    print(&format!(
+        "exported {what} ({}) to {}\n",
+        filter.describe(),
+        a.out.display()
+    ))
+}
+
+pub fn verify_bundle(ctx: &Ctx, path: &Path, trusted: Option<&str>) -> Result<(), CliError> {
+    let trusted = trusted.map(super::parse_public_key).transpose()?;
+    if !path.is_dir() {
+        return Err(CliError::usage(format!(
+            "{} is not a bundle directory",
+            path.display()
+        )));
+    }
+    match export::verify_bundle(path, trusted.as_ref()) {
+        Ok(r) => {
+            if ctx.json {
+                return json(&json!({"ok": true, "report": r}));
+            }
+            let trust = if r.key_trusted {
+                "by the key you trust".to_owned()
+            } else {
+                format!(
+                    "by the key the bundle names ({}); pass --trusted-key to check it is the one you trust",
+                    r.signed_by
+                )
+            };
+            print(&format!(
+                "bundle OK: {} events ({}) of ledger {}, each proven included in a checkpoint of {} events signed {trust}\n",
+                r.events.len(),
+                r.selection,
+                r.ledger_id,
+                r.checkpoint_size
+            ))
+        }
+        Err(BundleError::Invalid(m)) => {
+            if ctx.json {
+                json(&json!({"ok": false, "problem": m}))?;
+            } else {
+                print(&format!("bundle FAILED: {m}\n"))?;
+            }
+            Err(CliError::check_failed(""))
+        }
+        Err(BundleError::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+            print(&format!("bundle FAILED: {} is missing\n", path.display()))?;
+            Err(CliError::check_failed(""))
+        }
+        Err(e) => Err(CliError::io(e)),
     }
 }

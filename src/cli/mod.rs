@@ -151,6 +151,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Verify(a) => integrity::verify(&ctx, &a),
         Cmd::Repair => integrity::repair(&ctx),
         Cmd::Checkpoint { out, vkey } => integrity::checkpoint(&ctx, out.as_deref(), vkey),
+        Cmd::Export(a) => integrity::export(&ctx, &a),
+        Cmd::VerifyBundle { path, trusted_key } => {
+            integrity::verify_bundle(&ctx, &path, trusted_key.as_deref())
+        }
         Cmd::Demo { dir } => integrity::demo(&ctx, dir),
     }
 }

@@ -1,0 +1,511 @@
+//! Exports: one record per selected event (JSON Lines or CSV), and self-contained evidence
+//! bundles that a recipient verifies offline (`ledger-format.md` §10).
+//!
+//! A bundle is a new directory holding:
+//! ```text
+//! README.txt     what this is and how to check it, for the recipient
+//! checkpoint     C2SP signed note of the ledger head at export (§9)
+//! events.frames  the selected events' frames, byte for byte as stored, back to back
+//! manifest.json  ledger id, genesis hash, checkpoint, the signing keys, per event its seq,
+//!                place in events.frames, hash and RFC 9162 inclusion proof, and the
+//!                blake3 of every other file
+//! manifest.sig   Ed25519 over blake3-derive-key(MANIFEST_CONTEXT, manifest.json), by the
+//!                checkpoint's key, as 128 hex digits
+//! ```
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::chain::event_hash;
+use crate::checkpoint::{self, Checkpoint};
+use crate::event::Event;
+use crate::format::{FRAME_OVERHEAD, LEN_PREFIX, RawFrame, SIG_LEN};
+use crate::merkle::{ProofTree, Sha, leaf_hash, verify_inclusion};
+use crate::query::Filter;
+use crate::signing::{SigningKey, verify_bytes, verify_hash, write_exclusive};
+use crate::store::{self, StoreError};
+use crate::types::{Bytes, Hash32, PublicKey, from_hex, to_hex};
+
+pub const BUNDLE_FORMAT: &str = "keyledger-bundle 1";
+pub const MANIFEST_CONTEXT: &str = "keyledger 2026-11-22 bundle manifest v1";
+
+/// One exported event with every field.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub seq: u64,
+    pub time: String,
+    pub time_us: i64,
+    pub actor: String,
+    pub action: &'static str,
+    pub detail: crate::event::Action,
+    pub hash: String,
+    pub prev_hash: String,
+    pub signer: String,
+    pub signature: String,
+    pub offset: u64,
+    pub frame_len: u64,
+}
+
+/// The columns of CSV exports, in order (`detail` is the action's JSON).
+pub const CSV_COLUMNS: [&str; 12] = [
+    "seq",
+    "time",
+    "time_us",
+    "actor",
+    "action",
+    "detail",
+    "hash",
+    "prev_hash",
+    "signer",
+    "signature",
+    "offset",
+    "frame_len",
+];
+
+/// The selected events (frames as stored) and every event hash (for proofs).
+pub struct Selection {
+    pub frames: Vec<(RawFrame, Event, Hash32, String)>,
+    pub hashes: Vec<Hash32>,
+    pub state: crate::state::State,
+}
+
+/// One pass over the ledger: the events that match `filter`, and all hashes.
+pub fn select(path: &Path, filter: &Filter) -> Result<Selection, StoreError> {
+    let mut frames = vec![];
+    let mut hashes = vec![];
+    let r = store::read_with(path, None, |seen| {
+        hashes.push(*seen.hash);
+        let owner = seen
+            .event
+            .action
+            .key_id()
+            .and_then(|k| seen.state.keys.get(k))
+            .map(|k| k.user.as_str());
+        if filter.matches(seen.event, seen.actor(), owner) {
+            frames.push((
+                seen.frame.clone(),
+                seen.event.clone(),
+                *seen.hash,
+                seen.actor().to_owned(),
+            ));
+        }
+    })?;
+    Ok(Selection {
+        frames,
+        hashes,
+        state: r.state,
+    })
+}
+
+impl Selection {
+    pub fn records(&self) -> Vec<Record> {
+        self.frames
+            .iter()
+            .map(|(f, ev, h, actor)| Record {
+                seq: ev.seq,
+                time: ev.time.to_string(),
+                time_us: ev.time.0,
+                actor: actor.clone(),
+                action: ev.action.tag(),
+                detail: ev.action.clone(),
+                hash: h.hex(),
+                prev_hash: ev.prev.hex(),
+                signer: ev.signer.to_string(),
+                signature: to_hex(&f.sig),
+                offset: f.offset,
+                frame_len: f.len(),
+            })
+            .collect()
+    }
+}
+
+/// JSON Lines: one record per line.
+pub fn to_jsonl(records: &[Record]) -> String {
+    records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("records serialize") + "\n")
+        .collect()
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// CSV (RFC 4180) with the `CSV_COLUMNS` header.
+pub fn to_csv(records: &[Record]) -> String {
+    let mut out = CSV_COLUMNS.join(",") + "\r\n";
+    for r in records {
+        let detail = serde_json::to_string(&r.detail).expect("actions serialize");
+        let cells = [
+            r.seq.to_string(),
+            r.time.clone(),
+            r.time_us.to_string(),
+            r.actor.clone(),
+            r.action.to_owned(),
+            detail,
+            r.hash.clone(),
+            r.prev_hash.clone(),
+            r.signer.clone(),
+            r.signature.clone(),
+            r.offset.to_string(),
+            r.frame_len.to_string(),
+        ];
+        out.push_str(
+            &cells
+                .iter()
+                .map(|c| csv_field(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestEvent {
+    pub seq: u64,
+    /// Where the frame is in events.frames.
+    pub frame_offset: u64,
+    pub frame_len: u64,
+    pub hash: String,
+    /// RFC 9162 inclusion proof of leaf `seq` in the checkpoint's tree, hex hashes.
+    pub proof: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestKey {
+    pub public_key: String,
+    pub principal: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestCheckpoint {
+    pub size: u64,
+    pub root: String,
+    pub signed_by: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub ledger_id: String,
+    pub genesis_hash: String,
+    pub origin: String,
+    pub selection: String,
+    pub checkpoint: ManifestCheckpoint,
+    /// blake3 (plain, hex) of README.txt, checkpoint and events.frames.
+    pub files: std::collections::BTreeMap<String, String>,
+    pub keys: Vec<ManifestKey>,
+    pub events: Vec<ManifestEvent>,
+}
+
+#[derive(Debug, Error)]
+pub enum BundleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("the signing key is not an enrolled signer of this ledger")]
+    NotEnrolled,
+    #[error("the bundle is not valid: {0}")]
+    Invalid(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BundleError + '_ {
+    move |source| BundleError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+fn manifest_digest(manifest: &[u8]) -> Hash32 {
+    let mut h = blake3::Hasher::new_derive_key(MANIFEST_CONTEXT);
+    h.update(manifest);
+    Bytes(*h.finalize().as_bytes())
+}
+
+const README: &str = "\
+This is a keyledger evidence bundle: events copied byte for byte from an append-only,
+hash-chained, signed ledger of access keys, with the proof that they are exactly what the
+ledger recorded. It can be checked offline, without access to the ledger or its operator.
+
+Files
+  events.frames  the selected events, as stored in the ledger (format: ledger-format.md §2-§5)
+  checkpoint     a signed C2SP checkpoint of the whole ledger at export time (§9)
+  manifest.json  for each event: its seq, hash and RFC 9162 inclusion proof against the
+                 checkpoint; the public keys that signed; and the blake3 of the other files
+  manifest.sig   the Ed25519 signature of the manifest by the checkpoint's key
+
+To check it with keyledger:
+  keyledger verify-bundle THIS_DIRECTORY --trusted-key ed25519:<the key you trust>
+
+To check it with other tools (all steps must pass):
+  1. manifest.sig verifies (Ed25519) over BLAKE3-derive-key(\"keyledger 2026-11-22 bundle
+     manifest v1\", manifest.json) with the key in manifest.checkpoint.signed_by, and that key
+     is one you trust for this ledger (obtained from the ledger's owner, not from this bundle).
+  2. The plain BLAKE3 of README.txt, checkpoint and events.frames equal manifest.files.
+  3. checkpoint is a valid signed note by that key (c2sp.org/signed-note), whose tree size and
+     root equal manifest.checkpoint.
+  4. For each event: the BLAKE3-derive-key(\"keyledger 2026-11-22 event hash v1\") of its body is
+     its hash; the RFC 9162 inclusion proof of leaf SHA-256(0x00 || hash) at index seq leads to
+     the checkpoint root; its Ed25519 signature over the hash verifies with its signer key.
+
+The bundle contains only the selected events; other events of the ledger appear only as
+hashes inside the proofs.
+";
+
+/// What `write_bundle` wrote.
+pub struct BundleSummary {
+    pub events: usize,
+    pub checkpoint_size: u64,
+    pub signed_by: String,
+}
+
+/// Writes a new bundle directory `dir` with the events of `path` that match `filter`,
+/// proven against a checkpoint of the head signed by `key` (an enrolled signer).
+pub fn write_bundle(
+    path: &Path,
+    dir: &Path,
+    filter: &Filter,
+    key: &SigningKey,
+) -> Result<BundleSummary, BundleError> {
+    let sel = select(path, filter)?;
+    let signer = sel
+        .state
+        .actor_of(&key.public())
+        .map_err(|_| BundleError::NotEnrolled)?
+        .to_owned();
+    let ledger_id = sel
+        .state
+        .ledger_id
+        .expect("a replayed ledger has a genesis");
+    let origin = checkpoint::origin(&ledger_id);
+    let tree = ProofTree::new(&sel.hashes);
+    let size = tree.size();
+    let root = tree.mth(0, size);
+    let note = Checkpoint {
+        origin: origin.clone(),
+        size,
+        root,
+    }
+    .sign(key);
+    let mut frames = Vec::new();
+    let mut events = Vec::new();
+    let mut keys: Vec<ManifestKey> = vec![ManifestKey {
+        public_key: key.public().to_string(),
+        principal: signer.clone(),
+    }];
+    for (f, ev, h, actor) in &sel.frames {
+        let offset = frames.len() as u64;
+        frames.extend(crate::format::frame_bytes(&f.body, &f.sig));
+        events.push(ManifestEvent {
+            seq: ev.seq,
+            frame_offset: offset,
+            frame_len: f.len(),
+            hash: h.hex(),
+            proof: tree
+                .inclusion_proof(ev.seq, size)
+                .iter()
+                .map(|p| to_hex(p))
+                .collect(),
+        });
+        let pk = ev.signer.to_string();
+        if !keys.iter().any(|k| k.public_key == pk) {
+            keys.push(ManifestKey {
+                public_key: pk,
+                principal: actor.clone(),
+            });
+        }
+    }
+    fs::create_dir(dir).map_err(io_err(dir))?;
+    let files = [
+        ("README.txt", README.as_bytes()),
+        ("checkpoint", note.as_bytes()),
+        ("events.frames", frames.as_slice()),
+    ];
+    let mut hashes = std::collections::BTreeMap::new();
+    for (name, data) in files {
+        let p = dir.join(name);
+        write_exclusive(&p, data, 0o644).map_err(|e| BundleError::Io {
+            path: p.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        hashes.insert(name.to_owned(), blake3::hash(data).to_hex().to_string());
+    }
+    let manifest = Manifest {
+        format: BUNDLE_FORMAT.into(),
+        ledger_id: ledger_id.hex(),
+        genesis_hash: sel.state.genesis_hash.expect("genesis").hex(),
+        origin,
+        selection: filter.describe(),
+        checkpoint: ManifestCheckpoint {
+            size,
+            root: to_hex(&root),
+            signed_by: key.public().to_string(),
+        },
+        files: hashes,
+        keys,
+        events,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    let sig = key.sign_hash(&manifest_digest(&json));
+    for (name, data) in [
+        ("manifest.json", json),
+        ("manifest.sig", format!("{}\n", to_hex(&sig)).into_bytes()),
+    ] {
+        let p = dir.join(name);
+        write_exclusive(&p, &data, 0o644).map_err(|e| BundleError::Io {
+            path: p.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+    }
+    Ok(BundleSummary {
+        events: sel.frames.len(),
+        checkpoint_size: size,
+        signed_by: signer,
+    })
+}
+
+/// What `verify_bundle` established.
+#[derive(Debug, Serialize)]
+pub struct BundleReport {
+    pub ledger_id: String,
+    pub genesis_hash: String,
+    pub selection: String,
+    pub checkpoint_size: u64,
+    pub signed_by: String,
+    /// Whether the signing key was given by the caller (else it is only the bundle's own claim).
+    pub key_trusted: bool,
+    pub events: Vec<u64>,
+}
+
+/// Checks a bundle with no access to the ledger. `trusted`: the key the recipient trusts
+/// to sign for this ledger; without it the bundle is only checked against its own key.
+pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleReport, BundleError> {
+    let bad = |m: String| BundleError::Invalid(m);
+    let read = |name: &str| fs::read(dir.join(name)).map_err(io_err(&dir.join(name)));
+    let json = read("manifest.json")?;
+    let manifest: Manifest = serde_json::from_slice(&json)
+        .map_err(|e| bad(format!("manifest.json does not parse: {e}")))?;
+    if manifest.format != BUNDLE_FORMAT {
+        return Err(bad(format!("unknown bundle format {:?}", manifest.format)));
+    }
+    let signer = PublicKey::parse(&manifest.checkpoint.signed_by)
+        .ok_or_else(|| bad("manifest signer is not a public key".into()))?;
+    if let Some(t) = trusted {
+        if *t != signer {
+            return Err(bad(format!(
+                "the bundle is signed by {signer}, not by the trusted key {t}"
+            )));
+        }
+    }
+    let sig_text = String::from_utf8(read("manifest.sig")?)
+        .map_err(|_| bad("manifest.sig is not text".into()))?;
+    let sig = from_hex::<64>(sig_text.trim_end_matches('\n'))
+        .ok_or_else(|| bad("manifest.sig is not 128 hex digits".into()))?;
+    if !sig_text.ends_with('\n') || !verify_hash(&signer, &manifest_digest(&json), &sig) {
+        return Err(bad(
+            "manifest.sig does not verify: the manifest was altered".into(),
+        ));
+    }
+    for name in ["README.txt", "checkpoint", "events.frames"] {
+        let want = manifest
+            .files
+            .get(name)
+            .ok_or_else(|| bad(format!("the manifest does not cover {name}")))?;
+        if blake3::hash(&read(name)?).to_hex().as_str() != want {
+            return Err(bad(format!(
+                "{name} was altered (its blake3 does not match the manifest)"
+            )));
+        }
+    }
+    let note =
+        String::from_utf8(read("checkpoint")?).map_err(|_| bad("checkpoint is not text".into()))?;
+    let (cp, _) =
+        Checkpoint::verify(&note, &manifest.origin, [&signer]).map_err(|e| bad(e.to_string()))?;
+    let root: Sha =
+        from_hex::<32>(&manifest.checkpoint.root).ok_or_else(|| bad("bad root".into()))?;
+    if cp.size != manifest.checkpoint.size || cp.root != root {
+        return Err(bad("the checkpoint does not match the manifest".into()));
+    }
+    let frames = read("events.frames")?;
+    let keys: Vec<PublicKey> = manifest
+        .keys
+        .iter()
+        .filter_map(|k| PublicKey::parse(&k.public_key))
+        .collect();
+    let mut seqs = vec![];
+    let mut covered = 0u64;
+    for e in &manifest.events {
+        let start = e.frame_offset as usize;
+        let end = start
+            .checked_add(e.frame_len as usize)
+            .filter(|&x| x <= frames.len())
+            .ok_or_else(|| bad(format!("event {} lies outside events.frames", e.seq)))?;
+        if e.frame_len < FRAME_OVERHEAD {
+            return Err(bad(format!("event {} is too short", e.seq)));
+        }
+        let raw = &frames[start..end];
+        let body_len = u32::from_be_bytes(raw[..LEN_PREFIX].try_into().expect("4 bytes")) as usize;
+        if body_len + LEN_PREFIX + SIG_LEN != raw.len() {
+            return Err(bad(format!("event {}'s frame length is wrong", e.seq)));
+        }
+        let body = &raw[LEN_PREFIX..LEN_PREFIX + body_len];
+        let sig: [u8; 64] = raw[raw.len() - SIG_LEN..].try_into().expect("64 bytes");
+        let ev = Event::decode(body).map_err(|x| bad(format!("event {}: {x}", e.seq)))?;
+        let h = event_hash(body);
+        if ev.seq != e.seq || h.hex() != e.hash {
+            return Err(bad(format!(
+                "event {} does not match its manifest entry",
+                e.seq
+            )));
+        }
+        let proof: Vec<Sha> = e
+            .proof
+            .iter()
+            .map(|p| from_hex::<32>(p))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("bad proof hash".into()))?;
+        if !verify_inclusion(e.seq, cp.size, &leaf_hash(&h), &proof, &root) {
+            return Err(bad(format!(
+                "event {}'s inclusion proof does not lead to the checkpoint root",
+                e.seq
+            )));
+        }
+        if !keys.contains(&ev.signer) || !verify_bytes(&ev.signer, &h.0, &sig) {
+            return Err(bad(format!(
+                "event {}'s signature does not verify with a listed key",
+                e.seq
+            )));
+        }
+        covered += e.frame_len;
+        seqs.push(e.seq);
+    }
+    if covered != frames.len() as u64 {
+        return Err(bad(
+            "events.frames holds bytes no manifest entry accounts for".into(),
+        ));
+    }
+    Ok(BundleReport {
+        ledger_id: manifest.ledger_id,
+        genesis_hash: manifest.genesis_hash,
+        selection: manifest.selection,
+        checkpoint_size: cp.size,
+        signed_by: manifest
+            .keys
+            .first()
+            .map(|k| k.principal.clone())
+            .unwrap_or_default(),
+        key_trusted: trusted.is_some(),
+        events: seqs,
+    })
+}

@@ -1,0 +1,63 @@
+//! Event filters shared by `log` and `export`.
+
+use crate::event::Event;
+use crate::types::Timestamp;
+
+/// Which events to select. Every set field must match.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Events naming this access key.
+    pub key: Option<String>,
+    /// Events whose subject is this principal, or that name a key it owns.
+    pub user: Option<String>,
+    /// Events performed by this principal.
+    pub actor: Option<String>,
+    /// Events with this action tag.
+    pub action: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+impl Filter {
+    /// `actor` performed `ev`; `owner` owns the key it names, if any.
+    pub fn matches(&self, ev: &Event, actor: &str, owner: Option<&str>) -> bool {
+        let act = &ev.action;
+        self.key
+            .as_ref()
+            .is_none_or(|k| act.key_id() == Some(k.as_str()))
+            && self
+                .user
+                .as_ref()
+                .is_none_or(|u| act.subject() == Some(u.as_str()) || owner == Some(u.as_str()))
+            && self.actor.as_ref().is_none_or(|x| actor == x)
+            && self.action.as_ref().is_none_or(|x| act.tag() == x)
+            && self.since.is_none_or(|t| ev.time >= t)
+            && self.until.is_none_or(|t| ev.time <= t)
+    }
+
+    /// `key=… user=…`, or `all events`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![];
+        for (name, v) in [
+            ("key", &self.key),
+            ("user", &self.user),
+            ("actor", &self.actor),
+            ("action", &self.action),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{name}={v}"));
+            }
+        }
+        if let Some(t) = self.since {
+            parts.push(format!("since={t}"));
+        }
+        if let Some(t) = self.until {
+            parts.push(format!("until={t}"));
+        }
+        if parts.is_empty() {
+            "all events".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
