@@ -401,12 +401,12 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
     }
     let signer = PublicKey::parse(&manifest.checkpoint.signed_by)
         .ok_or_else(|| bad("manifest signer is not a public key".into()))?;
-    if let Some(t) = trusted {
-        if *t != signer {
-            return Err(bad(format!(
-                "the bundle is signed by {signer}, not by the trusted key {t}"
-            )));
-        }
+    if let Some(t) = trusted
+        && *t != signer
+    {
+        return Err(bad(format!(
+            "the bundle is signed by {signer}, not by the trusted key {t}"
+        )));
     }
     let sig_text = String::from_utf8(read("manifest.sig")?)
         .map_err(|_| bad("manifest.sig is not text".into()))?;
