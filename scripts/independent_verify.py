@@ -2,14 +2,15 @@
 """An independent keyledger verifier, written from ledger-format.md alone (no Rust code read).
 
 It checks sections 1-6, 8 and 9 (format, canonical bodies, sequence, chain, time,
-signatures, genesis, signer enrolment and revocation, genesis and head anchors); it does
-not re-check policy (section 7). Usage:
+signatures, genesis, signer enrolment and revocation, recorded checkpoints, genesis and
+head anchors); it does not re-check policy (section 7). Usage:
 
     independent_verify.py LEDGER [--expect-genesis HEX] [--expect-head HEX]
     independent_verify.py --fixtures DIR     # every verdict in DIR/verdicts.json
 
 Needs: pip install blake3 msgpack cryptography
 """
+import hashlib
 import json
 import struct
 import sys
@@ -24,9 +25,20 @@ FIELDS = {  # section 5: tag -> number of fields
     "genesis": 3, "signer-enrolled": 2, "signer-revoked": 2, "user-created": 2,
     "user-deleted": 1, "permission-granted": 2, "permission-revoked": 2, "key-created": 6,
     "temporary-issued": 5, "secret-revealed": 3, "key-disabled": 1, "key-enabled": 1,
-    "key-deleted": 1, "auth-succeeded": 1, "auth-failed": 2, "action-denied": 4,
+    "key-deleted": 1, "auth-succeeded": 1, "auth-failed": 2, "action-denied": 4, "checkpoint-recorded": 2,
     "log-repaired": 4,
 }
+
+
+def mth(leaves):
+    """RFC 9162 Merkle tree hash with SHA-256 over 32-byte event hashes (section 9.1)."""
+    n = len(leaves)
+    if n == 0:
+        return hashlib.sha256(b"").digest()
+    if n == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    k = 1 << ((n - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + mth(leaves[:k]) + mth(leaves[k:])).digest()
 
 
 def verify(data, expect_genesis=None, expect_head=None):
@@ -70,6 +82,8 @@ def verify(data, expect_genesis=None, expect_head=None):
             off, index = off + 4 + n + 64, index + 1
             continue
         seq, time, prev, signer = ev[0], ev[1], ev[2], ev[3]
+        if tag == "checkpoint-recorded" and (fields[0] != len(hashes) - 1 or fields[1] != mth(hashes[:-1])):
+            problems.append(("anchor", seq, off, "recorded checkpoint does not match the events before it"))
         want = 0 if last_seq is None else last_seq + 1
         if seq != want:
             problems.append(("sequence", seq, off, f"expected {want}"))

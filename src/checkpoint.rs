@@ -1,6 +1,6 @@
 //! Checkpoints: the C2SP tlog-checkpoint body (origin, tree size, base64 Merkle root),
 //! wrapped in a C2SP signed note with an Ed25519 signature, so any signed-note verifier can
-//! check it. Specified in `ledger-format.md` §8.
+//! check it. Specified in `ledger-format.md` §9.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

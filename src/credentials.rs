@@ -1,6 +1,6 @@
 //! Access key IDs, secrets and security tokens (R5, R6), and the fingerprints the ledger
 //! stores instead of secrets. Every form carries a checksum so a scanner can recognise it
-//! without false positives. Specified in `ledger-format.md` §7.
+//! without false positives. Specified in `ledger-format.md` §11.
 //!
 //! ```text
 //! permanent key ID   KLAK + 16 base32 random + 6 base32 checksum   (26 chars)

@@ -1,6 +1,6 @@
 //! Events: what one frame's body says. Encoded with rmp-serde's default layout:
 //! structs as MessagePack arrays in field order, enums as a one-entry map
-//! `{ "tag": [fields…] }`, `Option::None` as nil. See `ledger-format.md` §4.
+//! `{ "tag": [fields…] }`, `Option::None` as nil. See `ledger-format.md` §4 and §5.
 
 use std::fmt;
 
@@ -139,6 +139,12 @@ pub enum Action {
         key_id: Option<String>,
         reason: String,
     },
+    /// A checkpoint of the `size` events before this one (`size` = this event's seq), whose
+    /// RFC 9162 Merkle root is `root`. `verify` recomputes it.
+    CheckpointRecorded {
+        size: u64,
+        root: Hash32,
+    },
     /// L6: a torn tail of `removed_bytes` bytes at `offset` was moved to `quarantine`.
     LogRepaired {
         offset: u64,
@@ -168,6 +174,7 @@ impl Action {
             Self::AuthSucceeded { .. } => "auth-succeeded",
             Self::AuthFailed { .. } => "auth-failed",
             Self::ActionDenied { .. } => "action-denied",
+            Self::CheckpointRecorded { .. } => "checkpoint-recorded",
             Self::LogRepaired { .. } => "log-repaired",
         }
     }

@@ -595,6 +595,18 @@ impl State {
                 Self::check_text("attempted", attempted)?;
                 Self::check_text("reason", reason)
             }
+            Action::CheckpointRecorded { size, .. } => {
+                if *size != self.events {
+                    return refuse(
+                        "L5",
+                        format!(
+                            "a recorded checkpoint covers the {} events before it, not {size}",
+                            self.events
+                        ),
+                    );
+                }
+                Ok(())
+            }
             Action::LogRepaired { quarantine, .. } => {
                 Self::check_text("quarantine", quarantine)?;
                 self.require_admin(actor, "repair the ledger")
@@ -780,7 +792,7 @@ impl State {
                     k.failed_auths += 1;
                 }
             }
-            Action::LogRepaired { .. } => {}
+            Action::LogRepaired { .. } | Action::CheckpointRecorded { .. } => {}
         }
     }
 

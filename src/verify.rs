@@ -311,11 +311,24 @@ pub fn verify_reader<R: Read>(r: R, opts: &Options) -> io::Result<Report> {
                         let step = checker.step(&frame);
                         findings.extend(step.findings);
                         bytes = frame.end();
-                        if want_size.is_some() {
-                            tree.push(&step.hash);
-                            if Some(tree.size()) == want_size {
-                                root_at_size = Some(tree.root());
-                            }
+                        if let Some(Event {
+                            seq,
+                            action: crate::event::Action::CheckpointRecorded { size, root },
+                            ..
+                        }) = &step.event
+                            && (*size != tree.size() || root.0 != tree.root())
+                        {
+                            findings.push(Finding {
+                                problem: Problem::Anchor,
+                                seq: Some(*seq),
+                                index: Some(checker.frames() - 1),
+                                offset: frame.offset,
+                                message: format!("the recorded checkpoint of {size} events does not match the Merkle root of the events before it"),
+                            });
+                        }
+                        tree.push(&step.hash);
+                        if Some(tree.size()) == want_size {
+                            root_at_size = Some(tree.root());
                         }
                         if matches!(opts.anchor, Some(Anchor::Head(h)) if h == step.hash) {
                             head_found_at = step

@@ -341,6 +341,29 @@ fn all_fixtures() -> Vec<Fixture> {
             &["policy"],
         )],
     );
+    let mut cp = RawLedger::new();
+    cp.push(&key(1), genesis());
+    cp.push(
+        &key(1),
+        Action::UserCreated {
+            name: "bob".into(),
+            federated: false,
+        },
+    );
+    let root = Bytes(merkle::root_of(&cp.hashes));
+    cp.push(&key(1), Action::CheckpointRecorded { size: 2, root });
+    cp.push(&key(1), Action::CheckpointRecorded { size: 3, root });
+    add(
+        "checkpoint-recorded-wrong.ledger",
+        cp.bytes,
+        vec![verdict(
+            "a correct recorded checkpoint at seq 2, then one at seq 3 whose root is wrong (validly signed)",
+            &[],
+            1,
+            Some(3),
+            &["anchor"],
+        )],
+    );
     add(
         "worked-example.ledger",
         worked_example().bytes,

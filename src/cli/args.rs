@@ -96,8 +96,11 @@ pub enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the note verifier key of the signing key instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["out", "record"])]
         vkey: bool,
+        /// Also record the checkpoint in the ledger as a `checkpoint-recorded` event.
+        #[arg(long)]
+        record: bool,
     },
     /// Export events: JSON Lines, CSV, or an evidence bundle that verifies offline.
     Export(ExportArgs),

@@ -77,6 +77,7 @@ pub fn detail(a: &Action) -> String {
         Action::ActionDenied {
             attempted, reason, ..
         } => format!("{attempted}: {reason}"),
+        Action::CheckpointRecorded { size, root } => format!("{size} events, Merkle root {root}"),
         Action::LogRepaired {
             offset,
             removed_bytes,

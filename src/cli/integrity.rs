@@ -137,10 +137,14 @@ pub fn repair(ctx: &Ctx) -> Result<(), CliError> {
     }
 }
 
-pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool) -> Result<(), CliError> {
+pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool, record: bool) -> Result<(), CliError> {
     let key = ctx.signing_key()?;
     let mut tree = TreeBuilder::default();
-    let r = ctx.read(None, |seen| tree.push(seen.hash))?;
+    let mut last = None;
+    let r = ctx.read(None, |seen| {
+        tree.push(seen.hash);
+        last = Some(*seen.hash);
+    })?;
     let actor = r
         .state
         .actor_of(&key.public())
@@ -157,6 +161,26 @@ pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool) -> Result<(), CliEr
         } else {
             print(&format!("{v}\n"))
         };
+    }
+    if record {
+        let mut l = keyledger::store::Ledger::open(&ctx.ledger, ctx.wait)?;
+        if l.head().hash != last.expect("a ledger has events") {
+            return Err(CliError {
+                code: super::error::LEDGER,
+                message: "the ledger grew while the checkpoint was computed; run the command again"
+                    .into(),
+            });
+        }
+        let action = keyledger::event::Action::CheckpointRecorded {
+            size: tree.size(),
+            root: keyledger::types::Bytes(tree.root()),
+        };
+        let receipt = l.append(&key, action, ctx.now)?;
+        eprintln!(
+            "keyledger: recorded the checkpoint of {} events at seq {}",
+            tree.size(),
+            receipt.seq
+        );
     }
     let note = Checkpoint {
         origin,

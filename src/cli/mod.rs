@@ -150,7 +150,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Inspect { seq } => history::inspect(&ctx, seq),
         Cmd::Verify(a) => integrity::verify(&ctx, &a),
         Cmd::Repair => integrity::repair(&ctx),
-        Cmd::Checkpoint { out, vkey } => integrity::checkpoint(&ctx, out.as_deref(), vkey),
+        Cmd::Checkpoint { out, vkey, record } => {
+            integrity::checkpoint(&ctx, out.as_deref(), vkey, record)
+        }
         Cmd::Export(a) => integrity::export(&ctx, &a),
         Cmd::VerifyBundle { path, trusted_key } => {
             integrity::verify_bundle(&ctx, &path, trusted_key.as_deref())
