@@ -6,6 +6,7 @@
 //! specification of every byte this crate writes.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod chain;
 pub mod checkpoint;
 pub mod credentials;
@@ -17,6 +18,7 @@ pub mod index;
 pub mod merkle;
 pub mod ops;
 pub mod query;
+pub mod report;
 pub mod signing;
 pub mod state;
 pub mod store;

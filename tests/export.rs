@@ -224,7 +224,11 @@ fn a_forked_ledger_fails_verify_against_a_checkpoint() {
     std::fs::write(d.path().join("keyledger.ledger"), &base).unwrap();
     let o = run_in(d.path(), &["verify", "--checkpoint", "cp"], None);
     assert_eq!(code(&o), 1);
-    assert!(stdout(&o).contains("covers 3 events but the ledger has 2: the tail was cut"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("covers 3 events but the ledger has 2: the tail was cut"),
+        "{}",
+        stdout(&o)
+    );
     assert!(full.len() > base.len());
     // The fork: same prefix, a different event at the position the checkpoint covers.
     ok(d.path(), &["user", "create", "mallory"]);

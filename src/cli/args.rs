@@ -111,11 +111,59 @@ pub enum Cmd {
         #[arg(long)]
         trusted_key: Option<String>,
     },
+    /// Run the compliance controls over the state at a time; each finding cites its events.
+    Audit(AuditArgs),
+    /// Reports in formats other tools read.
+    #[command(subcommand)]
+    Report(ReportCmd),
     /// Build a realistic sample ledger, verify it, and show what happened.
     Demo {
         /// Directory to build in (default: ./keyledger-demo, or -2, -3… if that exists).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AuditFormat {
+    Text,
+    Json,
+    Html,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct AuditArgs {
+    /// Evaluate the state as it was at this time (default: now).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// An active key older than this many days is a finding.
+    #[arg(long, default_value_t = 90)]
+    pub max_key_age: i64,
+    /// An active key unused (or never used) for this many days is a finding.
+    #[arg(long, default_value_t = 45)]
+    pub max_unused: i64,
+    /// Temporary credentials issued for longer than this many hours are a finding.
+    #[arg(long, default_value_t = 12)]
+    pub max_temporary: i64,
+    /// This many refused actions by one actor within an hour are a finding.
+    #[arg(long, default_value_t = 5)]
+    pub burst: usize,
+    /// Exit 1 if any finding is at or above this severity: low, medium, high, critical or none.
+    #[arg(long, default_value = "high")]
+    pub fail_on: String,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: AuditFormat,
+    /// Write the report to this new file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// The AWS IAM credential report layout (CSV), at a time.
+    Credentials {
+        #[arg(long)]
+        as_of: Option<String>,
     },
 }
 

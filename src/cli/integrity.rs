@@ -253,12 +253,30 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
         "\nVerification (signatures, chain, policy, anchored to the head):\n{}",
         render(&d.ledger, &d.report)
     ));
+    let audit = keyledger::audit::audit(&d.ledger, &keyledger::audit::Options::at(ctx.now))
+        .map_err(CliError::io)?;
+    out.push_str(&format!(
+        "\nAudit as of now ({} finding(s), each citing the events that prove it):\n",
+        audit.findings.len()
+    ));
+    for f in &audit.findings {
+        let ev: Vec<String> = f.evidence.iter().map(u64::to_string).collect();
+        out.push_str(&format!(
+            "  [{}] {}: {} (seq {})\n",
+            f.severity.as_str(),
+            f.control,
+            f.message,
+            ev.join(", ")
+        ));
+    }
     let l = d.ledger.display();
     let k = d.account_key.display();
     out.push_str(&format!(
         "\nTry:\n  keyledger --ledger {l} key list\n  keyledger --ledger {l} log --action action-denied\n  \
-         keyledger --ledger {l} verify --expect-genesis {}\n  keyledger --ledger {l} --key {k} checkpoint --out {}/head.checkpoint\n",
+         keyledger --ledger {l} verify --expect-genesis {}\n  keyledger --ledger {l} --key {k} checkpoint --out {}/head.checkpoint\n  \
+         keyledger --ledger {l} audit --format html --out {}/audit.html\n  keyledger --ledger {l} report credentials\n",
         d.genesis,
+        d.dir.display(),
         d.dir.display()
     ));
     print(&out)?;

@@ -1,6 +1,7 @@
 //! Command handlers. Each parses its input, calls the library, and prints.
 
 pub mod args;
+mod audit;
 pub mod error;
 mod history;
 mod integrity;
@@ -156,6 +157,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Export(a) => integrity::export(&ctx, &a),
         Cmd::VerifyBundle { path, trusted_key } => {
             integrity::verify_bundle(&ctx, &path, trusted_key.as_deref())
+        }
+        Cmd::Audit(a) => audit::audit(&ctx, &a),
+        Cmd::Report(args::ReportCmd::Credentials { as_of }) => {
+            audit::credentials(&ctx, as_of.as_deref())
         }
         Cmd::Demo { dir } => integrity::demo(&ctx, dir),
     }

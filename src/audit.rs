@@ -1,0 +1,419 @@
+//! Compliance audits (the controls auditors run: CIS, AWS Config, Alibaba Cloud Config),
+//! evaluated over the state replayed at any past time. Each finding cites the seqs of the
+//! events that prove it. An audit first verifies the whole ledger; one that does not verify
+//! is not audited.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::event::Action;
+use crate::state::{AccessKey, KeyStatus, PrincipalKind, State};
+use crate::store::{self, StoreError, Until};
+use crate::types::Timestamp;
+use crate::verify::{self, Report};
+
+const DAY_US: i64 = 86_400_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Low, Self::Medium, Self::High, Self::Critical]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// The controls, with what each checks (also shown in reports).
+pub const CONTROLS: [(&str, &str); 9] = [
+    (
+        "root-access-key",
+        "The account (root) holds no access key (CIS: no root access key; root-ak-check)",
+    ),
+    (
+        "access-key-rotated",
+        "No active key is older than the maximum key age (access-keys-rotated)",
+    ),
+    (
+        "one-active-key-per-user",
+        "No user has more than one active key (CIS: only one active key per user)",
+    ),
+    (
+        "unused-credentials",
+        "No active key has gone unused longer than the maximum (unused credentials)",
+    ),
+    (
+        "secret-never-revealed",
+        "Every created key's secret was handed to its requester (R10)",
+    ),
+    (
+        "secret-revealed-to-file",
+        "Secrets written to files are listed so the files can be accounted for",
+    ),
+    (
+        "temporary-credentials-duration",
+        "Temporary credentials last no longer than the maximum",
+    ),
+    ("keys-of-deleted-users", "No key is left on a deleted user"),
+    (
+        "refused-actions-burst",
+        "No actor has a burst of refused actions (possible probing)",
+    ),
+];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub as_of: Timestamp,
+    pub max_key_age_days: i64,
+    pub max_unused_days: i64,
+    pub max_temporary_hours: i64,
+    /// Refusals by one actor within `burst_window_us` that make a burst.
+    pub burst_threshold: usize,
+    pub burst_window_us: i64,
+}
+
+impl Options {
+    pub fn at(as_of: Timestamp) -> Self {
+        Options {
+            as_of,
+            max_key_age_days: 90,
+            max_unused_days: 45,
+            max_temporary_hours: 12,
+            burst_threshold: 5,
+            burst_window_us: 3600 * 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub control: &'static str,
+    pub severity: Severity,
+    pub principal: Option<String>,
+    pub key_id: Option<String>,
+    pub message: String,
+    /// Seqs of the events that prove the finding.
+    pub evidence: Vec<u64>,
+}
+
+/// One event on a key's timeline (for reports).
+#[derive(Debug, Clone, Serialize)]
+pub struct Mark {
+    pub seq: u64,
+    pub time: Timestamp,
+    pub tag: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Audit {
+    pub as_of: Timestamp,
+    pub as_of_seq: u64,
+    pub events: u64,
+    pub findings: Vec<Finding>,
+    /// Per key: created, revealed, used, disabled, enabled, deleted events up to `as_of`.
+    pub timelines: BTreeMap<String, Vec<Mark>>,
+    #[serde(skip)]
+    pub state: State,
+    /// Every evidence event: seq → (time, actor, tag, one-line detail).
+    pub evidence_events: BTreeMap<u64, (Timestamp, String, &'static str, Action)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}: {1}")]
+    Io(std::path::PathBuf, std::io::Error),
+    #[error("the ledger does not verify ({} problem(s), first: {}); an audit over it would prove nothing. Run `keyledger verify`", .0.findings.len(), .0.findings.first().map_or(String::new(), |f| f.message.clone()))]
+    NotVerified(Box<Report>),
+}
+
+/// Verifies the ledger, replays it up to `opts.as_of`, and evaluates every control.
+pub fn audit(path: &Path, opts: &Options) -> Result<Audit, AuditError> {
+    let report = verify::verify_file(path, &verify::Options::default())
+        .map_err(|e| AuditError::Io(path.into(), e))?;
+    if !report.ok {
+        return Err(AuditError::NotVerified(Box::new(report)));
+    }
+    let mut timelines: BTreeMap<String, Vec<Mark>> = BTreeMap::new();
+    let mut denials: BTreeMap<String, Vec<(u64, Timestamp)>> = BTreeMap::new();
+    let r = store::read_with(path, Some(Until::Time(opts.as_of)), |seen| {
+        let ev = seen.event;
+        if let Some(k) = ev.action.key_id() {
+            let marks = timelines.entry(k.to_owned()).or_default();
+            // Timelines keep every lifecycle event but only the first 500 authentications.
+            if marks.len() < 500
+                || !matches!(
+                    ev.action,
+                    Action::AuthSucceeded { .. } | Action::AuthFailed { .. }
+                )
+            {
+                marks.push(Mark {
+                    seq: ev.seq,
+                    time: ev.time,
+                    tag: ev.action.tag(),
+                });
+            }
+        }
+        if let Action::ActionDenied { .. } = ev.action {
+            denials
+                .entry(seen.actor().to_owned())
+                .or_default()
+                .push((ev.seq, ev.time));
+        }
+    })?;
+    let s = &r.state;
+    let t = opts.as_of;
+    let mut findings = vec![];
+    let mut add = |control,
+                   severity,
+                   k: Option<&AccessKey>,
+                   principal: Option<&str>,
+                   message: String,
+                   evidence: Vec<u64>| {
+        findings.push(Finding {
+            control,
+            severity,
+            principal: principal
+                .map(str::to_owned)
+                .or_else(|| k.map(|k| k.user.clone())),
+            key_id: k.map(|k| k.id.clone()),
+            message,
+            evidence,
+        })
+    };
+    let active = |k: &AccessKey| k.status == KeyStatus::Active && !k.expired_at(t);
+    for k in s.keys.values() {
+        let owner = s.principals.get(&k.user);
+        let age_days = (t.0 - k.created.time.0) / DAY_US;
+        if owner.is_some_and(|p| p.kind == PrincipalKind::Account) && k.status != KeyStatus::Deleted
+        {
+            add(
+                "root-access-key",
+                Severity::Critical,
+                Some(k),
+                None,
+                format!(
+                    "the account holds access key {} ({}), created {}",
+                    k.id,
+                    k.status_at(t),
+                    k.created.time
+                ),
+                vec![k.created.seq],
+            );
+        }
+        if active(k) && !k.temporary && age_days > opts.max_key_age_days {
+            add(
+                "access-key-rotated",
+                Severity::High,
+                Some(k),
+                None,
+                format!(
+                    "{} is {age_days} days old (limit {}); rotate it",
+                    k.id, opts.max_key_age_days
+                ),
+                vec![k.created.seq],
+            );
+        }
+        if active(k) {
+            let (since, seq, what) = match k.last_used {
+                Some(u) => (u.time, u.seq, "last used"),
+                None => (
+                    k.created.time,
+                    k.created.seq,
+                    "never used since its creation",
+                ),
+            };
+            let idle = (t.0 - since.0) / DAY_US;
+            if idle > opts.max_unused_days {
+                add(
+                    "unused-credentials",
+                    Severity::Medium,
+                    Some(k),
+                    None,
+                    format!(
+                        "{} is active but {what} {idle} days ago (limit {}); disable it",
+                        k.id, opts.max_unused_days
+                    ),
+                    vec![seq],
+                );
+            }
+        }
+        match &k.revealed {
+            None => {
+                let sev = if k.status == KeyStatus::Deleted {
+                    Severity::Low
+                } else {
+                    Severity::High
+                };
+                add(
+                    "secret-never-revealed",
+                    sev,
+                    Some(k),
+                    None,
+                    format!(
+                        "the secret of {} ({}) was never revealed: the creating session may have crashed; delete it and create another",
+                        k.id,
+                        k.status_at(t)
+                    ),
+                    vec![k.created.seq],
+                );
+            }
+            Some(rv) if rv.channel.starts_with("csv:") => {
+                add(
+                    "secret-revealed-to-file",
+                    Severity::Low,
+                    Some(k),
+                    None,
+                    format!(
+                        "the secret of {} was written to {} at {}; make sure that file was moved to a vault and destroyed",
+                        k.id,
+                        &rv.channel[4..],
+                        rv.at.time
+                    ),
+                    vec![rv.at.seq],
+                );
+            }
+            Some(_) => {}
+        }
+        if let Some(e) = k.expires {
+            let hours = (e.0 - k.created.time.0) as f64 / 3.6e9;
+            if hours > opts.max_temporary_hours as f64 {
+                add(
+                    "temporary-credentials-duration",
+                    Severity::High,
+                    Some(k),
+                    None,
+                    format!(
+                        "{} was issued for {hours:.1} h (limit {} h)",
+                        k.id, opts.max_temporary_hours
+                    ),
+                    vec![k.created.seq],
+                );
+            }
+        }
+        if let Some(d) = owner.and_then(|p| p.deleted)
+            && k.status != KeyStatus::Deleted
+        {
+            add(
+                "keys-of-deleted-users",
+                Severity::High,
+                Some(k),
+                None,
+                format!(
+                    "{} ({}) is left on {}, deleted at {}; delete the key",
+                    k.id,
+                    k.status_at(t),
+                    k.user,
+                    d.time
+                ),
+                vec![k.created.seq, d.seq],
+            );
+        }
+    }
+    for p in s.principals.values().filter(|p| p.deleted.is_none()) {
+        let keys: Vec<&AccessKey> = s
+            .keys
+            .values()
+            .filter(|k| k.user == p.name && !k.temporary && active(k))
+            .collect();
+        if keys.len() > 1 {
+            let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+            add(
+                "one-active-key-per-user",
+                Severity::Medium,
+                None,
+                Some(&p.name),
+                format!(
+                    "{} has {} active keys ({}); keep one active outside a rotation",
+                    p.name,
+                    keys.len(),
+                    ids.join(", ")
+                ),
+                keys.iter().map(|k| k.created.seq).collect(),
+            );
+        }
+    }
+    for (actor, list) in &denials {
+        // The densest window: the most refusals within burst_window_us.
+        let mut best: &[(u64, Timestamp)] = &[];
+        let mut lo = 0;
+        for hi in 0..list.len() {
+            while list[hi].1.0 - list[lo].1.0 > opts.burst_window_us {
+                lo += 1;
+            }
+            if hi + 1 - lo > best.len() {
+                best = &list[lo..=hi];
+            }
+        }
+        if best.len() >= opts.burst_threshold {
+            add(
+                "refused-actions-burst",
+                Severity::Medium,
+                None,
+                Some(actor),
+                format!(
+                    "{actor} had {} actions refused within {} minutes (threshold {}): possible probing",
+                    best.len(),
+                    opts.burst_window_us / 60_000_000,
+                    opts.burst_threshold
+                ),
+                best.iter().map(|x| x.0).collect(),
+            );
+        }
+    }
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.control.cmp(b.control))
+            .then(a.key_id.cmp(&b.key_id))
+    });
+    // Every evidence event, for reports that show them.
+    let wanted: std::collections::BTreeSet<u64> = findings
+        .iter()
+        .flat_map(|f| f.evidence.iter().copied())
+        .collect();
+    let mut evidence_events = BTreeMap::new();
+    if !wanted.is_empty() {
+        store::read_with(path, Some(Until::Time(opts.as_of)), |seen| {
+            if wanted.contains(&seen.event.seq) {
+                evidence_events.insert(
+                    seen.event.seq,
+                    (
+                        seen.event.time,
+                        seen.actor().to_owned(),
+                        seen.event.action.tag(),
+                        seen.event.action.clone(),
+                    ),
+                );
+            }
+        })?;
+    }
+    Ok(Audit {
+        as_of: t,
+        as_of_seq: r.head.seq,
+        events: r.head.seq + 1,
+        findings,
+        timelines,
+        state: r.state,
+        evidence_events,
+    })
+}

@@ -1,0 +1,373 @@
+//! Audits and reports: each control fires on a ledger built to break it and stays silent
+//! on one built to pass it; --as-of moves findings in time; evidence seqs point to the
+//! events that prove them; JSON and HTML carry the same findings.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+use serde_json::Value;
+
+/// Runs keyledger in `dir` at the time `now` (RFC 3339).
+fn at(dir: &Path, now: &str, args: &[&str]) -> Output {
+    let mut c = std::process::Command::new(bin());
+    c.current_dir(dir)
+        .args(args)
+        .env("KEYLEDGER_NOW", now)
+        .env_remove("KEYLEDGER_LEDGER")
+        .env_remove("KEYLEDGER_KEY");
+    c.output().unwrap()
+}
+
+fn ok_at(dir: &Path, now: &str, args: &[&str]) -> String {
+    let o = at(dir, now, args);
+    assert_eq!(code(&o), 0, "{args:?}: {}{}", stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+const T0: &str = "2026-01-01T00:00:00Z";
+
+fn findings(dir: &Path, now: &str, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["--json", "audit", "--fail-on", "none"];
+    args.extend_from_slice(extra);
+    let v: Value = serde_json::from_str(&ok_at(dir, now, &args)).unwrap();
+    v["findings"].as_array().unwrap().clone()
+}
+
+fn controls(f: &[Value]) -> Vec<String> {
+    let mut c: Vec<String> = f
+        .iter()
+        .map(|x| x["control"].as_str().unwrap().to_owned())
+        .collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+fn new_ledger() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    ok_at(d.path(), T0, &["init", "--account", "acme"]);
+    d
+}
+
+/// Runs keyledger with `stdin` as standard input.
+fn at_stdin(dir: &Path, now: &str, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut c = std::process::Command::new(bin());
+    c.current_dir(dir)
+        .args(args)
+        .env("KEYLEDGER_NOW", now)
+        .env_remove("KEYLEDGER_LEDGER")
+        .env_remove("KEYLEDGER_KEY");
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Creates a key revealed on stdout; returns (id, secret).
+fn key_secret(dir: &Path, now: &str, user: &str) -> (String, String) {
+    let v: Value = serde_json::from_str(&ok_at(
+        dir,
+        now,
+        &[
+            "--json",
+            "key",
+            "create",
+            "--user",
+            user,
+            "--scenario",
+            "s",
+            "--confirm-necessary",
+        ],
+    ))
+    .unwrap();
+    (
+        v["access_key_id"].as_str().unwrap().to_owned(),
+        v["access_key_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn key(dir: &Path, now: &str, user: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "--json",
+        "key",
+        "create",
+        "--user",
+        user,
+        "--scenario",
+        "s",
+        "--confirm-necessary",
+    ];
+    args.extend_from_slice(extra);
+    let v: Value = serde_json::from_str(&ok_at(dir, now, &args)).unwrap();
+    v["access_key_id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_compliant_ledger_has_no_findings() {
+    let d = new_ledger();
+    let p = d.path();
+    ok_at(p, T0, &["user", "create", "bob"]);
+    let (k1, s1) = key_secret(p, T0, "bob");
+    // Used on day 30, rotated on day 60 (new key first, old deleted at once), used again on day 65.
+    assert_eq!(
+        code(&at_stdin(p, "2026-01-31T00:00:00Z", &["auth", &k1], &s1)),
+        0
+    );
+    let (k2, s2) = key_secret(p, "2026-03-02T00:00:00Z", "bob");
+    ok_at(p, "2026-03-02T00:00:01Z", &["key", "delete", &k1]);
+    assert_eq!(
+        code(&at_stdin(p, "2026-03-07T00:00:00Z", &["auth", &k2], &s2)),
+        0
+    );
+    let f = findings(p, "2026-03-12T00:00:00Z", &[]);
+    assert!(f.is_empty(), "{f:?}");
+    assert_eq!(code(&at(p, "2026-03-12T00:00:00Z", &["audit"])), 0);
+}
+
+#[test]
+fn each_control_fires_on_a_ledger_built_to_break_it() {
+    let d = new_ledger();
+    let p = d.path();
+    ok_at(p, T0, &["user", "create", "bob"]);
+    ok_at(p, T0, &["user", "create", "carol"]);
+    ok_at(p, T0, &["user", "create", "fed", "--federated"]);
+    // root-access-key
+    let root = key(p, T0, "acme", &["--allow-root-key"]);
+    // one-active-key-per-user (bob has two active keys)
+    let b1 = key(p, T0, "bob", &[]);
+    let b2 = key(p, T0, "bob", &[]);
+    // secret-revealed-to-file
+    ok_at(
+        p,
+        T0,
+        &[
+            "key",
+            "create",
+            "--user",
+            "carol",
+            "--scenario",
+            "s",
+            "--confirm-necessary",
+            "--csv",
+            "carol.csv",
+        ],
+    );
+    // secret-never-revealed: a key created but never revealed (a crashed session)
+    {
+        let mut l = keyledger::store::Ledger::open(
+            &p.join("keyledger.ledger"),
+            keyledger::store::Wait::Block,
+        )
+        .unwrap();
+        let k = keyledger::signing::SigningKey::load(&p.join("keyledger.key")).unwrap();
+        let req = keyledger::ops::KeyRequest {
+            user: "carol",
+            scenario: "s",
+            confirmed_necessary: true,
+            allow_root_key: false,
+        };
+        l.create_key(&k, &req, keyledger::types::Timestamp::parse(T0).unwrap())
+            .unwrap();
+    }
+    // keys-of-deleted-users: fed's expired temporary credentials outlive fed
+    ok_at(
+        p,
+        T0,
+        &["sts", "issue", "--user", "fed", "--duration", "15m"],
+    );
+    ok_at(p, "2026-01-01T01:00:00Z", &["user", "delete", "fed"]);
+    // refused-actions-burst: five refusals within an hour by one actor
+    ok_at(p, T0, &["keygen", "--out", "bob.key"]);
+    let pubkey = std::fs::read_to_string(p.join("bob.key.pub")).unwrap();
+    ok_at(
+        p,
+        T0,
+        &["signer", "enroll", "bob", "--public-key", pubkey.trim()],
+    );
+    for i in 0..5 {
+        let o = at(
+            p,
+            "2026-01-02T10:00:00Z",
+            &["--key", "bob.key", "user", "create", &format!("x{i}")],
+        );
+        assert_eq!(code(&o), 3);
+    }
+    let now = "2026-06-01T00:00:00Z";
+    // temporary-credentials-duration fires with a stricter limit than the policy's 12 h.
+    let f = findings(p, now, &["--max-temporary", "0"]);
+    let got = controls(&f);
+    for c in keyledger::audit::CONTROLS.map(|c| c.0) {
+        assert!(got.contains(&c.to_string()), "{c} did not fire: {got:?}");
+    }
+    let root_f = f
+        .iter()
+        .find(|x| x["control"] == "root-access-key")
+        .unwrap();
+    assert_eq!(root_f["key_id"], root.as_str());
+    assert_eq!(root_f["severity"], "critical");
+    let multi = f
+        .iter()
+        .find(|x| x["control"] == "one-active-key-per-user")
+        .unwrap();
+    assert!(
+        multi["message"].as_str().unwrap().contains(&b1)
+            && multi["message"].as_str().unwrap().contains(&b2)
+    );
+    // --fail-on: the default (high) fails on these findings; none never fails.
+    assert_eq!(code(&at(p, now, &["audit"])), 1);
+    assert_eq!(code(&at(p, now, &["audit", "--fail-on", "none"])), 0);
+    // Every evidence seq names an event that concerns the finding's key or principal.
+    for x in &f {
+        for seq in x["evidence"].as_array().unwrap() {
+            let ev: Value =
+                serde_json::from_str(&ok_at(p, now, &["--json", "inspect", &seq.to_string()]))
+                    .unwrap();
+            let fields = ev["fields"].to_string();
+            let named = x["key_id"].as_str().is_some_and(|k| fields.contains(k))
+                || x["principal"]
+                    .as_str()
+                    .is_some_and(|u| fields.contains(u) || ev["actor"] == u);
+            assert!(
+                named,
+                "evidence seq {seq} of {} does not concern it: {ev}",
+                x["control"]
+            );
+        }
+    }
+    // JSON and HTML carry the same findings.
+    ok_at(
+        p,
+        now,
+        &[
+            "audit",
+            "--format",
+            "html",
+            "--out",
+            "a.html",
+            "--max-temporary",
+            "0",
+            "--fail-on",
+            "none",
+        ],
+    );
+    let html = std::fs::read_to_string(p.join("a.html")).unwrap();
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http"),
+        "self-contained, no network"
+    );
+    for x in &f {
+        assert!(html.contains(&format!("<code>{}</code>", x["control"].as_str().unwrap())));
+        for seq in x["evidence"].as_array().unwrap() {
+            assert!(
+                html.contains(&format!("id=\"seq-{seq}\"")),
+                "evidence {seq} is linked"
+            );
+        }
+    }
+    assert_eq!(html.matches("<tr><td><span class=\"sev").count(), f.len());
+}
+
+#[test]
+fn as_of_moves_findings_in_time() {
+    let d = new_ledger();
+    ok_at(d.path(), T0, &["user", "create", "bob"]);
+    let k = key(d.path(), T0, "bob", &[]);
+    // Day 89: compliant with the 90-day rotation rule; day 91: flagged.
+    let day89 = findings(
+        d.path(),
+        "2026-12-01T00:00:00Z",
+        &["--as-of", "2026-03-31T00:00:00Z"],
+    );
+    assert!(
+        !controls(&day89).contains(&"access-key-rotated".to_string()),
+        "{day89:?}"
+    );
+    let day91 = findings(
+        d.path(),
+        "2026-12-01T00:00:00Z",
+        &["--as-of", "2026-04-02T00:00:00Z"],
+    );
+    let rot = day91
+        .iter()
+        .find(|f| f["control"] == "access-key-rotated")
+        .expect("flagged at day 91");
+    assert_eq!(rot["key_id"], k.as_str());
+    // Unused: day 44 silent, day 46 flagged.
+    assert!(
+        !controls(&findings(
+            d.path(),
+            "2026-12-01T00:00:00Z",
+            &["--as-of", "2026-02-14T00:00:00Z"]
+        ))
+        .contains(&"unused-credentials".to_string())
+    );
+    assert!(
+        controls(&findings(
+            d.path(),
+            "2026-12-01T00:00:00Z",
+            &["--as-of", "2026-02-16T00:00:00Z"]
+        ))
+        .contains(&"unused-credentials".to_string())
+    );
+    // Before the key existed there is nothing to say about it.
+    let before = findings(
+        d.path(),
+        "2026-12-01T00:00:00Z",
+        &["--as-of", "2025-12-31T00:00:00Z"],
+    );
+    assert!(before.is_empty(), "{before:?}");
+}
+
+#[test]
+fn the_credential_report_has_the_aws_columns() {
+    let d = new_ledger();
+    ok_at(d.path(), T0, &["user", "create", "bob"]);
+    key(d.path(), T0, "bob", &[]);
+    let csv = ok_at(d.path(), T0, &["report", "credentials"]);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.len() == 22));
+    assert_eq!(rows[0][0], "<root_account>");
+    let bob = &rows[1];
+    assert_eq!(
+        (bob[0], bob[8], bob[9], bob[10], bob[13]),
+        ("bob", "true", "2026-01-01T00:00:00+00:00", "N/A", "false")
+    );
+    // As of before bob existed: only the account (replay always includes the genesis).
+    let past = ok_at(
+        d.path(),
+        T0,
+        &["report", "credentials", "--as-of", "2025-12-31"],
+    );
+    assert_eq!(past.lines().count(), 2, "{past}");
+    assert!(past.lines().nth(1).unwrap().starts_with("<root_account>,"));
+}
+
+#[test]
+fn an_audit_of_a_ledger_that_does_not_verify_fails() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sig-bitflip.ledger"),
+        d.path().join("keyledger.ledger"),
+    )
+    .unwrap();
+    let o = at(d.path(), T0, &["audit"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("does not verify"), "{}", stderr(&o));
+}
