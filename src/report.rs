@@ -188,7 +188,7 @@ h1{{font-size:1.4rem}} h2{{font-size:1.1rem;margin-top:2rem}}
 table{{border-collapse:collapse;width:100%}} th,td{{border-bottom:1px solid #e2e8f0;padding:.35rem .5rem;text-align:left;vertical-align:top}}
 th{{background:#f1f5f9}} .sev{{font-weight:600;text-transform:uppercase;font-size:.75rem;padding:.1rem .4rem;border-radius:.25rem;color:#fff}}
 .critical{{background:#7f1d1d}} .high{{background:#dc2626}} .medium{{background:#d97706}} .low{{background:#64748b}}
-.summary span{{margin-right:1.2rem}} code{{font-size:.85em}} .legend span{{margin-right:1rem}} .key{{margin:1rem 0}}
+.summary span{{margin-right:1.2rem}} code{{font-size:.85em}} .fields code{{overflow-wrap:anywhere}} .legend span{{margin-right:1rem}} .key{{margin:1rem 0}}
 </style></head><body>"#,
         ledger = esc(ledger),
         asof = audit.as_of
@@ -274,7 +274,7 @@ th{{background:#f1f5f9}} .sev{{font-weight:600;text-transform:uppercase;font-siz
         let fields = serde_json::to_string(action).unwrap_or_default();
         let _ = write!(
             h,
-            "<tr id=\"seq-{seq}\"><td>{seq}</td><td>{t}</td><td>{}</td><td><code>{tag}</code></td><td><code>{}</code></td></tr>",
+            "<tr id=\"seq-{seq}\"><td>{seq}</td><td>{t}</td><td>{}</td><td><code>{tag}</code></td><td class=\"fields\"><code>{}</code></td></tr>",
             esc(actor),
             esc(&fields)
         );
