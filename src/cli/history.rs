@@ -210,7 +210,8 @@ fn print_line(ctx: &Ctx, r: &Row) -> Result<(), CliError> {
 fn follow(ctx: &Ctx, filter: &Filter) -> Result<(), CliError> {
     use std::os::unix::fs::MetadataExt;
     let r = ctx.read(None, |_| {})?;
-    let ino = std::fs::metadata(&ctx.ledger).map_err(CliError::io)?.ino();
+    let mut file = std::fs::File::open(&ctx.ledger).map_err(CliError::io)?;
+    let ino = file.metadata().map_err(CliError::io)?.ino();
     let mut checker = keyledger::verify::Checker::resume(r.state, r.head);
     let mut offset = r.head.end;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -242,9 +243,9 @@ fn follow(ctx: &Ctx, filter: &Filter) -> Result<(), CliError> {
             if meta.len() == offset {
                 continue;
             }
-            let mut f = std::fs::File::open(&ctx.ledger).map_err(CliError::io)?;
-            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset)).map_err(CliError::io)?;
-            let reader = std::io::BufReader::new(std::io::Read::take(f, meta.len() - offset));
+            // Read through the handle opened at the start: the path may vanish at any moment.
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset)).map_err(CliError::io)?;
+            let reader = std::io::BufReader::new(std::io::Read::take(&mut file, meta.len() - offset));
             // A frame still being written reads as torn: wait for the rest.
             for frame in keyledger::format::FrameReader::at(reader, offset).map_while(Result::ok) {
                 let step = checker.step(&frame);
