@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod bench;
 pub mod chain;
 pub mod checkpoint;
 pub mod credentials;

@@ -16,7 +16,7 @@ use crate::format::{FormatError, FrameReader, RawFrame, ReadError};
 use crate::merkle::TreeBuilder;
 use crate::signing::verify_hash;
 use crate::state::State;
-use crate::types::{Hash32, Timestamp};
+use crate::types::{Hash32, PublicKey, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -283,16 +283,98 @@ impl Report {
 }
 
 /// Verifies a ledger file. Only failing to open or read the file is an `Err`.
+///
+/// Signatures are first checked in batches on every core while the rest is checked in
+/// order; if any batch holds a bad signature, the file is verified again one signature at
+/// a time, so that unauthentic events never change the state and each is reported exactly.
 pub fn verify_file(path: &Path, opts: &Options) -> io::Result<Report> {
-    let file = File::open(path)?;
-    let len = crate::store::stable_len(&file)?;
-    verify_reader(BufReader::with_capacity(1 << 20, file.take(len)), opts)
+    let open = || -> io::Result<_> {
+        let file = File::open(path)?;
+        let len = crate::store::stable_len(&file)?;
+        Ok(BufReader::with_capacity(1 << 20, file.take(len)))
+    };
+    let (report, bad_signatures) = verify_pass(open()?, opts, true)?;
+    if !bad_signatures {
+        return Ok(report);
+    }
+    Ok(verify_pass(open()?, opts, false)?.0)
 }
 
-/// Verifies a ledger read from `r`.
+/// Verifies a ledger read from `r`, one signature at a time.
 pub fn verify_reader<R: Read>(r: R, opts: &Options) -> io::Result<Report> {
+    Ok(verify_pass(r, opts, false)?.0)
+}
+
+/// Signatures checked per `verify_batch` call.
+const SIG_BATCH: usize = 256;
+
+type SigJob = Vec<(PublicKey, Hash32, [u8; 64])>;
+
+/// True if every signature of the batch verifies (batch first, then one by one).
+fn batch_ok(job: &SigJob) -> bool {
+    let keys: Option<Vec<ed25519_dalek::VerifyingKey>> = job
+        .iter()
+        .map(|(pk, _, _)| {
+            ed25519_dalek::VerifyingKey::from_bytes(pk.bytes())
+                .ok()
+                .filter(|k| !k.is_weak())
+        })
+        .collect();
+    let Some(keys) = keys else {
+        return false;
+    };
+    let msgs: Vec<&[u8]> = job.iter().map(|(_, h, _)| &h.0[..]).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = job
+        .iter()
+        .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(s))
+        .collect();
+    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+}
+
+/// One pass. With `batched`, signatures go to worker threads and the state fold assumes
+/// them valid; the second value says whether any batch failed (then run unbatched).
+fn verify_pass<R: Read>(r: R, opts: &Options, batched: bool) -> io::Result<(Report, bool)> {
+    if !batched {
+        return verify_ordered(r, opts, None).map(|rep| (rep, false));
+    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<SigJob>(workers * 2);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let bad = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let job = match job_rx.lock().map(|rx| rx.recv()) {
+                        Ok(Ok(job)) => job,
+                        _ => return,
+                    };
+                    if !batch_ok(&job) {
+                        bad.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        // `job_tx` moves in and is dropped when the ordered pass ends; the workers then
+        // drain the queue and stop.
+        verify_ordered(r, opts, Some(job_tx))
+    })
+    .map(|rep| {
+        // Read only after the scope has joined every worker: the last batches count too.
+        (rep, bad.load(std::sync::atomic::Ordering::Relaxed))
+    })
+}
+
+/// The in-order checks. With `jobs`, signatures are sent there in batches instead of being
+/// checked here.
+fn verify_ordered<R: Read>(
+    r: R,
+    opts: &Options,
+    jobs: Option<std::sync::mpsc::SyncSender<SigJob>>,
+) -> io::Result<Report> {
     let mut findings = Vec::new();
-    let mut checker = Checker::new(true);
+    let mut checker = Checker::new(jobs.is_none());
+    let mut job: SigJob = Vec::with_capacity(SIG_BATCH);
     let want_size = match &opts.anchor {
         Some(Anchor::Checkpoint(note)) => Checkpoint::parse(note).ok().map(|c| c.0.size),
         _ => None,
@@ -311,6 +393,15 @@ pub fn verify_reader<R: Read>(r: R, opts: &Options) -> io::Result<Report> {
                         let step = checker.step(&frame);
                         findings.extend(step.findings);
                         bytes = frame.end();
+                        if let (Some(tx), Some(ev)) = (&jobs, &step.event) {
+                            job.push((ev.signer, step.hash, frame.sig));
+                            if job.len() == SIG_BATCH {
+                                let _ = tx.send(std::mem::replace(
+                                    &mut job,
+                                    Vec::with_capacity(SIG_BATCH),
+                                ));
+                            }
+                        }
                         if let Some(Event {
                             seq,
                             action: crate::event::Action::CheckpointRecorded { size, root },
@@ -363,6 +454,11 @@ pub fn verify_reader<R: Read>(r: R, opts: &Options) -> io::Result<Report> {
                 ));
             }
         }
+    }
+    if let Some(tx) = jobs
+        && !job.is_empty()
+    {
+        let _ = tx.send(job);
     }
     let state = &checker.state;
     if let Some(want) = opts.genesis

@@ -272,13 +272,26 @@ fn log_follow_sees_appends_by_another_process_and_stops_when_the_ledger_goes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Lines arrive through a channel so that a silent follower fails the test instead of
+    // hanging it; the child is killed on any failure.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
     ok(d.path(), &["user", "create", "alice"]);
     ok(d.path(), &["grant", "alice", "admin"]);
     ok(d.path(), &["user", "create", "bob"]);
     let mut seen = vec![];
     for _ in 0..2 {
-        let line = lines.next().unwrap().unwrap();
+        let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(20)) else {
+            let _ = child.kill();
+            panic!("log --follow printed {seen:?} and then nothing for 20 s");
+        };
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(
             v["action"], "user-created",

@@ -116,6 +116,18 @@ pub enum Cmd {
     /// Reports in formats other tools read.
     #[command(subcommand)]
     Report(ReportCmd),
+    /// Measure append, replay, verify, memory and query speed against this machine's limits.
+    Bench {
+        /// Events in the generated ledger.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Keep the generated ledger and its account key in DIR (new or empty).
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+    /// Internal: verify PATH and print the time and peak memory (used by `bench`).
+    #[command(hide = true)]
+    BenchVerifyChild { path: PathBuf },
     /// Build a realistic sample ledger, verify it, and show what happened.
     Demo {
         /// Directory to build in (default: ./keyledger-demo, or -2, -3… if that exists).

@@ -141,7 +141,9 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
             });
         }
     };
-    if let Some(key_id) = &filter.key {
+    // The replay behind the rows: `--follow` continues from exactly its head, so that no
+    // event appended meanwhile falls between the rows and the following.
+    let replay = if let Some(key_id) = &filter.key {
         // Through the index: only the frames that name this key are read.
         let idx = ctx.read_indexed()?;
         let state = &idx.replay.state;
@@ -154,6 +156,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
                 .map_or("?", |s| s.principal.as_str());
             keep(&ev, actor, owner, &hash);
         }
+        idx.replay
     } else {
         ctx.read(None, |seen| {
             let owner = seen
@@ -163,8 +166,8 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
                 .and_then(|k| seen.state.keys.get(k))
                 .map(|k| k.user.as_str());
             keep(seen.event, seen.actor(), owner, seen.hash);
-        })?;
-    }
+        })?
+    };
     if a.newest_first {
         rows.make_contiguous().reverse();
     }
@@ -172,7 +175,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
         for r in &rows {
             print_line(ctx, r)?;
         }
-        return follow(ctx, &filter);
+        return follow(ctx, &filter, replay);
     }
     if ctx.json {
         let v: Vec<_> = rows.iter().map(Row::json).collect();
@@ -207,9 +210,8 @@ fn print_line(ctx: &Ctx, r: &Row) -> Result<(), CliError> {
 }
 
 /// Streams events appended after the current head until Ctrl-C or the ledger disappears.
-fn follow(ctx: &Ctx, filter: &Filter) -> Result<(), CliError> {
+fn follow(ctx: &Ctx, filter: &Filter, r: keyledger::store::Replay) -> Result<(), CliError> {
     use std::os::unix::fs::MetadataExt;
-    let r = ctx.read(None, |_| {})?;
     let mut file = std::fs::File::open(&ctx.ledger).map_err(CliError::io)?;
     let ino = file.metadata().map_err(CliError::io)?.ino();
     let mut checker = keyledger::verify::Checker::resume(r.state, r.head);

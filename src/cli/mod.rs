@@ -2,6 +2,7 @@
 
 pub mod args;
 mod audit;
+mod bench;
 pub mod error;
 mod history;
 mod integrity;
@@ -162,6 +163,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Report(args::ReportCmd::Credentials { as_of }) => {
             audit::credentials(&ctx, as_of.as_deref())
         }
+        Cmd::Bench { events, keep } => bench::bench(&ctx, events, keep),
+        Cmd::BenchVerifyChild { path } => bench::verify_child(&path),
         Cmd::Demo { dir } => integrity::demo(&ctx, dir),
     }
 }

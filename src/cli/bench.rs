@@ -1,0 +1,229 @@
+//! bench: every figure beside the machine limit it is judged against, measured in one run.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use keyledger::bench::{self, Limits};
+use serde_json::json;
+
+use super::Ctx;
+use super::error::CliError;
+use super::output::{json, print, table};
+
+/// One row: figure, measured value, the limit it is compared with, target ratio and whether
+/// the target is met.
+struct Row {
+    figure: &'static str,
+    value: f64,
+    unit: &'static str,
+    limit: Option<(f64, &'static str)>,
+    target: &'static str,
+    met: bool,
+}
+
+pub fn verify_child(path: &std::path::Path) -> Result<(), CliError> {
+    let t = Instant::now();
+    let r = keyledger::verify::verify_file(path, &Default::default()).map_err(CliError::io)?;
+    let secs = t.elapsed().as_secs_f64();
+    json(
+        &json!({"ok": r.ok, "events": r.events, "secs": secs, "peak_rss_kib": bench::peak_rss_kib()}),
+    )
+}
+
+pub fn bench(ctx: &Ctx, events: u64, keep: Option<PathBuf>) -> Result<(), CliError> {
+    if events < 1000 {
+        return Err(CliError::usage("--events must be at least 1000"));
+    }
+    let dir = match &keep {
+        Some(d) => {
+            if d.exists() && d.read_dir().map_err(CliError::io)?.next().is_some() {
+                return Err(CliError::usage(format!("{} is not empty", d.display())));
+            }
+            std::fs::create_dir_all(d).map_err(CliError::io)?;
+            d.clone()
+        }
+        None => {
+            let d = std::env::temp_dir().join(format!("keyledger-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&d).map_err(CliError::io)?;
+            d
+        }
+    };
+    let result = run(ctx, events, &dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn run(ctx: &Ctx, events: u64, dir: &std::path::Path) -> Result<(), CliError> {
+    let say = |s: &str| {
+        if !ctx.json {
+            eprintln!("keyledger bench: {s}");
+        }
+    };
+    say("measuring this machine's limits");
+    let lim: Limits = bench::limits(dir).map_err(CliError::io)?;
+    let path = dir.join("bench.ledger");
+    say(&format!("building a ledger of {events} events"));
+    let t = Instant::now();
+    let synth = keyledger::synth::build(&path, events, bench::start_time(), 42)?;
+    let append_rate = synth.events as f64 / t.elapsed().as_secs_f64();
+    let _ = synth.account.write_new(&dir.join("bench.key"));
+    let bytes = std::fs::metadata(&path).map_err(CliError::io)?.len();
+    say("replaying without signature checks");
+    let t = Instant::now();
+    keyledger::store::read(&path)?;
+    let replay_rate = synth.events as f64 / t.elapsed().as_secs_f64();
+    say("verifying in full, in a child process (for its peak memory)");
+    let exe = std::env::current_exe().map_err(CliError::io)?;
+    let out = std::process::Command::new(&exe)
+        .arg("bench-verify-child")
+        .arg(&path)
+        .output()
+        .map_err(CliError::io)?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| CliError::io(format!("verify child: {e}")))?;
+    if v["ok"] != true {
+        return Err(CliError::io("the generated ledger did not verify"));
+    }
+    let verify_rate = synth.events as f64 / v["secs"].as_f64().unwrap_or(f64::NAN);
+    let rss_mib = v["peak_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0;
+    say("timing `key list` (first call builds the index)");
+    let key_list = |args: &[&str]| -> Result<f64, CliError> {
+        let t = Instant::now();
+        let o = std::process::Command::new(&exe)
+            .arg("--ledger")
+            .arg(&path)
+            .args(args)
+            .output()
+            .map_err(CliError::io)?;
+        if !o.status.success() {
+            return Err(CliError::io("key list failed"));
+        }
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
+    };
+    let first_ms = key_list(&["--json", "key", "list"])?;
+    let mut runs: Vec<f64> = (0..5)
+        .map(|_| key_list(&["--json", "key", "list"]))
+        .collect::<Result<_, _>>()?;
+    let key_list_ms = bench::percentile(&mut runs, 50.0);
+    say("durable single-event appends");
+    let (p50, p99) = bench::single_appends(&path, &synth.account, 200)?;
+    let batch_limit = lim.batch_verify_per_s_per_core * lim.cores as f64;
+    let rows = [
+        Row {
+            figure: "bulk append",
+            value: append_rate,
+            unit: "events/s",
+            limit: Some((lim.sign_per_s, "ed25519 sign, 1 core")),
+            target: ">= 0.7",
+            met: append_rate >= 0.7 * lim.sign_per_s,
+        },
+        Row {
+            figure: "durable single append p50",
+            value: p50,
+            unit: "us",
+            limit: Some((lim.fdatasync_us, "one fdatasync")),
+            target: "<= 2.0",
+            met: p50 <= 2.0 * lim.fdatasync_us,
+        },
+        Row {
+            figure: "durable single append p99",
+            value: p99,
+            unit: "us",
+            limit: Some((lim.fdatasync_us, "one fdatasync")),
+            target: "-",
+            met: true,
+        },
+        Row {
+            figure: "replay without signatures",
+            value: replay_rate,
+            unit: "events/s",
+            limit: Some((lim.blake3_per_s, "blake3 300 B, 1 core")),
+            target: ">= 1,000,000/s",
+            met: replay_rate >= 1e6,
+        },
+        Row {
+            figure: "full verify",
+            value: verify_rate,
+            unit: "events/s",
+            limit: Some((batch_limit, "verify_batch x cores")),
+            target: ">= 0.8",
+            met: verify_rate >= 0.8 * batch_limit,
+        },
+        Row {
+            figure: "peak RSS of verify",
+            value: rss_mib,
+            unit: "MiB",
+            limit: None,
+            target: "<= 64 MiB",
+            met: rss_mib <= 64.0,
+        },
+        Row {
+            figure: "bytes per event",
+            value: bytes as f64 / synth.events as f64,
+            unit: "B",
+            limit: None,
+            target: "-",
+            met: true,
+        },
+        Row {
+            figure: "key list (index built)",
+            value: key_list_ms,
+            unit: "ms",
+            limit: None,
+            target: "< 100 ms",
+            met: key_list_ms < 100.0,
+        },
+        Row {
+            figure: "key list (first, builds index)",
+            value: first_ms,
+            unit: "ms",
+            limit: None,
+            target: "-",
+            met: true,
+        },
+    ];
+    if ctx.json {
+        let r: Vec<_> = rows
+            .iter()
+            .map(|r| json!({"figure": r.figure, "value": r.value, "unit": r.unit, "limit": r.limit.map(|l| l.0), "limit_of": r.limit.map(|l| l.1), "ratio": r.limit.map(|l| r.value / l.0), "target": r.target, "met": r.met}))
+            .collect();
+        return json(&json!({"events": synth.events, "limits": lim, "figures": r, "kept": dir}));
+    }
+    let fmt = |v: f64| {
+        if v >= 1000.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.figure.into(),
+                format!("{} {}", fmt(r.value), r.unit),
+                r.limit
+                    .map_or("-".into(), |l| format!("{} ({})", fmt(l.0), l.1)),
+                r.limit
+                    .map_or("-".into(), |l| format!("{:.2}", r.value / l.0)),
+                r.target.into(),
+                if r.met { "yes" } else { "NO" }.into(),
+            ]
+        })
+        .collect();
+    print(&format!(
+        "keyledger bench: {} events, {} cores; limits measured in this run: sign {:.0}/s, verify_batch {:.0}/s/core, blake3 {:.0}/s, fdatasync {:.0} us\n\n{}",
+        synth.events,
+        lim.cores,
+        lim.sign_per_s,
+        lim.batch_verify_per_s_per_core,
+        lim.blake3_per_s,
+        lim.fdatasync_us,
+        table(
+            &["FIGURE", "MEASURED", "LIMIT", "RATIO", "TARGET", "MET"],
+            &table_rows
+        )
+    ))
+}
