@@ -225,10 +225,12 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                 .filter(|k| status.as_ref().is_none_or(|s| k.status_at(at) == s))
                 .collect();
             if ctx.json {
-                let v: Vec<_> = keys.iter().map(|k| key_json(k, at)).collect();
-                return json(
-                    &json!({"as_of_seq": r.head.seq, "evaluated_at": at.to_string(), "keys": v}),
-                );
+                let keys = keys.iter().map(|k| KeyView::new(k, at)).collect();
+                return json(&KeyList {
+                    as_of_seq: r.head.seq,
+                    evaluated_at: at,
+                    keys,
+                });
             }
             let rows: Vec<Vec<String>> = keys
                 .iter()
@@ -307,15 +309,67 @@ pub fn key_history(
     Ok((idx.replay, rows))
 }
 
-fn key_json(k: &AccessKey, at: Timestamp) -> serde_json::Value {
-    json!({
-        "key_id": k.id, "user": k.user, "type": if k.temporary { "temporary" } else { "permanent" },
-        "status": k.status_at(at), "created": k.created.time.to_string(), "created_seq": k.created.seq,
-        "created_by": k.created_by, "scenario": k.scenario, "expires": k.expires.map(|e| e.to_string()),
-        "last_used": k.last_used.map(|u| u.time.to_string()), "last_used_seq": k.last_used.map(|u| u.seq),
-        "revealed": k.revealed.as_ref().map(|r| json!({"time": r.at.time.to_string(), "seq": r.at.seq, "to": r.to, "channel": r.channel})),
-        "failed_auths": k.failed_auths,
-    })
+/// A key as JSON (the schema in the README), serialized straight from the state.
+#[derive(serde::Serialize)]
+struct KeyView<'a> {
+    key_id: &'a str,
+    user: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: &'static str,
+    created: Timestamp,
+    created_seq: u64,
+    created_by: &'a str,
+    scenario: Option<&'a str>,
+    expires: Option<Timestamp>,
+    last_used: Option<Timestamp>,
+    last_used_seq: Option<u64>,
+    revealed: Option<RevealView<'a>>,
+    failed_auths: u64,
+}
+
+#[derive(serde::Serialize)]
+struct RevealView<'a> {
+    time: Timestamp,
+    seq: u64,
+    to: &'a str,
+    channel: &'a str,
+}
+
+impl<'a> KeyView<'a> {
+    fn new(k: &'a AccessKey, at: Timestamp) -> Self {
+        KeyView {
+            key_id: &k.id,
+            user: &k.user,
+            kind: if k.temporary {
+                "temporary"
+            } else {
+                "permanent"
+            },
+            status: k.status_at(at),
+            created: k.created.time,
+            created_seq: k.created.seq,
+            created_by: &k.created_by,
+            scenario: k.scenario.as_deref(),
+            expires: k.expires,
+            last_used: k.last_used.map(|u| u.time),
+            last_used_seq: k.last_used.map(|u| u.seq),
+            revealed: k.revealed.as_ref().map(|r| RevealView {
+                time: r.at.time,
+                seq: r.at.seq,
+                to: &r.to,
+                channel: &r.channel,
+            }),
+            failed_auths: k.failed_auths,
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct KeyList<'a> {
+    as_of_seq: u64,
+    evaluated_at: Timestamp,
+    keys: Vec<KeyView<'a>>,
 }
 
 fn show_history(
@@ -328,7 +382,7 @@ fn show_history(
             .iter()
             .map(|(seq, t, actor, a)| json!({"seq": seq, "time": t.to_string(), "actor": actor, "action": a.tag(), "detail": a}))
             .collect();
-        return json(&json!({"key": k.map(|k| key_json(k, ctx.now)), "history": h}));
+        return json(&json!({"key": k.map(|k| KeyView::new(k, ctx.now)), "history": h}));
     }
     let mut out = String::new();
     if let Some(k) = k {
