@@ -79,12 +79,7 @@ pub fn select(path: &Path, filter: &Filter) -> Result<Selection, StoreError> {
     let mut hashes = vec![];
     let r = store::read_with(path, None, |seen| {
         hashes.push(*seen.hash);
-        let owner = seen
-            .event
-            .action
-            .key_id()
-            .and_then(|k| seen.state.keys.get(k))
-            .map(|k| k.user.as_str());
+        let owner = seen.state.key_owner(&seen.event.action);
         if filter.matches(seen.event, seen.actor(), owner) {
             frames.push((
                 seen.frame.clone(),

@@ -847,6 +847,14 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// The user owning the access key that `action` names, if any.
+    pub fn key_owner(&self, action: &Action) -> Option<&str> {
+        action
+            .key_id()
+            .and_then(|k| self.keys.get(k))
+            .map(|k| k.user.as_str())
+    }
+
     /// Active signing keys of a principal.
     pub fn signing_keys_of(&self, name: &str) -> Vec<PublicKey> {
         let mut v: Vec<PublicKey> = self

@@ -52,25 +52,22 @@ fn point_in_time_state_matches_a_model_at_random_points() {
         .map(|f| Event::decode(&f.unwrap().body).unwrap())
         .collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let statuses = |r: &store::Replay| -> BTreeMap<String, &'static str> {
+        r.state
+            .keys
+            .iter()
+            .map(|(k, v)| (k.clone(), v.status.as_str()))
+            .collect()
+    };
     for _ in 0..40 {
         let n = rng.gen_range(0..events.len() as u64);
         let r = store::read_with(&p, Some(Until::Seq(n)), |_| {}).unwrap();
         assert_eq!(r.head.seq, n);
-        let got: BTreeMap<String, &str> = r
-            .state
-            .keys
-            .iter()
-            .map(|(k, v)| (k.clone(), v.status.as_str()))
-            .collect();
+        let got = statuses(&r);
         assert_eq!(got, model_statuses(&events, |e| e.seq <= n), "at seq {n}");
         let t = events[n as usize].time;
         let r = store::read_with(&p, Some(Until::Time(t)), |_| {}).unwrap();
-        let got: BTreeMap<String, &str> = r
-            .state
-            .keys
-            .iter()
-            .map(|(k, v)| (k.clone(), v.status.as_str()))
-            .collect();
+        let got = statuses(&r);
         assert_eq!(got, model_statuses(&events, |e| e.time <= t), "at time {t}");
     }
 }

@@ -159,13 +159,12 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
         idx.replay
     } else {
         ctx.read(None, |seen| {
-            let owner = seen
-                .event
-                .action
-                .key_id()
-                .and_then(|k| seen.state.keys.get(k))
-                .map(|k| k.user.as_str());
-            keep(seen.event, seen.actor(), owner, seen.hash);
+            keep(
+                seen.event,
+                seen.actor(),
+                seen.state.key_owner(&seen.event.action),
+                seen.hash,
+            );
         })?
     };
     if a.newest_first {
@@ -261,7 +260,7 @@ fn follow(ctx: &Ctx, filter: &Filter, r: keyledger::store::Replay) -> Result<(),
                 let ev = step.event.expect("a frame without findings decodes");
                 let state = &checker.state;
                 let actor = state.signers.get(&ev.signer).map_or("?", |s| s.principal.as_str());
-                let owner = ev.action.key_id().and_then(|k| state.keys.get(k)).map(|k| k.user.as_str());
+                let owner = state.key_owner(&ev.action);
                 if filter.matches(&ev, actor, owner) {
                     let row = Row { seq: ev.seq, time: ev.time, actor: actor.to_owned(), action: ev.action.clone(), hash: step.hash.hex() };
                     print_line(ctx, &row)?;
