@@ -75,29 +75,7 @@ fn at_stdin(dir: &Path, now: &str, args: &[&str], stdin: &str) -> Output {
 }
 
 /// Creates a key revealed on stdout; returns (id, secret).
-fn key_secret(dir: &Path, now: &str, user: &str) -> (String, String) {
-    let v: Value = serde_json::from_str(&ok_at(
-        dir,
-        now,
-        &[
-            "--json",
-            "key",
-            "create",
-            "--user",
-            user,
-            "--scenario",
-            "s",
-            "--confirm-necessary",
-        ],
-    ))
-    .unwrap();
-    (
-        v["access_key_id"].as_str().unwrap().to_owned(),
-        v["access_key_secret"].as_str().unwrap().to_owned(),
-    )
-}
-
-fn key(dir: &Path, now: &str, user: &str, extra: &[&str]) -> String {
+fn key(dir: &Path, now: &str, user: &str, extra: &[&str]) -> (String, String) {
     let mut args = vec![
         "--json",
         "key",
@@ -110,7 +88,10 @@ fn key(dir: &Path, now: &str, user: &str, extra: &[&str]) -> String {
     ];
     args.extend_from_slice(extra);
     let v: Value = serde_json::from_str(&ok_at(dir, now, &args)).unwrap();
-    v["access_key_id"].as_str().unwrap().to_owned()
+    (
+        v["access_key_id"].as_str().unwrap().to_owned(),
+        v["access_key_secret"].as_str().unwrap().to_owned(),
+    )
 }
 
 #[test]
@@ -118,13 +99,13 @@ fn a_compliant_ledger_has_no_findings() {
     let d = new_ledger();
     let p = d.path();
     ok_at(p, T0, &["user", "create", "bob"]);
-    let (k1, s1) = key_secret(p, T0, "bob");
+    let (k1, s1) = key(p, T0, "bob", &[]);
     // Used on day 30, rotated on day 60 (new key first, old deleted at once), used again on day 65.
     assert_eq!(
         code(&at_stdin(p, "2026-01-31T00:00:00Z", &["auth", &k1], &s1)),
         0
     );
-    let (k2, s2) = key_secret(p, "2026-03-02T00:00:00Z", "bob");
+    let (k2, s2) = key(p, "2026-03-02T00:00:00Z", "bob", &[]);
     ok_at(p, "2026-03-02T00:00:01Z", &["key", "delete", &k1]);
     assert_eq!(
         code(&at_stdin(p, "2026-03-07T00:00:00Z", &["auth", &k2], &s2)),
@@ -143,10 +124,10 @@ fn each_control_fires_on_a_ledger_built_to_break_it() {
     ok_at(p, T0, &["user", "create", "carol"]);
     ok_at(p, T0, &["user", "create", "fed", "--federated"]);
     // root-access-key
-    let root = key(p, T0, "acme", &["--allow-root-key"]);
+    let (root, _) = key(p, T0, "acme", &["--allow-root-key"]);
     // one-active-key-per-user (bob has two active keys)
-    let b1 = key(p, T0, "bob", &[]);
-    let b2 = key(p, T0, "bob", &[]);
+    let (b1, _) = key(p, T0, "bob", &[]);
+    let (b2, _) = key(p, T0, "bob", &[]);
     // secret-revealed-to-file
     ok_at(
         p,
@@ -282,7 +263,7 @@ fn each_control_fires_on_a_ledger_built_to_break_it() {
 fn as_of_moves_findings_in_time() {
     let d = new_ledger();
     ok_at(d.path(), T0, &["user", "create", "bob"]);
-    let k = key(d.path(), T0, "bob", &[]);
+    let (k, _) = key(d.path(), T0, "bob", &[]);
     // Day 89: compliant with the 90-day rotation rule; day 91: flagged.
     let day89 = findings(
         d.path(),

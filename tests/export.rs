@@ -38,26 +38,30 @@ fn demo(dir: &Path) -> String {
     v["keys"][0]["key_id"].as_str().unwrap().to_owned()
 }
 
+/// A demo ledger and, in `b/`, the evidence bundle of ci-deploy's key; returns the key id.
+fn demo_bundle(dir: &Path) -> String {
+    let key_id = demo(dir);
+    let args = [
+        "--ledger",
+        "d/demo.ledger",
+        "--key",
+        "d/keys/acme.key",
+        "export",
+        "--format",
+        "bundle",
+        "--out",
+        "b",
+    ];
+    let mut args = args.to_vec();
+    args.extend(["--key", &key_id]);
+    ok(dir, &args);
+    key_id
+}
+
 #[test]
 fn a_bundle_verifies_offline_and_every_altered_byte_fails_it() {
     let d = tempfile::tempdir().unwrap();
-    let key_id = demo(d.path());
-    ok(
-        d.path(),
-        &[
-            "--ledger",
-            "d/demo.ledger",
-            "--key",
-            "d/keys/acme.key",
-            "export",
-            "--format",
-            "bundle",
-            "--out",
-            "b",
-            "--key",
-            &key_id,
-        ],
-    );
+    demo_bundle(d.path());
     // Offline: the ledger is gone.
     std::fs::rename(d.path().join("d"), d.path().join("gone")).unwrap();
     let trusted = std::fs::read_to_string(d.path().join("gone/keys/acme.key.pub")).unwrap();
@@ -97,23 +101,7 @@ fn a_bundle_verifies_offline_and_every_altered_byte_fails_it() {
 #[test]
 fn a_bundle_for_one_key_holds_only_that_keys_events() {
     let d = tempfile::tempdir().unwrap();
-    let key_id = demo(d.path());
-    ok(
-        d.path(),
-        &[
-            "--ledger",
-            "d/demo.ledger",
-            "--key",
-            "d/keys/acme.key",
-            "export",
-            "--format",
-            "bundle",
-            "--out",
-            "b",
-            "--key",
-            &key_id,
-        ],
-    );
+    let key_id = demo_bundle(d.path());
     let frames = std::fs::read(d.path().join("b/events.frames")).unwrap();
     let mut header = keyledger::format::header_bytes().to_vec();
     header.extend_from_slice(&frames);
