@@ -186,7 +186,7 @@ pub struct State {
     pub principals: BTreeMap<String, Principal>,
     pub signers: HashMap<PublicKey, Signer>,
     pub keys: BTreeMap<String, AccessKey>,
-    /// Key IDs ever refused at creation are not recorded; every created ID is here forever.
+    /// Events applied so far (the next event's seq).
     pub events: u64,
 }
 

@@ -3,7 +3,7 @@
 //! rolled back to the previous end; a torn tail refuses appends until `repair`.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -661,10 +661,4 @@ fn quarantine_path(path: &Path, offset: u64) -> (PathBuf, String) {
         }
         n += 1;
     }
-}
-
-/// Writes `data` to `w` and flushes: the CLI's way of handing over a file's bytes.
-pub fn write_all_flush<W: Write>(mut w: W, data: &[u8]) -> io::Result<()> {
-    w.write_all(data)?;
-    w.flush()
 }

@@ -12,13 +12,7 @@ use serde_json::Value;
 
 /// Runs keyledger in `dir` at the time `now` (RFC 3339).
 fn at(dir: &Path, now: &str, args: &[&str]) -> Output {
-    let mut c = std::process::Command::new(bin());
-    c.current_dir(dir)
-        .args(args)
-        .env("KEYLEDGER_NOW", now)
-        .env_remove("KEYLEDGER_LEDGER")
-        .env_remove("KEYLEDGER_KEY");
-    c.output().unwrap()
+    run_at(dir, Some(now), args, None)
 }
 
 fn ok_at(dir: &Path, now: &str, args: &[&str]) -> String {
@@ -52,28 +46,6 @@ fn new_ledger() -> tempfile::TempDir {
     d
 }
 
-/// Runs keyledger with `stdin` as standard input.
-fn at_stdin(dir: &Path, now: &str, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
-    let mut c = std::process::Command::new(bin());
-    c.current_dir(dir)
-        .args(args)
-        .env("KEYLEDGER_NOW", now)
-        .env_remove("KEYLEDGER_LEDGER")
-        .env_remove("KEYLEDGER_KEY");
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 /// Creates a key revealed on stdout; returns (id, secret).
 fn key(dir: &Path, now: &str, user: &str, extra: &[&str]) -> (String, String) {
     let mut args = vec![
@@ -102,13 +74,23 @@ fn a_compliant_ledger_has_no_findings() {
     let (k1, s1) = key(p, T0, "bob", &[]);
     // Used on day 30, rotated on day 60 (new key first, old deleted at once), used again on day 65.
     assert_eq!(
-        code(&at_stdin(p, "2026-01-31T00:00:00Z", &["auth", &k1], &s1)),
+        code(&run_at(
+            p,
+            Some("2026-01-31T00:00:00Z"),
+            &["auth", &k1],
+            Some(&s1)
+        )),
         0
     );
     let (k2, s2) = key(p, "2026-03-02T00:00:00Z", "bob", &[]);
     ok_at(p, "2026-03-02T00:00:01Z", &["key", "delete", &k1]);
     assert_eq!(
-        code(&at_stdin(p, "2026-03-07T00:00:00Z", &["auth", &k2], &s2)),
+        code(&run_at(
+            p,
+            Some("2026-03-07T00:00:00Z"),
+            &["auth", &k2],
+            Some(&s2)
+        )),
         0
     );
     let f = findings(p, "2026-03-12T00:00:00Z", &[]);

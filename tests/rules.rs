@@ -52,25 +52,12 @@ impl World {
     }
 
     fn raw(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        std::fs::write(self.path().join(".now"), &self.now).unwrap();
-        let mut c = std::process::Command::new(bin());
-        c.current_dir(self.path())
-            .args(args)
-            .env("KEYLEDGER_NOW", &self.now)
-            .env_remove("KEYLEDGER_LEDGER")
-            .env_remove("KEYLEDGER_KEY")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        {
-            use std::io::Write;
-            let mut i = child.stdin.take().unwrap();
-            if let Some(s) = stdin {
-                i.write_all(s.as_bytes()).unwrap();
-            }
-        }
-        child.wait_with_output().unwrap()
+        run_at(
+            self.path(),
+            Some(&self.now),
+            args,
+            Some(stdin.unwrap_or("")),
+        )
     }
 
     /// Runs keyledger, records any secret it printed, and checks the exit code.

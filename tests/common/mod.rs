@@ -338,8 +338,14 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_keyledger"))
 }
 
-/// Runs keyledger with `args` (no stdin), in `dir`, with a fixed clock unless `now` is None.
+/// Runs keyledger with `args` (no stdin), in `dir`, on the real clock.
 pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    run_at(dir, None, args, stdin)
+}
+
+/// Runs keyledger in `dir` with `KEYLEDGER_NOW` set to `now` (if any), `stdin` as input,
+/// and no KEYLEDGER_LEDGER / KEYLEDGER_KEY from the environment.
+pub fn run_at(dir: &Path, now: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
     let mut c = Command::new(bin());
     c.current_dir(dir)
         .args(args)
@@ -353,6 +359,9 @@ pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(t) = now {
+        c.env("KEYLEDGER_NOW", t);
+    }
     let mut child = c.spawn().expect("spawn keyledger");
     if let Some(s) = stdin {
         use std::io::Write;
