@@ -9,7 +9,11 @@ pub const EVENT_HASH_CONTEXT: &str = "keyledger 2026-11-22 event hash v1";
 
 /// Hash of one stored event body.
 pub fn event_hash(body: &[u8]) -> Hash32 {
-    let mut h = blake3::Hasher::new_derive_key(EVENT_HASH_CONTEXT);
+    // Deriving the context key costs a compression; it is done once and the hasher cloned.
+    static KEYED: std::sync::OnceLock<blake3::Hasher> = std::sync::OnceLock::new();
+    let mut h = KEYED
+        .get_or_init(|| blake3::Hasher::new_derive_key(EVENT_HASH_CONTEXT))
+        .clone();
     h.update(body);
     Bytes(*h.finalize().as_bytes())
 }

@@ -51,6 +51,9 @@ pub struct Principal {
     pub created: At,
     pub deleted: Option<At>,
     pub permissions: BTreeMap<Permission, At>,
+    /// IDs of the access keys issued to this principal, oldest first (so per-user rules
+    /// need not scan every key).
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,10 +253,15 @@ impl State {
 
     /// Undeleted, unexpired keys of `user` that count toward R7.
     pub fn live_permanent_keys(&self, user: &str, t: Timestamp) -> Vec<&AccessKey> {
-        self.keys
-            .values()
-            .filter(|k| k.user == user && !k.temporary && k.is_live(t))
+        self.keys_of(user)
+            .filter(|k| !k.temporary && k.is_live(t))
             .collect()
+    }
+
+    /// Every access key issued to `user`, oldest first.
+    pub fn keys_of<'a>(&'a self, user: &str) -> impl Iterator<Item = &'a AccessKey> + 'a {
+        let ids = self.principals.get(user).map_or(&[][..], |p| &p.keys[..]);
+        ids.iter().filter_map(|id| self.keys.get(id))
     }
 
     fn require_admin(&self, actor: &str, what: &str) -> Result<(), Refusal> {
@@ -413,9 +421,8 @@ impl State {
                 }
                 self.live(name)?;
                 let live: Vec<&str> = self
-                    .keys
-                    .values()
-                    .filter(|k| k.user == *name && k.is_live(time))
+                    .keys_of(name)
+                    .filter(|k| k.is_live(time))
                     .map(|k| k.id.as_str())
                     .collect();
                 if !live.is_empty() {
@@ -661,9 +668,14 @@ impl State {
         if self.ledger_id.is_none() {
             return Err(ApplyError::NoGenesis);
         }
-        let actor = self.actor_of(&ev.signer)?.to_owned();
-        self.authorize(&actor, &ev.action, ev.time)?;
-        self.mutate(&actor, &ev.action, at);
+        let actor = self.actor_of(&ev.signer)?;
+        self.authorize(actor, &ev.action, ev.time)?;
+        // Only new keys keep their creator's name; no other action needs an owned copy.
+        let creator = match ev.action {
+            Action::KeyCreated { .. } | Action::TemporaryIssued { .. } => actor.to_owned(),
+            _ => String::new(),
+        };
+        self.mutate(creator, &ev.action, at);
         self.events += 1;
         Ok(())
     }
@@ -677,6 +689,7 @@ impl State {
                 created: at,
                 deleted: None,
                 permissions: BTreeMap::new(),
+                keys: Vec::new(),
             },
         );
     }
@@ -694,7 +707,7 @@ impl State {
     }
 
     /// Mutation after a successful `authorize`; cannot fail.
-    fn mutate(&mut self, actor: &str, action: &Action, at: At) {
+    fn mutate(&mut self, creator: String, action: &Action, at: At) {
         match action {
             Action::Genesis { .. } | Action::ActionDenied { .. } => {}
             Action::SignerEnrolled {
@@ -752,7 +765,7 @@ impl State {
                 None,
                 Some(scenario.clone()),
                 None,
-                actor,
+                creator,
                 at,
             ),
             Action::TemporaryIssued {
@@ -769,7 +782,7 @@ impl State {
                 Some(*token_fingerprint),
                 None,
                 Some(*expires),
-                actor,
+                creator,
                 at,
             ),
             Action::SecretRevealed {
@@ -806,9 +819,10 @@ impl State {
         token_fingerprint: Option<Hash32>,
         scenario: Option<String>,
         expires: Option<Timestamp>,
-        actor: &str,
+        created_by: String,
         at: At,
     ) {
+        self.principal_mut(user).keys.push(id.to_owned());
         self.keys.insert(
             id.to_owned(),
             AccessKey {
@@ -818,7 +832,7 @@ impl State {
                 fingerprint,
                 token_fingerprint,
                 created: at,
-                created_by: actor.to_owned(),
+                created_by,
                 scenario,
                 expires,
                 status: KeyStatus::Active,
