@@ -7,7 +7,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::types::{Hash32, LedgerId, PublicKey, Timestamp};
+use crate::msgpack::{Reader, WireError};
+use crate::types::{Bytes, Hash32, LedgerId, PublicKey, Timestamp};
 
 /// One ledger event. Field order is the wire order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,9 +219,161 @@ pub enum DecodeError {
     #[error("event body has {0} trailing bytes after the event")]
     Trailing(usize),
     #[error(
-        "event body is not in canonical form (shortest integers and lengths, arrays, string tags)"
+        "event body is not in canonical form (shortest integers and lengths, arrays, string tags): {0}"
     )]
-    NonCanonical,
+    NonCanonical(String),
+}
+
+impl From<WireError> for DecodeError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::NonCanonical { .. } => DecodeError::NonCanonical(e.to_string()),
+            _ => DecodeError::Invalid(e.to_string()),
+        }
+    }
+}
+
+fn public_key(r: &mut Reader<'_>) -> Result<PublicKey, WireError> {
+    r.bin().map(|b| PublicKey(Bytes(b)))
+}
+
+fn permission(r: &mut Reader<'_>) -> Result<Permission, DecodeError> {
+    let s = r.str()?;
+    Permission::parse(s).ok_or_else(|| DecodeError::Invalid(format!("unknown permission {s:?}")))
+}
+
+/// The fields of the action tagged `tag`, after its array header of `n` fields.
+fn action(r: &mut Reader<'_>, tag: &str) -> Result<Action, DecodeError> {
+    let fields = |r: &mut Reader<'_>, n| r.array(n);
+    Ok(match tag {
+        "genesis" => {
+            fields(r, 3)?;
+            Action::Genesis {
+                ledger_id: Bytes(r.bin()?),
+                account: r.string()?,
+                public_key: public_key(r)?,
+            }
+        }
+        "signer-enrolled" | "signer-revoked" => {
+            fields(r, 2)?;
+            let principal = r.string()?;
+            let public_key = public_key(r)?;
+            if tag == "signer-enrolled" {
+                Action::SignerEnrolled {
+                    principal,
+                    public_key,
+                }
+            } else {
+                Action::SignerRevoked {
+                    principal,
+                    public_key,
+                }
+            }
+        }
+        "user-created" => {
+            fields(r, 2)?;
+            Action::UserCreated {
+                name: r.string()?,
+                federated: r.bool()?,
+            }
+        }
+        "user-deleted" => {
+            fields(r, 1)?;
+            Action::UserDeleted { name: r.string()? }
+        }
+        "permission-granted" | "permission-revoked" => {
+            fields(r, 2)?;
+            let principal = r.string()?;
+            let permission = permission(r)?;
+            if tag == "permission-granted" {
+                Action::PermissionGranted {
+                    principal,
+                    permission,
+                }
+            } else {
+                Action::PermissionRevoked {
+                    principal,
+                    permission,
+                }
+            }
+        }
+        "key-created" => {
+            fields(r, 6)?;
+            Action::KeyCreated {
+                key_id: r.string()?,
+                user: r.string()?,
+                fingerprint: Bytes(r.bin()?),
+                scenario: r.string()?,
+                confirmed_necessary: r.bool()?,
+                root_key_allowed: r.bool()?,
+            }
+        }
+        "temporary-issued" => {
+            fields(r, 5)?;
+            Action::TemporaryIssued {
+                key_id: r.string()?,
+                user: r.string()?,
+                fingerprint: Bytes(r.bin()?),
+                token_fingerprint: Bytes(r.bin()?),
+                expires: Timestamp(r.int()?),
+            }
+        }
+        "secret-revealed" => {
+            fields(r, 3)?;
+            Action::SecretRevealed {
+                key_id: r.string()?,
+                to: r.string()?,
+                channel: r.string()?,
+            }
+        }
+        "key-disabled" | "key-enabled" | "key-deleted" | "auth-succeeded" => {
+            fields(r, 1)?;
+            let key_id = r.string()?;
+            match tag {
+                "key-disabled" => Action::KeyDisabled { key_id },
+                "key-enabled" => Action::KeyEnabled { key_id },
+                "key-deleted" => Action::KeyDeleted { key_id },
+                _ => Action::AuthSucceeded { key_id },
+            }
+        }
+        "auth-failed" => {
+            fields(r, 2)?;
+            Action::AuthFailed {
+                key_id: r.string()?,
+                reason: r.string()?,
+            }
+        }
+        "action-denied" => {
+            fields(r, 4)?;
+            Action::ActionDenied {
+                attempted: r.string()?,
+                user: r.opt_string()?,
+                key_id: r.opt_string()?,
+                reason: r.string()?,
+            }
+        }
+        "checkpoint-recorded" => {
+            fields(r, 2)?;
+            Action::CheckpointRecorded {
+                size: r.uint()?,
+                root: Bytes(r.bin()?),
+            }
+        }
+        "log-repaired" => {
+            fields(r, 4)?;
+            Action::LogRepaired {
+                offset: r.uint()?,
+                removed_bytes: r.uint()?,
+                removed_blake3: Bytes(r.bin()?),
+                quarantine: r.string()?,
+            }
+        }
+        other => {
+            return Err(DecodeError::Invalid(format!(
+                "unknown action tag {other:?}"
+            )));
+        }
+    })
 }
 
 impl Event {
@@ -230,22 +383,29 @@ impl Event {
         rmp_serde::to_vec(self).expect("event encodes")
     }
 
-    /// Decodes a body. Every byte must belong to the event, and the body must be exactly
-    /// the canonical encoding of what it decodes to (so each event has one byte form).
+    /// Decodes a body. Every byte must belong to the event, and every value must be in its
+    /// canonical form (§4), so the body is exactly `encode` of what it decodes to and each
+    /// event has one byte form.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        let mut cur = std::io::Cursor::new(body);
-        let ev = {
-            let mut de = rmp_serde::Deserializer::new(&mut cur);
-            Event::deserialize(&mut de).map_err(|e| DecodeError::Invalid(e.to_string()))?
-        };
-        let used = cur.position() as usize;
-        if used != body.len() {
-            return Err(DecodeError::Trailing(body.len() - used));
+        let mut r = Reader::new(body);
+        r.array(5)?;
+        let seq = r.uint()?;
+        let time = Timestamp(r.int()?);
+        let prev = Bytes(r.bin()?);
+        let signer = public_key(&mut r)?;
+        r.map(1)?;
+        let tag = r.str()?;
+        let action = action(&mut r, tag)?;
+        if r.remaining() > 0 {
+            return Err(DecodeError::Trailing(r.remaining()));
         }
-        if ev.encode() != body {
-            return Err(DecodeError::NonCanonical);
-        }
-        Ok(ev)
+        Ok(Event {
+            seq,
+            time,
+            prev,
+            signer,
+            action,
+        })
     }
 }
 
@@ -302,7 +462,10 @@ mod tests {
         // seq as uint16 instead of a positive fixint.
         let mut wide = vec![0x95, 0xcd, 0x00, 0x01];
         wide.extend_from_slice(&good[2..]);
-        assert_eq!(Event::decode(&wide), Err(DecodeError::NonCanonical));
+        assert!(matches!(
+            Event::decode(&wide),
+            Err(DecodeError::NonCanonical(_))
+        ));
         // The action tag as an integer index instead of its string.
         let tag_at = good.len() - 3 - 1 - "key-deleted".len();
         let mut int_tag = good[..tag_at].to_vec();
@@ -340,5 +503,285 @@ mod wire_tests {
         assert_eq!(j["prev"], "ab".repeat(32));
         assert_eq!(j["signer"], format!("ed25519:{}", "01".repeat(32)));
         assert_eq!(j["action"]["key-deleted"]["key_id"], "K");
+    }
+}
+
+/// The decoder against its reference: rmp-serde's decoder plus a re-encode comparison, which
+/// accepts exactly the canonical encodings. Both must agree on every body, valid or mutated.
+#[cfg(test)]
+mod decoder_vs_reference {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reference(body: &[u8]) -> Option<Event> {
+        let ev: Event = rmp_serde::from_slice(body).ok()?;
+        (ev.encode() == body).then_some(ev)
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9@.-]{0,40}",
+            (0usize..300).prop_map(|n| "é".repeat(n)),
+            Just("x".repeat(70_000)),
+        ]
+    }
+
+    fn hash() -> impl Strategy<Value = Hash32> {
+        any::<[u8; 32]>().prop_map(Bytes)
+    }
+
+    fn int() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            any::<i64>(),
+            -70_000i64..70_000,
+            Just(i64::MIN),
+            Just(i64::MAX)
+        ]
+    }
+
+    fn permission() -> impl Strategy<Value = Permission> {
+        prop::sample::select(Permission::ALL.to_vec())
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        let pk = || hash().prop_map(PublicKey);
+        prop_oneof![
+            (any::<[u8; 16]>(), text(), pk()).prop_map(|(l, account, public_key)| {
+                Action::Genesis {
+                    ledger_id: Bytes(l),
+                    account,
+                    public_key,
+                }
+            }),
+            (text(), pk()).prop_map(|(principal, public_key)| Action::SignerEnrolled {
+                principal,
+                public_key
+            }),
+            (text(), pk()).prop_map(|(principal, public_key)| Action::SignerRevoked {
+                principal,
+                public_key
+            }),
+            (text(), any::<bool>())
+                .prop_map(|(name, federated)| Action::UserCreated { name, federated }),
+            text().prop_map(|name| Action::UserDeleted { name }),
+            (text(), permission()).prop_map(|(principal, permission)| Action::PermissionGranted {
+                principal,
+                permission
+            }),
+            (text(), permission()).prop_map(|(principal, permission)| Action::PermissionRevoked {
+                principal,
+                permission
+            }),
+            (text(), text(), hash(), text(), any::<bool>(), any::<bool>()).prop_map(
+                |(key_id, user, fingerprint, scenario, c, r)| {
+                    Action::KeyCreated {
+                        key_id,
+                        user,
+                        fingerprint,
+                        scenario,
+                        confirmed_necessary: c,
+                        root_key_allowed: r,
+                    }
+                }
+            ),
+            (text(), text(), hash(), hash(), int()).prop_map(
+                |(key_id, user, fingerprint, token_fingerprint, e)| {
+                    Action::TemporaryIssued {
+                        key_id,
+                        user,
+                        fingerprint,
+                        token_fingerprint,
+                        expires: Timestamp(e),
+                    }
+                }
+            ),
+            (text(), text(), text()).prop_map(|(key_id, to, channel)| Action::SecretRevealed {
+                key_id,
+                to,
+                channel
+            }),
+            text().prop_map(|key_id| Action::KeyDisabled { key_id }),
+            text().prop_map(|key_id| Action::KeyEnabled { key_id }),
+            text().prop_map(|key_id| Action::KeyDeleted { key_id }),
+            text().prop_map(|key_id| Action::AuthSucceeded { key_id }),
+            (text(), text()).prop_map(|(key_id, reason)| Action::AuthFailed { key_id, reason }),
+            (
+                text(),
+                prop::option::of(text()),
+                prop::option::of(text()),
+                text()
+            )
+                .prop_map(|(attempted, user, key_id, reason)| {
+                    Action::ActionDenied {
+                        attempted,
+                        user,
+                        key_id,
+                        reason,
+                    }
+                }),
+            (any::<u64>(), hash())
+                .prop_map(|(size, root)| Action::CheckpointRecorded { size, root }),
+            (any::<u64>(), any::<u64>(), hash(), text()).prop_map(
+                |(offset, removed_bytes, removed_blake3, quarantine)| {
+                    Action::LogRepaired {
+                        offset,
+                        removed_bytes,
+                        removed_blake3,
+                        quarantine,
+                    }
+                }
+            ),
+        ]
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        (
+            prop_oneof![any::<u64>(), 0u64..70_000],
+            int(),
+            hash(),
+            hash(),
+            action(),
+        )
+            .prop_map(|(seq, time, prev, signer, action)| Event {
+                seq,
+                time: Timestamp(time),
+                prev,
+                signer: PublicKey(signer),
+                action,
+            })
+    }
+
+    /// One edit of a valid body: overwrite, insert, delete a byte, or cut the tail.
+    fn mutate(body: &[u8], kind: u8, at: usize, byte: u8) -> Vec<u8> {
+        let mut b = body.to_vec();
+        let at = at % (b.len() + 1);
+        match kind % 4 {
+            0 if at < b.len() => b[at] = byte,
+            1 => b.insert(at, byte),
+            2 if at < b.len() => {
+                b.remove(at);
+            }
+            _ => b.truncate(at),
+        }
+        b
+    }
+
+    /// Every longer or other-typed form of each value of one event, in every combination:
+    /// both decoders must agree on each, and only the all-canonical body is accepted.
+    #[test]
+    fn every_alternative_form_agrees_with_the_reference() {
+        let uint = |v: u8| -> Vec<Vec<u8>> {
+            vec![
+                vec![v],
+                vec![0xcc, v],
+                vec![0xcd, 0, v],
+                vec![0xce, 0, 0, 0, v],
+                vec![0xcf, 0, 0, 0, 0, 0, 0, 0, v],
+                vec![0xd0, v],
+                vec![0xd3, 0, 0, 0, 0, 0, 0, 0, v],
+            ]
+        };
+        let bin = |b: &[u8]| -> Vec<Vec<u8>> {
+            let n = b.len() as u8;
+            [
+                vec![0xc4, n],
+                vec![0xc5, 0, n],
+                vec![0xc6, 0, 0, 0, n],
+                vec![0xd9, n],
+            ]
+            .into_iter()
+            .map(|mut h| {
+                h.extend_from_slice(b);
+                h
+            })
+            .collect()
+        };
+        let text = |s: &str| -> Vec<Vec<u8>> {
+            let n = s.len() as u8;
+            [
+                vec![0xa0 | n],
+                vec![0xd9, n],
+                vec![0xda, 0, n],
+                vec![0xdb, 0, 0, 0, n],
+                vec![0xc4, n],
+            ]
+            .into_iter()
+            .map(|mut h| {
+                h.extend_from_slice(s.as_bytes());
+                h
+            })
+            .collect()
+        };
+        let head = |fix: u8, n: u8, wide: u8| {
+            vec![vec![fix | n], vec![wide, 0, n], vec![wide + 1, 0, 0, 0, n]]
+        };
+        let parts: Vec<Vec<Vec<u8>>> = vec![
+            head(0x90, 5, 0xdc),
+            uint(1),
+            uint(5),
+            bin(&[0xab; 32]),
+            bin(&[1; 32]),
+            head(0x80, 1, 0xde),
+            text("key-deleted"),
+            head(0x90, 1, 0xdc),
+            text("K"),
+        ];
+        let mut accepted = 0;
+        let mut tried = 0;
+        let mut choice = vec![0usize; parts.len()];
+        loop {
+            let body: Vec<u8> = parts
+                .iter()
+                .zip(&choice)
+                .flat_map(|(p, &c)| p[c].clone())
+                .collect();
+            let ours = Event::decode(&body).ok();
+            assert_eq!(ours, reference(&body), "{body:02x?}");
+            if ours.is_some() {
+                accepted += 1;
+                assert!(choice.iter().all(|&c| c == 0), "{choice:?}");
+            }
+            tried += 1;
+            // The next combination, as an odometer.
+            let mut i = 0;
+            while i < parts.len() {
+                choice[i] += 1;
+                if choice[i] < parts[i].len() {
+                    break;
+                }
+                choice[i] = 0;
+                i += 1;
+            }
+            if i == parts.len() {
+                break;
+            }
+        }
+        assert_eq!((accepted, tried), (1, 3 * 7 * 7 * 4 * 4 * 3 * 5 * 3 * 5));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn valid_bodies_decode_to_their_value(ev in event()) {
+            prop_assert_eq!(Event::decode(&ev.encode()), Ok(ev));
+        }
+
+        #[test]
+        fn mutated_bodies_agree_with_the_reference(
+            ev in event(),
+            edits in prop::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 1..4),
+        ) {
+            let mut b = ev.encode();
+            for (kind, at, byte) in edits {
+                b = mutate(&b, kind, at, byte);
+            }
+            prop_assert_eq!(Event::decode(&b).ok(), reference(&b));
+        }
+
+        #[test]
+        fn random_bytes_agree_with_the_reference(b in prop::collection::vec(any::<u8>(), 0..200)) {
+            prop_assert_eq!(Event::decode(&b).ok(), reference(&b));
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod export;
 pub mod format;
 pub mod index;
 pub mod merkle;
+pub mod msgpack;
 pub mod ops;
 pub mod query;
 pub mod report;
