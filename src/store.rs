@@ -15,7 +15,7 @@ use crate::format::{self, FormatError, FrameReader, MAX_BODY, RawFrame, ReadErro
 use crate::signing::{SigningKey, verify_hash, write_exclusive};
 use crate::state::{ApplyError, Refusal, State};
 use crate::types::{Bytes, Hash32, LedgerId, PublicKey, Timestamp};
-use crate::verify::Checker;
+use crate::verify::{Checker, Prepared};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -126,7 +126,7 @@ pub fn stable_len(file: &File) -> io::Result<u64> {
 
 /// Replays a ledger without checking signatures (they are checked by `verify`), but with
 /// every chain, sequence, time and policy check. Stops at the first problem.
-pub fn replay_reader<R: Read>(path: &Path, r: R, len: u64) -> Result<Replay, StoreError> {
+pub fn replay_reader<R: Read + Send>(path: &Path, r: R, len: u64) -> Result<Replay, StoreError> {
     let frames = FrameReader::new(r).map_err(|e| read_error(path, e))?;
     replay_frames(path, frames, len, None, Checker::new(false), |_| {})
 }
@@ -160,56 +160,65 @@ impl Seen<'_> {
 
 /// As `replay_reader`, continuing `checker`, stopping after `until`, calling `visit` with
 /// each event.
-pub fn replay_frames<R: Read>(
+pub fn replay_frames<R: Read + Send>(
     path: &Path,
-    mut frames: FrameReader<R>,
+    frames: FrameReader<R>,
     len: u64,
     until: Option<Until>,
     mut checker: Checker,
     mut visit: impl FnMut(&Seen<'_>),
 ) -> Result<Replay, StoreError> {
     let mut torn = None;
-    let mut last: Option<(RawFrame, PublicKey, Hash32)> = None;
-    for item in frames.by_ref() {
-        match item {
-            Ok(frame) => {
-                if let (Some(u), Ok(ev)) = (until, Event::decode(&frame.body)) {
-                    let past = match u {
-                        Until::Seq(n) => ev.seq > n,
-                        Until::Time(t) => ev.time > t,
-                    };
-                    if past && checker.head.is_some() {
-                        break;
-                    }
-                }
-                let step = checker.step(&frame);
-                if let Some(f) = step.findings.first() {
-                    return Err(StoreError::Integrity {
-                        path: path.into(),
-                        seq: f.seq.unwrap_or(checker.frames() - 1),
-                        offset: f.offset,
-                        message: f.message.clone(),
+    // The last event's frame offset, signature, signer and hash.
+    let mut last: Option<(u64, [u8; 64], PublicKey, Hash32)> = None;
+    crate::verify::pipelined(frames, |items| {
+        while let Some(item) = items.next() {
+            let Prepared {
+                frame,
+                hash,
+                decoded,
+            } = match item {
+                Ok(p) => p,
+                Err((ReadError::Format(FormatError::Torn { offset, .. }), _)) => {
+                    torn = Some(TornTail {
+                        offset,
+                        bytes: len.saturating_sub(offset),
                     });
+                    continue;
                 }
-                if let Some(ev) = &step.event {
-                    visit(&Seen {
-                        frame: &frame,
-                        event: ev,
-                        hash: &step.hash,
-                        state: &checker.state,
-                    });
-                    last = Some((frame, ev.signer, step.hash));
+                Err((e, _)) => return Err(read_error(path, e)),
+            };
+            if let (Some(u), Ok(ev)) = (until, &decoded) {
+                let past = match u {
+                    Until::Seq(n) => ev.seq > n,
+                    Until::Time(t) => ev.time > t,
+                };
+                if past && checker.head.is_some() {
+                    break;
                 }
             }
-            Err(ReadError::Format(FormatError::Torn { offset, .. })) => {
-                torn = Some(TornTail {
-                    offset,
-                    bytes: len.saturating_sub(offset),
-                })
+            let step = checker.judge(&frame, hash, decoded);
+            if let Some(f) = step.findings.first() {
+                return Err(StoreError::Integrity {
+                    path: path.into(),
+                    seq: f.seq.unwrap_or(checker.frames() - 1),
+                    offset: f.offset,
+                    message: f.message.clone(),
+                });
             }
-            Err(e) => return Err(read_error(path, e)),
+            if let Some(ev) = &step.event {
+                visit(&Seen {
+                    frame: &frame,
+                    event: ev,
+                    hash: &step.hash,
+                    state: &checker.state,
+                });
+                last = Some((frame.offset, frame.sig, ev.signer, step.hash));
+            }
+            items.recycle(frame, step.event);
         }
-    }
+        Ok(())
+    })?;
     let head = checker.head.ok_or_else(|| StoreError::Integrity {
         path: path.into(),
         seq: 0,
@@ -218,13 +227,13 @@ pub fn replay_frames<R: Read>(
     })?;
     // Replay skips signatures; the head has no successor whose chain would expose a
     // tampered body, so its signature is checked here.
-    if let Some((frame, signer, hash)) = last
-        && !verify_hash(&signer, &hash, &frame.sig)
+    if let Some((offset, sig, signer, hash)) = last
+        && !verify_hash(&signer, &hash, &sig)
     {
         return Err(StoreError::Integrity {
             path: path.into(),
             seq: head.seq,
-            offset: frame.offset,
+            offset,
             message: "the signature of the last event does not verify".into(),
         });
     }

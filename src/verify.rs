@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::chain::{Head, event_hash};
 use crate::checkpoint::{self, Checkpoint};
-use crate::event::Event;
+use crate::event::{DecodeError, Event};
 use crate::format::{FormatError, FrameReader, RawFrame, ReadError};
 use crate::merkle::TreeBuilder;
 use crate::signing::verify_hash;
@@ -111,9 +111,18 @@ impl Checker {
     }
 
     pub fn step(&mut self, frame: &RawFrame) -> Step {
+        self.judge(frame, event_hash(&frame.body), Event::decode(&frame.body))
+    }
+
+    /// As `step`, with the frame's hash and decoded body already computed (`Prepared`).
+    pub fn judge(
+        &mut self,
+        frame: &RawFrame,
+        hash: Hash32,
+        decoded: Result<Event, DecodeError>,
+    ) -> Step {
         let index = self.index;
         self.index += 1;
-        let hash = event_hash(&frame.body);
         let mut findings = Vec::new();
         let mut add = |problem, seq, message: String| {
             findings.push(Finding {
@@ -124,7 +133,7 @@ impl Checker {
                 message,
             })
         };
-        let ev = match Event::decode(&frame.body) {
+        let ev = match decoded {
             Ok(ev) => ev,
             Err(e) => {
                 add(Problem::Format, None, e.to_string());
@@ -211,6 +220,108 @@ impl Checker {
             findings,
         }
     }
+}
+
+/// A frame with the work that needs no state: its hash and its decoded body.
+pub struct Prepared {
+    pub frame: RawFrame,
+    pub hash: Hash32,
+    pub decoded: Result<Event, DecodeError>,
+}
+
+/// A read error, and the offset just past the last complete frame before it.
+pub type PreparedError = (ReadError, u64);
+
+/// Frames handed over per channel message, and the body bytes after which a batch is sent
+/// early (so memory stays bounded however large the frames).
+const PREPARE_BATCH: usize = 256;
+const PREPARE_BATCH_BYTES: usize = 256 * 1024;
+
+type Batch = Vec<Result<Prepared, PreparedError>>;
+type Spent = Vec<(RawFrame, Option<Event>)>;
+
+/// Frames read, hashed and decoded in order on a helper thread, a few batches ahead.
+pub struct Pipeline {
+    rx: std::sync::mpsc::Receiver<Batch>,
+    pending: std::vec::IntoIter<Result<Prepared, PreparedError>>,
+    spent_tx: std::sync::mpsc::Sender<Spent>,
+    spent: Spent,
+}
+
+impl Iterator for Pipeline {
+    type Item = Result<Prepared, PreparedError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.pending.next() {
+                return Some(item);
+            }
+            self.pending = self.rx.recv().ok()?.into_iter();
+        }
+    }
+}
+
+impl Pipeline {
+    /// Hands a finished frame and event back to be freed on the helper thread, which
+    /// allocated them: frees across threads contend on the allocator's locks.
+    pub fn recycle(&mut self, frame: RawFrame, event: Option<Event>) {
+        self.spent.push((frame, event));
+        if self.spent.len() == PREPARE_BATCH {
+            // If the helper has finished, the batch is simply dropped here.
+            let _ = self.spent_tx.send(std::mem::replace(
+                &mut self.spent,
+                Vec::with_capacity(PREPARE_BATCH),
+            ));
+        }
+    }
+}
+
+/// Runs `f` over the frames of `frames` (replay and verify then use two cores). The helper
+/// stops when the frames end, at the first read error (passed on as the last item), or
+/// when `f` returns.
+pub fn pipelined<R: Read + Send, T>(
+    mut frames: FrameReader<R>,
+    f: impl FnOnce(&mut Pipeline) -> T,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+    let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Spent>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut batch = Vec::with_capacity(PREPARE_BATCH);
+            let mut bytes = 0;
+            while let Some(item) = frames.next() {
+                let stop = item.is_err();
+                batch.push(match item {
+                    Ok(frame) => {
+                        bytes += frame.body.len();
+                        Ok(Prepared {
+                            hash: event_hash(&frame.body),
+                            decoded: Event::decode(&frame.body),
+                            frame,
+                        })
+                    }
+                    Err(e) => Err((e, frames.offset())),
+                });
+                if stop || batch.len() == PREPARE_BATCH || bytes >= PREPARE_BATCH_BYTES {
+                    bytes = 0;
+                    // A closed channel means the consumer is done.
+                    if tx.send(std::mem::take(&mut batch)).is_err() || stop {
+                        return;
+                    }
+                    spent_rx.try_iter().for_each(drop);
+                }
+            }
+            let _ = tx.send(batch);
+        });
+        let mut pipeline = Pipeline {
+            rx,
+            pending: Vec::new().into_iter(),
+            spent_tx,
+            spent: Vec::with_capacity(PREPARE_BATCH),
+        };
+        f(&mut pipeline)
+        // `pipeline` (the receiver) is dropped here, before the scope joins the helper.
+    })
 }
 
 /// An outside anchor for the tail (L5).
@@ -301,7 +412,7 @@ pub fn verify_file(path: &Path, opts: &Options) -> io::Result<Report> {
 }
 
 /// Verifies a ledger read from `r`, one signature at a time.
-pub fn verify_reader<R: Read>(r: R, opts: &Options) -> io::Result<Report> {
+pub fn verify_reader<R: Read + Send>(r: R, opts: &Options) -> io::Result<Report> {
     Ok(verify_pass(r, opts, false)?.0)
 }
 
@@ -310,14 +421,20 @@ const SIG_BATCH: usize = 256;
 
 type SigJob = Vec<(PublicKey, Hash32, [u8; 64])>;
 
-/// True if every signature of the batch verifies (batch first, then one by one).
-fn batch_ok(job: &SigJob) -> bool {
+/// Decompressed signer keys, by their bytes (`None`: not a usable key). A ledger has few
+/// signers, and decompressing a key costs about as much as verifying a signature.
+type KeyCache = std::collections::HashMap<PublicKey, Option<ed25519_dalek::VerifyingKey>>;
+
+/// True if every signature of the batch verifies.
+fn batch_ok(job: &SigJob, cache: &mut KeyCache) -> bool {
     let keys: Option<Vec<ed25519_dalek::VerifyingKey>> = job
         .iter()
         .map(|(pk, _, _)| {
-            ed25519_dalek::VerifyingKey::from_bytes(pk.bytes())
-                .ok()
-                .filter(|k| !k.is_weak())
+            *cache.entry(*pk).or_insert_with(|| {
+                ed25519_dalek::VerifyingKey::from_bytes(pk.bytes())
+                    .ok()
+                    .filter(|k| !k.is_weak())
+            })
         })
         .collect();
     let Some(keys) = keys else {
@@ -333,7 +450,7 @@ fn batch_ok(job: &SigJob) -> bool {
 
 /// One pass. With `batched`, signatures go to worker threads and the state fold assumes
 /// them valid; the second value says whether any batch failed (then run unbatched).
-fn verify_pass<R: Read>(r: R, opts: &Options, batched: bool) -> io::Result<(Report, bool)> {
+fn verify_pass<R: Read + Send>(r: R, opts: &Options, batched: bool) -> io::Result<(Report, bool)> {
     if !batched {
         return verify_ordered(r, opts, None).map(|rep| (rep, false));
     }
@@ -344,12 +461,13 @@ fn verify_pass<R: Read>(r: R, opts: &Options, batched: bool) -> io::Result<(Repo
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
+                let mut cache = KeyCache::new();
                 loop {
                     let job = match job_rx.lock().map(|rx| rx.recv()) {
                         Ok(Ok(job)) => job,
                         _ => return,
                     };
-                    if !batch_ok(&job) {
+                    if !batch_ok(&job, &mut cache) {
                         bad.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
@@ -367,7 +485,7 @@ fn verify_pass<R: Read>(r: R, opts: &Options, batched: bool) -> io::Result<(Repo
 
 /// The in-order checks. With `jobs`, signatures are sent there in batches instead of being
 /// checked here.
-fn verify_ordered<R: Read>(
+fn verify_ordered<R: Read + Send>(
     r: R,
     opts: &Options,
     jobs: Option<std::sync::mpsc::SyncSender<SigJob>>,
@@ -386,66 +504,68 @@ fn verify_ordered<R: Read>(
     match FrameReader::new(r) {
         Err(ReadError::Io(e)) => return Err(e),
         Err(ReadError::Format(e)) => findings.push(file_finding(Problem::Format, 0, e.to_string())),
-        Ok(mut frames) => {
-            while let Some(item) = frames.next() {
-                match item {
-                    Ok(frame) => {
-                        let step = checker.step(&frame);
-                        findings.extend(step.findings);
-                        bytes = frame.end();
-                        if let (Some(tx), Some(ev)) = (&jobs, &step.event) {
-                            job.push((ev.signer, step.hash, frame.sig));
-                            if job.len() == SIG_BATCH {
-                                let _ = tx.send(std::mem::replace(
-                                    &mut job,
-                                    Vec::with_capacity(SIG_BATCH),
-                                ));
-                            }
-                        }
-                        if let Some(Event {
-                            seq,
-                            action: crate::event::Action::CheckpointRecorded { size, root },
-                            ..
-                        }) = &step.event
-                            && (*size != tree.size() || root.0 != tree.root())
-                        {
+        Ok(frames) => {
+            pipelined(frames, |items| -> io::Result<()> {
+                while let Some(item) = items.next() {
+                    let (frame, hash, decoded) = match item {
+                        Ok(p) => (p.frame, p.hash, p.decoded),
+                        Err((ReadError::Io(e), _)) => return Err(e),
+                        Err((ReadError::Format(e), good_end)) => {
+                            let (problem, offset) = match e {
+                                FormatError::Torn { offset, .. } => (Problem::Torn, offset),
+                                FormatError::BadLength { offset, .. } => (Problem::Format, offset),
+                                _ => (Problem::Format, good_end),
+                            };
                             findings.push(Finding {
-                                problem: Problem::Anchor,
-                                seq: Some(*seq),
-                                index: Some(checker.frames() - 1),
-                                offset: frame.offset,
-                                message: format!("the recorded checkpoint of {size} events does not match the Merkle root of the events before it"),
+                                problem,
+                                seq: None,
+                                index: Some(checker.frames()),
+                                offset,
+                                message: e.to_string(),
                             });
+                            continue;
                         }
-                        tree.push(&step.hash);
-                        if Some(tree.size()) == want_size {
-                            root_at_size = Some(tree.root());
-                        }
-                        if matches!(opts.anchor, Some(Anchor::Head(h)) if h == step.hash) {
-                            head_found_at = step
-                                .event
-                                .as_ref()
-                                .map(|e| e.seq)
-                                .or(Some(checker.frames() - 1));
+                    };
+                    let step = checker.judge(&frame, hash, decoded);
+                    findings.extend(step.findings);
+                    bytes = frame.end();
+                    if let (Some(tx), Some(ev)) = (&jobs, &step.event) {
+                        job.push((ev.signer, step.hash, frame.sig));
+                        if job.len() == SIG_BATCH {
+                            let _ =
+                                tx.send(std::mem::replace(&mut job, Vec::with_capacity(SIG_BATCH)));
                         }
                     }
-                    Err(ReadError::Io(e)) => return Err(e),
-                    Err(ReadError::Format(e)) => {
-                        let (problem, offset) = match e {
-                            FormatError::Torn { offset, .. } => (Problem::Torn, offset),
-                            FormatError::BadLength { offset, .. } => (Problem::Format, offset),
-                            _ => (Problem::Format, frames.offset()),
-                        };
+                    if let Some(Event {
+                        seq,
+                        action: crate::event::Action::CheckpointRecorded { size, root },
+                        ..
+                    }) = &step.event
+                        && (*size != tree.size() || root.0 != tree.root())
+                    {
                         findings.push(Finding {
-                            problem,
-                            seq: None,
-                            index: Some(checker.frames()),
-                            offset,
-                            message: e.to_string(),
+                            problem: Problem::Anchor,
+                            seq: Some(*seq),
+                            index: Some(checker.frames() - 1),
+                            offset: frame.offset,
+                            message: format!("the recorded checkpoint of {size} events does not match the Merkle root of the events before it"),
                         });
                     }
+                    tree.push(&step.hash);
+                    if Some(tree.size()) == want_size {
+                        root_at_size = Some(tree.root());
+                    }
+                    if matches!(opts.anchor, Some(Anchor::Head(h)) if h == step.hash) {
+                        head_found_at = step
+                            .event
+                            .as_ref()
+                            .map(|e| e.seq)
+                            .or(Some(checker.frames() - 1));
+                    }
+                    items.recycle(frame, step.event);
                 }
-            }
+                Ok(())
+            })?;
             if checker.frames() == 0 && findings.is_empty() {
                 findings.push(file_finding(
                     Problem::Genesis,
