@@ -543,14 +543,18 @@ impl Ledger {
             .and_then(|_| self.file.sync_data());
         if let Err(source) = written {
             // Nothing partial may stay behind an unacknowledged append.
-            let _ = self
+            let cut_back = self
                 .file
                 .set_len(start.end)
                 .and_then(|_| self.file.sync_data());
             self.poisoned = true;
             return Err(StoreError::Io {
                 path: self.path.clone(),
-                op: "append",
+                op: if cut_back.is_ok() {
+                    "append (nothing was recorded; the ledger is as it was)"
+                } else {
+                    "append (cutting the partial write back failed too; run `keyledger repair`)"
+                },
                 source,
             });
         }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use keyledger::credentials::{SecretText, id_form};
 use keyledger::event::Action;
 use keyledger::ops::KeyRequest;
+use keyledger::signing::SigningKey;
 use keyledger::state::{AccessKey, MAX_TEXT};
+use keyledger::store::{Ledger, Receipt};
 use keyledger::types::{Timestamp, parse_duration};
 use serde_json::json;
 
@@ -106,6 +108,33 @@ fn reveal_stdout(
     ))
 }
 
+/// Records that the secret of `key_id` went out through `channel`. If that append fails
+/// (a full disk, say), a secret exists with no record of its reveal: a CSV copy is removed,
+/// and the error says so and what to do.
+fn record_reveal(
+    l: &mut Ledger,
+    key: &SigningKey,
+    key_id: &str,
+    channel: &str,
+    now: Timestamp,
+) -> Result<Receipt, CliError> {
+    l.record_reveal(key, key_id, channel, now).map_err(|e| {
+        let mut err = CliError::from(e);
+        let secret = match channel.strip_prefix("csv:") {
+            Some(path) => {
+                let _ = std::fs::remove_file(path);
+                format!("{path} was removed, so no copy of its secret remains")
+            }
+            None => "the secret printed above was handed out unrecorded".into(),
+        };
+        err.message = format!(
+            "{key_id} was created, but recording the reveal of its secret failed ({}); {secret}. Delete the key: keyledger key delete {key_id}",
+            err.message
+        );
+        err
+    })
+}
+
 fn shown_once_warning() {
     eprintln!(
         "keyledger: this secret is shown once and can never be shown again. Store it now; if it is lost or leaked, create another key."
@@ -173,7 +202,7 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                     )?
                 }
             };
-            let revealed = l.record_reveal(&key, &new.key_id, &channel, ctx.now)?;
+            let revealed = record_reveal(&mut l, &key, &new.key_id, &channel, ctx.now)?;
             if let Some(path) = channel.strip_prefix("csv:") {
                 let msg = format!(
                     "created {} for {user} (seq {}); secret written once to {path} (mode 0600), recorded at seq {}\n",
@@ -488,7 +517,7 @@ pub fn sts(ctx: &Ctx, cmd: StsCmd) -> Result<(), CliError> {
     ];
     let format = if ctx.json { RevealFormat::Json } else { format };
     let channel = reveal_stdout(format, &fields, json!({"user": user, "seq": t.receipt.seq}))?;
-    l.record_reveal(&key, &t.key_id, &channel, ctx.now)?;
+    record_reveal(&mut l, &key, &t.key_id, &channel, ctx.now)?;
     shown_once_warning();
     Ok(())
 }
