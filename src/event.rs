@@ -155,6 +155,28 @@ pub enum Action {
     },
 }
 
+/// Every action's wire tag, in §5 order.
+pub const ACTION_TAGS: [&str; 18] = [
+    "genesis",
+    "signer-enrolled",
+    "signer-revoked",
+    "user-created",
+    "user-deleted",
+    "permission-granted",
+    "permission-revoked",
+    "key-created",
+    "temporary-issued",
+    "secret-revealed",
+    "key-disabled",
+    "key-enabled",
+    "key-deleted",
+    "auth-succeeded",
+    "auth-failed",
+    "action-denied",
+    "checkpoint-recorded",
+    "log-repaired",
+];
+
 impl Action {
     /// The wire tag, e.g. `key-created`.
     pub fn tag(&self) -> &'static str {
@@ -666,6 +688,14 @@ mod decoder_vs_reference {
         b
     }
 
+    #[test]
+    fn every_listed_tag_is_decoded() {
+        for tag in ACTION_TAGS {
+            let e = super::action(&mut Reader::new(&[]), tag).unwrap_err();
+            assert!(!e.to_string().contains("unknown action tag"), "{tag}");
+        }
+    }
+
     /// Every longer or other-typed form of each value of one event, in every combination:
     /// both decoders must agree on each, and only the all-canonical body is accepted.
     #[test]
@@ -764,6 +794,7 @@ mod decoder_vs_reference {
 
         #[test]
         fn valid_bodies_decode_to_their_value(ev in event()) {
+            prop_assert!(ACTION_TAGS.contains(&ev.action.tag()));
             prop_assert_eq!(Event::decode(&ev.encode()), Ok(ev));
         }
 

@@ -71,6 +71,8 @@ pub struct Selection {
     pub frames: Vec<(RawFrame, Event, Hash32, String)>,
     pub hashes: Vec<Hash32>,
     pub state: crate::state::State,
+    /// A torn tail after the last whole event, left out of the selection.
+    pub torn: Option<store::TornTail>,
 }
 
 /// One pass over the ledger: the events that match `filter`, and all hashes.
@@ -93,6 +95,7 @@ pub fn select(path: &Path, filter: &Filter) -> Result<Selection, StoreError> {
         frames,
         hashes,
         state: r.state,
+        torn: r.torn,
     })
 }
 
@@ -263,6 +266,8 @@ pub struct BundleSummary {
     pub events: usize,
     pub checkpoint_size: u64,
     pub signed_by: String,
+    /// A torn tail after the last whole event, left out of the bundle.
+    pub torn: Option<store::TornTail>,
 }
 
 /// Writes a new bundle directory `dir` with the events of `path` that match `filter`,
@@ -367,6 +372,7 @@ pub fn write_bundle(
         events: sel.frames.len(),
         checkpoint_size: size,
         signed_by: signer,
+        torn: sel.torn,
     })
 }
 

@@ -216,6 +216,8 @@ pub fn parse_duration(s: &str) -> Option<i64> {
     }
     let mut total: i64 = 0;
     let mut num: Option<i64> = None;
+    // Units appear at most once each, largest first (2h30m, not 30m2h or 1h1h).
+    let mut last_unit = i64::MAX;
     for c in s.chars() {
         if let Some(d) = c.to_digit(10) {
             num = Some(num.unwrap_or(0).checked_mul(10)?.checked_add(d as i64)?);
@@ -228,6 +230,10 @@ pub fn parse_duration(s: &str) -> Option<i64> {
             'd' => 86_400,
             _ => return None,
         };
+        if unit >= last_unit {
+            return None;
+        }
+        last_unit = unit;
         total = total.checked_add(num.take()?.checked_mul(unit)?)?;
     }
     if num.is_some() {

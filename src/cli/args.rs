@@ -302,8 +302,10 @@ pub struct FilterArgs {
     /// Events with this action tag, e.g. key-created, action-denied.
     #[arg(long)]
     pub action: Option<String>,
+    /// Events at or after this time: RFC 3339 (2026-11-22T09:30:00Z) or a date (2026-11-22).
     #[arg(long)]
     pub since: Option<String>,
+    /// Events at or before this time, in the same forms as --since.
     #[arg(long)]
     pub until: Option<String>,
 }

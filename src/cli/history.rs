@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use keyledger::event::{Action, Event};
+use keyledger::event::{ACTION_TAGS, Action, Event};
 use keyledger::types::{Hash32, Timestamp};
 use serde_json::json;
 
@@ -101,6 +101,18 @@ struct Row {
 
 /// The library filter for `--key --user --actor --action --since --until`.
 pub fn to_filter(f: &FilterArgs) -> Result<Filter, CliError> {
+    // A filter that cannot match is a mistake, not an empty answer.
+    if let Some(k) = &f.key {
+        super::keys::check_key_id(k)?;
+    }
+    if let Some(a) = &f.action
+        && !ACTION_TAGS.contains(&a.as_str())
+    {
+        return Err(CliError::usage(format!(
+            "--action {a:?} is not an action tag; use one of: {}",
+            ACTION_TAGS.join(", ")
+        )));
+    }
     Ok(Filter {
         key: f.key.clone(),
         user: f.user.clone(),

@@ -307,6 +307,7 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
         ExportFormat::Bundle => {
             let key = ctx.signing_key()?;
             let s = export::write_bundle(&ctx.ledger, &a.out, &filter, &key).map_err(bundle_err)?;
+            super::warn_torn_tail(s.torn);
             (
                 format!(
                     "evidence bundle of {} events, proven against a checkpoint of {} events signed by {}",
@@ -317,6 +318,7 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
         }
         ExportFormat::Jsonl | ExportFormat::Csv => {
             let sel = export::select(&ctx.ledger, &filter)?;
+            super::warn_torn_tail(sel.torn);
             let records = sel.records();
             let text = match a.format {
                 ExportFormat::Csv => export::to_csv(&records),

@@ -17,10 +17,10 @@ use serde_json::json;
 use super::args::{KeyCmd, RevealFormat, StsCmd};
 use super::error::CliError;
 use super::output::{json, or_dash, print, table};
-use super::principals::done;
+use super::principals::{check_name, done};
 use super::{Ctx, parse_as_of};
 
-fn check_key_id(id: &str) -> Result<(), CliError> {
+pub(super) fn check_key_id(id: &str) -> Result<(), CliError> {
     if id_form(id).is_some() {
         return Ok(());
     }
@@ -151,6 +151,7 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
             csv,
             format,
         } => {
+            check_name(&user)?;
             if scenario.len() > MAX_TEXT {
                 return Err(CliError::usage(format!(
                     "--scenario is longer than {MAX_TEXT} bytes"
@@ -481,6 +482,7 @@ pub fn sts(ctx: &Ctx, cmd: StsCmd) -> Result<(), CliError> {
         duration,
         format,
     } = cmd;
+    check_name(&user)?;
     let us = parse_duration(&duration).ok_or_else(|| {
         CliError::usage(format!(
             "--duration {duration:?}: use e.g. 15m, 1h, 2h30m (15m to 12h)"

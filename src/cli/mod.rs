@@ -79,7 +79,12 @@ impl Ctx {
 }
 
 fn warn_torn(r: &Replay) {
-    if let Some(t) = r.torn {
+    warn_torn_tail(r.torn);
+}
+
+/// Every command that reads past a torn tail says so.
+pub fn warn_torn_tail(torn: Option<store::TornTail>) {
+    if let Some(t) = torn {
         eprintln!(
             "keyledger: warning: {} bytes at offset {} are a torn frame (ignored); run `keyledger repair`",
             t.bytes, t.offset

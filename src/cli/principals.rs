@@ -13,7 +13,8 @@ use super::error::CliError;
 use super::output::{json, or_dash, print, table};
 use super::{Ctx, default_key_path, parse_as_of, parse_public_key};
 
-fn check_name(name: &str) -> Result<(), CliError> {
+/// A principal name given on the command line must be well-formed before anything is recorded.
+pub(super) fn check_name(name: &str) -> Result<(), CliError> {
     if valid_name(name) {
         return Ok(());
     }

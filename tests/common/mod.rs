@@ -365,7 +365,11 @@ pub fn run_at(dir: &Path, now: Option<&str>, args: &[&str], stdin: Option<&str>)
     let mut child = c.spawn().expect("spawn keyledger");
     if let Some(s) = stdin {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        // The child may exit before reading (bad arguments): a broken pipe is its answer.
+        match child.stdin.take().unwrap().write_all(s.as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            r => r.unwrap(),
+        }
     }
     child.wait_with_output().unwrap()
 }
