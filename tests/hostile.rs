@@ -433,3 +433,66 @@ fn presented_secrets_are_never_echoed() {
         }
     }
 }
+
+mod mutated_ledgers {
+    use super::common::*;
+    use keyledger::verify::{Options, verify_file, verify_reader};
+    use proptest::prelude::*;
+
+    /// One edit: overwrite, insert or delete a byte, cut the tail, or splice in a copy of
+    /// another range (a replayed frame, say).
+    fn edit(b: &mut Vec<u8>, kind: u8, at: usize, to: usize, byte: u8) {
+        let at = at % (b.len() + 1);
+        match kind % 5 {
+            0 if at < b.len() => b[at] = byte,
+            1 => b.insert(at, byte),
+            2 if at < b.len() => {
+                b.remove(at);
+            }
+            3 => b.truncate(at),
+            _ => {
+                let to = to % (b.len() + 1);
+                let piece = b[at.min(to)..at.max(to)].to_vec();
+                let pos = usize::from(byte) % (b.len() + 1);
+                b.splice(pos..pos, piece);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Random edits of a valid ledger: neither verifier panics, the parallel and the
+        /// sequential verifier give the same report, and any change that is not a cut at a
+        /// frame boundary is found.
+        #[test]
+        fn mutated_ledgers_never_panic_and_both_verifiers_agree(
+            edits in prop::collection::vec((any::<u8>(), any::<usize>(), any::<usize>(), any::<u8>()), 1..5),
+        ) {
+            let good = valid();
+            let mut b = good.bytes.clone();
+            for (kind, at, to, byte) in edits {
+                edit(&mut b, kind, at, to, byte);
+            }
+            let seq = verify_reader(&b[..], &Options::default()).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("m.ledger");
+            std::fs::write(&p, &b).unwrap();
+            let par = verify_file(&p, &Options::default()).unwrap();
+            prop_assert_eq!(seq.ok, par.ok);
+            prop_assert_eq!(&seq.findings, &par.findings);
+            let clean_cut = good.bytes.starts_with(&b)
+                && (b.len() == good.bytes.len() || good.offsets.contains(&b.len()))
+                && b.len() > good.offsets[0];
+            prop_assert_eq!(seq.ok, clean_cut, "{:?}", seq.findings);
+        }
+
+        #[test]
+        fn random_files_never_panic(b in prop::collection::vec(any::<u8>(), 0..4096), header in any::<bool>()) {
+            let mut data = if header { valid().bytes[..16].to_vec() } else { vec![] };
+            data.extend_from_slice(&b);
+            let r = verify_reader(&data[..], &Options::default()).unwrap();
+            prop_assert!(!r.ok);
+        }
+    }
+}
