@@ -117,8 +117,13 @@ impl SigningKey {
                 reason: "file is too large",
             });
         }
-        let mut raw = Zeroizing::new(Vec::new());
-        f.read_to_end(&mut raw).map_err(io_err)?;
+        // Sized up front and read through `take`, so the buffer never grows: a growing
+        // Vec would leave unzeroized copies of the seed in freed memory.
+        let mut raw = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE as usize + 1));
+        (&mut f)
+            .take(MAX_KEY_FILE)
+            .read_to_end(&mut raw)
+            .map_err(io_err)?;
         let malformed = |reason| KeyFileError::Malformed {
             path: path.into(),
             reason,

@@ -77,6 +77,7 @@ fn a_torn_tail_refuses_appends_until_repair_which_is_an_event() {
         .join(format!("keyledger.ledger.quarantine-{}", good.len()));
     assert_eq!(std::fs::read(&q).unwrap(), &torn[good.len()..]);
     assert!(ok(d.path(), &["verify"]).contains("result   OK"));
+    let unknown_key = fixed_key_id(false, 'A');
     let log = ok(
         d.path(),
         &[
@@ -86,7 +87,7 @@ fn a_torn_tail_refuses_appends_until_repair_which_is_an_event() {
             "--action",
             "log-repaired",
             "--key",
-            "KLAKAAAAAAAAAAAAAAAAAAAAAA",
+            &unknown_key,
         ],
     );
     assert!(

@@ -531,7 +531,8 @@ pub fn auth(ctx: &Ctx, key_id: &str) -> Result<(), CliError> {
             "KEY_ID must be 1-64 ASCII letters and digits",
         ));
     }
-    let mut raw = zeroize::Zeroizing::new(Vec::new());
+    // Sized so that it never grows (growing leaves unzeroized copies of the secret).
+    let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(4097));
     std::io::stdin()
         .take(4096)
         .read_to_end(&mut raw)
