@@ -246,6 +246,7 @@ pub struct Pipeline {
     pending: std::vec::IntoIter<Result<Prepared, PreparedError>>,
     spent_tx: std::sync::mpsc::Sender<Spent>,
     spent: Spent,
+    spent_bytes: usize,
 }
 
 impl Iterator for Pipeline {
@@ -265,8 +266,10 @@ impl Pipeline {
     /// Hands a finished frame and event back to be freed on the helper thread, which
     /// allocated them: frees across threads contend on the allocator's locks.
     pub fn recycle(&mut self, frame: RawFrame, event: Option<Event>) {
+        self.spent_bytes += frame.body.len();
         self.spent.push((frame, event));
-        if self.spent.len() == PREPARE_BATCH {
+        if self.spent.len() == PREPARE_BATCH || self.spent_bytes >= PREPARE_BATCH_BYTES {
+            self.spent_bytes = 0;
             // If the helper has finished, the batch is simply dropped here.
             let _ = self.spent_tx.send(std::mem::replace(
                 &mut self.spent,
@@ -305,7 +308,8 @@ pub fn pipelined<R: Read + Send, T>(
                 if stop || batch.len() == PREPARE_BATCH || bytes >= PREPARE_BATCH_BYTES {
                     bytes = 0;
                     // A closed channel means the consumer is done.
-                    if tx.send(std::mem::take(&mut batch)).is_err() || stop {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(PREPARE_BATCH));
+                    if tx.send(full).is_err() || stop {
                         return;
                     }
                     spent_rx.try_iter().for_each(drop);
@@ -318,6 +322,7 @@ pub fn pipelined<R: Read + Send, T>(
             pending: Vec::new().into_iter(),
             spent_tx,
             spent: Vec::with_capacity(PREPARE_BATCH),
+            spent_bytes: 0,
         };
         f(&mut pipeline)
         // `pipeline` (the receiver) is dropped here, before the scope joins the helper.
