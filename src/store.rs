@@ -481,7 +481,9 @@ impl Ledger {
             });
         }
         let start = self.head();
-        let mut buf = Vec::new();
+        // Bodies and hashes are chained in order; signatures (over the hashes) come after.
+        let mut bodies: Vec<(Vec<u8>, Hash32)> = Vec::with_capacity(actions.len());
+        let mut end = start.end;
         let mut out = Vec::with_capacity(actions.len());
         // The state advances in place; if anything fails after that, the handle is poisoned.
         let state = &mut self.replay.state;
@@ -509,8 +511,9 @@ impl Ledger {
                     return Err(StoreError::TooLarge(body.len()));
                 }
                 let hash = event_hash(&body);
-                let offset = start.end + buf.len() as u64;
-                buf.extend(format::frame_bytes(&body, &key.sign_hash(&hash)));
+                let offset = end;
+                end += format::FRAME_OVERHEAD + body.len() as u64;
+                bodies.push((body, hash));
                 state
                     .apply(&ev, &hash)
                     .expect("an authorized event applies");
@@ -518,7 +521,7 @@ impl Ledger {
                     seq: ev.seq,
                     hash,
                     time,
-                    end: start.end + buf.len() as u64,
+                    end,
                 };
                 let receipt = Receipt {
                     seq: ev.seq,
@@ -534,8 +537,13 @@ impl Ledger {
             Ok(())
         })();
         if let Err(e) = prepared {
-            self.poisoned = !buf.is_empty();
+            self.poisoned = !bodies.is_empty();
             return Err(e);
+        }
+        let sigs = sign_all(key, &bodies);
+        let mut buf = Vec::with_capacity((end - start.end) as usize);
+        for ((body, _), sig) in bodies.iter().zip(&sigs) {
+            buf.extend(format::frame_bytes(body, sig));
         }
         let written = self
             .file
@@ -561,6 +569,31 @@ impl Ledger {
         self.replay.head = head;
         Ok(out)
     }
+}
+
+/// Signatures of the event hashes, in order; large batches are signed on every core.
+fn sign_all(key: &SigningKey, bodies: &[(Vec<u8>, Hash32)]) -> Vec<[u8; 64]> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if bodies.len() < 64 || cores == 1 {
+        return bodies.iter().map(|(_, h)| key.sign_hash(h)).collect();
+    }
+    let chunk = bodies.len().div_ceil(cores);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = bodies
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(_, h)| key.sign_hash(h))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("signing does not panic"))
+            .collect()
+    })
 }
 
 /// The `action-denied` event recorded instead of a refused action.
