@@ -178,6 +178,36 @@ pub const ACTION_TAGS: [&str; 18] = [
 ];
 
 impl Action {
+    /// `signer-enrolled` (`enroll`) or `signer-revoked`.
+    pub fn signer_change(enroll: bool, principal: String, public_key: PublicKey) -> Self {
+        if enroll {
+            Self::SignerEnrolled {
+                principal,
+                public_key,
+            }
+        } else {
+            Self::SignerRevoked {
+                principal,
+                public_key,
+            }
+        }
+    }
+
+    /// `permission-granted` (`grant`) or `permission-revoked`.
+    pub fn permission_change(grant: bool, principal: String, permission: Permission) -> Self {
+        if grant {
+            Self::PermissionGranted {
+                principal,
+                permission,
+            }
+        } else {
+            Self::PermissionRevoked {
+                principal,
+                permission,
+            }
+        }
+    }
+
     /// The wire tag, e.g. `key-created`.
     pub fn tag(&self) -> &'static str {
         match self {
@@ -279,18 +309,7 @@ fn action(r: &mut Reader<'_>, tag: &str) -> Result<Action, DecodeError> {
         "signer-enrolled" | "signer-revoked" => {
             fields(r, 2)?;
             let principal = r.string()?;
-            let public_key = public_key(r)?;
-            if tag == "signer-enrolled" {
-                Action::SignerEnrolled {
-                    principal,
-                    public_key,
-                }
-            } else {
-                Action::SignerRevoked {
-                    principal,
-                    public_key,
-                }
-            }
+            Action::signer_change(tag == "signer-enrolled", principal, public_key(r)?)
         }
         "user-created" => {
             fields(r, 2)?;
@@ -306,18 +325,7 @@ fn action(r: &mut Reader<'_>, tag: &str) -> Result<Action, DecodeError> {
         "permission-granted" | "permission-revoked" => {
             fields(r, 2)?;
             let principal = r.string()?;
-            let permission = permission(r)?;
-            if tag == "permission-granted" {
-                Action::PermissionGranted {
-                    principal,
-                    permission,
-                }
-            } else {
-                Action::PermissionRevoked {
-                    principal,
-                    permission,
-                }
-            }
+            Action::permission_change(tag == "permission-granted", principal, permission(r)?)
         }
         "key-created" => {
             fields(r, 6)?;

@@ -211,18 +211,7 @@ pub fn signer(ctx: &Ctx, cmd: SignerCmd) -> Result<(), CliError> {
     check_name(&name)?;
     let public_key = parse_public_key(&pk)?;
     let (mut l, key) = ctx.open()?;
-    let principal = name.clone();
-    let action = if enroll {
-        Action::SignerEnrolled {
-            principal,
-            public_key,
-        }
-    } else {
-        Action::SignerRevoked {
-            principal,
-            public_key,
-        }
-    };
+    let action = Action::signer_change(enroll, name.clone(), public_key);
     let r = l.append(&key, action, ctx.now)?;
     let verb = if enroll { "enrolled" } else { "revoked" };
     done(
@@ -240,18 +229,7 @@ pub fn permission(ctx: &Ctx, name: &str, permission: &str, grant: bool) -> Resul
         ))
     })?;
     let (mut l, key) = ctx.open()?;
-    let principal = name.to_owned();
-    let action = if grant {
-        Action::PermissionGranted {
-            principal,
-            permission,
-        }
-    } else {
-        Action::PermissionRevoked {
-            principal,
-            permission,
-        }
-    };
+    let action = Action::permission_change(grant, name.to_owned(), permission);
     let r = l.append(&key, action, ctx.now)?;
     let verb = if grant { "granted" } else { "revoked" };
     done(
