@@ -439,26 +439,6 @@ mod mutated_ledgers {
     use keyledger::verify::{Options, verify_file, verify_reader};
     use proptest::prelude::*;
 
-    /// One edit: overwrite, insert or delete a byte, cut the tail, or splice in a copy of
-    /// another range (a replayed frame, say).
-    fn edit(b: &mut Vec<u8>, kind: u8, at: usize, to: usize, byte: u8) {
-        let at = at % (b.len() + 1);
-        match kind % 5 {
-            0 if at < b.len() => b[at] = byte,
-            1 => b.insert(at, byte),
-            2 if at < b.len() => {
-                b.remove(at);
-            }
-            3 => b.truncate(at),
-            _ => {
-                let to = to % (b.len() + 1);
-                let piece = b[at.min(to)..at.max(to)].to_vec();
-                let pos = usize::from(byte) % (b.len() + 1);
-                b.splice(pos..pos, piece);
-            }
-        }
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 

@@ -385,3 +385,25 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// One edit of `b`, chosen by `kind % 5`: overwrite, insert or delete the byte at `at`, cut
+/// the tail at `at`, or splice a copy of the range between `at` and `to` in at `byte` (a
+/// replayed frame, say). Positions wrap to the length.
+pub fn edit(b: &mut Vec<u8>, kind: u8, at: usize, to: usize, byte: u8) {
+    let at = at % (b.len() + 1);
+    match kind % 5 {
+        0 if at < b.len() => b[at] = byte,
+        1 => b.insert(at, byte),
+        2 if at < b.len() => {
+            b.remove(at);
+        }
+        3 => b.truncate(at),
+        4 => {
+            let to = to % (b.len() + 1);
+            let piece = b[at.min(to)..at.max(to)].to_vec();
+            let pos = usize::from(byte) % (b.len() + 1);
+            b.splice(pos..pos, piece);
+        }
+        _ => {}
+    }
+}
