@@ -114,6 +114,8 @@ def verify(data, expect_genesis=None, expect_head=None):
                 signers[fields[1]][1] = True
             elif tag == "user-deleted":
                 deleted.add(fields[0])
+            elif tag == "log-repaired" and fields[0] != off:
+                problems.append(("policy", seq, off, "log-repaired does not sit at the offset it records"))
         prev_hash, last_seq = h, seq
         last_time = time if last_time is None else max(last_time, time)
         off, index = off + 4 + n + 64, index + 1

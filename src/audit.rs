@@ -8,9 +8,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::cache::Cache;
 use crate::event::Action;
 use crate::state::{AccessKey, KeyStatus, PrincipalKind, State};
-use crate::store::{self, StoreError, Until};
+use crate::store::{self, StoreError, Trust, Until};
 use crate::types::Timestamp;
 use crate::verify::{self, Report};
 
@@ -43,7 +44,7 @@ impl Severity {
 }
 
 /// The controls, with what each checks (also shown in reports).
-pub const CONTROLS: [(&str, &str); 9] = [
+pub const CONTROLS: [(&str, &str); 10] = [
     (
         "root-access-key",
         "The account (root) holds no access key (CIS: no root access key; root-ak-check)",
@@ -74,6 +75,10 @@ pub const CONTROLS: [(&str, &str); 9] = [
     ),
     ("keys-of-deleted-users", "No key is left on a deleted user"),
     (
+        "signer-enrolled-by-other",
+        "Signing keys enrolled for a principal by someone else are listed: the enroller chose the key that events are attributed to",
+    ),
+    (
         "refused-actions-burst",
         "No actor has a burst of refused actions (possible probing)",
     ),
@@ -81,7 +86,11 @@ pub const CONTROLS: [(&str, &str); 9] = [
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Evaluate the state at this time: events dated later are not evaluated.
     pub as_of: Timestamp,
+    /// Cover the whole ledger: `as_of` is raised to the last event's time if that is later
+    /// (an audit "as of now" never silently stops before the end).
+    pub whole: bool,
     pub max_key_age_days: i64,
     pub max_unused_days: i64,
     pub max_temporary_hours: i64,
@@ -94,6 +103,7 @@ impl Options {
     pub fn at(as_of: Timestamp) -> Self {
         Options {
             as_of,
+            whole: false,
             max_key_age_days: 90,
             max_unused_days: 45,
             max_temporary_hours: 12,
@@ -125,8 +135,13 @@ pub struct Mark {
 #[derive(Debug, Serialize)]
 pub struct Audit {
     pub as_of: Timestamp,
+    /// The last seq evaluated: events 0..=as_of_seq are those dated at or before `as_of`.
     pub as_of_seq: u64,
+    /// Events evaluated (as_of_seq + 1).
     pub events: u64,
+    /// Events in the whole ledger, all verified; those after `as_of_seq` are dated after
+    /// `as_of`.
+    pub ledger_events: u64,
     pub findings: Vec<Finding>,
     /// Per key: created, revealed, used, disabled, enabled, deleted events up to `as_of`.
     pub timelines: BTreeMap<String, Vec<Mark>>,
@@ -146,16 +161,33 @@ pub enum AuditError {
     NotVerified(Box<Report>),
 }
 
-/// Verifies the ledger, replays it up to `opts.as_of`, and evaluates every control.
-pub fn audit(path: &Path, opts: &Options) -> Result<Audit, AuditError> {
-    let report = verify::verify_file(path, &verify::Options::default())
+/// Verifies the whole ledger, replays it up to `opts.as_of` (every event replayed is one
+/// this process just verified), and evaluates every control. `Audit::as_of_seq` and
+/// `Audit::ledger_events` say which part of the ledger was evaluated.
+pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditError> {
+    let (report, verified) = verify::verify_file_full(path, &verify::Options::default(), true)
         .map_err(|e| AuditError::Io(path.into(), e))?;
-    if !report.ok {
+    let (true, Some(v)) = (report.ok, verified) else {
         return Err(AuditError::NotVerified(Box::new(report)));
-    }
+    };
+    let _ = cache.save(path, &v);
+    let trust = Some(Trust {
+        seq: v.head.seq,
+        hash: v.head.hash,
+    });
+    let f = crate::files::open_regular(path, false).map_err(|e| AuditError::Io(path.into(), e))?;
+    let len = f
+        .metadata()
+        .map_err(|e| AuditError::Io(path.into(), e))?
+        .len();
+    let as_of = if opts.whole {
+        opts.as_of.max(v.head.time)
+    } else {
+        opts.as_of
+    };
     let mut timelines: BTreeMap<String, Vec<Mark>> = BTreeMap::new();
     let mut denials: BTreeMap<String, Vec<(u64, Timestamp)>> = BTreeMap::new();
-    let r = store::read_with(path, Some(Until::Time(opts.as_of)), |seen| {
+    let r = store::replay_open(path, &f, len, trust, Some(Until::Time(as_of)), |seen| {
         let ev = seen.event;
         if let Some(k) = ev.action.key_id() {
             let marks = timelines.entry(k.to_owned()).or_default();
@@ -181,7 +213,7 @@ pub fn audit(path: &Path, opts: &Options) -> Result<Audit, AuditError> {
         }
     })?;
     let s = &r.state;
-    let t = opts.as_of;
+    let t = as_of;
     let mut findings = vec![];
     let mut add = |control,
                    severity,
@@ -331,9 +363,8 @@ pub fn audit(path: &Path, opts: &Options) -> Result<Audit, AuditError> {
     }
     for p in s.principals.values().filter(|p| p.deleted.is_none()) {
         let keys: Vec<&AccessKey> = s
-            .keys
-            .values()
-            .filter(|k| k.user == p.name && !k.temporary && active(k))
+            .keys_of(&p.name)
+            .filter(|k| !k.temporary && active(k))
             .collect();
         if keys.len() > 1 {
             let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
@@ -351,6 +382,31 @@ pub fn audit(path: &Path, opts: &Options) -> Result<Audit, AuditError> {
                 keys.iter().map(|k| k.created.seq).collect(),
             );
         }
+    }
+    for (pk, signer) in &s.signers {
+        if signer.enrolled_by == signer.principal || signer.enrolled.time > t {
+            continue;
+        }
+        let by_account = signer.enrolled_by == s.account;
+        add(
+            "signer-enrolled-by-other",
+            if by_account {
+                Severity::Low
+            } else {
+                Severity::Medium
+            },
+            None,
+            Some(&signer.principal),
+            format!(
+                "signing key {pk} of {} was enrolled by {} at seq {}: events it signs are attributed to {} on {}'s word that they hold it",
+                signer.principal,
+                signer.enrolled_by,
+                signer.enrolled.seq,
+                signer.principal,
+                signer.enrolled_by
+            ),
+            vec![signer.enrolled.seq],
+        );
     }
     for (actor, list) in &denials {
         // The densest window: the most refusals within burst_window_us.
@@ -385,6 +441,8 @@ pub fn audit(path: &Path, opts: &Options) -> Result<Audit, AuditError> {
             .cmp(&a.severity)
             .then(a.control.cmp(b.control))
             .then(a.key_id.cmp(&b.key_id))
+            .then(a.principal.cmp(&b.principal))
+            .then(a.message.cmp(&b.message))
     });
     // Every evidence event, for reports that show them.
     let wanted: std::collections::BTreeSet<u64> = findings
@@ -393,7 +451,7 @@ pub fn audit(path: &Path, opts: &Options) -> Result<Audit, AuditError> {
         .collect();
     let mut evidence_events = BTreeMap::new();
     if !wanted.is_empty() {
-        store::read_with(path, Some(Until::Time(opts.as_of)), |seen| {
+        store::replay_open(path, &f, len, trust, Some(Until::Time(as_of)), |seen| {
             if wanted.contains(&seen.event.seq) {
                 evidence_events.insert(
                     seen.event.seq,
@@ -411,6 +469,7 @@ pub fn audit(path: &Path, opts: &Options) -> Result<Audit, AuditError> {
         as_of: t,
         as_of_seq: r.head.seq,
         events: r.head.seq + 1,
+        ledger_events: v.head.seq + 1,
         findings,
         timelines,
         state: r.state,

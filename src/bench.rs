@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::event::Action;
+use crate::ledger::Ledger;
 use crate::signing::SigningKey;
-use crate::store::{Ledger, StoreError, Wait};
+use crate::store::{StoreError, Wait};
 use crate::types::Timestamp;
 
 /// Raw limits of this machine, measured in the same run.
@@ -108,13 +109,38 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.get(i).copied().unwrap_or(0.0)
 }
 
+/// ZIP-215 single-signature verifications per second on one core (the rule every path
+/// follows, ledger-format.md §6), and, for comparison, ed25519-dalek's `verify_strict`.
+pub fn single_verify_rates() -> (f64, f64) {
+    let key = SigningKey::from_seed(&[7; 32]);
+    let msgs: Vec<[u8; 32]> = messages().into_iter().take(20_000).collect();
+    let sigs: Vec<[u8; 64]> = msgs.iter().map(|m| key.sign_bytes(m)).collect();
+    let pk = key.public();
+    let t = Instant::now();
+    for (m, s) in msgs.iter().zip(&sigs) {
+        assert!(crate::signing::verify_bytes(&pk, m, s));
+    }
+    let zip215 = rate(msgs.len(), t.elapsed());
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(pk.bytes()).expect("a valid key");
+    let t = Instant::now();
+    for (m, s) in msgs.iter().zip(&sigs) {
+        let sig = ed25519_dalek::Signature::from_bytes(s);
+        assert!(vk.verify_strict(m, &sig).is_ok());
+    }
+    (zip215, rate(msgs.len(), t.elapsed()))
+}
+
 /// Durable single-event append latencies (p50, p99) in microseconds, on an open ledger.
-pub fn single_appends(path: &Path, key: &SigningKey, n: usize) -> Result<(f64, f64), StoreError> {
-    let mut l = Ledger::open(path, Wait::Block)?;
+pub fn single_appends(
+    path: &Path,
+    key: &SigningKey,
+    n: usize,
+    cache: &crate::cache::Cache,
+) -> Result<(f64, f64), StoreError> {
+    let mut l = Ledger::open_with(path, Wait::Block, cache)?;
     let mut lat = Vec::with_capacity(n);
-    let mut now = l.head().time;
+    let now = l.head().time;
     for i in 0..n {
-        now = now.plus_micros(1_000_000);
         let action = Action::AuthFailed {
             key_id: format!("KLAKBENCH{i}"),
             reason: "bench".into(),

@@ -19,7 +19,7 @@ pub fn event_hash(body: &[u8]) -> Hash32 {
 }
 
 /// The last event of a ledger: what the next event must chain to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Head {
     pub seq: u64,
     pub hash: Hash32,

@@ -15,6 +15,8 @@ use crate::types::{LedgerId, PublicKey};
 const ED25519_TYPE: u8 = 0x01;
 /// The em dash that begins every signature line, followed by a space.
 const SIG_LINE_START: &str = "\u{2014} ";
+/// Signature lines accepted on one note (signed-note asks for at least 16).
+const MAX_SIGNATURES: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -37,8 +39,14 @@ pub enum CheckpointError {
     Malformed(&'static str),
     #[error("checkpoint origin {found:?} is not this ledger's ({expected:?})")]
     WrongOrigin { found: String, expected: String },
-    #[error("checkpoint has no signature by a key of this ledger (or the signature is invalid)")]
+    #[error(
+        "a signature on the checkpoint by a key that may sign it does not verify: the checkpoint was altered"
+    )]
     BadSignature,
+    #[error(
+        "the checkpoint has no signature by a key that may sign it: one active in this ledger after the events it covers, under the origin's name"
+    )]
+    NoKnownSignature,
 }
 
 /// The origin line for a ledger: `keyledger/<ledger id hex>`.
@@ -91,42 +99,71 @@ impl Checkpoint {
         )
     }
 
-    /// Parses a signed note whose body is a checkpoint. Signatures are not checked here.
+    /// Parses a signed note (c2sp.org/signed-note) whose text is a checkpoint
+    /// (c2sp.org/tlog-checkpoint), strictly: UTF-8 with no control character but newline;
+    /// the text ends at the last blank line; at least three non-empty text lines (origin,
+    /// tree size in decimal with no leading zero or sign, standard base64 of a 32-byte
+    /// root), then optional non-empty extension lines, which are ignored; one or more
+    /// signature lines `— <name> <base64(4-byte key ID || signature)>`, where the name is
+    /// non-empty with no space and no `+`. Signatures are not checked here. Returns the
+    /// checkpoint, the signature lines and the signed text.
     pub fn parse(note: &str) -> Result<(Checkpoint, Vec<NoteSignature>, String), CheckpointError> {
         let m = CheckpointError::Malformed;
-        let (body, sigs) = note
-            .split_once("\n\n")
+        if note
+            .chars()
+            .any(|c| c != '\n' && (c.is_control() || c == '\u{7f}'))
+        {
+            return Err(m("the note holds a control character other than newline"));
+        }
+        let split = note
+            .rfind("\n\n")
             .ok_or(m("no blank line between the text and the signatures"))?;
-        let body = format!("{body}\n");
-        let mut lines = body.lines();
+        let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
+        let mut lines = text.split_terminator('\n');
         let origin = lines
             .next()
             .filter(|l| !l.is_empty())
             .ok_or(m("no origin line"))?;
         let size = lines
             .next()
+            .filter(|l| {
+                !l.is_empty()
+                    && l.bytes().all(|c| c.is_ascii_digit())
+                    && (*l == "0" || !l.starts_with('0'))
+            })
             .and_then(|l| l.parse::<u64>().ok())
-            .filter(|_| true)
-            .ok_or(m("second line is not a tree size"))?;
+            .ok_or(m(
+                "the second line is not a tree size (decimal digits, no sign, no leading zero)",
+            ))?;
         let root: Sha = lines
             .next()
             .and_then(|l| B64.decode(l).ok())
             .and_then(|v| v.try_into().ok())
-            .ok_or(m("third line is not a base64 32-byte root hash"))?;
-        let mut out = Vec::new();
-        if !sigs.ends_with('\n') {
-            return Err(m("the note does not end with a newline"));
+            .ok_or(m(
+                "the third line is not the standard base64 of a 32-byte root hash",
+            ))?;
+        if lines.any(str::is_empty) {
+            return Err(m("the text has an empty line"));
         }
-        for line in sigs.lines() {
+        if !sigs.ends_with('\n') || sigs.is_empty() {
+            return Err(m(
+                "the note does not end with a newline after its signatures",
+            ));
+        }
+        let mut out = Vec::new();
+        for line in sigs.split_terminator('\n') {
             let rest = line.strip_prefix(SIG_LINE_START).ok_or(m(
                 "a signature line does not start with an em dash and a space",
             ))?;
             let (name, b64) = rest
                 .split_once(' ')
                 .ok_or(m("a signature line has no key name"))?;
+            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '+') {
+                return Err(m("a key name is empty or holds a space or a plus sign"));
+            }
             let blob = B64
                 .decode(b64)
-                .map_err(|_| m("a signature is not base64"))?;
+                .map_err(|_| m("a signature is not standard base64"))?;
             if blob.len() < 5 {
                 return Err(m("a signature is too short"));
             }
@@ -139,6 +176,9 @@ impl Checkpoint {
         if out.is_empty() {
             return Err(m("no signature lines"));
         }
+        if out.len() > MAX_SIGNATURES {
+            return Err(m("more than 100 signature lines"));
+        }
         Ok((
             Checkpoint {
                 origin: origin.to_owned(),
@@ -146,34 +186,47 @@ impl Checkpoint {
                 root,
             },
             out,
-            body,
+            text.to_owned(),
         ))
     }
 
-    /// Parses `note` and returns the checkpoint with the first of `keys` that signed it.
+    /// Parses `note` and checks it is a checkpoint of `expected_origin` signed by one of
+    /// `keys` (§9.3): a signature line is by a known key when its name is the origin and
+    /// its key ID is that key's; every such signature must verify (one that does not
+    /// rejects the note), at least one must exist, and other lines (witnesses, other
+    /// logs) are ignored. Returns the checkpoint and the first key that signed it.
     pub fn verify<'k>(
         note: &str,
         expected_origin: &str,
         keys: impl IntoIterator<Item = &'k PublicKey>,
     ) -> Result<(Checkpoint, PublicKey), CheckpointError> {
-        let (cp, sigs, body) = Self::parse(note)?;
+        let (cp, sigs, text) = Self::parse(note)?;
         if cp.origin != expected_origin {
             return Err(CheckpointError::WrongOrigin {
                 found: cp.origin,
                 expected: expected_origin.to_owned(),
             });
         }
-        for pk in keys {
-            for s in &sigs {
-                let Ok(sig) = <[u8; 64]>::try_from(s.sig.as_slice()) else {
-                    continue;
-                };
-                if s.key_hash == key_hash(&s.name, pk) && verify_bytes(pk, body.as_bytes(), &sig) {
-                    return Ok((cp, *pk));
-                }
+        let keys: Vec<&PublicKey> = keys.into_iter().collect();
+        let mut signer = None;
+        for s in sigs.iter().filter(|s| s.name == cp.origin) {
+            let Some(pk) = keys
+                .iter()
+                .find(|pk| key_hash(&cp.origin, pk) == s.key_hash)
+            else {
+                continue;
+            };
+            let ok = <[u8; 64]>::try_from(s.sig.as_slice())
+                .is_ok_and(|sig| verify_bytes(pk, text.as_bytes(), &sig));
+            if !ok {
+                return Err(CheckpointError::BadSignature);
             }
+            signer.get_or_insert(**pk);
         }
-        Err(CheckpointError::BadSignature)
+        match signer {
+            Some(pk) => Ok((cp, pk)),
+            None => Err(CheckpointError::NoKnownSignature),
+        }
     }
 }
 
@@ -195,7 +248,7 @@ mod tests {
         let other = SigningKey::from_seed(&[4; 32]).public();
         assert_eq!(
             Checkpoint::verify(&note, "keyledger/00", [&other]),
-            Err(CheckpointError::BadSignature)
+            Err(CheckpointError::NoKnownSignature)
         );
         let tampered = note.replacen("\n7\n", "\n8\n", 1);
         assert_eq!(

@@ -36,7 +36,7 @@ pub enum Form {
 }
 
 impl Form {
-    fn prefix(self) -> &'static str {
+    pub fn prefix(self) -> &'static str {
         match self {
             Form::PermanentId => PERMANENT_PREFIX,
             Form::TemporaryId => TEMPORARY_PREFIX,
@@ -129,6 +129,50 @@ fn generate(form: Form) -> Zeroizing<String> {
     let sum = checksum(form, &s);
     s.push_str(&sum);
     s
+}
+
+/// Does `text` hold a well-formed secret or security token (prefix, length and checksum
+/// all right) anywhere in it? What §7 forbids in every text field of an event.
+pub fn contains_credential(text: &str) -> bool {
+    [Form::Secret, Form::Token].into_iter().any(|form| {
+        text.match_indices(form.prefix()).any(|(i, _)| {
+            text.get(i..i + form.len())
+                .is_some_and(|candidate| is_valid(form, candidate))
+        })
+    })
+}
+
+/// Does `text` look like it holds a secret or token, even a mistyped one (the prefix and a
+/// run of base62 characters)? Input that does is refused before anything is recorded.
+pub fn looks_like_credential(text: &str) -> bool {
+    redact(text) != text
+}
+
+/// `text` with every secret- or token-like run (`klsk_…`, `kltk_…`, whatever its checksum)
+/// replaced by its prefix and `<redacted>`, so that no message ever repeats a secret a user
+/// pasted in the wrong place.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(SECRET_PREFIX) && !text.contains(TOKEN_PREFIX) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = [SECRET_PREFIX, TOKEN_PREFIX]
+        .iter()
+        .filter_map(|p| rest.find(p))
+        .min()
+    {
+        out.push_str(&rest[..i]);
+        out.push_str(&rest[i..i + 5]);
+        out.push_str("<redacted>");
+        let tail = &rest[i + 5..];
+        let run = tail
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(tail.len());
+        rest = &tail[run..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// A new key ID of the given form (PermanentId or TemporaryId).
@@ -225,6 +269,29 @@ mod tests {
                 assert!(!is_valid(Form::PermanentId, &s), "{s}");
             }
         }
+    }
+
+    #[test]
+    fn credentials_are_recognised_and_redacted() {
+        let s = SecretText::new_secret();
+        let t = SecretText::new_token();
+        for text in [
+            s.expose().to_owned(),
+            format!("scenario: {} (oops)", s.expose()),
+            format!("x{}y", t.expose()),
+        ] {
+            assert!(contains_credential(&text), "{text}");
+            let r = redact(&text);
+            assert!(!r.contains(&s.expose()[5..]) && !r.contains(&t.expose()[5..]));
+            assert!(r.contains("<redacted>"));
+        }
+        // A mistyped secret is not well-formed, but still never echoed.
+        let typo = format!("{}X", &s.expose()[..30]);
+        assert!(!contains_credential(&typo));
+        assert!(looks_like_credential(&typo));
+        assert_eq!(redact(&typo), "klsk_<redacted>");
+        assert_eq!(redact("plain text"), "plain text");
+        assert!(!looks_like_credential("KLAKAAAAAAAAAAAAAAAALP5KS6"));
     }
 
     #[test]

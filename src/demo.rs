@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::event::{Action, Permission};
+use crate::ledger::Ledger;
 use crate::ops::KeyRequest;
 use crate::signing::{SigningKey, write_exclusive};
-use crate::store::{Ledger, StoreError, Wait};
+use crate::store::{StoreError, Wait};
 use crate::types::Timestamp;
 use crate::verify::{self, Report};
 
@@ -161,7 +162,9 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
             key.secret.expose()
         );
         write_exclusive(&p, csv.as_bytes(), 0o600).map_err(|e| file_err(&p, &e))?;
-        l.record_reveal(signer, &key.key_id, &format!("csv:{}", p.display()), t)?;
+        // A channel names the file by its absolute path (ledger-format.md §5).
+        let abs = std::path::absolute(&p).map_err(|e| file_err(&p, &e))?;
+        l.record_reveal(signer, &key.key_id, &format!("csv:{}", abs.display()), t)?;
         Ok(key.key_id)
     };
     let req = |user, scenario| KeyRequest {
@@ -184,12 +187,13 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
         "alice created {ci_id} for ci-deploy; secret revealed once into secrets/ci-deploy-1.csv"
     ));
     for _ in 0..3 {
-        l.authenticate(&ci, &ci_id, &ci_secret, tick())?;
+        l.authenticate(&ci, &ci_id, &ci_secret, None, tick())?;
     }
     l.authenticate(
         &ci,
         &ci_id,
         &crate::credentials::SecretText::from_input("klsk_wrong"),
+        None,
         tick(),
     )?;
     steps.push(format!(

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::cache::Cache;
 use crate::chain::event_hash;
 use crate::checkpoint::{self, Checkpoint};
 use crate::event::Event;
@@ -76,10 +77,10 @@ pub struct Selection {
 }
 
 /// One pass over the ledger: the events that match `filter`, and all hashes.
-pub fn select(path: &Path, filter: &Filter) -> Result<Selection, StoreError> {
+pub fn select(path: &Path, filter: &Filter, cache: &Cache) -> Result<Selection, StoreError> {
     let mut frames = vec![];
     let mut hashes = vec![];
-    let r = store::read_with(path, None, |seen| {
+    let r = store::replay(path, cache, None, |seen| {
         hashes.push(*seen.hash);
         let owner = seen.state.key_owner(&seen.event.action);
         if filter.matches(seen.event, seen.actor(), owner) {
@@ -169,6 +170,7 @@ pub fn to_csv(records: &[Record]) -> String {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ManifestEvent {
     pub seq: u64,
     /// Where the frame is in events.frames.
@@ -180,12 +182,14 @@ pub struct ManifestEvent {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ManifestKey {
     pub public_key: String,
     pub principal: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ManifestCheckpoint {
     pub size: u64,
     pub root: String,
@@ -193,10 +197,13 @@ pub struct ManifestCheckpoint {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub format: String,
     pub ledger_id: String,
     pub genesis_hash: String,
+    /// RFC 9162 inclusion proof of the genesis hash as leaf 0 of the checkpoint's tree.
+    pub genesis_proof: Vec<String>,
     pub origin: String,
     pub selection: String,
     pub checkpoint: ManifestCheckpoint,
@@ -277,8 +284,9 @@ pub fn write_bundle(
     dir: &Path,
     filter: &Filter,
     key: &SigningKey,
+    cache: &Cache,
 ) -> Result<BundleSummary, BundleError> {
-    let sel = select(path, filter)?;
+    let sel = select(path, filter, cache)?;
     let signer = sel
         .state
         .actor_of(&key.public())
@@ -345,6 +353,11 @@ pub fn write_bundle(
         format: BUNDLE_FORMAT.into(),
         ledger_id: ledger_id.hex(),
         genesis_hash: sel.state.genesis_hash.expect("genesis").hex(),
+        genesis_proof: tree
+            .inclusion_proof(0, size)
+            .iter()
+            .map(|p| to_hex(p))
+            .collect(),
         origin,
         selection: filter.describe(),
         checkpoint: ManifestCheckpoint {
@@ -383,25 +396,79 @@ pub struct BundleReport {
     pub genesis_hash: String,
     pub selection: String,
     pub checkpoint_size: u64,
+    /// The key that signed the manifest and the checkpoint.
+    pub signing_key: String,
+    /// The principal the bundle says that key belongs to (its own claim).
     pub signed_by: String,
-    /// Whether the signing key was given by the caller (else it is only the bundle's own claim).
+    /// Whether the signing key is the one the caller said they trust. Without that, the
+    /// bundle is intact and consistent, but proves nothing about whose ledger it is.
     pub key_trusted: bool,
     pub events: Vec<u64>,
 }
 
-/// Checks a bundle with no access to the ledger. `trusted`: the key the recipient trusts
-/// to sign for this ledger; without it the bundle is only checked against its own key.
+/// The files a bundle holds, exactly.
+pub const BUNDLE_FILES: [&str; 5] = [
+    "README.txt",
+    "checkpoint",
+    "events.frames",
+    "manifest.json",
+    "manifest.sig",
+];
+
+/// Largest file of a bundle read (events.frames of a whole large ledger fits).
+const MAX_BUNDLE_FILE: u64 = 1 << 34;
+
+fn hex_of<const N: usize>(s: &str) -> Option<[u8; N]> {
+    // Lower-case only: one text form per value.
+    s.bytes()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        .then(|| from_hex::<N>(s))
+        .flatten()
+}
+
+/// Checks a bundle with no access to the ledger (§10.3), in this order: exactly the five
+/// files; the manifest's form; its signing key (the trusted one, if given); manifest.sig;
+/// every file's BLAKE3; origin, ledger id, genesis hash and its proof; the checkpoint; and
+/// every event (order, placement, body, hash, proof, signature), accounting for every byte
+/// of events.frames. `trusted`: the key the recipient trusts for this ledger.
 pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleReport, BundleError> {
     let bad = |m: String| BundleError::Invalid(m);
-    let read = |name: &str| fs::read(dir.join(name)).map_err(io_err(&dir.join(name)));
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(dir))?;
+    names.sort();
+    let mut want: Vec<String> = BUNDLE_FILES.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    if names != want {
+        let extra: Vec<&String> = names.iter().filter(|n| !want.contains(n)).collect();
+        let missing: Vec<&String> = want.iter().filter(|n| !names.contains(n)).collect();
+        return Err(bad(format!(
+            "a bundle holds exactly {}; this one has extra {extra:?} and lacks {missing:?}",
+            BUNDLE_FILES.join(", ")
+        )));
+    }
+    let read = |name: &str| {
+        let p = dir.join(name);
+        let f = crate::files::open_regular_nofollow(&p, false).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidInput => bad(format!("{name} is not a regular file")),
+            _ => BundleError::Io {
+                path: p.clone(),
+                source: e,
+            },
+        })?;
+        crate::files::read_file(f, &p, MAX_BUNDLE_FILE).map_err(io_err(&p))
+    };
     let json = read("manifest.json")?;
     let manifest: Manifest = serde_json::from_slice(&json)
-        .map_err(|e| bad(format!("manifest.json does not parse: {e}")))?;
+        .map_err(|e| bad(format!("manifest.json is not a bundle manifest: {e}")))?;
     if manifest.format != BUNDLE_FORMAT {
         return Err(bad(format!("unknown bundle format {:?}", manifest.format)));
     }
     let signer = PublicKey::parse(&manifest.checkpoint.signed_by)
-        .ok_or_else(|| bad("manifest signer is not a public key".into()))?;
+        .filter(|k| k.to_string() == manifest.checkpoint.signed_by)
+        .ok_or_else(|| bad("manifest checkpoint.signed_by is not a public key".into()))?;
     if let Some(t) = trusted
         && *t != signer
     {
@@ -409,44 +476,112 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
             "the bundle is signed by {signer}, not by the trusted key {t}"
         )));
     }
-    let sig_text = String::from_utf8(read("manifest.sig")?)
-        .map_err(|_| bad("manifest.sig is not text".into()))?;
-    let sig = from_hex::<64>(sig_text.trim_end_matches('\n'))
-        .ok_or_else(|| bad("manifest.sig is not 128 hex digits".into()))?;
-    if !sig_text.ends_with('\n') || !verify_hash(&signer, &manifest_digest(&json), &sig) {
+    let sig_text = read("manifest.sig")?;
+    let sig = std::str::from_utf8(&sig_text)
+        .ok()
+        .and_then(|t| t.strip_suffix('\n'))
+        .and_then(hex_of::<64>)
+        .ok_or_else(|| bad("manifest.sig is not 128 lower-case hex digits and a newline".into()))?;
+    if !verify_hash(&signer, &manifest_digest(&json), &sig) {
         return Err(bad(
             "manifest.sig does not verify: the manifest was altered".into(),
         ));
     }
-    for name in ["README.txt", "checkpoint", "events.frames"] {
-        let want = manifest
-            .files
-            .get(name)
-            .ok_or_else(|| bad(format!("the manifest does not cover {name}")))?;
-        if blake3::hash(&read(name)?).to_hex().as_str() != want {
+    let covered: Vec<&String> = manifest.files.keys().collect();
+    if covered != ["README.txt", "checkpoint", "events.frames"] {
+        return Err(bad(format!(
+            "manifest files must list exactly README.txt, checkpoint and events.frames, not {covered:?}"
+        )));
+    }
+    let mut contents = std::collections::BTreeMap::new();
+    for (name, want) in &manifest.files {
+        let data = read(name)?;
+        if blake3::hash(&data).to_hex().as_str() != want {
             return Err(bad(format!(
                 "{name} was altered (its blake3 does not match the manifest)"
             )));
         }
+        contents.insert(name.as_str(), data);
     }
-    let note =
-        String::from_utf8(read("checkpoint")?).map_err(|_| bad("checkpoint is not text".into()))?;
-    let (cp, _) =
-        Checkpoint::verify(&note, &manifest.origin, [&signer]).map_err(|e| bad(e.to_string()))?;
-    let root: Sha =
-        from_hex::<32>(&manifest.checkpoint.root).ok_or_else(|| bad("bad root".into()))?;
+    let ledger_id = hex_of::<16>(&manifest.ledger_id)
+        .ok_or_else(|| bad("manifest ledger_id is not 32 lower-case hex digits".into()))?;
+    let origin = checkpoint::origin(&Bytes(ledger_id));
+    if manifest.origin != origin {
+        return Err(bad(format!(
+            "manifest origin {:?} is not the origin of ledger {} ({origin})",
+            manifest.origin, manifest.ledger_id
+        )));
+    }
+    let genesis = hex_of::<32>(&manifest.genesis_hash)
+        .ok_or_else(|| bad("manifest genesis_hash is not 64 lower-case hex digits".into()))?;
+    match manifest.keys.first() {
+        Some(k) if k.public_key == manifest.checkpoint.signed_by => {}
+        _ => {
+            return Err(bad(
+                "manifest keys[0] must be the key that signed the checkpoint".into(),
+            ));
+        }
+    }
+    let mut keys: Vec<PublicKey> = Vec::with_capacity(manifest.keys.len());
+    for k in &manifest.keys {
+        let pk = PublicKey::parse(&k.public_key)
+            .filter(|p| p.to_string() == k.public_key && !keys.contains(p))
+            .ok_or_else(|| {
+                bad(format!(
+                    "manifest key {:?} is not a distinct public key",
+                    k.public_key
+                ))
+            })?;
+        if !crate::types::valid_name(&k.principal) {
+            return Err(bad(format!("manifest key {pk} names no valid principal")));
+        }
+        keys.push(pk);
+    }
+    let note = String::from_utf8(contents["checkpoint"].clone())
+        .map_err(|_| bad("checkpoint is not text".into()))?;
+    let (cp, _) = Checkpoint::verify(&note, &origin, [&signer]).map_err(|e| bad(e.to_string()))?;
+    let root: Sha = hex_of::<32>(&manifest.checkpoint.root)
+        .ok_or_else(|| bad("manifest checkpoint.root is not 64 lower-case hex digits".into()))?;
     if cp.size != manifest.checkpoint.size || cp.root != root {
         return Err(bad("the checkpoint does not match the manifest".into()));
     }
-    let frames = read("events.frames")?;
-    let keys: Vec<PublicKey> = manifest
-        .keys
-        .iter()
-        .filter_map(|k| PublicKey::parse(&k.public_key))
-        .collect();
-    let mut seqs = vec![];
+    let proof = |p: &[String], what: &str| -> Result<Vec<Sha>, BundleError> {
+        p.iter()
+            .map(|h| hex_of::<32>(h))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                bad(format!(
+                    "{what}: a proof hash is not 64 lower-case hex digits"
+                ))
+            })
+    };
+    if !verify_inclusion(
+        0,
+        cp.size,
+        &leaf_hash(&Bytes(genesis)),
+        &proof(&manifest.genesis_proof, "genesis_proof")?,
+        &root,
+    ) {
+        return Err(bad(
+            "the genesis hash is not leaf 0 of the checkpoint's tree (genesis_proof)".into(),
+        ));
+    }
+    let frames = &contents["events.frames"];
+    let mut seqs: Vec<u64> = vec![];
     let mut covered = 0u64;
     for e in &manifest.events {
+        if seqs.last().is_some_and(|&last| e.seq <= last) {
+            return Err(bad(format!(
+                "event {} is out of order (events must be listed by increasing seq)",
+                e.seq
+            )));
+        }
+        if e.frame_offset != covered {
+            return Err(bad(format!(
+                "event {} does not start where the previous frame ends (byte {covered})",
+                e.seq
+            )));
+        }
         let start = e.frame_offset as usize;
         let end = start
             .checked_add(e.frame_len as usize)
@@ -470,13 +605,24 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
                 e.seq
             )));
         }
-        let proof: Vec<Sha> = e
-            .proof
-            .iter()
-            .map(|p| from_hex::<32>(p))
-            .collect::<Option<_>>()
-            .ok_or_else(|| bad("bad proof hash".into()))?;
-        if !verify_inclusion(e.seq, cp.size, &leaf_hash(&h), &proof, &root) {
+        if e.seq == 0 {
+            match &ev.action {
+                crate::event::Action::Genesis { ledger_id: id, .. }
+                    if h.0 == genesis && id.0 == ledger_id => {}
+                _ => {
+                    return Err(bad(
+                        "event 0 is not the genesis of the ledger the manifest names (its hash or ledger id differ)".into(),
+                    ));
+                }
+            }
+        }
+        if !verify_inclusion(
+            e.seq,
+            cp.size,
+            &leaf_hash(&h),
+            &proof(&e.proof, "event")?,
+            &root,
+        ) {
             return Err(bad(format!(
                 "event {}'s inclusion proof does not lead to the checkpoint root",
                 e.seq
@@ -501,11 +647,8 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
         genesis_hash: manifest.genesis_hash,
         selection: manifest.selection,
         checkpoint_size: cp.size,
-        signed_by: manifest
-            .keys
-            .first()
-            .map(|k| k.principal.clone())
-            .unwrap_or_default(),
+        signing_key: signer.to_string(),
+        signed_by: manifest.keys[0].principal.clone(),
         key_trusted: trusted.is_some(),
         events: seqs,
     })

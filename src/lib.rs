@@ -8,17 +8,23 @@
 
 pub mod audit;
 pub mod bench;
+pub mod cache;
 pub mod chain;
 pub mod checkpoint;
 pub mod credentials;
 pub mod demo;
 pub mod event;
 pub mod export;
+pub mod files;
 pub mod format;
-pub mod index;
+pub mod judge;
+pub mod ledger;
 pub mod merkle;
 pub mod msgpack;
 pub mod ops;
+pub mod pass;
+pub mod pipeline;
+pub mod policy;
 pub mod query;
 pub mod report;
 pub mod signing;

@@ -30,7 +30,7 @@ pub fn empty_root() -> Sha {
 
 /// Builds the root incrementally in O(log n) memory: a stack of perfect subtrees, merged
 /// like a binary counter; the final fold right-to-left gives RFC 9162's MTH.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TreeBuilder {
     /// (subtree size, subtree hash), sizes strictly decreasing powers of two.
     stack: Vec<(u64, Sha)>,

@@ -3,9 +3,10 @@
 
 use crate::credentials::{self, SecretText};
 use crate::event::Action;
+use crate::ledger::Ledger;
 use crate::signing::SigningKey;
 use crate::state::KeyStatus;
-use crate::store::{Ledger, Receipt, StoreError};
+use crate::store::{Receipt, StoreError};
 use crate::types::Timestamp;
 
 /// A permanent key just created. Its secret has not been revealed yet.
@@ -81,7 +82,7 @@ impl Ledger {
         let key_id = credentials::new_key_id(true);
         let secret = SecretText::new_secret();
         let token = SecretText::new_token();
-        let time = now.max(self.head().time);
+        let time = self.event_time(now)?;
         let expires = time.plus_micros(duration_us);
         let action = Action::TemporaryIssued {
             key_id: key_id.clone(),
@@ -120,31 +121,54 @@ impl Ledger {
         )
     }
 
-    /// Checks a presented secret against `key_id` in constant time and records the outcome
-    /// (R11). Failure reasons never contain secret material.
+    /// Checks a presented secret (and, for temporary credentials, the security token that
+    /// came with them) against `key_id` in constant time, and records the outcome (R11).
+    /// A temporary key authenticates only with both; every comparison runs whatever the
+    /// others gave, and a failure never says which part was wrong. Expiry is decided on
+    /// this machine's real clock (L9). Failure reasons never contain secret material.
     pub fn authenticate(
         &mut self,
         signer: &SigningKey,
         key_id: &str,
         presented: &SecretText,
+        token: Option<&SecretText>,
         now: Timestamp,
     ) -> Result<AuthOutcome, StoreError> {
-        let time = now.max(self.head().time);
+        let time = self.event_time(now)?;
+        let decide = time.max(Timestamp::now());
         let state = self.state();
         let (reason, user) = match state.keys.get(key_id) {
             None => (Some("no such access key".to_owned()), None),
             Some(k) => {
-                let reason = if !credentials::matches(key_id, presented, &k.fingerprint) {
-                    Some("the secret does not match".to_owned())
-                } else if k.status != KeyStatus::Active || k.expired_at(time) {
-                    Some(format!("the key is {}", k.status_at(time)))
-                } else {
-                    None
+                let secret_ok = credentials::matches(key_id, presented, &k.fingerprint);
+                let token_ok = match (&k.token_fingerprint, token) {
+                    (Some(fp), Some(t)) => credentials::matches(key_id, t, fp),
+                    (None, None) => true,
+                    _ => false,
                 };
+                let reason =
+                    if !(secret_ok & token_ok) {
+                        Some(match (k.token_fingerprint.is_some(), token.is_some()) {
+                        (true, false) => {
+                            "temporary credentials need their security token with the secret"
+                        }
+                        (false, true) => "a permanent key takes no security token",
+                        (true, true) => "the secret or the security token does not match",
+                        (false, false) => "the secret does not match",
+                    }
+                    .to_owned())
+                    } else if k.status != KeyStatus::Active || k.expired_at(decide) {
+                        Some(format!("the key is {}", k.status_at(decide)))
+                    } else {
+                        None
+                    };
                 (reason, Some(k.user.clone()))
             }
         };
-        let key_id = key_id.chars().take(64).collect::<String>();
+        let key_id = key_id
+            .chars()
+            .take(crate::state::MAX_ID)
+            .collect::<String>();
         let action = match &reason {
             None => Action::AuthSucceeded { key_id },
             Some(r) => Action::AuthFailed {
@@ -174,9 +198,8 @@ impl Ledger {
         if delete_keys && self.state().principals.contains_key(name) {
             let ids: Vec<String> = self
                 .state()
-                .keys
-                .values()
-                .filter(|k| k.user == name && k.status != KeyStatus::Deleted)
+                .keys_of(name)
+                .filter(|k| k.status != KeyStatus::Deleted)
                 .map(|k| k.id.clone())
                 .collect();
             for key_id in ids {

@@ -7,13 +7,17 @@
 //! ```
 //! `FILE.pub` holds the public key's text form (`ed25519:<hex>`) and a newline.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::{Signer, Verifier};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity;
+use ed25519_dalek::Signer;
 use rand::RngCore;
+use sha2::{Digest, Sha512};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
@@ -96,14 +100,14 @@ impl SigningKey {
             path: path.into(),
             source,
         };
-        let mut f = File::open(path).map_err(io_err)?;
-        let meta = f.metadata().map_err(io_err)?;
-        if !meta.is_file() {
-            return Err(KeyFileError::Malformed {
+        let mut f = crate::files::open_regular(path, false).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidInput => KeyFileError::Malformed {
                 path: path.into(),
                 reason: "not a regular file",
-            });
-        }
+            },
+            _ => io_err(e),
+        })?;
+        let meta = f.metadata().map_err(io_err)?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeyFileError::Permissions {
@@ -155,38 +159,75 @@ pub fn pub_path(path: &Path) -> PathBuf {
 }
 
 /// Creates `path` exclusively with `mode`, writes `data`, and syncs it to disk.
+/// Never follows a symlink at `path` and never replaces anything there.
 pub fn write_exclusive(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyFileError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::AlreadyExists => KeyFileError::Exists { path: path.into() },
-            _ => KeyFileError::Io {
-                path: path.into(),
-                source,
-            },
-        })?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .map_err(|source| KeyFileError::Io {
+    crate::files::write_new(path, data, mode).map_err(|source| match source.kind() {
+        io::ErrorKind::AlreadyExists => KeyFileError::Exists { path: path.into() },
+        _ => KeyFileError::Io {
             path: path.into(),
             source,
-        })
+        },
+    })
 }
 
-/// Strict ed25519 verification (rejects non-canonical and small-order encodings).
+/// Ed25519 verification with the rules of ZIP-215 (ledger-format.md §6): S must be below
+/// the group order; A and R are any 32 bytes that decode to a curve point (no canonical or
+/// subgroup check here); and the cofactored equation `[8][S]B = [8]R + [8][k]A` must hold,
+/// `k = SHA-512(R || A || message) mod L` over the bytes as given. Batch verification
+/// (`ed25519_dalek::verify_batch`) accepts exactly the same signatures, so the verdict on
+/// an event does not depend on which path checked it or what was batched with it.
 pub fn verify_hash(pk: &PublicKey, h: &Hash32, sig: &[u8; 64]) -> bool {
     verify_bytes(pk, &h.0, sig)
 }
 
 pub fn verify_bytes(pk: &PublicKey, msg: &[u8], sig: &[u8; 64]) -> bool {
-    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(pk.bytes()) else {
+    match CompressedEdwardsY(*pk.bytes()).decompress() {
+        Some(a) => verify_with_point(&a, pk.bytes(), msg, sig),
+        None => false,
+    }
+}
+
+/// As `verify_bytes`, with the public key already decompressed (`a` from `a_bytes`).
+pub fn verify_with_point(a: &EdwardsPoint, a_bytes: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+    let (r_bytes, s_bytes) = sig.split_at(32);
+    let r_bytes: [u8; 32] = r_bytes.try_into().expect("32 bytes");
+    let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(
+        s_bytes.try_into().expect("32 bytes"),
+    )) else {
         return false;
     };
-    let sig = ed25519_dalek::Signature::from_bytes(sig);
-    vk.verify_strict(msg, &sig).is_ok() && vk.verify(msg, &sig).is_ok()
+    let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
+        return false;
+    };
+    let k = Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(r_bytes)
+            .chain_update(a_bytes)
+            .chain_update(msg)
+            .finalize()
+            .into(),
+    );
+    let sb_minus_ka = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &-a, &s);
+    (sb_minus_ka - r).mul_by_cofactor().is_identity()
+}
+
+/// Why `pk` may not be a signing key of a ledger (§6, §7): it must decode to a curve point,
+/// be canonically encoded, and lie in the prime-order subgroup (so not small-order, and
+/// with no small-order component). `None` if it is acceptable.
+pub fn key_problem(pk: &PublicKey) -> Option<&'static str> {
+    let Some(p) = CompressedEdwardsY(*pk.bytes()).decompress() else {
+        return Some("it is not a point on the curve");
+    };
+    if p.compress().as_bytes() != pk.bytes() {
+        return Some("it is not canonically encoded");
+    }
+    if p.is_small_order() {
+        return Some("it is of small order");
+    }
+    if !p.is_torsion_free() {
+        return Some("it has a small-order component (not in the prime-order subgroup)");
+    }
+    None
 }
 
 #[cfg(test)]

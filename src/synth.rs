@@ -10,8 +10,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::credentials::{SecretText, fingerprint, new_key_id};
 use crate::event::{Action, Permission};
+use crate::ledger::Ledger;
 use crate::signing::SigningKey;
-use crate::store::{Ledger, StoreError};
+use crate::store::StoreError;
 use crate::types::Timestamp;
 
 /// Group commit size used when building.
@@ -151,4 +152,44 @@ pub fn build(path: &Path, events: u64, start: Timestamp, seed: u64) -> Result<Sy
         gateway,
         events: l.head().seq + 1,
     })
+}
+
+/// Builds a ledger at `path` where the account creates `users` users and one permanent key
+/// for each (created and revealed): 3 × `users` + 1 events, the shape that shows whether
+/// per-principal work grows faster than the ledger. Returns the account's key.
+pub fn principals(path: &Path, users: usize, start: Timestamp) -> Result<SigningKey, StoreError> {
+    let account = SigningKey::from_seed(&[0x5a; 32]);
+    let (mut l, _) = Ledger::init(path, "acme", &account, start)?;
+    let mut t = start;
+    let mut batch = Vec::with_capacity(BATCH);
+    for u in 0..users {
+        let user = format!("user{u:06}");
+        let id = new_key_id(false);
+        let secret = SecretText::new_secret();
+        batch.push(Action::UserCreated {
+            name: user.clone(),
+            federated: false,
+        });
+        batch.push(Action::KeyCreated {
+            fingerprint: fingerprint(&id, &secret),
+            key_id: id.clone(),
+            user,
+            scenario: "service running outside the cloud".into(),
+            confirmed_necessary: true,
+            root_key_allowed: false,
+        });
+        batch.push(Action::SecretRevealed {
+            key_id: id,
+            to: "acme".into(),
+            channel: "stdout:json".into(),
+        });
+        if batch.len() >= BATCH {
+            t = t.plus_micros(1_000_000);
+            l.append_batch(&account, std::mem::take(&mut batch), t)?;
+        }
+    }
+    if !batch.is_empty() {
+        l.append_batch(&account, batch, t.plus_micros(1_000_000))?;
+    }
+    Ok(account)
 }

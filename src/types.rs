@@ -243,7 +243,8 @@ pub fn parse_duration(s: &str) -> Option<i64> {
 }
 
 /// Principal names: 1–64 characters, ASCII letters, digits and `. _ @ -`, starting with a letter
-/// or digit. Names appear in file paths and CSV, so nothing else is allowed.
+/// or digit, and not starting with `klsk_` or `kltk_` (a pasted secret is never a name).
+/// Names appear in file paths and CSV, so nothing else is allowed.
 pub fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
@@ -251,7 +252,13 @@ pub fn valid_name(name: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'@' | b'-'))
+        && !name.starts_with("klsk_")
+        && !name.starts_with("kltk_")
 }
+
+/// How far ahead of a writer's or verifier's real clock an event may be dated (L9): five
+/// minutes, in microseconds.
+pub const CLOCK_SKEW_US: i64 = 5 * 60 * 1_000_000;
 
 #[cfg(test)]
 mod tests {
@@ -291,7 +298,16 @@ mod tests {
     fn names() {
         assert!(valid_name("alice"));
         assert!(valid_name("ci-bot@prod.example"));
-        for bad in ["", "-x", "a b", "a/b", "a,b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "-x",
+            "a b",
+            "a/b",
+            "a,b",
+            &"x".repeat(65),
+            "klsk_abc",
+            "kltk_x",
+        ] {
             assert!(!valid_name(bad), "{bad}");
         }
     }

@@ -128,7 +128,7 @@ fn each_control_fires_on_a_ledger_built_to_break_it() {
     );
     // secret-never-revealed: a key created but never revealed (a crashed session)
     {
-        let mut l = keyledger::store::Ledger::open(
+        let mut l = keyledger::ledger::Ledger::open(
             &p.join("keyledger.ledger"),
             keyledger::store::Wait::Block,
         )
@@ -249,7 +249,7 @@ fn as_of_moves_findings_in_time() {
     // Day 89: compliant with the 90-day rotation rule; day 91: flagged.
     let day89 = findings(
         d.path(),
-        "2026-12-01T00:00:00Z",
+        "2026-11-01T00:00:00Z",
         &["--as-of", "2026-03-31T00:00:00Z"],
     );
     assert!(
@@ -258,7 +258,7 @@ fn as_of_moves_findings_in_time() {
     );
     let day91 = findings(
         d.path(),
-        "2026-12-01T00:00:00Z",
+        "2026-11-01T00:00:00Z",
         &["--as-of", "2026-04-02T00:00:00Z"],
     );
     let rot = day91
@@ -270,7 +270,7 @@ fn as_of_moves_findings_in_time() {
     assert!(
         !controls(&findings(
             d.path(),
-            "2026-12-01T00:00:00Z",
+            "2026-11-01T00:00:00Z",
             &["--as-of", "2026-02-14T00:00:00Z"]
         ))
         .contains(&"unused-credentials".to_string())
@@ -278,7 +278,7 @@ fn as_of_moves_findings_in_time() {
     assert!(
         controls(&findings(
             d.path(),
-            "2026-12-01T00:00:00Z",
+            "2026-11-01T00:00:00Z",
             &["--as-of", "2026-02-16T00:00:00Z"]
         ))
         .contains(&"unused-credentials".to_string())
@@ -286,7 +286,7 @@ fn as_of_moves_findings_in_time() {
     // Before the key existed there is nothing to say about it.
     let before = findings(
         d.path(),
-        "2026-12-01T00:00:00Z",
+        "2026-11-01T00:00:00Z",
         &["--as-of", "2025-12-31T00:00:00Z"],
     );
     assert!(before.is_empty(), "{before:?}");

@@ -202,11 +202,11 @@ fn all_fixtures() -> Vec<Fixture> {
         "deleted-middle.ledger",
         b,
         vec![verdict(
-            "event 10 deleted from the middle",
+            "event 10 deleted from the middle (the log-repaired event at the end no longer sits at the offset it records)",
             &[],
             1,
             Some(11),
-            &["sequence", "chain"],
+            &["sequence", "chain", "policy"],
         )],
     );
     let mut b = v.bytes[..v.frame(10).start].to_vec();

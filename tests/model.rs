@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use keyledger::event::{Action, Permission};
+use keyledger::ledger::Ledger;
 use keyledger::ops::KeyRequest;
 use keyledger::state::KeyStatus;
-use keyledger::store::{self, Ledger, StoreError};
+use keyledger::store::{self, StoreError};
 use keyledger::types::Timestamp;
 use proptest::prelude::*;
 
@@ -272,7 +273,7 @@ fn run_case(ops: Vec<(usize, Op)>) -> Result<(), TestCaseError> {
         prop_assert_eq!(&got, &expected, "actor {} model {:?}", actor, m);
     }
     drop(l);
-    let replay = store::read(&path).unwrap();
+    let replay = store::replay(&path, &keyledger::cache::Cache::none(), None, |_| {}).unwrap();
     let s = &replay.state;
     for (name, (federated, deleted, perms)) in &m.users {
         let p = &s.principals[name];

@@ -1,6 +1,6 @@
-//! Point-in-time replay and the derived index: answers at many random points checked
-//! against a model; an index that is missing, corrupted, stale, foreign or out of date with
-//! a rewritten ledger changes no answer.
+//! Point-in-time replay and the user's cache of verified state: answers at many random
+//! points checked against a model; a cache that is missing, corrupted, forged, stale,
+//! foreign or out of date with a rewritten ledger changes no answer.
 
 mod common;
 
@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::*;
+use keyledger::cache::Cache;
 use keyledger::event::{Action, Event};
 use keyledger::format::FrameReader;
-use keyledger::index::{self, Freshness};
-use keyledger::store::{self, Until};
+use keyledger::store::{self, Freshness, Until};
 use keyledger::types::Timestamp;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -61,22 +61,28 @@ fn point_in_time_state_matches_a_model_at_random_points() {
     };
     for _ in 0..40 {
         let n = rng.gen_range(0..events.len() as u64);
-        let r = store::read_with(&p, Some(Until::Seq(n)), |_| {}).unwrap();
+        let r = store::replay(&p, &Cache::none(), Some(Until::Seq(n)), |_| {}).unwrap();
         assert_eq!(r.head.seq, n);
         let got = statuses(&r);
         assert_eq!(got, model_statuses(&events, |e| e.seq <= n), "at seq {n}");
         let t = events[n as usize].time;
-        let r = store::read_with(&p, Some(Until::Time(t)), |_| {}).unwrap();
+        let r = store::replay(&p, &Cache::none(), Some(Until::Time(t)), |_| {}).unwrap();
         let got = statuses(&r);
         assert_eq!(got, model_statuses(&events, |e| e.time <= t), "at time {t}");
     }
 }
 
-fn answers(dir: &Path, key_id: &str) -> Vec<Value> {
+/// The answers of the reads that go through the cache, with `cache` as the cache directory.
+fn answers(dir: &Path, cache: &Path, key_id: &str) -> Vec<Value> {
     let q = |args: &[&str]| -> Value {
         let mut a = vec!["--ledger", "s.ledger", "--json"];
         a.extend_from_slice(args);
-        let o = run_in(dir, &a, None);
+        let o = run_env(
+            dir,
+            &[("KEYLEDGER_CACHE_DIR", cache.to_str().unwrap())],
+            &a,
+            None,
+        );
         assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
         let mut v: Value = serde_json::from_str(&stdout(&o)).unwrap();
         // The clock at query time is not part of the answer.
@@ -90,107 +96,149 @@ fn answers(dir: &Path, key_id: &str) -> Vec<Value> {
         q(&["user", "list"]),
         q(&["key", "show", key_id]),
         q(&["log", "--key", key_id]),
+        q(&["log"]),
     ]
 }
 
+/// The one cache entry in `dir`.
+fn entry(dir: &Path) -> std::path::PathBuf {
+    let found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "verified"))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
 #[test]
-fn the_index_never_changes_an_answer() {
+fn the_cache_never_changes_an_answer() {
     let d = tempfile::tempdir().unwrap();
     let p = synth(d.path(), 3000, 5);
-    let ip = index::index_path(&p);
-    let state = store::read(&p).unwrap().state;
-    let key_id = state
-        .keys
-        .values()
-        .find(|k| k.status == keyledger::state::KeyStatus::Active)
-        .unwrap()
-        .id
-        .clone();
-    // The truth: a full replay with no index at all.
-    assert!(!ip.exists());
-    let truth = answers(d.path(), &key_id);
-    assert!(ip.exists(), "the first read builds the index");
-    assert_eq!(index::read(&p).unwrap().freshness, Freshness::Current);
+    let cdir = d.path().join("cache");
+    let cache = Cache::at(&cdir);
+    let (v, fresh) = store::head(&p, &Cache::none()).unwrap();
+    assert!(matches!(fresh, Freshness::Rebuilt(_)));
+    let (key_id, deleted_id) = {
+        let mut active = v
+            .state
+            .keys
+            .values()
+            .filter(|k| k.status == keyledger::state::KeyStatus::Active);
+        let deleted = v
+            .state
+            .keys
+            .values()
+            .find(|k| k.status == keyledger::state::KeyStatus::Deleted);
+        (
+            active.next().unwrap().id.clone(),
+            deleted.unwrap().id.clone(),
+        )
+    };
+    // The truth: no usable cache at all (a cache directory that cannot exist).
+    let none = Path::new("/dev/null/no-cache");
+    let truth = answers(d.path(), none, &key_id);
+    assert!(!cdir.exists());
     assert!(
-        answers(d.path(), &key_id) == truth,
-        "answers through a current index"
+        answers(d.path(), &cdir, &key_id) == truth,
+        "answers that build the cache"
+    );
+    let e = entry(&cdir);
+    assert_eq!(
+        store::head(&p, &cache).unwrap().1,
+        Freshness::Cached { verified: 0 }
+    );
+    assert!(
+        answers(d.path(), &cdir, &key_id) == truth,
+        "answers through a current cache"
     );
 
     // Corrupted: one byte flipped.
-    let mut b = std::fs::read(&ip).unwrap();
+    let good = std::fs::read(&e).unwrap();
+    let mut b = good.clone();
     let mid = b.len() / 2;
     b[mid] ^= 0x40;
-    std::fs::write(&ip, &b).unwrap();
+    std::fs::write(&e, &b).unwrap();
     assert!(
-        matches!(index::read(&p).unwrap().freshness, Freshness::Rebuilt(r) if r.contains("checksum"))
+        matches!(store::head(&p, &cache).unwrap().1, Freshness::Rebuilt(r) if r.contains("tag")),
     );
-    std::fs::write(&ip, &b).unwrap();
+    std::fs::write(&e, &b).unwrap();
     assert!(
-        answers(d.path(), &key_id) == truth,
+        answers(d.path(), &cdir, &key_id) == truth,
         "answers after corruption"
+    );
+
+    // Forged: a deleted key shown active, the entry tagged by someone without this user's
+    // cache key (here: written through another cache directory, then copied in).
+    let (mut forged, _) = store::head(&p, &cache).unwrap();
+    forged.state.keys.get_mut(&deleted_id).unwrap().status = keyledger::state::KeyStatus::Active;
+    let other_dir = d.path().join("other-cache");
+    Cache::at(&other_dir).save(&p, &forged).unwrap();
+    std::fs::copy(entry(&other_dir), &e).unwrap();
+    assert!(
+        matches!(store::head(&p, &cache).unwrap().1, Freshness::Rebuilt(r) if r.contains("tag")),
+    );
+    std::fs::copy(entry(&other_dir), &e).unwrap();
+    assert!(
+        answers(d.path(), &cdir, &key_id) == truth,
+        "answers after a forged cache"
     );
 
     // Deleted, truncated, garbage.
     for bad in [
         None,
-        Some(b[..100].to_vec()),
-        Some(b"not an index".to_vec()),
+        Some(good[..100].to_vec()),
+        Some(b"not a cache".to_vec()),
     ] {
         match bad {
-            None => std::fs::remove_file(&ip).unwrap(),
-            Some(x) => std::fs::write(&ip, x).unwrap(),
+            None => std::fs::remove_file(&e).unwrap(),
+            Some(x) => std::fs::write(&e, x).unwrap(),
         }
         assert!(
-            answers(d.path(), &key_id) == truth,
+            answers(d.path(), &cdir, &key_id) == truth,
             "answers after corruption"
         );
     }
 
-    // Stale: the ledger grew after the index was written.
-    let good_index = std::fs::read(&ip).unwrap();
-    let o = run_in(
+    // Stale: the ledger grew after the cache was written.
+    let good = std::fs::read(&e).unwrap();
+    let o = run_env(
         d.path(),
+        &[("KEYLEDGER_CACHE_DIR", cdir.to_str().unwrap())],
         &[
             "--ledger", "s.ledger", "--key", "s.key", "key", "disable", &key_id,
         ],
         None,
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(matches!(
-        index::read(&p).unwrap().freshness,
-        Freshness::Updated(1)
-    ));
-    let grown = answers(d.path(), &key_id);
-    std::fs::write(&ip, &good_index).unwrap();
+    std::fs::write(&e, &good).unwrap();
+    assert_eq!(
+        store::head(&p, &cache).unwrap().1,
+        Freshness::Cached { verified: 1 }
+    );
+    let grown = answers(d.path(), &cdir, &key_id);
     assert!(
-        answers(d.path(), &key_id) == grown,
-        "a stale index is brought up to date"
+        answers(d.path(), none, &key_id) == grown,
+        "a stale cache is brought up to date"
     );
     assert_eq!(grown[2]["key"]["status"], "disabled");
-    std::fs::remove_file(&ip).unwrap();
-    assert!(
-        answers(d.path(), &key_id) == grown,
-        "answers after deleting the index"
-    );
 
-    // Mismatching: an index of another ledger, or of this ledger before it was cut back.
+    // Mismatching: the entry of another ledger, or of this ledger before it was cut back.
     let other = tempfile::tempdir().unwrap();
     let op = synth(other.path(), 3000, 6);
-    index::read(&op).unwrap();
-    std::fs::copy(index::index_path(&op), &ip).unwrap();
+    let oc = other.path().join("cache");
+    store::head(&op, &Cache::at(&oc)).unwrap();
+    std::fs::copy(entry(&oc), &e).unwrap();
     assert!(
-        matches!(index::read(&p).unwrap().freshness, Freshness::Rebuilt(r) if r.contains("another ledger"))
+        matches!(store::head(&p, &cache).unwrap().1, Freshness::Rebuilt(r) if r.contains("tag")),
+        "an entry is bound to its ledger's path"
     );
     let len = std::fs::metadata(&p).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-    let last = keyledger::store::read(&p).unwrap();
+    let (last, _) = store::head(&p, &cache).unwrap();
     assert!(last.head.end == len);
-    let frames: Vec<_> = FrameReader::new(&std::fs::read(&p).unwrap()[..])
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    f.set_len(frames[frames.len() - 1].offset).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.set_len(last.head_offset).unwrap();
     assert!(
-        matches!(index::read(&p).unwrap().freshness, Freshness::Rebuilt(r) if r.contains("head"))
+        matches!(store::head(&p, &cache).unwrap().1, Freshness::Diverged(r) if r.contains("cut or rewritten")),
     );
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::*;
 use keyledger::event::Action;
-use keyledger::store::{self, Ledger, StoreError, Wait};
+use keyledger::ledger::Ledger;
+use keyledger::store::{self, StoreError, Wait};
 use keyledger::types::{Hash32, Timestamp};
 use keyledger::verify::{Options, verify_file};
 use rand::{Rng, SeedableRng};
@@ -51,7 +52,10 @@ fn crash_child() {
 /// Every event of a ledger that opens cleanly: seq -> hash.
 fn hashes(path: &Path) -> Vec<Hash32> {
     let mut v = Vec::new();
-    store::read_with(path, None, |s| v.push(*s.hash)).expect("the ledger replays");
+    store::replay(path, &keyledger::cache::Cache::none(), None, |s| {
+        v.push(*s.hash)
+    })
+    .expect("the ledger replays");
     v
 }
 
@@ -153,9 +157,15 @@ fn sigkill_never_loses_an_acknowledged_append() {
             Err(StoreError::Torn { .. }) => {
                 torn += 1;
                 let now = Timestamp(T0 + 1_000_000_000_000);
-                store::repair(&path, &key(1), now, Wait::Block)
-                    .unwrap()
-                    .expect("a torn tail to repair");
+                keyledger::ledger::repair(
+                    &path,
+                    &key(1),
+                    now,
+                    Wait::Block,
+                    &keyledger::cache::Cache::none(),
+                )
+                .unwrap()
+                .expect("a torn tail to repair");
             }
             Err(e) => panic!("round {round}: the ledger does not open after a kill: {e}"),
         }
@@ -286,11 +296,16 @@ fn eight_writers_of_200_appends_each_all_land_exactly_once() {
     });
     assert!(verifies(dir));
     let mut names = BTreeMap::new();
-    store::read_with(&dir.join("keyledger.ledger"), None, |s| {
-        if let Action::UserCreated { name, .. } = &s.event.action {
-            *names.entry(name.clone()).or_insert(0) += 1;
-        }
-    })
+    store::replay(
+        &dir.join("keyledger.ledger"),
+        &keyledger::cache::Cache::none(),
+        None,
+        |s| {
+            if let Action::UserCreated { name, .. } = &s.event.action {
+                *names.entry(name.clone()).or_insert(0) += 1;
+            }
+        },
+    )
     .unwrap();
     assert_eq!(names.len(), procs * each);
     assert!(names.values().all(|&n| n == 1));

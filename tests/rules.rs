@@ -272,11 +272,23 @@ fn r3_federated_users_get_only_temporary_credentials_of_15m_to_12h() {
         "default duration is 1h"
     );
     let secret = v["access_key_secret"].as_str().unwrap().to_owned();
-    assert_eq!(code(&w.raw(&["auth", &id], Some(&secret))), 0);
-    w.now = "2026-03-01T13:00:01Z".into();
-    let o = w.raw(&["auth", &id], Some(&secret));
+    let token = v["security_token"].as_str().unwrap().to_owned();
+    // Expiry is decided on the real clock: dating the attempt back (KEYLEDGER_NOW) to
+    // when the credentials were valid does not revive them.
+    let o = w.raw(&["auth", &id], Some(&format!("{secret}\n{token}\n")));
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("expired"), "{}", stderr(&o));
+    // On the real clock: fresh credentials authenticate with the secret and the token.
+    w.now = keyledger::types::Timestamp::now().to_string();
+    let v = w.json(&["sts", "issue", "--user", "fed"]);
+    let id = v["access_key_id"].as_str().unwrap().to_owned();
+    let secret = v["access_key_secret"].as_str().unwrap().to_owned();
+    let token = v["security_token"].as_str().unwrap().to_owned();
+    let o = w.raw(&["auth", &id], Some(&secret));
+    assert_eq!(code(&o), 1, "the secret alone is not enough");
+    assert!(stderr(&o).contains("security token"), "{}", stderr(&o));
+    let both = format!("{secret}\n{token}\n");
+    assert_eq!(code(&w.raw(&["auth", &id], Some(&both))), 0);
     // Early deletion of another set.
     let v = w.json(&["sts", "issue", "--user", "fed", "--duration", "15m"]);
     let id2 = v["access_key_id"].as_str().unwrap().to_owned();
@@ -592,7 +604,7 @@ fn r10_the_secret_is_revealed_exactly_once_and_the_reveal_recorded() {
     }
     // A crash between creation and reveal leaves the key marked never revealed.
     {
-        let mut l = keyledger::store::Ledger::open(
+        let mut l = keyledger::ledger::Ledger::open(
             &w.path().join("keyledger.ledger"),
             keyledger::store::Wait::Block,
         )

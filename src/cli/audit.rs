@@ -39,13 +39,14 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
         return Err(CliError::usage("--burst must be at least 1"));
     }
     let opts = Options {
+        whole: a.as_of.is_none(),
         max_key_age_days: a.max_key_age,
         max_unused_days: a.max_unused,
         max_temporary_hours: a.max_temporary,
         burst_threshold: a.burst,
         ..Options::at(as_of)
     };
-    let r = audit::audit(&ctx.ledger, &opts).map_err(|e| match e {
+    let r = audit::audit(&ctx.ledger, &opts, &ctx.cache).map_err(|e| match e {
         AuditError::Store(s) => CliError::from(s),
         AuditError::NotVerified(_) => CliError::check_failed(e.to_string()),
         AuditError::Io(..) => CliError::io(e),
@@ -58,6 +59,8 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
     let text = match format {
         AuditFormat::Json => serde_json::to_string_pretty(&json!({
             "ledger": ctx.ledger, "as_of": r.as_of.to_string(), "as_of_seq": r.as_of_seq, "events": r.events,
+            "ledger_events": r.ledger_events,
+            "evaluated": {"first_seq": 0, "last_seq": r.as_of_seq, "whole_ledger": r.events == r.ledger_events},
             "findings": r.findings,
         }))
         .map_err(CliError::io)?
@@ -72,11 +75,22 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
                     vec![f.severity.as_str().into(), f.control.into(), or_dash(f.principal.as_ref()), or_dash(f.key_id.as_ref()), ev.join(","), f.message.clone()]
                 })
                 .collect();
+            let coverage = if r.events == r.ledger_events {
+                format!("seq 0..={}, the whole ledger", r.as_of_seq)
+            } else {
+                format!(
+                    "seq 0..={} of {} events; seq {}..={} are dated after {} and not evaluated",
+                    r.as_of_seq,
+                    r.ledger_events,
+                    r.as_of_seq + 1,
+                    r.ledger_events - 1,
+                    r.as_of
+                )
+            };
             format!(
-                "audit of {} as of {} (through seq {}): the ledger verifies; {} finding(s)\n\n{}",
+                "audit of {} as of {} (evaluated {coverage}): every event verifies; {} finding(s)\n\n{}",
                 ctx.ledger.display(),
                 r.as_of,
-                r.as_of_seq,
                 r.findings.len(),
                 table(&["SEVERITY", "CONTROL", "PRINCIPAL", "KEY", "EVIDENCE", "FINDING"], &rows)
             )
@@ -85,7 +99,7 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
     match &a.out {
         Some(p) => {
             write_exclusive(p, text.as_bytes(), 0o644)?;
-            eprintln!("keyledger: wrote the audit to {}", p.display());
+            super::output::message(&format!("wrote the audit to {}", p.display()));
         }
         None => print(&text)?,
     }

@@ -10,6 +10,9 @@ pub const USAGE: u8 = 2;
 pub const REFUSED: u8 = 3;
 pub const LEDGER: u8 = 4;
 pub const IO: u8 = 5;
+/// `verify-bundle` without `--trusted-key`: the bundle is intact, but signed by a key the
+/// caller has not said they trust, so it proves nothing about whose ledger it is.
+pub const UNTRUSTED: u8 = 6;
 
 #[derive(Debug)]
 pub struct CliError {
@@ -48,13 +51,15 @@ impl From<StoreError> for CliError {
                 USAGE
             }
             StoreError::Io { .. } => IO,
-            StoreError::Exists { .. } | StoreError::NotFound { .. } | StoreError::TooLarge(_) => {
-                USAGE
-            }
+            StoreError::Exists { .. }
+            | StoreError::NotFound { .. }
+            | StoreError::TooLarge(_)
+            | StoreError::FutureTime { .. } => USAGE,
             StoreError::Format { .. }
             | StoreError::Integrity { .. }
             | StoreError::Torn { .. }
-            | StoreError::Locked { .. } => LEDGER,
+            | StoreError::Locked { .. }
+            | StoreError::UnsafeLock { .. } => LEDGER,
             StoreError::Signer(_) | StoreError::Denied { .. } | StoreError::Invalid(_) => REFUSED,
         };
         CliError {

@@ -3,12 +3,14 @@
 use std::collections::VecDeque;
 
 use keyledger::event::{ACTION_TAGS, Action, Event};
+use keyledger::signing::verify_hash;
+use keyledger::state::State;
 use keyledger::types::{Hash32, Timestamp};
 use serde_json::json;
 
 use super::args::{FilterArgs, LogArgs};
 use super::error::CliError;
-use super::output::{json, print, table};
+use super::output::{clean, json, print, print_raw, table};
 use super::{Ctx, parse_time};
 use keyledger::query::Filter;
 
@@ -91,12 +93,54 @@ pub fn detail(a: &Action) -> String {
     }
 }
 
-struct Row {
-    seq: u64,
-    time: Timestamp,
-    actor: String,
-    action: Action,
-    hash: String,
+/// One event as `log`, `key show` and `follow` show it: who acted, and who enrolled the
+/// key that signed (L3: the signature vouches for whoever chose that key).
+pub struct HistoryRow {
+    pub seq: u64,
+    pub time: Timestamp,
+    pub actor: String,
+    pub key_enrolled_by: String,
+    pub action: Action,
+    pub hash: Option<String>,
+}
+
+/// The row for `ev`, attributed through `state` (which knows every signer ever enrolled).
+pub fn history_row(state: &State, ev: Event) -> HistoryRow {
+    let (actor, by) = state.signers.get(&ev.signer).map_or(("?", "?"), |s| {
+        (s.principal.as_str(), s.enrolled_by.as_str())
+    });
+    HistoryRow {
+        seq: ev.seq,
+        time: ev.time,
+        actor: actor.to_owned(),
+        key_enrolled_by: by.to_owned(),
+        action: ev.action,
+        hash: None,
+    }
+}
+
+impl HistoryRow {
+    pub const HEADERS: [&'static str; 6] = ["SEQ", "TIME", "ACTOR", "KEY BY", "ACTION", "DETAIL"];
+
+    pub fn json(&self) -> serde_json::Value {
+        let mut v = json!({"seq": self.seq, "time": self.time.to_string(), "actor": self.actor,
+            "key_enrolled_by": self.key_enrolled_by, "action": self.action.tag(), "detail": self.action});
+        if let Some(h) = &self.hash {
+            v["hash"] = json!(h);
+        }
+        v
+    }
+
+    pub fn cells(&self) -> Vec<String> {
+        vec![
+            self.seq.to_string(),
+            self.time.to_string(),
+            self.actor.clone(),
+            self.key_enrolled_by.clone(),
+            self.action.tag().into(),
+            detail(&self.action),
+        ]
+    }
 }
 
 /// The library filter for `--key --user --actor --action --since --until`.
@@ -104,6 +148,9 @@ pub fn to_filter(f: &FilterArgs) -> Result<Filter, CliError> {
     // A filter that cannot match is a mistake, not an empty answer.
     if let Some(k) = &f.key {
         super::keys::check_key_id(k)?;
+    }
+    for name in [&f.user, &f.actor].into_iter().flatten() {
+        super::principals::check_name(name)?;
     }
     if let Some(a) = &f.action
         && !ACTION_TAGS.contains(&a.as_str())
@@ -138,46 +185,41 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
         return Err(CliError::usage("--limit must be at least 1"));
     }
     // The last `limit` matching events, oldest first.
-    let mut rows: VecDeque<Row> = VecDeque::new();
-    let mut keep = |ev: &Event, actor: &str, owner: Option<&str>, hash: &Hash32| {
+    let mut rows: VecDeque<HistoryRow> = VecDeque::new();
+    let mut keep = |state: &State, ev: &Event, owner: Option<&str>, hash: &Hash32| {
+        let actor = state
+            .signers
+            .get(&ev.signer)
+            .map_or("?", |s| s.principal.as_str());
         if filter.matches(ev, actor, owner) {
             if rows.len() == limit {
                 rows.pop_front();
             }
-            rows.push_back(Row {
-                seq: ev.seq,
-                time: ev.time,
-                actor: actor.to_owned(),
-                action: ev.action.clone(),
-                hash: hash.hex(),
-            });
+            let mut row = history_row(state, ev.clone());
+            row.hash = Some(hash.hex());
+            rows.push_back(row);
         }
     };
-    // The replay behind the rows: `--follow` continues from exactly its head, so that no
+    // The state behind the rows: `--follow` continues from exactly its head, so that no
     // event appended meanwhile falls between the rows and the following.
-    let replay = if let Some(key_id) = &filter.key {
-        // Through the index: only the frames that name this key are read.
-        let idx = ctx.read_indexed()?;
-        let state = &idx.replay.state;
-        let owner = state.keys.get(key_id).map(|k| k.user.as_str());
-        let offsets = idx.key_events.get(key_id).map_or(&[][..], |v| v.as_slice());
-        for (_, ev, hash) in keyledger::index::events_at(&ctx.ledger, offsets)? {
-            let actor = state
-                .signers
-                .get(&ev.signer)
-                .map_or("?", |s| s.principal.as_str());
-            keep(&ev, actor, owner, &hash);
+    let (state, head, tree) = if let Some(key_id) = &filter.key {
+        // Through this user's cache: only the frames that name this key are read.
+        let v = ctx.read_head()?;
+        let owner = v.state.keys.get(key_id).map(|k| k.user.as_str());
+        for (_, ev, hash) in super::keys::trail_frames(ctx, &v, key_id)? {
+            keep(&v.state, &ev, owner, &hash);
         }
-        idx.replay
+        (v.state, v.head, v.tree)
     } else {
-        ctx.read(None, |seen| {
+        let r = ctx.read(None, |seen| {
             keep(
+                seen.state,
                 seen.event,
-                seen.actor(),
                 seen.state.key_owner(&seen.event.action),
                 seen.hash,
             );
-        })?
+        })?;
+        (r.state, r.head, r.tree)
     };
     if a.newest_first {
         rows.make_contiguous().reverse();
@@ -186,47 +228,39 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
         for r in &rows {
             print_line(ctx, r)?;
         }
-        return follow(ctx, &filter, replay);
+        return follow(ctx, &filter, state, head, tree);
     }
     if ctx.json {
-        let v: Vec<_> = rows.iter().map(Row::json).collect();
+        let v: Vec<_> = rows.iter().map(HistoryRow::json).collect();
         return json(&json!({"events": v}));
     }
-    let rows: Vec<Vec<String>> = rows.iter().map(Row::cells).collect();
-    print(&table(&["SEQ", "TIME", "ACTOR", "ACTION", "DETAIL"], &rows))
-}
-
-impl Row {
-    fn json(&self) -> serde_json::Value {
-        json!({"seq": self.seq, "time": self.time.to_string(), "actor": self.actor, "action": self.action.tag(), "detail": self.action, "hash": self.hash})
-    }
-
-    fn cells(&self) -> Vec<String> {
-        vec![
-            self.seq.to_string(),
-            self.time.to_string(),
-            self.actor.clone(),
-            self.action.tag().into(),
-            detail(&self.action),
-        ]
-    }
+    let rows: Vec<Vec<String>> = rows.iter().map(HistoryRow::cells).collect();
+    print(&table(&HistoryRow::HEADERS, &rows))
 }
 
 /// One event as a line: JSON Lines with --json, else tab-separated columns.
-fn print_line(ctx: &Ctx, r: &Row) -> Result<(), CliError> {
+fn print_line(ctx: &Ctx, r: &HistoryRow) -> Result<(), CliError> {
     if ctx.json {
-        return print(&format!("{}\n", r.json()));
+        return print_raw(&format!("{}\n", r.json()));
     }
-    print(&format!("{}\n", r.cells().join("\t")))
+    let cells: Vec<String> = r.cells().iter().map(|c| clean(c)).collect();
+    print(&format!("{}\n", cells.join("\t")))
 }
 
 /// Streams events appended after the current head until Ctrl-C or the ledger disappears.
-fn follow(ctx: &Ctx, filter: &Filter, r: keyledger::store::Replay) -> Result<(), CliError> {
+/// Every new event is verified (signature, chain, signer, policy) before it is shown.
+fn follow(
+    ctx: &Ctx,
+    filter: &Filter,
+    state: State,
+    head: keyledger::chain::Head,
+    tree: keyledger::merkle::TreeBuilder,
+) -> Result<(), CliError> {
     use std::os::unix::fs::MetadataExt;
-    let mut file = std::fs::File::open(&ctx.ledger).map_err(CliError::io)?;
+    let mut file = keyledger::files::open_regular(&ctx.ledger, false).map_err(CliError::io)?;
     let ino = file.metadata().map_err(CliError::io)?.ino();
-    let mut checker = keyledger::verify::Checker::resume(r.state, r.head);
-    let mut offset = r.head.end;
+    let mut checker = keyledger::verify::Checker::resume(state, head, tree, Timestamp::now());
+    let mut offset = head.end;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -261,11 +295,11 @@ fn follow(ctx: &Ctx, filter: &Filter, r: keyledger::store::Replay) -> Result<(),
             let reader = std::io::BufReader::new(std::io::Read::take(&mut file, meta.len() - offset));
             // A frame still being written reads as torn: wait for the rest.
             for frame in keyledger::format::FrameReader::at(reader, offset).map_while(Result::ok) {
-                let step = checker.step(&frame);
+                let step = checker.step(&frame, |ev, h| verify_hash(&ev.signer, h, &frame.sig));
                 if let Some(bad) = step.findings.first() {
                     return Err(CliError {
                         code: super::error::LEDGER,
-                        message: format!("the event at byte offset {} fails its checks: {}; run `keyledger verify`", bad.offset, bad.message),
+                        message: format!("the event at seq {} (byte offset {}) fails its checks: {}; run `keyledger verify`", bad.seq.map_or("?".into(), |s| s.to_string()), bad.offset, bad.message),
                     });
                 }
                 offset = frame.end();
@@ -274,7 +308,8 @@ fn follow(ctx: &Ctx, filter: &Filter, r: keyledger::store::Replay) -> Result<(),
                 let actor = state.signers.get(&ev.signer).map_or("?", |s| s.principal.as_str());
                 let owner = state.key_owner(&ev.action);
                 if filter.matches(&ev, actor, owner) {
-                    let row = Row { seq: ev.seq, time: ev.time, actor: actor.to_owned(), action: ev.action.clone(), hash: step.hash.hex() };
+                    let mut row = history_row(state, ev);
+                    row.hash = Some(step.hash.hex());
                     print_line(ctx, &row)?;
                 }
             }

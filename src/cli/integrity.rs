@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use keyledger::checkpoint::{self, Checkpoint};
-use keyledger::merkle::TreeBuilder;
 use keyledger::signing::write_exclusive;
 use keyledger::types::Hash32;
 use keyledger::verify::{self, Anchor, Options, Report};
@@ -65,7 +64,7 @@ fn render(path: &Path, r: &Report) -> String {
                 "    {at}@{} [{}] {}\n",
                 f.offset,
                 f.problem.as_str(),
-                f.message
+                super::output::clean(&f.message)
             ));
         }
     }
@@ -75,8 +74,15 @@ fn render(path: &Path, r: &Report) -> String {
 pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
     let anchor = match (&a.checkpoint, &a.expect_head) {
         (Some(p), _) => Some(Anchor::Checkpoint(
-            std::fs::read_to_string(p)
-                .map_err(|e| CliError::usage(format!("{}: {e}", p.display())))?,
+            keyledger::files::read_regular(p, 1 << 20)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    CliError::usage(format!(
+                        "{}: not a readable checkpoint file (a regular file of UTF-8 text)",
+                        p.display()
+                    ))
+                })?,
         )),
         (None, Some(h)) => Some(Anchor::Head(parse_hash("--expect-head", h)?)),
         (None, None) => None,
@@ -95,8 +101,12 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
             ctx.ledger.display()
         )));
     }
-    let report = verify::verify_file(&ctx.ledger, &opts)
+    let (report, verified) = verify::verify_file_full(&ctx.ledger, &opts, true)
         .map_err(|e| CliError::io(format!("{}: {e}", ctx.ledger.display())))?;
+    // A ledger this user just verified in full needs no verifying again by later commands.
+    if let Some(v) = verified {
+        let _ = ctx.cache.save(&ctx.ledger, &v);
+    }
     if ctx.json {
         json(&json!({"ledger": ctx.ledger, "report": report, "ranges": report.ranges()}))?;
     } else {
@@ -111,7 +121,7 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
 
 pub fn repair(ctx: &Ctx) -> Result<(), CliError> {
     let key = ctx.signing_key()?;
-    match keyledger::store::repair(&ctx.ledger, &key, ctx.now, ctx.wait)? {
+    match keyledger::ledger::repair(&ctx.ledger, &key, ctx.now, ctx.wait, &ctx.cache)? {
         None => {
             if ctx.json {
                 return json(&json!({"repaired": false}));
@@ -139,21 +149,40 @@ pub fn repair(ctx: &Ctx) -> Result<(), CliError> {
 
 pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool, record: bool) -> Result<(), CliError> {
     let key = ctx.signing_key()?;
-    let mut tree = TreeBuilder::default();
-    let mut last = None;
-    let r = ctx.read(None, |seen| {
-        tree.push(seen.hash);
-        last = Some(*seen.hash);
-    })?;
-    let actor = r
-        .state
+    let not_signer = |e: keyledger::state::ApplyError| CliError {
+        code: super::error::REFUSED,
+        message: format!(
+            "the signing key {e}; only an active signing key of this ledger may sign its checkpoints"
+        ),
+    };
+    // The root of every verified event, from this user's cache or a fresh verification.
+    let (state, tree) = if record {
+        let mut l = keyledger::ledger::Ledger::open_with(&ctx.ledger, ctx.wait, &ctx.cache)?;
+        l.actor(&key).map_err(|e| match e {
+            keyledger::store::StoreError::Signer(a) => not_signer(a),
+            other => other.into(),
+        })?;
+        let action = keyledger::event::Action::CheckpointRecorded {
+            size: l.tree().size(),
+            root: keyledger::types::Bytes(l.tree().root()),
+        };
+        let tree = l.tree().clone();
+        let receipt = l.append(&key, action, ctx.now)?;
+        super::output::message(&format!(
+            "recorded the checkpoint of {} events at seq {}",
+            tree.size(),
+            receipt.seq
+        ));
+        (l.state().clone(), tree)
+    } else {
+        let v = ctx.read_head()?;
+        (v.state, v.tree)
+    };
+    let actor = state
         .actor_of(&key.public())
-        .map_err(|e| CliError {
-            code: super::error::REFUSED,
-            message: format!("the signing key {e}"),
-        })?
+        .map_err(not_signer)?
         .to_owned();
-    let origin = checkpoint::origin(&r.state.ledger_id.expect("a replayed ledger has a genesis"));
+    let origin = checkpoint::origin(&state.ledger_id.expect("a verified ledger has a genesis"));
     if vkey {
         let v = checkpoint::verifier_key(&origin, &key.public());
         return if ctx.json {
@@ -161,26 +190,6 @@ pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool, record: bool) -> Re
         } else {
             print(&format!("{v}\n"))
         };
-    }
-    if record {
-        let mut l = keyledger::store::Ledger::open(&ctx.ledger, ctx.wait)?;
-        if l.head().hash != last.expect("a ledger has events") {
-            return Err(CliError {
-                code: super::error::LEDGER,
-                message: "the ledger grew while the checkpoint was computed; run the command again"
-                    .into(),
-            });
-        }
-        let action = keyledger::event::Action::CheckpointRecorded {
-            size: tree.size(),
-            root: keyledger::types::Bytes(tree.root()),
-        };
-        let receipt = l.append(&key, action, ctx.now)?;
-        eprintln!(
-            "keyledger: recorded the checkpoint of {} events at seq {}",
-            tree.size(),
-            receipt.seq
-        );
     }
     let note = Checkpoint {
         origin,
@@ -253,8 +262,12 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
         "\nVerification (signatures, chain, policy, anchored to the head):\n{}",
         render(&d.ledger, &d.report)
     ));
-    let audit = keyledger::audit::audit(&d.ledger, &keyledger::audit::Options::at(ctx.now))
-        .map_err(CliError::io)?;
+    let audit = keyledger::audit::audit(
+        &d.ledger,
+        &keyledger::audit::Options::at(ctx.now),
+        &ctx.cache,
+    )
+    .map_err(CliError::io)?;
     out.push_str(&format!(
         "\nAudit as of now ({} finding(s), each citing the events that prove it):\n",
         audit.findings.len()
@@ -306,7 +319,8 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
     let (what, n) = match a.format {
         ExportFormat::Bundle => {
             let key = ctx.signing_key()?;
-            let s = export::write_bundle(&ctx.ledger, &a.out, &filter, &key).map_err(bundle_err)?;
+            let s = export::write_bundle(&ctx.ledger, &a.out, &filter, &key, &ctx.cache)
+                .map_err(bundle_err)?;
             super::warn_torn_tail(s.torn);
             (
                 format!(
@@ -317,7 +331,7 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
             )
         }
         ExportFormat::Jsonl | ExportFormat::Csv => {
-            let sel = export::select(&ctx.ledger, &filter)?;
+            let sel = export::select(&ctx.ledger, &filter, &ctx.cache)?;
             super::warn_torn_tail(sel.torn);
             let records = sel.records();
             let text = match a.format {
@@ -349,34 +363,55 @@ pub fn verify_bundle(ctx: &Ctx, path: &Path, trusted: Option<&str>) -> Result<()
     match export::verify_bundle(path, trusted.as_ref()) {
         Ok(r) => {
             if ctx.json {
-                return json(&json!({"ok": true, "report": r}));
-            }
-            let trust = if r.key_trusted {
-                "by the key you trust".to_owned()
+                json(
+                    &json!({"ok": r.key_trusted, "valid": true, "trusted": r.key_trusted, "report": r}),
+                )?;
+            } else if r.key_trusted {
+                print(&format!(
+                    "bundle OK: {} events ({}) of ledger {}, each proven included in a checkpoint of {} events signed by the key you trust ({})\n",
+                    r.events.len(),
+                    r.selection,
+                    r.ledger_id,
+                    r.checkpoint_size,
+                    r.signing_key
+                ))?;
             } else {
-                format!(
-                    "by the key the bundle names ({}); pass --trusted-key to check it is the one you trust",
-                    r.signed_by
-                )
-            };
-            print(&format!(
-                "bundle OK: {} events ({}) of ledger {}, each proven included in a checkpoint of {} events signed {trust}\n",
-                r.events.len(),
-                r.selection,
-                r.ledger_id,
-                r.checkpoint_size
-            ))
+                print(&format!(
+                    "bundle VALID BUT UNTRUSTED: {} events ({}), intact and consistent, signed by {} (which the bundle says is {} of ledger {}).\n\
+                     Anyone can make such a bundle with their own key: it proves nothing until you check that this key is the one you trust for that ledger.\n\
+                     Run again with --trusted-key KEY (the key obtained from the ledger's owner, not from this bundle).\n",
+                    r.events.len(),
+                    r.selection,
+                    r.signing_key,
+                    r.signed_by,
+                    r.ledger_id
+                ))?;
+            }
+            if r.key_trusted {
+                Ok(())
+            } else {
+                Err(CliError {
+                    code: super::error::UNTRUSTED,
+                    message: String::new(),
+                })
+            }
         }
         Err(BundleError::Invalid(m)) => {
             if ctx.json {
-                json(&json!({"ok": false, "problem": m}))?;
+                json(&json!({"ok": false, "valid": false, "problem": m}))?;
             } else {
                 print(&format!("bundle FAILED: {m}\n"))?;
             }
             Err(CliError::check_failed(""))
         }
         Err(BundleError::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
-            print(&format!("bundle FAILED: {} is missing\n", path.display()))?;
+            if ctx.json {
+                json(
+                    &json!({"ok": false, "valid": false, "problem": format!("{} is missing", path.display())}),
+                )?;
+            } else {
+                print(&format!("bundle FAILED: {} is missing\n", path.display()))?;
+            }
             Err(CliError::check_failed(""))
         }
         Err(e) => Err(CliError::io(e)),

@@ -5,18 +5,20 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use keyledger::credentials::{SecretText, id_form};
+use keyledger::credentials::{SecretText, id_form, looks_like_credential};
 use keyledger::event::Action;
+use keyledger::ledger::Ledger;
 use keyledger::ops::KeyRequest;
 use keyledger::signing::SigningKey;
 use keyledger::state::{AccessKey, MAX_TEXT};
-use keyledger::store::{Ledger, Receipt};
+use keyledger::store::{Receipt, Verified};
 use keyledger::types::{Timestamp, parse_duration};
 use serde_json::json;
 
 use super::args::{KeyCmd, RevealFormat, StsCmd};
 use super::error::CliError;
-use super::output::{json, or_dash, print, table};
+use super::history::{HistoryRow, history_row};
+use super::output::{clean, json, or_dash, print, print_raw, table};
 use super::principals::{check_name, done};
 use super::{Ctx, parse_as_of};
 
@@ -50,7 +52,11 @@ impl CsvOut {
                 )),
                 _ => CliError::usage(format!("{}: {e}", path.display())),
             })?;
-        let path = path.canonicalize().unwrap_or_else(|_| path.into());
+        // The channel names the file by an absolute path (ledger-format.md §5).
+        let path = path
+            .canonicalize()
+            .or_else(|_| std::path::absolute(path))
+            .unwrap_or_else(|_| path.into());
         Ok(CsvOut { path, file })
     }
 
@@ -97,7 +103,7 @@ fn reveal_stdout(
             )
         }
     };
-    print(&text)?;
+    print_raw(&text)?;
     Ok(format!(
         "stdout:{}",
         match format {
@@ -156,6 +162,11 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                 return Err(CliError::usage(format!(
                     "--scenario is longer than {MAX_TEXT} bytes"
                 )));
+            }
+            if looks_like_credential(&scenario) {
+                return Err(CliError::usage(
+                    "--scenario seems to hold an access key secret or security token; the ledger never records one. Describe why the key is needed instead",
+                ));
             }
             let (mut l, key) = ctx.open()?;
             let csv = csv.as_deref().map(CsvOut::create).transpose()?;
@@ -243,12 +254,17 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                 )));
             }
             let (until, at) = parse_as_of(&as_of, ctx.now)?;
-            let r = match until {
-                None => ctx.read_indexed()?.replay,
-                Some(_) => ctx.read(until, |_| {})?,
+            let (state, head) = match until {
+                None => {
+                    let v = ctx.read_head()?;
+                    (v.state, v.head)
+                }
+                Some(_) => {
+                    let r = ctx.read(until, |_| {})?;
+                    (r.state, r.head)
+                }
             };
-            let keys: Vec<&AccessKey> = r
-                .state
+            let keys: Vec<&AccessKey> = state
                 .keys
                 .values()
                 .filter(|k| user.as_ref().is_none_or(|u| &k.user == u))
@@ -257,7 +273,7 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
             if ctx.json {
                 let keys = keys.iter().map(|k| KeyView::new(k, at)).collect();
                 return json(&KeyList {
-                    as_of_seq: r.head.seq,
+                    as_of_seq: head.seq,
                     evaluated_at: at,
                     keys,
                 });
@@ -313,30 +329,40 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
     }
 }
 
-/// One event in a key's history: seq, time, actor, action.
-pub type HistoryRow = (u64, Timestamp, String, Action);
-
-/// Every event naming `key_id`, through the index: only those frames are read.
-pub fn key_history(
+/// The frames naming `key_id`, through this user's cache: only those frames are read, and
+/// they are checked to be exactly the events verified.
+pub fn trail_frames(
     ctx: &Ctx,
+    v: &Verified,
     key_id: &str,
-) -> Result<(keyledger::store::Replay, Vec<HistoryRow>), CliError> {
-    let idx = ctx.read_indexed()?;
-    let offsets = idx.key_events.get(key_id).cloned().unwrap_or_default();
-    let rows = keyledger::index::events_at(&ctx.ledger, &offsets)?
+) -> Result<
+    Vec<(
+        keyledger::format::RawFrame,
+        keyledger::event::Event,
+        keyledger::types::Hash32,
+    )>,
+    CliError,
+> {
+    let Some(trail) = v.trails.get(key_id) else {
+        return Ok(Vec::new());
+    };
+    keyledger::store::trail_events(&ctx.ledger, trail)?.ok_or_else(|| CliError {
+        code: super::error::LEDGER,
+        message: format!(
+            "{}: the events of {key_id} changed while they were read (the ledger was rewritten?); run `keyledger verify`",
+            ctx.ledger.display()
+        ),
+    })
+}
+
+/// Every event naming `key_id`, with the verified state at the head.
+pub fn key_history(ctx: &Ctx, key_id: &str) -> Result<(Verified, Vec<HistoryRow>), CliError> {
+    let v = ctx.read_head()?;
+    let rows = trail_frames(ctx, &v, key_id)?
         .into_iter()
-        .map(|(_, ev, _)| {
-            let actor = idx
-                .replay
-                .state
-                .signers
-                .get(&ev.signer)
-                .map_or("?", |s| s.principal.as_str())
-                .to_owned();
-            (ev.seq, ev.time, actor, ev.action)
-        })
+        .map(|(_, ev, _)| history_row(&v.state, ev))
         .collect();
-    Ok((idx.replay, rows))
+    Ok((v, rows))
 }
 
 /// A key as JSON (the schema in the README), serialized straight from the state.
@@ -402,16 +428,9 @@ struct KeyList<'a> {
     keys: Vec<KeyView<'a>>,
 }
 
-fn show_history(
-    ctx: &Ctx,
-    k: Option<&AccessKey>,
-    history: &[(u64, Timestamp, String, Action)],
-) -> Result<(), CliError> {
+fn show_history(ctx: &Ctx, k: Option<&AccessKey>, history: &[HistoryRow]) -> Result<(), CliError> {
     if ctx.json {
-        let h: Vec<_> = history
-            .iter()
-            .map(|(seq, t, actor, a)| json!({"seq": seq, "time": t.to_string(), "actor": actor, "action": a.tag(), "detail": a}))
-            .collect();
+        let h: Vec<_> = history.iter().map(HistoryRow::json).collect();
         return json(&json!({"key": k.map(|k| KeyView::new(k, ctx.now)), "history": h}));
     }
     let mut out = String::new();
@@ -431,7 +450,7 @@ fn show_history(
             k.created.seq
         ));
         if let Some(s) = &k.scenario {
-            out.push_str(&format!("  scenario {s}\n"));
+            out.push_str(&format!("  scenario {}\n", clean(s)));
         }
         if let Some(e) = k.expires {
             out.push_str(&format!("  expires {e}\n"));
@@ -439,7 +458,10 @@ fn show_history(
         match &k.revealed {
             Some(r) => out.push_str(&format!(
                 "  secret revealed {} to {} via {} (seq {})\n",
-                r.at.time, r.to, r.channel, r.at.seq
+                r.at.time,
+                r.to,
+                clean(&r.channel),
+                r.at.seq
             )),
             None => out.push_str("  secret never revealed\n"),
         }
@@ -448,19 +470,8 @@ fn show_history(
             or_dash(k.last_used.map(|u| u.time))
         ));
     }
-    let rows: Vec<Vec<String>> = history
-        .iter()
-        .map(|(seq, t, actor, a)| {
-            vec![
-                seq.to_string(),
-                t.to_string(),
-                actor.clone(),
-                a.tag().into(),
-                super::history::detail(a),
-            ]
-        })
-        .collect();
-    out.push_str(&table(&["SEQ", "TIME", "ACTOR", "ACTION", "DETAIL"], &rows));
+    let rows: Vec<Vec<String>> = history.iter().map(HistoryRow::cells).collect();
+    out.push_str(&table(&HistoryRow::HEADERS, &rows));
     print(&out)
 }
 
@@ -539,9 +550,18 @@ pub fn auth(ctx: &Ctx, key_id: &str) -> Result<(), CliError> {
         .map_err(|e| CliError::io(format!("reading the secret from stdin: {e}")))?;
     let text = std::str::from_utf8(&raw)
         .map_err(|_| CliError::usage("the secret on stdin is not UTF-8 text"))?;
-    let presented = SecretText::from_input(text.trim());
+    // The secret, then (for temporary credentials) the security token, separated by
+    // whitespace: `printf '%s\n%s\n' "$SECRET" "$TOKEN" | keyledger auth KLST…`.
+    let mut parts = text.split_whitespace();
+    let presented = SecretText::from_input(parts.next().unwrap_or(""));
+    let token = parts.next().map(SecretText::from_input);
+    if parts.next().is_some() {
+        return Err(CliError::usage(
+            "stdin holds more than a secret and a security token; give the secret, then (for temporary credentials) the token, separated by a newline",
+        ));
+    }
     let (mut l, key) = ctx.open()?;
-    let out = l.authenticate(&key, key_id, &presented, ctx.now)?;
+    let out = l.authenticate(&key, key_id, &presented, token.as_ref(), ctx.now)?;
     if ctx.json {
         json(
             &json!({"ok": out.ok, "key_id": key_id, "user": out.user, "reason": out.reason, "seq": out.receipt.seq}),

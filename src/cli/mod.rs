@@ -12,20 +12,26 @@ mod principals;
 
 use std::path::{Path, PathBuf};
 
+use keyledger::cache::Cache;
+use keyledger::ledger::Ledger;
 use keyledger::signing::SigningKey;
-use keyledger::store::{self, Ledger, Replay, Until, Wait};
-use keyledger::types::{PublicKey, Timestamp};
+use keyledger::store::{self, Freshness, Replay, Until, Verified, Wait};
+use keyledger::types::{CLOCK_SKEW_US, PublicKey, Timestamp};
 
 use args::{AsOf, Cli, Cmd};
 use error::CliError;
 
-/// What every command may need: paths, output mode, the clock.
+/// What every command may need: paths, output mode, the clock, the user's cache.
 pub struct Ctx {
     pub ledger: PathBuf,
     pub key: Option<PathBuf>,
     pub json: bool,
     pub wait: Wait,
+    /// The time new events are dated and reads are evaluated at: this machine's clock, or
+    /// an earlier `KEYLEDGER_NOW`.
     pub now: Timestamp,
+    /// This user's cache of verified state (L8).
+    pub cache: Cache,
 }
 
 /// The key file `init` writes beside a ledger: the same path with extension `.key`.
@@ -55,40 +61,41 @@ impl Ctx {
     /// Opens the ledger for writing with the signing key.
     pub fn open(&self) -> Result<(Ledger, SigningKey), CliError> {
         let key = self.signing_key()?;
-        let l = Ledger::open(&self.ledger, self.wait)?;
+        let l = Ledger::open_with(&self.ledger, self.wait, &self.cache)?;
         Ok((l, key))
     }
 
-    /// Reads the state, warning on stderr about a torn tail.
+    /// Replays the ledger from its start, verified, warning on stderr about a torn tail.
     pub fn read(
         &self,
         until: Option<Until>,
         visit: impl FnMut(&store::Seen<'_>),
     ) -> Result<Replay, CliError> {
-        let r = store::read_with(&self.ledger, until, visit)?;
-        warn_torn(&r);
+        let r = store::replay(&self.ledger, &self.cache, until, visit)?;
+        warn_torn_tail(r.torn);
         Ok(r)
     }
 
-    /// The head state through the derived index (rebuilt if stale or not matching).
-    pub fn read_indexed(&self) -> Result<keyledger::index::Indexed, CliError> {
-        let i = keyledger::index::read(&self.ledger)?;
-        warn_torn(&i.replay);
-        Ok(i)
+    /// The verified state at the head (through this user's cache), with the same warnings.
+    pub fn read_head(&self) -> Result<Verified, CliError> {
+        let (v, freshness) = store::head(&self.ledger, &self.cache)?;
+        if let Freshness::Diverged(why) = freshness {
+            output::warn(&format!(
+                "{why}. Verified it again from the start; to see what changed, compare with an earlier checkpoint (`keyledger verify --checkpoint FILE`)"
+            ));
+        }
+        warn_torn_tail(v.torn);
+        Ok(v)
     }
-}
-
-fn warn_torn(r: &Replay) {
-    warn_torn_tail(r.torn);
 }
 
 /// Every command that reads past a torn tail says so.
 pub fn warn_torn_tail(torn: Option<store::TornTail>) {
     if let Some(t) = torn {
-        eprintln!(
-            "keyledger: warning: {} bytes at offset {} are a torn frame (ignored); run `keyledger repair`",
+        output::warn(&format!(
+            "{} bytes at offset {} are a torn frame (ignored); run `keyledger repair`",
             t.bytes, t.offset
-        );
+        ));
     }
 }
 
@@ -112,27 +119,54 @@ pub fn parse_time(flag: &str, s: &str) -> Result<Timestamp, CliError> {
     })
 }
 
-/// A public key given as text (`ed25519:<hex>`) or as `@FILE.pub`.
+/// A public key given as text (`ed25519:<hex>`) or as `@FILE.pub`; one that could never be
+/// a signing key (not canonical, small order) is refused here, before anything is recorded.
 pub fn parse_public_key(s: &str) -> Result<PublicKey, CliError> {
     let text = match s.strip_prefix('@') {
         Some(path) => {
-            std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("{path}: {e}")))?
+            let bytes = keyledger::files::read_regular(Path::new(path), 4096)
+                .map_err(|e| CliError::usage(format!("{path}: {e}")))?;
+            String::from_utf8(bytes).map_err(|_| {
+                CliError::usage(format!("{path}: not a public key file (not UTF-8)"))
+            })?
         }
         None => s.to_owned(),
     };
-    PublicKey::parse(&text).ok_or_else(|| {
+    let pk = PublicKey::parse(&text).ok_or_else(|| {
         CliError::usage(format!(
-            "{s:?} is not a public key: expected `ed25519:` and 64 hex digits, as in the FILE.pub that `keyledger keygen` writes (or @FILE.pub)"
+            "{:?} is not a public key: expected `ed25519:` and 64 hex digits, as in the FILE.pub that `keyledger keygen` writes (or @FILE.pub)",
+            s.chars().take(80).collect::<String>()
         ))
-    })
+    })?;
+    if let Some(reason) = keyledger::signing::key_problem(&pk) {
+        return Err(CliError::usage(format!(
+            "{pk} cannot be a signing key: {reason}. Generate one with `keyledger keygen`"
+        )));
+    }
+    Ok(pk)
+}
+
+/// The clock: this machine's, or `KEYLEDGER_NOW` (tests, reproducible runs), which may set
+/// it back but never more than the skew forward (L9).
+fn clock() -> Result<Timestamp, CliError> {
+    let real = Timestamp::now();
+    let Ok(s) = std::env::var("KEYLEDGER_NOW") else {
+        return Ok(real);
+    };
+    let t = parse_time("KEYLEDGER_NOW", &s)?;
+    if t > real.plus_micros(CLOCK_SKEW_US) {
+        return Err(CliError::usage(format!(
+            "KEYLEDGER_NOW={s} is more than 5 minutes after this machine's clock ({real}); it may only set the clock back, never date events in the future"
+        )));
+    }
+    Ok(t)
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    let now = match std::env::var("KEYLEDGER_NOW") {
-        Ok(s) => parse_time("KEYLEDGER_NOW", &s)?,
-        Err(_) => Timestamp::now(),
-    };
+    let now = clock()?;
+    let cache = Cache::default_dir().map_or_else(Cache::none, Cache::at);
     let ctx = Ctx {
+        cache,
         ledger: cli.ledger,
         key: cli.key,
         json: cli.json,

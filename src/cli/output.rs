@@ -1,15 +1,60 @@
-//! Human output (aligned tables) and JSON output.
+//! The only place that writes: human output (aligned tables), JSON, and messages on stderr.
+//!
+//! Human output never lets recorded text act on the terminal: control characters (C0, DEL,
+//! C1) and invisible or direction-changing format characters are shown as `\u{…}` escapes,
+//! and text that looks like a secret or token is redacted. JSON is written exactly.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use serde::Serialize;
 
 use super::error::CliError;
 
-/// Renders rows as left-aligned columns under a header.
+/// Characters a terminal would act on, or that would make text read differently from what
+/// it is: controls, bidi embeddings/overrides/isolates and marks, zero-width characters,
+/// line and paragraph separators, the BOM, interlinear annotations and tag characters.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}')
+}
+
+/// `s` with every unsafe character except those in `keep` written as `\u{hex}`.
+pub fn escape<'a>(s: &'a str, keep: &[char]) -> Cow<'a, str> {
+    if !s.chars().any(|c| is_unsafe(c) && !keep.contains(&c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_unsafe(c) && !keep.contains(&c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// One recorded value for a human line: nothing in it can break the line or act on the
+/// terminal, and nothing secret-like is repeated.
+pub fn clean(s: &str) -> String {
+    escape(&keyledger::credentials::redact(s), &[]).into_owned()
+}
+
+/// Human layout keeps newlines and tabs; everything else unsafe is escaped.
+const LAYOUT: [char; 2] = ['\n', '\t'];
+
+/// Renders rows as left-aligned columns under a header; every cell is `clean`ed.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| clean(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in rows {
+    for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
@@ -28,27 +73,65 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     line(&mut headers.iter().copied());
-    for r in rows {
+    for r in &rows {
         line(&mut r.iter().map(String::as_str));
     }
     out
 }
 
-/// Prints `v` as pretty JSON on stdout.
+/// Prints `v` as pretty JSON on stdout, exactly.
 pub fn json<T: Serialize>(v: &T) -> Result<(), CliError> {
     let s = serde_json::to_string_pretty(v).map_err(CliError::io)?;
-    print(&format!("{s}\n"))
+    print_raw(&format!("{s}\n"))
 }
 
-/// Writes to stdout and flushes; a closed stdout is an I/O error, not a panic.
+/// Prints human text on stdout: unsafe characters other than newline and tab escaped.
 pub fn print(s: &str) -> Result<(), CliError> {
+    print_raw(&escape(s, &LAYOUT))
+}
+
+/// Writes exactly `s` to stdout and flushes (JSON, CSV, a secret for its requester); a
+/// closed stdout is an I/O error, not a panic.
+pub fn print_raw(s: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(s.as_bytes())
         .and_then(|_| out.flush())
         .map_err(|e| CliError::io(format!("writing to stdout: {e}")))
 }
 
+/// A message on stderr (`keyledger: …`), made safe like human output.
+pub fn message(s: &str) {
+    eprintln!(
+        "keyledger: {}",
+        escape(&keyledger::credentials::redact(s), &['\n'])
+    );
+}
+
+/// A warning on stderr.
+pub fn warn(s: &str) {
+    message(&format!("warning: {s}"));
+}
+
 /// `-` for absent values in tables.
 pub fn or_dash<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_controls_and_bidi_are_escaped_in_human_output() {
+        let s = "a\u{1b}[2Jb\rc\u{7}d\u{202e}e\u{9b}f\u{200b}g";
+        assert_eq!(
+            clean(s),
+            "a\\u{1b}[2Jb\\u{d}c\\u{7}d\\u{202e}e\\u{9b}f\\u{200b}g"
+        );
+        assert_eq!(clean("line\nforged"), "line\\u{a}forged");
+        assert_eq!(escape("a\nb\tc", &LAYOUT), "a\nb\tc");
+        assert_eq!(clean("plain é ü 日本"), "plain é ü 日本");
+        let t = table(&["A", "B"], &[vec!["x\ny".into(), "\u{1b}z".into()]]);
+        assert!(!t.contains('\u{1b}') && t.lines().count() == 2, "{t}");
+    }
 }

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use keyledger::event::{Action, Permission};
+use keyledger::ledger::Ledger;
 use keyledger::signing::SigningKey;
-use keyledger::store::{Ledger, Receipt};
+use keyledger::store::Receipt;
 use keyledger::types::valid_name;
 use serde_json::json;
 
@@ -47,7 +48,7 @@ pub fn init(ctx: &Ctx, account: &str, key_out: Option<PathBuf>) -> Result<(), Cl
     let key_path = key_out.unwrap_or_else(|| default_key_path(&ctx.ledger));
     let key = SigningKey::generate();
     key.write_new(&key_path)?;
-    let (_, genesis) = match Ledger::init(&ctx.ledger, account, &key, ctx.now) {
+    let (l, genesis) = match Ledger::init(&ctx.ledger, account, &key, ctx.now) {
         Ok(v) => v,
         Err(e) => {
             // Leave nothing half-made: the key was never used.
@@ -56,8 +57,7 @@ pub fn init(ctx: &Ctx, account: &str, key_out: Option<PathBuf>) -> Result<(), Cl
             return Err(e.into());
         }
     };
-    let state = keyledger::store::read(&ctx.ledger)?.state;
-    let id = state.ledger_id.map(|i| i.hex()).unwrap_or_default();
+    let id = l.state().ledger_id.map(|i| i.hex()).unwrap_or_default();
     if ctx.json {
         return json(&json!({
             "ledger": ctx.ledger, "ledger_id": id, "genesis_hash": genesis.hash.hex(),
@@ -131,11 +131,17 @@ pub fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CliError> {
         }
         UserCmd::List(as_of) => {
             let (until, _) = parse_as_of(&as_of, ctx.now)?;
-            let r = match until {
-                None => ctx.read_indexed()?.replay,
-                Some(_) => ctx.read(until, |_| {})?,
+            let (state, head) = match until {
+                None => {
+                    let v = ctx.read_head()?;
+                    (v.state, v.head)
+                }
+                Some(_) => {
+                    let r = ctx.read(until, |_| {})?;
+                    (r.state, r.head)
+                }
             };
-            let s = &r.state;
+            let s = &state;
             let rows: Vec<_> = s
                 .principals
                 .values()
@@ -146,11 +152,8 @@ pub fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CliError> {
                         .map(|p| p.as_str())
                         .collect();
                     let keys = s
-                        .keys
-                        .values()
-                        .filter(|k| {
-                            k.user == p.name && k.status != keyledger::state::KeyStatus::Deleted
-                        })
+                        .keys_of(&p.name)
+                        .filter(|k| k.status != keyledger::state::KeyStatus::Deleted)
                         .count();
                     (p, perms, keys, s.signing_keys_of(&p.name))
                 })
@@ -164,10 +167,11 @@ pub fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CliError> {
                             "created_seq": p.created.seq, "deleted": p.deleted.map(|d| d.time.to_string()),
                             "permissions": perms, "keys": keys,
                             "signing_keys": signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+                            "signing_keys_enrolled_by": signers.iter().map(|k| s.signers.get(k).map(|x| x.enrolled_by.as_str())).collect::<Vec<_>>(),
                         })
                     })
                     .collect();
-                return json(&json!({"as_of_seq": r.head.seq, "principals": v}));
+                return json(&json!({"as_of_seq": head.seq, "principals": v}));
             }
             let rows: Vec<Vec<String>> = rows
                 .iter()

@@ -296,10 +296,10 @@ pub fn valid_script() -> Script {
     s.push((
         1,
         Action::LogRepaired {
-            offset: 9999,
+            offset: 0, // filled in by `build_tweaked`: where this event is written
             removed_bytes: 17,
             removed_blake3: Bytes([7; 32]),
-            quarantine: "valid.ledger.quarantine-9999".into(),
+            quarantine: "valid.ledger.quarantine".into(),
         },
     ));
     s
@@ -320,6 +320,10 @@ pub fn build_tweaked(
             signer: key(k).public(),
             action: action.clone(),
         };
+        // A repair records where it is written: the torn tail it removed began there.
+        if let Action::LogRepaired { offset, .. } = &mut ev.action {
+            *offset = l.bytes.len() as u64;
+        }
         tweak(i, &mut ev, &mut k);
         l.push_event(&key(k), &ev);
     }
@@ -346,12 +350,27 @@ pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 /// Runs keyledger in `dir` with `KEYLEDGER_NOW` set to `now` (if any), `stdin` as input,
 /// and no KEYLEDGER_LEDGER / KEYLEDGER_KEY from the environment.
 pub fn run_at(dir: &Path, now: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    let env: Vec<(&str, &str)> = now.map(|t| ("KEYLEDGER_NOW", t)).into_iter().collect();
+    run_env(dir, &env, args, stdin)
+}
+
+/// The cache directory test runs use unless they say otherwise: one per test binary, under
+/// cargo's temporary directory (cache entries are per ledger path, so tests do not mix).
+pub fn test_cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keyledger-cache")
+}
+
+/// Runs keyledger in `dir` with `env` set (after clearing KEYLEDGER_LEDGER, KEYLEDGER_KEY
+/// and KEYLEDGER_NOW, and pointing KEYLEDGER_CACHE_DIR at `test_cache_dir()`).
+pub fn run_env(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> Output {
     let mut c = Command::new(bin());
     c.current_dir(dir)
         .args(args)
         .env_remove("KEYLEDGER_LEDGER")
         .env_remove("KEYLEDGER_KEY")
         .env_remove("KEYLEDGER_NOW")
+        .env("KEYLEDGER_CACHE_DIR", test_cache_dir())
+        .envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -359,9 +378,6 @@ pub fn run_at(dir: &Path, now: Option<&str>, args: &[&str], stdin: Option<&str>)
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(t) = now {
-        c.env("KEYLEDGER_NOW", t);
-    }
     let mut child = c.spawn().expect("spawn keyledger");
     if let Some(s) = stdin {
         use std::io::Write;

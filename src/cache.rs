@@ -1,0 +1,281 @@
+//! A cache of verified state that only the user who runs keyledger can have written (L8).
+//!
+//! After a pass has verified a ledger up to some head, the folded state, the head, the
+//! Merkle frontier and, per access key, where its events lie are saved in the user's own
+//! cache directory, authenticated with a key that never leaves it:
+//!
+//! ```text
+//! dir:   $KEYLEDGER_CACHE_DIR, else $XDG_CACHE_HOME/keyledger, else $HOME/.cache/keyledger
+//!        a directory owned by the user, writable by no one else (created 0700)
+//! key:   <dir>/cache.key        32 random bytes as hex, mode 0600, owned by the user
+//! entry: <dir>/<blake3(canonical ledger path), 32 hex>.verified
+//!        "KLCACHE1" | MessagePack body | tag (32 bytes)
+//!        tag = blake3::keyed_hash(key, "KLCACHE1" || canonical path || 0x00 || body)
+//! ```
+//!
+//! An entry is a claim "this user verified these events", never the truth about the file:
+//! the reader re-reads the head frame it names and checks its hash, and verifies every
+//! frame after it (`store::head`). Anything that does not check out, or a cache that cannot
+//! be used safely, only means verifying from the start.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::Head;
+use crate::files;
+use crate::merkle::TreeBuilder;
+use crate::pass::TornTail;
+use crate::state::State;
+use crate::types::{Bytes, Hash32};
+
+const MAGIC: &[u8; 8] = b"KLCACHE1";
+const TRAIL_CONTEXT: &str = "keyledger 2026-11-24 key trail v1";
+/// A cache entry larger than this is not one of ours.
+const MAX_ENTRY: u64 = 1 << 32;
+
+/// Byte offsets of frames, stored packed (8 bytes each, little-endian).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offsets(pub Vec<u64>);
+
+impl Serialize for Offsets {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = self.0.iter().flat_map(|o| o.to_le_bytes()).collect();
+        s.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for Offsets {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Offsets;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("packed u64 offsets")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Offsets, E> {
+                if !v.len().is_multiple_of(8) {
+                    return Err(E::invalid_length(v.len(), &self));
+                }
+                Ok(Offsets(
+                    v.chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                        .collect(),
+                ))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// Where one access key's events lie, and a digest of their hashes in order, so that
+/// frames re-read at those offsets can be checked to be the ones verified.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KeyTrail {
+    pub offsets: Offsets,
+    pub digest: Hash32,
+}
+
+impl KeyTrail {
+    pub fn push(&mut self, offset: u64, hash: &Hash32) {
+        self.offsets.0.push(offset);
+        self.digest = trail_digest(&self.digest, hash);
+    }
+}
+
+/// The next digest of a key trail: BLAKE3-derive-key(TRAIL_CONTEXT, digest || hash).
+pub fn trail_digest(digest: &Hash32, hash: &Hash32) -> Hash32 {
+    let mut h = blake3::Hasher::new_derive_key(TRAIL_CONTEXT);
+    h.update(&digest.0);
+    h.update(&hash.0);
+    Bytes(*h.finalize().as_bytes())
+}
+
+/// A ledger verified up to `head`: what reads and appends decide on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verified {
+    pub state: State,
+    pub head: Head,
+    /// Byte offset of the head frame.
+    pub head_offset: u64,
+    pub tree: TreeBuilder,
+    pub trails: BTreeMap<String, KeyTrail>,
+    /// A torn tail after the head (never cached: it is re-read every time).
+    #[serde(skip)]
+    pub torn: Option<TornTail>,
+}
+
+impl Verified {
+    /// Records an event at `offset` that names access key `key_id`.
+    pub fn note_key_event(&mut self, key_id: &str, offset: u64, hash: &Hash32) {
+        note_key_event(&mut self.trails, key_id, offset, hash);
+    }
+}
+
+/// As `Verified::note_key_event`, on the trails alone.
+pub fn note_key_event(
+    trails: &mut BTreeMap<String, KeyTrail>,
+    key_id: &str,
+    offset: u64,
+    hash: &Hash32,
+) {
+    match trails.get_mut(key_id) {
+        Some(t) => t.push(offset, hash),
+        None => {
+            let mut t = KeyTrail::default();
+            t.push(offset, hash);
+            trails.insert(key_id.to_owned(), t);
+        }
+    }
+}
+
+/// The user's cache directory, or none (then every command verifies from the start).
+#[derive(Debug, Clone, Default)]
+pub struct Cache {
+    dir: Option<PathBuf>,
+}
+
+impl Cache {
+    /// No cache: every read verifies the whole ledger.
+    pub fn none() -> Self {
+        Cache { dir: None }
+    }
+
+    pub fn at(dir: impl Into<PathBuf>) -> Self {
+        Cache {
+            dir: Some(dir.into()),
+        }
+    }
+
+    /// `$KEYLEDGER_CACHE_DIR`, else `$XDG_CACHE_HOME/keyledger`, else `$HOME/.cache/keyledger`.
+    pub fn default_dir() -> Option<PathBuf> {
+        let var = |k| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        var("KEYLEDGER_CACHE_DIR")
+            .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("keyledger")))
+            .or_else(|| var("HOME").map(|h| h.join(".cache").join("keyledger")))
+    }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The directory, created 0700 if missing, if it is safe: a directory owned by this
+    /// user that no one else can write.
+    fn safe_dir(&self) -> Option<&Path> {
+        let dir = self.dir.as_deref()?;
+        if !dir.exists() {
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
+        let m = std::fs::metadata(dir).ok()?;
+        let mine = files::effective_uid().is_none_or(|uid| uid == m.uid());
+        (m.is_dir() && mine && m.mode() & 0o022 == 0).then_some(dir)
+    }
+
+    /// The MAC key, created on first use.
+    fn key(&self) -> Option<[u8; 32]> {
+        let dir = self.safe_dir()?;
+        let path = dir.join("cache.key");
+        let read = || -> Option<[u8; 32]> {
+            let f = files::open_regular_nofollow(&path, false).ok()?;
+            let m = f.metadata().ok()?;
+            let mine = files::effective_uid().is_none_or(|uid| uid == m.uid());
+            if !mine || m.mode() & 0o077 != 0 {
+                return None;
+            }
+            let text = files::read_file(f, &path, 200).ok()?;
+            crate::types::from_hex::<32>(std::str::from_utf8(&text).ok()?.trim())
+        };
+        if let Some(k) = read() {
+            return Some(k);
+        }
+        let mut k = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
+        match files::write_new(
+            &path,
+            format!("{}\n", crate::types::to_hex(&k)).as_bytes(),
+            0o600,
+        ) {
+            Ok(()) => Some(k),
+            // Another process made it first: use theirs.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read(),
+            Err(_) => None,
+        }
+    }
+
+    fn entry(&self, ledger: &Path) -> Option<(PathBuf, Vec<u8>)> {
+        let dir = self.dir.as_deref()?;
+        let canonical = std::fs::canonicalize(ledger).ok()?;
+        let id = canonical.as_os_str().as_encoded_bytes().to_vec();
+        let name = blake3::hash(&id).to_hex()[..32].to_owned();
+        Some((dir.join(format!("{name}.verified")), id))
+    }
+
+    fn tag(key: &[u8; 32], id: &[u8], body: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(key);
+        h.update(MAGIC);
+        h.update(id);
+        h.update(&[0]);
+        h.update(body);
+        *h.finalize().as_bytes()
+    }
+
+    /// The verified state saved for `ledger`, if there is one this user wrote; else why not.
+    pub fn load(&self, ledger: &Path) -> Result<Verified, String> {
+        let key = self.key().ok_or("no usable cache directory")?;
+        let (path, id) = self.entry(ledger).ok_or("no cache entry")?;
+        let f = files::open_regular_nofollow(&path, false).map_err(|e| e.to_string())?;
+        let bytes = files::read_file(f, &path, MAX_ENTRY).map_err(|e| e.to_string())?;
+        if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
+            return Err("the cache entry is not one of ours".into());
+        }
+        let (data, tag) = bytes.split_at(bytes.len() - 32);
+        let body = &data[MAGIC.len()..];
+        // A keyed hash compared in constant time (blake3::Hash's Eq).
+        if blake3::Hash::from(Self::tag(&key, &id, body))
+            != blake3::Hash::from_bytes(tag.try_into().expect("32 bytes"))
+        {
+            return Err(
+                "the cache entry was not written by this user (its tag does not match)".into(),
+            );
+        }
+        rmp_serde::from_slice(body).map_err(|e| format!("the cache entry does not decode ({e})"))
+    }
+
+    /// Saves `v` for `ledger` (atomically: a fresh file renamed over the entry).
+    pub fn save(&self, ledger: &Path, v: &Verified) -> io::Result<()> {
+        let key = self
+            .key()
+            .ok_or_else(|| io::Error::other("no usable cache directory"))?;
+        let (path, id) = self
+            .entry(ledger)
+            .ok_or_else(|| io::Error::other("the ledger path cannot be resolved"))?;
+        let body = rmp_serde::to_vec(v).map_err(io::Error::other)?;
+        let mut data = Vec::with_capacity(MAGIC.len() + body.len() + 32);
+        data.extend_from_slice(MAGIC);
+        data.extend_from_slice(&body);
+        data.extend_from_slice(&Self::tag(&key, &id, &body));
+        let dir = path.parent().expect("an entry has a directory");
+        let stem = format!(
+            "{}.tmp",
+            path.file_name().expect("a name").to_string_lossy()
+        );
+        let (mut f, tmp) = files::create_fresh(dir, &stem, 0o600)?;
+        let written = f
+            .write_all(&data)
+            .and_then(|_| std::fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+}

@@ -1,0 +1,550 @@
+//! The ledger file, written (L6): one writer at a time under the writers' lock; the state
+//! appended to is verified first (`store::verify_to_end`); an append is acknowledged only
+//! after its frame is on disk (fdatasync); a failed write is rolled back to the previous
+//! end; a torn tail refuses appends until `repair`; no event is dated more than the clock
+//! skew after this machine's clock (L9).
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::cache::{Cache, Verified};
+use crate::chain::{Head, event_hash};
+use crate::event::{Action, Event};
+use crate::format::{self, MAX_BODY};
+use crate::merkle::TreeBuilder;
+use crate::signing::{SigningKey, write_exclusive};
+use crate::state::{Refusal, State};
+use crate::store::{
+    CACHE_EVERY, Receipt, StoreError, TornTail, Wait, WriterLock, lock_writers, open_existing,
+    verify_to_end,
+};
+use crate::types::{Bytes, CLOCK_SKEW_US, LedgerId, Timestamp};
+
+/// One action of a batch: appended, or refused and recorded as `action-denied`.
+pub type Outcome = Result<Receipt, (Refusal, Receipt)>;
+
+/// A ledger open for writing: holds the writers' lock until dropped.
+pub struct Ledger {
+    path: PathBuf,
+    file: File,
+    _lock: WriterLock,
+    v: Verified,
+    cache: Cache,
+    /// The head seq this user's cache holds (saved again `CACHE_EVERY` events later).
+    cached_seq: Option<u64>,
+    /// Set when a write failed: the in-memory state may be ahead of the file.
+    poisoned: bool,
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Whether an action's positive outcome depends on a key not having expired: those are
+/// decided on the real clock too, not only on the (possibly earlier) event time.
+fn expiry_decides(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::AuthSucceeded { .. } | Action::KeyEnabled { .. }
+    )
+}
+
+impl Ledger {
+    /// Creates a new ledger whose genesis binds a fresh ledger id, the account and its key.
+    pub fn init(
+        path: &Path,
+        account: &str,
+        key: &SigningKey,
+        time: Timestamp,
+    ) -> Result<(Ledger, Receipt), StoreError> {
+        let mut id = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+        Self::init_with_id(path, account, key, time, Bytes(id))
+    }
+
+    /// As `init`, with a chosen ledger id (fixtures and tests).
+    pub fn init_with_id(
+        path: &Path,
+        account: &str,
+        key: &SigningKey,
+        time: Timestamp,
+        ledger_id: LedgerId,
+    ) -> Result<(Ledger, Receipt), StoreError> {
+        check_clock(time)?;
+        let genesis = Event {
+            seq: 0,
+            time,
+            prev: Bytes::ZERO,
+            signer: key.public(),
+            action: Action::Genesis {
+                ledger_id,
+                account: account.to_owned(),
+                public_key: key.public(),
+            },
+        };
+        let body = genesis.encode();
+        let hash = event_hash(&body);
+        State::default().genesis(&genesis, &hash).map_err(|e| {
+            StoreError::Invalid(Refusal {
+                rule: "L3",
+                message: e.to_string(),
+            })
+        })?;
+        let mut bytes = format::header_bytes().to_vec();
+        bytes.extend(format::frame_bytes(&body, &key.sign_hash(&hash)));
+        write_exclusive(path, &bytes, 0o644).map_err(|e| match e {
+            crate::signing::KeyFileError::Exists { .. } => StoreError::Exists { path: path.into() },
+            crate::signing::KeyFileError::Io { source, .. } => StoreError::Io {
+                path: path.into(),
+                op: "create",
+                source,
+            },
+            other => StoreError::Io {
+                path: path.into(),
+                op: "create",
+                source: io::Error::other(other.to_string()),
+            },
+        })?;
+        sync_parent(path).map_err(StoreError::io(path, "sync directory"))?;
+        let receipt = Receipt {
+            seq: 0,
+            hash,
+            offset: format::HEADER_LEN,
+            time,
+        };
+        let ledger = Self::open(path, Wait::Block)?;
+        Ok((ledger, receipt))
+    }
+
+    /// Opens for appending with no cache: takes the writers' lock, verifies the whole
+    /// ledger, refuses a torn tail or any event that fails its checks.
+    pub fn open(path: &Path, wait: Wait) -> Result<Ledger, StoreError> {
+        Self::open_with(path, wait, &Cache::none())
+    }
+
+    /// As `open`, verifying only what this user's `cache` does not already vouch for.
+    pub fn open_with(path: &Path, wait: Wait, cache: &Cache) -> Result<Ledger, StoreError> {
+        let l = Self::open_allow_torn(path, wait, cache)?;
+        if let Some(t) = l.v.torn {
+            return Err(StoreError::Torn {
+                path: path.into(),
+                offset: t.offset,
+                bytes: t.bytes,
+            });
+        }
+        Ok(l)
+    }
+
+    fn open_allow_torn(path: &Path, wait: Wait, cache: &Cache) -> Result<Ledger, StoreError> {
+        let file = open_existing(path, true)?;
+        let meta = file.metadata().map_err(StoreError::io(path, "stat"))?;
+        let lock = lock_writers(path, &meta, wait)?;
+        // Under the lock the length is settled: no append is in flight.
+        let len = file.metadata().map_err(StoreError::io(path, "stat"))?.len();
+        let (v, freshness) = verify_to_end(path, &file, len, cache)?;
+        let cached_seq = match freshness {
+            crate::store::Freshness::Cached { verified } => Some(v.head.seq - verified),
+            _ => None,
+        };
+        let mut l = Ledger {
+            path: path.into(),
+            file,
+            _lock: lock,
+            v,
+            cache: cache.clone(),
+            cached_seq,
+            poisoned: false,
+        };
+        l.save_cache_if_stale();
+        Ok(l)
+    }
+
+    fn save_cache_if_stale(&mut self) {
+        let head = self.v.head.seq;
+        if self.v.torn.is_none()
+            && self
+                .cached_seq
+                .is_none_or(|s| head.saturating_sub(s) >= CACHE_EVERY)
+            && self.cache.save(&self.path, &self.v).is_ok()
+        {
+            self.cached_seq = Some(head);
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn state(&self) -> &State {
+        &self.v.state
+    }
+
+    pub fn head(&self) -> Head {
+        self.v.head
+    }
+
+    /// The Merkle tree over every event so far (§9.1).
+    pub fn tree(&self) -> &TreeBuilder {
+        &self.v.tree
+    }
+
+    pub fn verified(&self) -> &Verified {
+        &self.v
+    }
+
+    /// The principal `key` signs for.
+    pub fn actor(&self, key: &SigningKey) -> Result<String, StoreError> {
+        self.state()
+            .actor_of(&key.public())
+            .map(str::to_owned)
+            .map_err(StoreError::Signer)
+    }
+
+    /// Appends `action` signed by `key`, dated `now` (or the last event's time if that is
+    /// later). A policy refusal appends an `action-denied` event instead (R12) and returns
+    /// `StoreError::Denied`. A key that is not an enrolled signer cannot sign anything, so
+    /// nothing is appended for it.
+    pub fn append(
+        &mut self,
+        key: &SigningKey,
+        action: Action,
+        now: Timestamp,
+    ) -> Result<Receipt, StoreError> {
+        let mut out = self.append_batch(key, vec![action], now)?;
+        match out.pop().expect("one outcome per action") {
+            Ok(receipt) => Ok(receipt),
+            Err((refusal, receipt)) => Err(StoreError::Denied { refusal, receipt }),
+        }
+    }
+
+    /// The time the next event gets when `now` is asked: never earlier than the head, and
+    /// refused if it would be more than the skew after this machine's clock.
+    pub fn event_time(&self, now: Timestamp) -> Result<Timestamp, StoreError> {
+        check_clock(now)?;
+        let head = self.head();
+        let real = Timestamp::now();
+        if head.time > real.plus_micros(CLOCK_SKEW_US) {
+            return Err(StoreError::Integrity {
+                path: self.path.clone(),
+                seq: head.seq,
+                offset: self.v.head_offset,
+                message: format!(
+                    "it is dated {}, more than 5 minutes after this machine's clock ({real}); no event can follow it until the clock reaches it. Check this machine's clock",
+                    head.time
+                ),
+            });
+        }
+        Ok(now.max(head.time))
+    }
+
+    /// Is `action` by `actor` allowed now: by the state at the event's `time`, and, where
+    /// the answer depends on expiry, at this machine's real clock too (L9)?
+    fn authorize(
+        &self,
+        state: &State,
+        actor: &str,
+        action: &Action,
+        time: Timestamp,
+    ) -> Result<(), Refusal> {
+        state.authorize(actor, action, time)?;
+        if expiry_decides(action) {
+            state.authorize(actor, action, time.max(Timestamp::now()))?;
+        }
+        Ok(())
+    }
+
+    /// Group commit: appends `actions` signed by `key` with one write and one fdatasync.
+    /// Each action is validated against the state left by the ones before it; a refused
+    /// one is recorded as `action-denied` (R12) and reported as `Err((refusal, receipt))`.
+    /// Nothing is acknowledged before the fdatasync; if the write fails, the file is cut
+    /// back to its previous end and this handle refuses further appends.
+    pub fn append_batch(
+        &mut self,
+        key: &SigningKey,
+        actions: Vec<Action>,
+        now: Timestamp,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        if self.poisoned {
+            return Err(StoreError::Io {
+                path: self.path.clone(),
+                op: "append",
+                source: io::Error::other("an earlier write failed; reopen the ledger"),
+            });
+        }
+        let time = self.event_time(now)?;
+        let start = self.head();
+        // Bodies and hashes are chained in order; signatures (over the hashes) come after.
+        let mut bodies: Vec<(Vec<u8>, crate::types::Hash32)> = Vec::with_capacity(actions.len());
+        let mut end = start.end;
+        let mut out = Vec::with_capacity(actions.len());
+        let mut head = start;
+        let mut head_offset = self.v.head_offset;
+        // Checked against a copy-free view first; the state advances in place below, and
+        // if anything fails after that, the handle is poisoned.
+        let prepared = (|| {
+            for action in actions {
+                let actor = self
+                    .v
+                    .state
+                    .actor_of(&key.public())
+                    .map_err(StoreError::Signer)?
+                    .to_owned();
+                self.check_structural(&action, end)?;
+                let (action, refusal) = match self.authorize(&self.v.state, &actor, &action, time) {
+                    Ok(()) => (action, None),
+                    Err(r) => (denial(&action, &r), Some(r)),
+                };
+                let ev = Event {
+                    seq: head.seq + 1,
+                    time,
+                    prev: head.hash,
+                    signer: key.public(),
+                    action,
+                };
+                let body = ev.encode();
+                if body.len() > MAX_BODY as usize {
+                    return Err(StoreError::TooLarge(body.len()));
+                }
+                let hash = event_hash(&body);
+                let offset = end;
+                end += format::FRAME_OVERHEAD + body.len() as u64;
+                bodies.push((body, hash));
+                self.v
+                    .state
+                    .apply(&ev, &hash)
+                    .expect("an authorized event applies");
+                self.v.tree.push(&hash);
+                if let Some(k) = ev.action.key_id() {
+                    self.v.note_key_event(k, offset, &hash);
+                }
+                head = Head {
+                    seq: ev.seq,
+                    hash,
+                    time,
+                    end,
+                };
+                head_offset = offset;
+                let receipt = Receipt {
+                    seq: ev.seq,
+                    hash,
+                    offset,
+                    time,
+                };
+                out.push(match refusal {
+                    None => Ok(receipt),
+                    Some(r) => Err((r, receipt)),
+                });
+            }
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            self.poisoned = !bodies.is_empty();
+            return Err(e);
+        }
+        let sigs = sign_all(key, &bodies);
+        let mut buf = Vec::with_capacity((end - start.end) as usize);
+        for ((body, _), sig) in bodies.iter().zip(&sigs) {
+            buf.extend(format::frame_bytes(body, sig));
+        }
+        let written = self
+            .file
+            .write_all_at(&buf, start.end)
+            .and_then(|_| self.file.sync_data());
+        if let Err(source) = written {
+            // Nothing partial may stay behind an unacknowledged append.
+            let cut_back = self
+                .file
+                .set_len(start.end)
+                .and_then(|_| self.file.sync_data());
+            self.poisoned = true;
+            return Err(StoreError::Io {
+                path: self.path.clone(),
+                op: if cut_back.is_ok() {
+                    "append (nothing was recorded; the ledger is as it was)"
+                } else {
+                    "append (cutting the partial write back failed too; run `keyledger repair`)"
+                },
+                source,
+            });
+        }
+        self.v.head = head;
+        self.v.head_offset = head_offset;
+        self.save_cache_if_stale();
+        Ok(out)
+    }
+
+    /// Checks an action against what only the file knows (§8.9, `log-repaired`): a recorded
+    /// checkpoint must cover exactly the events before it with their Merkle root, and a
+    /// repair must say it starts where it is written. Refused, not recorded, otherwise.
+    fn check_structural(&self, action: &Action, offset: u64) -> Result<(), StoreError> {
+        let invalid = |message: String| {
+            Err(StoreError::Invalid(Refusal {
+                rule: "L5",
+                message,
+            }))
+        };
+        match action {
+            Action::CheckpointRecorded { size, root }
+                if *size != self.v.tree.size() || root.0 != self.v.tree.root() =>
+            {
+                invalid(format!(
+                    "a recorded checkpoint must cover the {} events before it, with their Merkle root",
+                    self.v.tree.size()
+                ))
+            }
+            Action::LogRepaired { offset: o, .. } if *o != offset => invalid(format!(
+                "a repair at byte {offset} cannot record a torn tail at byte {o}"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Refuses a requested time more than the skew after this machine's clock.
+fn check_clock(asked: Timestamp) -> Result<(), StoreError> {
+    let real = Timestamp::now();
+    if asked > real.plus_micros(CLOCK_SKEW_US) {
+        return Err(StoreError::FutureTime { asked, real });
+    }
+    Ok(())
+}
+
+/// Signatures of the event hashes, in order; large batches are signed on every core.
+fn sign_all(key: &SigningKey, bodies: &[(Vec<u8>, crate::types::Hash32)]) -> Vec<[u8; 64]> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if bodies.len() < 64 || cores == 1 {
+        return bodies.iter().map(|(_, h)| key.sign_hash(h)).collect();
+    }
+    let chunk = bodies.len().div_ceil(cores);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = bodies
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(_, h)| key.sign_hash(h))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("signing does not panic"))
+            .collect()
+    })
+}
+
+/// The `action-denied` event recorded instead of a refused action.
+fn denial(action: &Action, refusal: &Refusal) -> Action {
+    let short = |s: &str| s.chars().take(crate::state::MAX_ID).collect::<String>();
+    Action::ActionDenied {
+        attempted: describe(action),
+        user: action.subject().map(short),
+        key_id: match action {
+            Action::KeyCreated { .. } | Action::TemporaryIssued { .. } => None,
+            _ => action.key_id().map(short),
+        },
+        reason: refusal.to_string(),
+    }
+}
+
+/// A short, secret-free description of an action for `action-denied` records.
+pub fn describe(action: &Action) -> String {
+    let mut s = action.tag().to_owned();
+    if let Some(u) = action.subject() {
+        s.push_str(&format!(" {u}"));
+    }
+    match action {
+        Action::KeyCreated { .. } | Action::TemporaryIssued { .. } => {}
+        _ => {
+            if let Some(k) = action.key_id() {
+                s.push_str(&format!(" {k}"));
+            }
+        }
+    }
+    if let Action::PermissionGranted { permission, .. }
+    | Action::PermissionRevoked { permission, .. } = action
+    {
+        s.push_str(&format!(" {permission}"));
+    }
+    s
+}
+
+/// The outcome of `repair`.
+#[derive(Debug, Clone)]
+pub struct Repaired {
+    pub torn: TornTail,
+    pub quarantine: PathBuf,
+    pub removed_blake3: crate::types::Hash32,
+    pub receipt: Receipt,
+}
+
+/// Moves a torn tail to a quarantine file beside the ledger, truncates, and records a
+/// `log-repaired` event. Returns `None` if there is no torn tail. A complete frame that
+/// fails its checks is tampering and makes `open` fail: it is never "repaired".
+pub fn repair(
+    path: &Path,
+    key: &SigningKey,
+    now: Timestamp,
+    wait: Wait,
+    cache: &Cache,
+) -> Result<Option<Repaired>, StoreError> {
+    let mut l = Ledger::open_allow_torn(path, wait, cache)?;
+    let Some(torn) = l.v.torn else {
+        return Ok(None);
+    };
+    let mut removed = vec![0u8; torn.bytes as usize];
+    l.file
+        .read_exact_at(&mut removed, torn.offset)
+        .map_err(StoreError::io(path, "read torn tail"))?;
+    let removed_blake3 = Bytes(*blake3::hash(&removed).as_bytes());
+    let time = l.event_time(now)?;
+    // The quarantine file's name is chosen fresh: a name taken (by anything, a dangling
+    // link included) moves on to the next.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let base = path
+        .file_name()
+        .map_or("ledger".into(), |n| n.to_string_lossy().into_owned());
+    let stem = format!("{base}.quarantine-{}", torn.offset);
+    // Check the repairer may repair before touching anything (with the name it would get).
+    let action = |name: String| Action::LogRepaired {
+        offset: torn.offset,
+        removed_bytes: torn.bytes,
+        removed_blake3,
+        quarantine: name,
+    };
+    let actor = l.actor(key)?;
+    l.state()
+        .authorize(&actor, &action(stem.clone()), time)
+        .map_err(StoreError::Invalid)?;
+    let (mut f, quarantine) = crate::files::create_fresh(&dir, &stem, 0o600)
+        .map_err(StoreError::io(path, "create quarantine"))?;
+    std::io::Write::write_all(&mut f, &removed)
+        .and_then(|_| f.sync_all())
+        .map_err(StoreError::io(&quarantine, "write quarantine"))?;
+    sync_parent(&quarantine).map_err(StoreError::io(path, "sync directory"))?;
+    l.file
+        .set_len(torn.offset)
+        .and_then(|_| l.file.sync_all())
+        .map_err(StoreError::io(path, "truncate"))?;
+    l.v.torn = None;
+    let name = quarantine
+        .file_name()
+        .map_or(stem, |n| n.to_string_lossy().into_owned());
+    let receipt = l.append(key, action(name), time)?;
+    Ok(Some(Repaired {
+        torn,
+        quarantine,
+        removed_blake3,
+        receipt,
+    }))
+}

@@ -1,0 +1,335 @@
+//! One pass over a ledger's frames: every read, append and `verify` goes through here, so
+//! every path gives one verdict (L5, L8).
+//!
+//! Signatures are checked inline, or in batches on every core (`Spec::batched`; both use
+//! the ZIP-215 rule of `signing`, so they accept exactly the same signatures), except for
+//! events up to a `Trust`: a seq and hash that this user verified before (a cache only they
+//! could have written). Those need no signature check, but the chain read from the file
+//! must pass through that exact hash at that seq, or the pass reports an `anchor` finding.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+
+use crate::event::Event;
+use crate::format::{FormatError, FrameReader, HEADER_LEN, RawFrame, ReadError};
+use crate::judge::{Checker, Finding, Problem};
+use crate::merkle::TreeBuilder;
+use crate::pipeline::{Prepared, pipelined};
+use crate::signing::verify_hash;
+use crate::state::State;
+use crate::types::{Hash32, PublicKey, Timestamp};
+
+/// A seq and the hash of the event there, verified earlier by this user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trust {
+    pub seq: u64,
+    pub hash: Hash32,
+}
+
+/// Where a point-in-time replay stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Include events with seq <= N.
+    Seq(u64),
+    /// Include events with time <= T.
+    Time(Timestamp),
+}
+
+impl Until {
+    fn is_past(self, ev: &Event) -> bool {
+        match self {
+            Until::Seq(n) => ev.seq > n,
+            Until::Time(t) => ev.time > t,
+        }
+    }
+}
+
+/// A torn tail found at the end of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    pub offset: u64,
+    pub bytes: u64,
+}
+
+/// How to run a pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spec {
+    /// Check signatures in batches on worker threads (a failing batch sets
+    /// `Outcome::batch_failed`; run again unbatched to name the event).
+    pub batched: bool,
+    pub trust: Option<Trust>,
+    /// Fold and visit events only up to here (events after it are read only as far as the
+    /// trusted hash, to confirm it).
+    pub until: Option<Until>,
+    /// Stop at the first finding (reads and appends); else report every one (`verify`).
+    pub stop_at_first: bool,
+}
+
+/// One event seen during a pass, with the state and tree just after it.
+pub struct Seen<'a> {
+    pub frame: &'a RawFrame,
+    pub event: &'a Event,
+    pub hash: &'a Hash32,
+    pub state: &'a State,
+    pub tree: &'a TreeBuilder,
+}
+
+impl Seen<'_> {
+    /// The principal whose key signed this event.
+    pub fn actor(&self) -> &str {
+        self.state
+            .signers
+            .get(&self.event.signer)
+            .map_or("?", |s| s.principal.as_str())
+    }
+}
+
+pub struct Outcome {
+    pub checker: Checker,
+    pub findings: Vec<Finding>,
+    pub torn: Option<TornTail>,
+    /// Offset just past the last frame judged.
+    pub end: u64,
+    /// Offset of the last frame judged (the head frame), if any.
+    pub head_offset: Option<u64>,
+    /// Some batch of signatures failed (only with `Spec::batched`).
+    pub batch_failed: bool,
+}
+
+/// Signatures checked per `verify_batch` call.
+const SIG_BATCH: usize = 256;
+
+type SigJob = Vec<(PublicKey, Hash32, [u8; 64])>;
+
+/// Decompressed signer keys, by their bytes (`None`: not a curve point). A ledger has few
+/// signers, and decompressing a key costs about as much as verifying a signature.
+type KeyCache = HashMap<PublicKey, Option<ed25519_dalek::VerifyingKey>>;
+
+/// True if every signature of the batch verifies (the batch form of the ZIP-215 rule).
+fn batch_ok(job: &SigJob, cache: &mut KeyCache) -> bool {
+    let keys: Option<Vec<ed25519_dalek::VerifyingKey>> = job
+        .iter()
+        .map(|(pk, _, _)| {
+            *cache
+                .entry(*pk)
+                .or_insert_with(|| ed25519_dalek::VerifyingKey::from_bytes(pk.bytes()).ok())
+        })
+        .collect();
+    let Some(keys) = keys else {
+        return false;
+    };
+    let msgs: Vec<&[u8]> = job.iter().map(|(_, h, _)| &h.0[..]).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = job
+        .iter()
+        .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(s))
+        .collect();
+    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+}
+
+/// Runs one pass over `frames` (a file of `len` bytes), continuing `checker`, calling
+/// `visit` with each event folded. Only failing to read is an `Err`.
+pub fn run<R: Read + Send>(
+    frames: FrameReader<R>,
+    len: u64,
+    checker: Checker,
+    spec: &Spec,
+    visit: &mut dyn FnMut(&Seen<'_>),
+) -> io::Result<Outcome> {
+    let bad = AtomicBool::new(false);
+    if !spec.batched {
+        return ordered(frames, len, checker, spec, visit, None, &bad);
+    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<SigJob>(workers * 2);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let out = std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                let mut cache = KeyCache::new();
+                loop {
+                    let job = match job_rx.lock().map(|rx| rx.recv()) {
+                        Ok(Ok(job)) => job,
+                        _ => return,
+                    };
+                    if !batch_ok(&job, &mut cache) {
+                        bad.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        // `job_tx` moves in and is dropped when the ordered pass ends; the workers then
+        // drain the queue and stop.
+        ordered(frames, len, checker, spec, visit, Some(job_tx), &bad)
+    });
+    // Read only after the scope has joined every worker: the last batches count too.
+    out.map(|mut o| {
+        o.batch_failed = bad.load(Ordering::Relaxed);
+        o
+    })
+}
+
+fn rewritten(t: &Trust, index: u64, offset: u64, found: &Hash32) -> Finding {
+    Finding {
+        problem: Problem::Anchor,
+        seq: Some(t.seq),
+        index: Some(index),
+        offset,
+        message: format!(
+            "the event at seq {} hashes to {found}, not to {} as when this user verified it: the ledger was rewritten since",
+            t.seq, t.hash
+        ),
+    }
+}
+
+fn ordered<R: Read + Send>(
+    frames: FrameReader<R>,
+    len: u64,
+    mut checker: Checker,
+    spec: &Spec,
+    visit: &mut dyn FnMut(&Seen<'_>),
+    jobs: Option<SyncSender<SigJob>>,
+    bad: &AtomicBool,
+) -> io::Result<Outcome> {
+    let mut findings = Vec::new();
+    let mut torn = None;
+    let mut job: SigJob = Vec::with_capacity(SIG_BATCH);
+    let mut folding = true;
+    let mut reached_trust = spec.trust.is_none_or(|t| checker.frames() > t.seq);
+    let mut end = checker.head.map_or(HEADER_LEN, |h| h.end);
+    let mut head_offset = None;
+    pipelined(frames, |items| -> io::Result<()> {
+        while let Some(item) = items.next() {
+            let Prepared {
+                frame,
+                hash,
+                decoded,
+            } = match item {
+                Ok(p) => p,
+                Err((ReadError::Io(e), _)) => return Err(e),
+                Err((ReadError::Format(FormatError::Torn { offset, .. }), _)) => {
+                    torn = Some(TornTail {
+                        offset,
+                        bytes: len.saturating_sub(offset),
+                    });
+                    continue;
+                }
+                Err((ReadError::Format(e), good_end)) => {
+                    let offset = match e {
+                        FormatError::BadLength { offset, .. } => offset,
+                        _ => good_end,
+                    };
+                    findings.push(Finding {
+                        problem: Problem::Format,
+                        seq: None,
+                        index: Some(checker.frames()),
+                        offset,
+                        message: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let index = checker.frames();
+            if folding
+                && let (Some(u), Ok(ev)) = (spec.until, &decoded)
+                && u.is_past(ev)
+                && checker.head.is_some()
+            {
+                folding = false;
+            }
+            if !folding {
+                // Past the point asked for: only confirm that the chain reaches the
+                // trusted hash, if there is one and it lies ahead.
+                match &spec.trust {
+                    Some(t) if index <= t.seq => {
+                        if let Some(f) = checker.link(&frame, hash, &decoded) {
+                            findings.push(f);
+                            break;
+                        }
+                        if index == t.seq {
+                            reached_trust = true;
+                            if hash != t.hash {
+                                findings.push(rewritten(t, index, frame.offset, &hash));
+                            }
+                            break;
+                        }
+                        items.recycle(frame, decoded.ok());
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            let trusted = spec.trust.is_some_and(|t| index <= t.seq);
+            let sig = match &decoded {
+                Ok(ev) if !trusted && jobs.is_none() => {
+                    Some(verify_hash(&ev.signer, &hash, &frame.sig))
+                }
+                _ => None,
+            };
+            let step = checker.judge(&frame, hash, decoded, sig);
+            end = frame.end();
+            head_offset = Some(frame.offset);
+            if !trusted && let (Some(tx), Some(ev)) = (&jobs, &step.event) {
+                job.push((ev.signer, step.hash, frame.sig));
+                if job.len() == SIG_BATCH {
+                    let _ = tx.send(std::mem::replace(&mut job, Vec::with_capacity(SIG_BATCH)));
+                }
+            }
+            let mut step_findings = step.findings;
+            if let Some(t) = &spec.trust
+                && index == t.seq
+            {
+                reached_trust = true;
+                if step.hash != t.hash {
+                    step_findings.push(rewritten(t, index, frame.offset, &step.hash));
+                }
+            }
+            let stop =
+                spec.stop_at_first && (!step_findings.is_empty() || bad.load(Ordering::Relaxed));
+            findings.extend(step_findings);
+            if !stop && let Some(ev) = &step.event {
+                visit(&Seen {
+                    frame: &frame,
+                    event: ev,
+                    hash: &step.hash,
+                    state: &checker.state,
+                    tree: &checker.tree,
+                });
+            }
+            items.recycle(frame, step.event);
+            if stop {
+                break;
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(tx) = jobs
+        && !job.is_empty()
+    {
+        let _ = tx.send(job);
+    }
+    if !reached_trust
+        && findings.is_empty()
+        && let Some(t) = &spec.trust
+    {
+        findings.push(Finding {
+            problem: Problem::Anchor,
+            seq: None,
+            index: None,
+            offset: end,
+            message: format!(
+                "the ledger ends before seq {}, which this user verified earlier (hash {}): its tail was cut or it was rewritten",
+                t.seq, t.hash
+            ),
+        });
+    }
+    Ok(Outcome {
+        checker,
+        findings,
+        torn,
+        end,
+        head_offset,
+        batch_failed: false,
+    })
+}

@@ -1,0 +1,464 @@
+//! Policy (ledger-format.md §7): may an actor perform an action, given the state just before
+//! it? The one rule book for appends, replays and `verify`, so a ledger that verifies obeyed
+//! exactly the rules its writer enforced.
+
+use crate::credentials::{self, Form};
+use crate::event::{Action, Permission};
+use crate::signing::key_problem;
+use crate::state::{
+    AccessKey, KeyStatus, MAX_ID, MAX_KEYS_PER_USER, MAX_TEMPORARY_US, MAX_TEXT, MAX_TORN,
+    MIN_TEMPORARY_US, Principal, PrincipalKind, Refusal, State,
+};
+use crate::types::{PublicKey, Timestamp, valid_name};
+
+fn refuse<T>(rule: &'static str, message: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal {
+        rule,
+        message: message.into(),
+    })
+}
+
+/// The channels a `secret-revealed` event may name (§5).
+pub const STDOUT_CHANNELS: [&str; 3] = ["stdout:text", "stdout:json", "stdout:env"];
+
+/// A text field of at most `max` bytes that holds no well-formed secret or security token.
+fn check_text(field: &str, s: &str, max: usize) -> Result<(), Refusal> {
+    if s.len() > max {
+        return refuse("L1", format!("{field} is longer than {max} bytes"));
+    }
+    if credentials::contains_credential(s) {
+        return refuse(
+            "R6",
+            format!("{field} holds an access key secret or security token; no event may"),
+        );
+    }
+    Ok(())
+}
+
+/// Is `channel` one of the forms of §5: `stdout:text|json|env` or `csv:` and an absolute path?
+pub fn valid_channel(channel: &str) -> bool {
+    STDOUT_CHANNELS.contains(&channel)
+        || channel
+            .strip_prefix("csv:")
+            .is_some_and(|p| p.starts_with('/') && !p.contains('\0'))
+}
+
+impl State {
+    pub(crate) fn is_admin(&self, who: &str) -> bool {
+        self.has(who, Permission::Admin)
+    }
+
+    /// Live (undeleted) principal by name.
+    fn live(&self, name: &str) -> Result<&Principal, Refusal> {
+        match self.principals.get(name) {
+            Some(p) if p.deleted.is_none() => Ok(p),
+            Some(p) => refuse(
+                "R2",
+                format!(
+                    "{name} was deleted at seq {}",
+                    p.deleted.map_or(0, |d| d.seq)
+                ),
+            ),
+            None => refuse(
+                "R2",
+                format!("there is no principal named {name:?}; see `keyledger user list`"),
+            ),
+        }
+    }
+
+    fn key(&self, id: &str) -> Result<&AccessKey, Refusal> {
+        self.keys.get(id).ok_or_else(|| Refusal {
+            rule: "R8",
+            message: format!("there is no access key {id:?}; see `keyledger key list`"),
+        })
+    }
+
+    fn require_admin(&self, actor: &str, what: &str) -> Result<(), Refusal> {
+        if self.is_admin(actor) {
+            return Ok(());
+        }
+        refuse(
+            "R4",
+            format!("{actor} may not {what}: only the account or a principal with `admin` may"),
+        )
+    }
+
+    /// Only the account manages the account's own signing keys (R1, L3): no admin may give
+    /// itself the account's powers or lock the account out.
+    fn require_account_for(&self, actor: &str, principal: &str, what: &str) -> Result<(), Refusal> {
+        if principal == self.account && actor != self.account {
+            return refuse(
+                "R1",
+                format!("{actor} may not {what} of the account: only the account may"),
+            );
+        }
+        Ok(())
+    }
+
+    /// R4: may `actor` manage the keys of `owner`?
+    fn require_key_manager(&self, actor: &str, owner: &str, what: &str) -> Result<(), Refusal> {
+        if owner == self.account {
+            if actor == self.account {
+                return Ok(());
+            }
+            return refuse(
+                "R1",
+                format!("{actor} may not {what}: only the account manages its own keys"),
+            );
+        }
+        if self.is_admin(actor)
+            || self.has(actor, Permission::ManageKeys)
+            || (actor == owner && self.has(actor, Permission::ManageOwnKeys))
+        {
+            return Ok(());
+        }
+        let need = if actor == owner {
+            "admin, manage-keys or manage-own-keys"
+        } else {
+            "admin or manage-keys"
+        };
+        refuse(
+            "R4",
+            format!("{actor} may not {what} of {owner}: that needs {need}"),
+        )
+    }
+
+    fn check_new_name(&self, name: &str) -> Result<(), Refusal> {
+        if !valid_name(name) {
+            return refuse(
+                "R2",
+                format!(
+                    "{:?} is not a valid name: use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit (and not klsk_ or kltk_)",
+                    name.chars().take(MAX_ID).collect::<String>()
+                ),
+            );
+        }
+        if let Some(p) = self.principals.get(name) {
+            return refuse(
+                "R2",
+                match p.deleted {
+                    Some(d) => {
+                        format!("{name} existed until seq {}; names are never reused", d.seq)
+                    }
+                    None => format!("{name} already exists"),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn check_new_key_id(&self, id: &str, temporary: bool) -> Result<(), Refusal> {
+        let form = if temporary {
+            Form::TemporaryId
+        } else {
+            Form::PermanentId
+        };
+        if !credentials::is_valid(form, id) {
+            return refuse(
+                "R5",
+                format!(
+                    "{:?} is not a well-formed {} key ID",
+                    id.chars().take(MAX_ID).collect::<String>(),
+                    if temporary { "temporary" } else { "permanent" }
+                ),
+            );
+        }
+        if self.keys.contains_key(id) {
+            return refuse(
+                "R5",
+                format!("key ID {id} was already used; IDs are never reused"),
+            );
+        }
+        Ok(())
+    }
+
+    fn check_enrollable(&self, public_key: &PublicKey) -> Result<(), Refusal> {
+        if let Some(reason) = key_problem(public_key) {
+            return refuse(
+                "L3",
+                format!("{public_key} cannot be a signing key: {reason}"),
+            );
+        }
+        if let Some(s) = self.signers.get(public_key) {
+            return refuse(
+                "L3",
+                format!(
+                    "key {public_key} was already enrolled for {} at seq {}; a key is enrolled once",
+                    s.principal, s.enrolled.seq
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// May `actor` perform `action` at `time`, given this state? (Genesis is structural, §8.6.)
+    pub fn authorize(&self, actor: &str, action: &Action, time: Timestamp) -> Result<(), Refusal> {
+        match action {
+            Action::Genesis { .. } => refuse("L3", "a genesis event may only be the first frame"),
+            Action::SignerEnrolled {
+                principal,
+                public_key,
+            } => {
+                self.require_admin(actor, "enroll signing keys")?;
+                self.require_account_for(actor, principal, "enroll signing keys")?;
+                self.live(principal)?;
+                self.check_enrollable(public_key)
+            }
+            Action::SignerRevoked {
+                principal,
+                public_key,
+            } => {
+                self.require_account_for(actor, principal, "revoke signing keys")?;
+                if actor != principal {
+                    self.require_admin(actor, "revoke another principal's signing key")?;
+                }
+                match self.signers.get(public_key) {
+                    Some(s) if s.principal == *principal && s.revoked.is_none() => {}
+                    _ => {
+                        return refuse(
+                            "L3",
+                            format!("{public_key} is not an active signing key of {principal}"),
+                        );
+                    }
+                }
+                if *principal == self.account
+                    && self
+                        .signing_keys_of(principal)
+                        .iter()
+                        .all(|k| k == public_key)
+                {
+                    return refuse(
+                        "L3",
+                        "that is the account's last signing key; enroll another first",
+                    );
+                }
+                Ok(())
+            }
+            Action::UserCreated { name, .. } => {
+                self.require_admin(actor, "create users")?;
+                self.check_new_name(name)
+            }
+            Action::UserDeleted { name } => {
+                self.require_admin(actor, "delete users")?;
+                if *name == self.account {
+                    return refuse("R1", "the account cannot be deleted");
+                }
+                self.live(name)?;
+                let live: Vec<&str> = self
+                    .keys_of(name)
+                    .filter(|k| k.is_live(time))
+                    .map(|k| k.id.as_str())
+                    .collect();
+                if !live.is_empty() {
+                    return refuse(
+                        "R2",
+                        format!(
+                            "{name} still has keys ({}); delete them first or pass --delete-keys",
+                            live.join(", ")
+                        ),
+                    );
+                }
+                Ok(())
+            }
+            Action::PermissionGranted {
+                principal,
+                permission,
+            } => {
+                self.require_admin(actor, "grant permissions")?;
+                if *principal == self.account {
+                    return refuse("R4", "the account already holds every permission");
+                }
+                if self.live(principal)?.permissions.contains_key(permission) {
+                    return refuse("R4", format!("{principal} already has {permission}"));
+                }
+                Ok(())
+            }
+            Action::PermissionRevoked {
+                principal,
+                permission,
+            } => {
+                self.require_admin(actor, "revoke permissions")?;
+                if !self.live(principal)?.permissions.contains_key(permission) {
+                    return refuse("R4", format!("{principal} does not have {permission}"));
+                }
+                Ok(())
+            }
+            Action::KeyCreated {
+                key_id,
+                user,
+                scenario,
+                confirmed_necessary,
+                root_key_allowed,
+                ..
+            } => {
+                self.check_new_key_id(key_id, false)?;
+                check_text("scenario", scenario, MAX_TEXT)?;
+                if !confirmed_necessary {
+                    return refuse(
+                        "R9",
+                        "creating a permanent key needs --confirm-necessary: confirm that temporary credentials will not do",
+                    );
+                }
+                if scenario.trim().is_empty() {
+                    return refuse("R9", "say why a permanent key is needed: --scenario TEXT");
+                }
+                let owner = self.live(user)?;
+                if owner.kind == PrincipalKind::Federated {
+                    return refuse(
+                        "R3",
+                        format!(
+                            "{user} is a federated user and may only receive temporary credentials: use `keyledger sts issue --user {user}`"
+                        ),
+                    );
+                }
+                if owner.kind == PrincipalKind::Account && !root_key_allowed {
+                    return refuse(
+                        "R1",
+                        "an access key for the account (root) is strongly discouraged; create one for a user, or pass --allow-root-key",
+                    );
+                }
+                self.require_key_manager(actor, user, "create keys")?;
+                let live = self.live_permanent_keys(user, time);
+                if live.len() >= MAX_KEYS_PER_USER {
+                    let ids: Vec<&str> = live.iter().map(|k| k.id.as_str()).collect();
+                    return refuse(
+                        "R7",
+                        format!(
+                            "{user} already has {MAX_KEYS_PER_USER} access keys ({}); disabled keys count: delete one first",
+                            ids.join(", ")
+                        ),
+                    );
+                }
+                Ok(())
+            }
+            Action::TemporaryIssued {
+                key_id,
+                user,
+                expires,
+                ..
+            } => {
+                self.check_new_key_id(key_id, true)?;
+                if *user == self.account {
+                    return refuse(
+                        "R1",
+                        "temporary credentials are issued to users, not the account",
+                    );
+                }
+                self.live(user)?;
+                let d = expires.0.saturating_sub(time.0);
+                if !(MIN_TEMPORARY_US..=MAX_TEMPORARY_US).contains(&d) {
+                    return refuse("R3", "temporary credentials last between 15m and 12h");
+                }
+                self.require_key_manager(actor, user, "issue temporary credentials")
+            }
+            Action::SecretRevealed {
+                key_id,
+                to,
+                channel,
+            } => {
+                check_text("channel", channel, MAX_TEXT)?;
+                if !valid_channel(channel) {
+                    return refuse(
+                        "R10",
+                        "the channel must be stdout:text, stdout:json, stdout:env or csv: and an absolute path",
+                    );
+                }
+                let k = self.key(key_id)?;
+                if k.created_by != actor || to != actor {
+                    return refuse(
+                        "R10",
+                        format!(
+                            "only {}, who created {key_id}, receives its secret",
+                            k.created_by
+                        ),
+                    );
+                }
+                if let Some(r) = &k.revealed {
+                    return refuse(
+                        "R10",
+                        format!(
+                            "the secret of {key_id} was already revealed at seq {}; it is never shown again: create another key",
+                            r.at.seq
+                        ),
+                    );
+                }
+                if k.status == KeyStatus::Deleted {
+                    return refuse("R10", format!("{key_id} is deleted"));
+                }
+                Ok(())
+            }
+            Action::KeyDisabled { key_id }
+            | Action::KeyEnabled { key_id }
+            | Action::KeyDeleted { key_id } => {
+                let k = self.key(key_id)?;
+                let verb = action
+                    .tag()
+                    .trim_start_matches("key-")
+                    .trim_end_matches('d');
+                self.require_key_manager(actor, &k.user, &format!("{verb} keys"))?;
+                match (action, k.status) {
+                    (_, KeyStatus::Deleted) => {
+                        refuse("R8", format!("{key_id} is deleted; deletion is final"))
+                    }
+                    (Action::KeyDisabled { .. }, KeyStatus::Disabled) => {
+                        refuse("R8", format!("{key_id} is already disabled"))
+                    }
+                    (Action::KeyEnabled { .. }, KeyStatus::Active) => {
+                        refuse("R8", format!("{key_id} is already active"))
+                    }
+                    (Action::KeyEnabled { .. }, _) if k.expired_at(time) => {
+                        refuse("R3", format!("{key_id} has expired"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Action::AuthSucceeded { key_id } => {
+                let k = self.key(key_id)?;
+                if k.status != KeyStatus::Active || k.expired_at(time) {
+                    return refuse(
+                        "R11",
+                        format!("{key_id} is {} and cannot authenticate", k.status_at(time)),
+                    );
+                }
+                Ok(())
+            }
+            Action::AuthFailed { key_id, reason } => {
+                check_text("key_id", key_id, MAX_ID)?;
+                check_text("reason", reason, MAX_TEXT)
+            }
+            Action::ActionDenied {
+                attempted,
+                user,
+                key_id,
+                reason,
+            } => {
+                check_text("attempted", attempted, MAX_TEXT)?;
+                check_text("user", user.as_deref().unwrap_or(""), MAX_ID)?;
+                check_text("key_id", key_id.as_deref().unwrap_or(""), MAX_ID)?;
+                check_text("reason", reason, MAX_TEXT)
+            }
+            // Its size and root are an anchor, checked against the frames before it (§8.9).
+            Action::CheckpointRecorded { .. } => Ok(()),
+            Action::LogRepaired {
+                quarantine,
+                removed_bytes,
+                ..
+            } => {
+                check_text("quarantine", quarantine, MAX_TEXT)?;
+                if quarantine.is_empty() || quarantine.contains(['/', '\0']) {
+                    return refuse(
+                        "L6",
+                        "quarantine must be the name of a file beside the ledger (no '/')",
+                    );
+                }
+                if !(1..=MAX_TORN).contains(removed_bytes) {
+                    return refuse(
+                        "L6",
+                        format!("a torn tail is 1 to {MAX_TORN} bytes, not {removed_bytes}"),
+                    );
+                }
+                self.require_admin(actor, "repair the ledger")
+            }
+        }
+    }
+}
