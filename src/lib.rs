@@ -31,5 +31,6 @@ pub mod signing;
 pub mod state;
 pub mod store;
 pub mod synth;
+pub mod text;
 pub mod types;
 pub mod verify;

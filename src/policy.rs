@@ -223,9 +223,9 @@ impl State {
                 }
                 if *principal == self.account
                     && self
-                        .signing_keys_of(principal)
-                        .iter()
-                        .all(|k| k == public_key)
+                        .principals
+                        .get(principal)
+                        .is_none_or(|p| p.active_signers <= 1)
                 {
                     return refuse(
                         "L3",
@@ -244,17 +244,14 @@ impl State {
                     return refuse("R1", "the account cannot be deleted");
                 }
                 self.live(name)?;
-                let live: Vec<&str> = self
-                    .keys_of(name)
-                    .filter(|k| k.is_live(time))
-                    .map(|k| k.id.as_str())
-                    .collect();
-                if !live.is_empty() {
+                let (shown, more) = self.live_keys_of(name, time, 5);
+                if !shown.is_empty() {
+                    let more = if more { " and more" } else { "" };
                     return refuse(
                         "R2",
                         format!(
-                            "{name} still has keys ({}); delete them first or pass --delete-keys",
-                            live.join(", ")
+                            "{name} still has keys ({}{more}); delete them first or pass --delete-keys",
+                            shown.join(", ")
                         ),
                     );
                 }
@@ -318,14 +315,13 @@ impl State {
                     );
                 }
                 self.require_key_manager(actor, user, "create keys")?;
-                let live = self.live_permanent_keys(user, time);
+                let live = self.live_permanent_keys(user);
                 if live.len() >= MAX_KEYS_PER_USER {
-                    let ids: Vec<&str> = live.iter().map(|k| k.id.as_str()).collect();
                     return refuse(
                         "R7",
                         format!(
                             "{user} already has {MAX_KEYS_PER_USER} access keys ({}); disabled keys count: delete one first",
-                            ids.join(", ")
+                            live.join(", ")
                         ),
                     );
                 }

@@ -61,9 +61,8 @@ pub fn credential_report(state: &State) -> String {
             ),
         };
         let mut keys: Vec<_> = state
-            .keys
-            .values()
-            .filter(|k| k.user == p.name && !k.temporary && k.status != KeyStatus::Deleted)
+            .keys_of(&p.name)
+            .filter(|k| !k.temporary && k.status != KeyStatus::Deleted)
             .collect();
         keys.sort_by_key(|k| k.created.seq);
         let mut row = vec![
@@ -95,8 +94,10 @@ pub fn credential_report(state: &State) -> String {
     out
 }
 
+/// HTML-escaped, with control and direction-changing characters shown as escapes.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
+    crate::text::escape(s, &[])
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")

@@ -60,6 +60,15 @@ pub struct Principal {
     /// Signing keys ever enrolled for this principal, in enrolment order (revoked ones too).
     #[serde(default)]
     pub signing_keys: Vec<PublicKey>,
+    /// How many of `signing_keys` are not revoked.
+    #[serde(default)]
+    pub active_signers: u64,
+    /// Undeleted permanent keys (R7 allows at most two).
+    #[serde(default)]
+    pub live_permanent: Vec<String>,
+    /// Undeleted temporary credentials by expiry, so "any live key at t" is one lookup.
+    #[serde(default)]
+    pub open_temporary: std::collections::BTreeSet<(Timestamp, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,11 +135,6 @@ impl AccessKey {
         } else {
             self.status.as_str()
         }
-    }
-
-    /// Counts toward R7 and blocks user deletion (R2).
-    pub(crate) fn is_live(&self, t: Timestamp) -> bool {
-        self.status != KeyStatus::Deleted && !self.expired_at(t)
     }
 }
 
@@ -228,11 +232,30 @@ impl State {
                 .is_some_and(|x| x.deleted.is_none() && x.permissions.contains_key(&p))
     }
 
-    /// Undeleted, unexpired keys of `user` that count toward R7.
-    pub fn live_permanent_keys(&self, user: &str, t: Timestamp) -> Vec<&AccessKey> {
-        self.keys_of(user)
-            .filter(|k| !k.temporary && k.is_live(t))
-            .collect()
+    /// Undeleted permanent keys of `user`: those that count toward R7.
+    pub fn live_permanent_keys(&self, user: &str) -> &[String] {
+        self.principals
+            .get(user)
+            .map_or(&[][..], |p| &p.live_permanent[..])
+    }
+
+    /// Keys of `user` live at `t` (undeleted, unexpired): up to `max` of their IDs, and
+    /// whether there are more. O(log n + max), however many keys the user ever had.
+    pub fn live_keys_of(&self, user: &str, t: Timestamp, max: usize) -> (Vec<&str>, bool) {
+        let Some(p) = self.principals.get(user) else {
+            return (Vec::new(), false);
+        };
+        let after = (t.plus_micros(1), String::new());
+        let mut ids: Vec<&str> = p.live_permanent.iter().map(String::as_str).collect();
+        ids.extend(
+            p.open_temporary
+                .range(after..)
+                .take(max + 1)
+                .map(|(_, id)| id.as_str()),
+        );
+        let more = ids.len() > max;
+        ids.truncate(max);
+        (ids, more)
     }
 
     /// Every access key issued to `user`, oldest first.
@@ -312,7 +335,9 @@ impl State {
     }
 
     fn enroll(&mut self, principal: &str, key: PublicKey, by: &str, at: At) {
-        self.principal_mut(principal).signing_keys.push(key);
+        let p = self.principal_mut(principal);
+        p.signing_keys.push(key);
+        p.active_signers += 1;
         self.signers.insert(
             key,
             Signer {
@@ -335,6 +360,9 @@ impl State {
                 permissions: BTreeMap::new(),
                 keys: Vec::new(),
                 signing_keys: Vec::new(),
+                active_signers: 0,
+                live_permanent: Vec::new(),
+                open_temporary: Default::default(),
             },
         );
     }
@@ -360,10 +388,15 @@ impl State {
                 principal,
                 public_key,
             } => self.enroll(principal, *public_key, &actor, at),
-            Action::SignerRevoked { public_key, .. } => {
+            Action::SignerRevoked {
+                principal,
+                public_key,
+            } => {
                 if let Some(s) = self.signers.get_mut(public_key) {
                     s.revoked = Some(at);
                 }
+                let p = self.principal_mut(principal);
+                p.active_signers = p.active_signers.saturating_sub(1);
             }
             Action::UserCreated { name, federated } => {
                 let kind = if *federated {
@@ -435,7 +468,16 @@ impl State {
             }
             Action::KeyDisabled { key_id } => self.set_status(key_id, KeyStatus::Disabled, at),
             Action::KeyEnabled { key_id } => self.set_status(key_id, KeyStatus::Active, at),
-            Action::KeyDeleted { key_id } => self.set_status(key_id, KeyStatus::Deleted, at),
+            Action::KeyDeleted { key_id } => {
+                self.set_status(key_id, KeyStatus::Deleted, at);
+                let k = &self.keys[key_id];
+                let (user, expires) = (k.user.clone(), k.expires);
+                let p = self.principal_mut(&user);
+                p.live_permanent.retain(|id| id != key_id);
+                if let Some(e) = expires {
+                    p.open_temporary.remove(&(e, key_id.clone()));
+                }
+            }
             Action::AuthSucceeded { key_id } => self.key_mut(key_id).last_used = Some(at),
             Action::AuthFailed { key_id, .. } => {
                 if let Some(k) = self.keys.get_mut(key_id) {
@@ -459,7 +501,14 @@ impl State {
         created_by: String,
         at: At,
     ) {
-        self.principal_mut(user).keys.push(id.to_owned());
+        let p = self.principal_mut(user);
+        p.keys.push(id.to_owned());
+        match expires {
+            Some(e) => {
+                p.open_temporary.insert((e, id.to_owned()));
+            }
+            None => p.live_permanent.push(id.to_owned()),
+        }
         self.keys.insert(
             id.to_owned(),
             AccessKey {

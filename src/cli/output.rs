@@ -4,39 +4,13 @@
 //! C1) and invisible or direction-changing format characters are shown as `\u{…}` escapes,
 //! and text that looks like a secret or token is redacted. JSON is written exactly.
 
-use std::borrow::Cow;
 use std::io::Write;
 
 use serde::Serialize;
 
+pub use keyledger::text::escape;
+
 use super::error::CliError;
-
-/// Characters a terminal would act on, or that would make text read differently from what
-/// it is: controls, bidi embeddings/overrides/isolates and marks, zero-width characters,
-/// line and paragraph separators, the BOM, interlinear annotations and tag characters.
-fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
-            | '\u{E0000}'..='\u{E007F}')
-}
-
-/// `s` with every unsafe character except those in `keep` written as `\u{hex}`.
-pub fn escape<'a>(s: &'a str, keep: &[char]) -> Cow<'a, str> {
-    if !s.chars().any(|c| is_unsafe(c) && !keep.contains(&c)) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if is_unsafe(c) && !keep.contains(&c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
-}
 
 /// One recorded value for a human line: nothing in it can break the line or act on the
 /// terminal, and nothing secret-like is repeated.
