@@ -1,164 +1,1225 @@
 #!/usr/bin/env python3
-"""An independent keyledger verifier, written from ledger-format.md alone (no Rust code read).
+"""An independent keyledger verifier, written from ledger-format.md ALONE.
 
-It checks sections 1-6, 8 and 9 (format, canonical bodies, sequence, chain, time,
-signatures, genesis, signer enrolment and revocation, recorded checkpoints, genesis and
-head anchors); it does not re-check policy (section 7). Usage:
+No Rust source of keyledger was read to write it: every rule below cites the section of
+ledger-format.md (version 1, revision 2026-11-24) it implements. Where the specification
+left a choice open, the comment says "SPEC GAP" and states the reading taken.
 
-    independent_verify.py LEDGER [--expect-genesis HEX] [--expect-head HEX]
+It implements:
+
+  §1  header            magic, version 1, reserved bytes
+  §2  frames            body_len 1..=65536, torn frames, unframable bytes
+  §3  event hash        BLAKE3 derive-key over the body as stored, the chain of `prev`
+  §4  event body        canonical MessagePack (decode, type-check, re-encode, compare bytes)
+  §5  actions           every tag and the type of every field
+  §6.1 signatures       the ZIP-215 rule, with Ed25519 arithmetic written out here in pure
+                        Python (no OpenSSL / `cryptography`: it applies a different rule)
+  §6.2 signing keys     acceptable keys; who may sign which event
+  §7  state and policy  the whole fold, every row of §7.3, §7.1 bounds, §7.2 credential scan
+  §8  verification      problem kinds, seqs, offsets, which checks apply to which frames
+  §9  trust anchors     --expect-genesis, --expect-head, --checkpoint (strict C2SP note)
+  §11 credentials       key ID / secret / token checksums (used by §7.1 and §7.2)
+
+Usage:
+
+    independent_verify.py LEDGER [--expect-genesis HEX] [--expect-head HEX] [--checkpoint FILE]
     independent_verify.py --fixtures DIR     # every verdict in DIR/verdicts.json
+                                             # (and DIR/ed25519-vectors.json if present)
 
-Needs: pip install blake3 msgpack cryptography
+Prints one line per finding, `problem seq=S offset=O: message` (seq `-` when the frame does
+not decode or the finding is about the whole file), then OK or FAILED; exits 0 or 1
+(2 for bad usage). Needs only: pip install blake3 msgpack
 """
+import base64
 import hashlib
 import json
+import os
+import re
 import struct
 import sys
+import time as _time
 
 import blake3
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-CONTEXT = "keyledger 2026-11-22 event hash v1"
-FIELDS = {  # section 5: tag -> number of fields
-    "genesis": 3, "signer-enrolled": 2, "signer-revoked": 2, "user-created": 2,
-    "user-deleted": 1, "permission-granted": 2, "permission-revoked": 2, "key-created": 6,
-    "temporary-issued": 5, "secret-revealed": 3, "key-disabled": 1, "key-enabled": 1,
-    "key-deleted": 1, "auth-succeeded": 1, "auth-failed": 2, "action-denied": 4, "checkpoint-recorded": 2,
-    "log-repaired": 4,
+# ---------------------------------------------------------------------------------------
+# §3 Event hash, §11 derive-key contexts
+# ---------------------------------------------------------------------------------------
+
+EVENT_HASH_CONTEXT = "keyledger 2026-11-22 event hash v1"
+CHECKSUM_CONTEXT = "keyledger 2026-11-22 credential checksum v1"
+
+
+def event_hash(body):
+    """§3: BLAKE3 in derive-key mode over the exact body bytes as stored."""
+    return blake3.blake3(body, derive_key_context=EVENT_HASH_CONTEXT).digest()
+
+
+# ---------------------------------------------------------------------------------------
+# §6.1 / §6.2 Ed25519, written out (RFC 8032 curve, extended coordinates)
+# ---------------------------------------------------------------------------------------
+
+P = 2**255 - 19                                           # field prime p
+L = 2**252 + 27742317777372353535851937790883648493       # group order L (§6.1)
+D = (-121665 * pow(121666, P - 2, P)) % P                 # curve constant d
+D2 = (2 * D) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)                         # a square root of -1 mod p
+
+IDENTITY = (0, 1, 1, 0)                                   # (X, Y, Z, T), x = X/Z, y = Y/Z, xy = T/Z
+
+
+def _recover_x(y, sign):
+    """x for a given y (mod p) with the given sign bit, or None if no x exists."""
+    u = (y * y - 1) % P
+    v = (D * y * y + 1) % P                               # never 0: -1/d is not a square
+    x = (u * pow(v, 3, P) * pow(u * pow(v, 7, P), (P - 5) // 8, P)) % P
+    vxx = (v * x * x) % P
+    if vxx == u:
+        pass
+    elif vxx == (-u) % P:
+        x = (x * SQRT_M1) % P
+    else:
+        return None                                       # y has no x: not a curve point
+    if x != 0 and (x & 1) != sign:
+        x = P - x
+    return x
+
+
+def decode_point_relaxed(b):
+    """§6.1: the decoding of RFC 8032 §5.1.3 relaxed in the two stated ways.
+
+    y is the low 255 bits taken modulo p (values p..2^255-1 accepted); x = 0 with sign bit 1
+    is accepted as x = 0. Returns an extended point or None (no x exists for y)."""
+    n = int.from_bytes(b, "little")
+    sign = n >> 255
+    y = (n & ((1 << 255) - 1)) % P
+    x = _recover_x(y, sign)
+    if x is None:
+        return None
+    return (x, y, 1, (x * y) % P)
+
+
+def decode_point_strict(b):
+    """§6.2: RFC 8032 §5.1.3 exactly: y < p, and not x = 0 with sign bit 1."""
+    n = int.from_bytes(b, "little")
+    sign = n >> 255
+    y = n & ((1 << 255) - 1)
+    if y >= P:
+        return None
+    x = _recover_x(y, sign)
+    if x is None or (x == 0 and sign == 1):
+        return None
+    return (x, y, 1, (x * y) % P)
+
+
+def point_add(p1, p2):
+    """Unified (complete, for a = -1 and non-square d) addition in extended coordinates."""
+    x1, y1, z1, t1 = p1
+    x2, y2, z2, t2 = p2
+    a = ((y1 - x1) * (y2 - x2)) % P
+    b = ((y1 + x1) * (y2 + x2)) % P
+    c = (t1 * D2 * t2) % P
+    d = (z1 * 2 * z2) % P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return ((e * f) % P, (g * h) % P, (f * g) % P, (e * h) % P)
+
+
+def point_neg(pt):
+    x, y, z, t = pt
+    return ((-x) % P, y, z, (-t) % P)
+
+
+def point_mul(k, pt):
+    """[k]pt by double-and-add (k >= 0)."""
+    q = IDENTITY
+    for i in range(k.bit_length() - 1, -1, -1):
+        q = point_add(q, q)
+        if (k >> i) & 1:
+            q = point_add(q, pt)
+    return q
+
+
+def is_identity(pt):
+    x, y, z, _ = pt
+    return x % P == 0 and (y - z) % P == 0
+
+
+_BY = (4 * pow(5, P - 2, P)) % P
+_BX = _recover_x(_BY, 0)
+BASE = (_BX, _BY, 1, (_BX * _BY) % P)                     # B, the RFC 8032 base point
+
+_sig_cache = {}
+
+
+def verify_signature(a_bytes, sig, msg):
+    """§6.1, the signature rule (ZIP-215), exactly as written:
+
+    S < L; A and R decode under the relaxed decoding; k = SHA-512(R || A || M) over the bytes
+    as given, mod L; valid iff [8]([S]B - R - [k]A) is the identity. Nothing else is checked."""
+    key = (bytes(a_bytes), bytes(sig), bytes(msg))
+    if key in _sig_cache:
+        return _sig_cache[key]
+    ok = False
+    if len(a_bytes) == 32 and len(sig) == 64:
+        r_bytes, s = sig[:32], int.from_bytes(sig[32:], "little")
+        a_pt = decode_point_relaxed(a_bytes)
+        r_pt = decode_point_relaxed(r_bytes)
+        if s < L and a_pt is not None and r_pt is not None:
+            k = int.from_bytes(hashlib.sha512(r_bytes + a_bytes + msg).digest(), "little") % L
+            # [S]B + [k](-A) by a joint double-and-add (Straus), then - R, then [8].
+            neg_a = point_neg(a_pt)
+            both = point_add(BASE, neg_a)
+            q = IDENTITY
+            for i in range(max(s.bit_length(), k.bit_length()) - 1, -1, -1):
+                q = point_add(q, q)
+                bs, bk = (s >> i) & 1, (k >> i) & 1
+                if bs and bk:
+                    q = point_add(q, both)
+                elif bs:
+                    q = point_add(q, BASE)
+                elif bk:
+                    q = point_add(q, neg_a)
+            q = point_add(q, point_neg(r_pt))
+            for _ in range(3):
+                q = point_add(q, q)
+            ok = is_identity(q)
+    _sig_cache[key] = ok
+    return ok
+
+
+_acceptable_cache = {}
+
+
+def key_acceptable(a_bytes):
+    """§6.2: canonical RFC 8032 encoding, not the identity, and [L]A is the identity."""
+    a_bytes = bytes(a_bytes)
+    if a_bytes not in _acceptable_cache:
+        pt = decode_point_strict(a_bytes) if len(a_bytes) == 32 else None
+        _acceptable_cache[a_bytes] = (
+            pt is not None and not is_identity(pt) and is_identity(point_mul(L, pt)))
+    return _acceptable_cache[a_bytes]
+
+
+# ---------------------------------------------------------------------------------------
+# §11 Credentials (key IDs, secrets, tokens)
+# ---------------------------------------------------------------------------------------
+
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+# form -> (prefix, number of random characters, alphabet)
+FORMS = {
+    "permanent": ("KLAK", 16, BASE32),
+    "temporary": ("KLST", 16, BASE32),
+    "secret": ("klsk_", 40, BASE62),
+    "token": ("kltk_", 64, BASE62),
 }
 
 
-def mth(leaves):
-    """RFC 9162 Merkle tree hash with SHA-256 over 32-byte event hashes (section 9.1)."""
+def checksum(text, alphabet):
+    """§11: first 4 bytes of BLAKE3-derive-key(checksum context, text), big-endian u32;
+    >> 2 for base32 forms; written as exactly 6 digits, most significant first."""
+    h = struct.unpack(">I", blake3.blake3(text.encode("ascii"),
+                                          derive_key_context=CHECKSUM_CONTEXT).digest()[:4])[0]
+    if alphabet is BASE32:
+        h >>= 2
+    base = len(alphabet)
+    digits = []
+    for _ in range(6):
+        h, r = divmod(h, base)
+        digits.append(alphabet[r])
+    return "".join(reversed(digits))
+
+
+def well_formed(s, form):
+    """§11: prefix, exactly the right number of characters of the alphabet, valid checksum."""
+    prefix, n, alphabet = FORMS[form]
+    if len(s) != len(prefix) + n + 6 or not s.startswith(prefix):
+        return False
+    body = s[len(prefix):]
+    if any(c not in alphabet for c in body):
+        return False
+    return checksum(s[:len(prefix) + n], alphabet) == body[n:]
+
+
+def contains_credential(s):
+    """§7.2: does s contain a well-formed secret or security token anywhere inside it?
+
+    SPEC GAP (§7.2): it does not say whether alphabet characters right after a candidate
+    disqualify it. Read literally ("anywhere inside it"): any substring that is itself a
+    well-formed secret or token counts, whatever surrounds it."""
+    for form in ("secret", "token"):
+        prefix, n, _ = FORMS[form]
+        i = s.find(prefix)
+        while i >= 0:
+            if well_formed(s[i:i + len(prefix) + n + 6], form):
+                return True
+            i = s.find(prefix, i + 1)
+    return False
+
+
+# ---------------------------------------------------------------------------------------
+# §7.1 Names and text
+# ---------------------------------------------------------------------------------------
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+def is_name(s):
+    """§7.1: [A-Za-z0-9][A-Za-z0-9._@-]{0,63}, and no `klsk_` / `kltk_` inside."""
+    return (isinstance(s, str) and NAME_RE.fullmatch(s) is not None
+            and "klsk_" not in s and "kltk_" not in s)
+
+
+# Unicode White_Space (PropList.txt). Python's str.strip()/isspace() use a different set
+# (they include U+001C..U+001F, which are not White_Space), so the set is written out.
+WHITE_SPACE = frozenset(
+    [chr(c) for c in range(0x09, 0x0E)] + [" ", "\u0085", "\u00a0", "\u1680"]
+    + [chr(c) for c in range(0x2000, 0x200B)]
+    + ["\u2028", "\u2029", "\u202f", "\u205f", "\u3000"])
+
+
+def strip_white_space(s):
+    i, j = 0, len(s)
+    while i < j and s[i] in WHITE_SPACE:
+        i += 1
+    while j > i and s[j - 1] in WHITE_SPACE:
+        j -= 1
+    return s[i:j]
+
+
+def utf8_len(s):
+    return len(s.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------
+# §4 / §5 Event body: canonical MessagePack and the actions
+# ---------------------------------------------------------------------------------------
+
+PERMISSIONS = ("admin", "manage-keys", "manage-own-keys")
+
+# §5: tag -> fields in order, as (name, type). Types: bin16, bin32, str, str?, bool, uint,
+# int, perm (a str that is one of PERMISSIONS, §4).
+ACTIONS = {
+    "genesis": [("ledger_id", "bin16"), ("account", "str"), ("public_key", "bin32")],
+    "signer-enrolled": [("principal", "str"), ("public_key", "bin32")],
+    "signer-revoked": [("principal", "str"), ("public_key", "bin32")],
+    "user-created": [("name", "str"), ("federated", "bool")],
+    "user-deleted": [("name", "str")],
+    "permission-granted": [("principal", "str"), ("permission", "perm")],
+    "permission-revoked": [("principal", "str"), ("permission", "perm")],
+    "key-created": [("key_id", "str"), ("user", "str"), ("fingerprint", "bin32"),
+                    ("scenario", "str"), ("confirmed_necessary", "bool"),
+                    ("root_key_allowed", "bool")],
+    "temporary-issued": [("key_id", "str"), ("user", "str"), ("fingerprint", "bin32"),
+                         ("token_fingerprint", "bin32"), ("expires", "int")],
+    "secret-revealed": [("key_id", "str"), ("to", "str"), ("channel", "str")],
+    "key-disabled": [("key_id", "str")],
+    "key-enabled": [("key_id", "str")],
+    "key-deleted": [("key_id", "str")],
+    "auth-succeeded": [("key_id", "str")],
+    "auth-failed": [("key_id", "str"), ("reason", "str")],
+    "action-denied": [("attempted", "str"), ("user", "str?"), ("key_id", "str?"),
+                      ("reason", "str")],
+    "checkpoint-recorded": [("size", "uint"), ("root", "bin32")],
+    "log-repaired": [("offset", "uint"), ("removed_bytes", "uint"),
+                     ("removed_blake3", "bin32"), ("quarantine", "str")],
+}
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def type_ok(v, t):
+    """§4/§5 field types.
+
+    SPEC GAP (§4): `int` (time, expires) is read as a signed 64-bit integer
+    (-2^63..2^63-1), `uint` as 0..2^64-1: the spec does not say whether an `int` may be a
+    uint 64 value of 2^63 or more. MessagePack itself cannot encode anything outside
+    -2^63..2^64-1.
+    SPEC GAP (§4): a permission string other than the three listed is read as a wrong type
+    (format error), since §4 defines "a permission" alongside the other field types."""
+    if t == "bin16":
+        return isinstance(v, bytes) and len(v) == 16
+    if t == "bin32":
+        return isinstance(v, bytes) and len(v) == 32
+    if t == "str":
+        return isinstance(v, str)
+    if t == "str?":
+        return v is None or isinstance(v, str)
+    if t == "bool":
+        return isinstance(v, bool)
+    if t == "uint":
+        return _is_int(v) and 0 <= v < 2**64
+    if t == "int":
+        return _is_int(v) and -2**63 <= v < 2**63
+    if t == "perm":
+        return isinstance(v, str) and v in PERMISSIONS
+    raise AssertionError(t)
+
+
+class FormatError(Exception):
+    pass
+
+
+class Event:
+    """A decoded body (§4): seq, time, prev, signer, tag and fields (a dict by §5 name)."""
+
+    def __init__(self, seq, time, prev, signer, tag, fields):
+        self.seq, self.time, self.prev, self.signer = seq, time, prev, signer
+        self.tag, self.fields = tag, fields
+
+    def strings(self):
+        return [v for v in self.fields.values() if isinstance(v, str)]
+
+
+def decode_body(body):
+    """§4: exactly one MessagePack value, canonical, an array of 5 with the stated types."""
+    try:
+        value = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except Exception as e:  # ExtraData, invalid UTF-8, truncated, ...
+        raise FormatError(f"not one MessagePack value: {type(e).__name__}")
+    if not (isinstance(value, list) and len(value) == 5):
+        raise FormatError("body is not an array of 5 elements")
+    seq, time, prev, signer, action = value
+    if not type_ok(seq, "uint"):
+        raise FormatError("seq is not a uint")
+    if not type_ok(time, "int"):
+        raise FormatError("time is not an int")
+    if not type_ok(prev, "bin32"):
+        raise FormatError("prev is not bin 32")
+    if not type_ok(signer, "bin32"):
+        raise FormatError("signer is not bin 32")
+    if not (isinstance(action, dict) and len(action) == 1):
+        raise FormatError("action is not a map of 1 entry")
+    (tag, fields), = action.items()
+    if not isinstance(tag, str):
+        raise FormatError("action tag is not a str")
+    if tag not in ACTIONS:
+        raise FormatError(f"unknown tag {tag!r}")
+    if not isinstance(fields, list):
+        raise FormatError("action fields are not an array")
+    spec = ACTIONS[tag]
+    if len(fields) != len(spec):
+        raise FormatError(f"{tag}: {len(fields)} fields, expected {len(spec)}")
+    for (name, t), v in zip(spec, fields):
+        if not type_ok(v, t):
+            raise FormatError(f"{tag}: field {name} is not of type {t}")
+    # Canonical form: re-encoding the decoded value gives the same bytes (§4). The type
+    # checks above ensure no float, ext, or non-str key survived to this point.
+    try:
+        again = msgpack.packb(value, use_bin_type=True)
+    except Exception as e:
+        raise FormatError(f"cannot re-encode: {e}")
+    if again != body:
+        raise FormatError("body is not in canonical MessagePack form")
+    return Event(seq, time, prev, signer, tag, dict((n, v) for (n, _), v in zip(spec, fields)))
+
+
+# ---------------------------------------------------------------------------------------
+# §9.1 Merkle tree (RFC 9162, SHA-256)
+# ---------------------------------------------------------------------------------------
+
+def merkle_root(leaves):
+    """MTH over 32-byte event hashes; k = the largest power of two smaller than n."""
     n = len(leaves)
     if n == 0:
         return hashlib.sha256(b"").digest()
     if n == 1:
         return hashlib.sha256(b"\x00" + leaves[0]).digest()
     k = 1 << ((n - 1).bit_length() - 1)
-    return hashlib.sha256(b"\x01" + mth(leaves[:k]) + mth(leaves[k:])).digest()
+    return hashlib.sha256(b"\x01" + merkle_root(leaves[:k]) + merkle_root(leaves[k:])).digest()
 
 
-def verify(data, expect_genesis=None, expect_head=None):
-    """Returns a list of (problem, seq or None, offset, message)."""
-    problems = []
-    if len(data) < 16:
-        return [("format", None, 0, "short header")]
-    if data[:8] != b"KEYLEDGR" or struct.unpack(">H", data[8:10])[0] != 1 or any(data[10:16]):
-        return [("format", None, 0, "bad header")]
-    off, index = 16, 0
-    last_seq, prev_hash, last_time = None, bytes(32), None
-    signers = {}  # public key -> [principal, revoked]
-    deleted = set()
-    hashes = []
-    while off < len(data):
-        if len(data) - off < 4:
-            problems.append(("torn", None, off, "partial length"))
-            break
-        (n,) = struct.unpack(">I", data[off:off + 4])
-        if n == 0 or n > 65536:
-            problems.append(("format", None, off, f"bad length {n}"))
-            break
-        if len(data) - off < 4 + n + 64:
-            problems.append(("torn", None, off, "partial frame"))
-            break
-        body, sig = data[off + 4:off + 4 + n], data[off + 4 + n:off + 4 + n + 64]
-        h = blake3.blake3(body, derive_key_context=CONTEXT).digest()
-        hashes.append(h)
-        try:
-            ev = msgpack.unpackb(body, raw=False)
-            ok = (isinstance(ev, list) and len(ev) == 5 and msgpack.packb(ev, use_bin_type=True) == body
-                  and isinstance(ev[4], dict) and len(ev[4]) == 1)
-            tag, fields = next(iter(ev[4].items())) if ok else (None, None)
-            ok = ok and FIELDS.get(tag) == (len(fields) if isinstance(fields, list) else -1)
-            ok = ok and isinstance(ev[2], bytes) and len(ev[2]) == 32 and isinstance(ev[3], bytes) and len(ev[3]) == 32
-        except Exception:
-            ok = False
-        if not ok:
-            problems.append(("format", None, off, "undecodable or non-canonical body"))
-            prev_hash, last_seq = h, (0 if last_seq is None else last_seq + 1)
-            off, index = off + 4 + n + 64, index + 1
-            continue
-        seq, time, prev, signer = ev[0], ev[1], ev[2], ev[3]
-        if tag == "checkpoint-recorded" and (fields[0] != len(hashes) - 1 or fields[1] != mth(hashes[:-1])):
-            problems.append(("anchor", seq, off, "recorded checkpoint does not match the events before it"))
-        want = 0 if last_seq is None else last_seq + 1
-        if seq != want:
-            problems.append(("sequence", seq, off, f"expected {want}"))
-        if prev != prev_hash:
-            problems.append(("chain", seq, off, "prev mismatch"))
-        if last_time is not None and time < last_time:
-            problems.append(("time", seq, off, "time goes backwards"))
-        try:
-            Ed25519PublicKey.from_public_bytes(signer).verify(sig, h)
-            sig_ok = True
-        except (InvalidSignature, ValueError):
-            sig_ok = False
-            problems.append(("signature", seq, off, "bad signature"))
-        if index == 0:
-            if tag != "genesis" or fields[2] != signer:
-                problems.append(("genesis", seq, off, "frame 0 is not a genesis signed by its key"))
-            elif sig_ok:
-                signers[signer] = [fields[1], False]
+# ---------------------------------------------------------------------------------------
+# §6.2 / §7 State and policy
+# ---------------------------------------------------------------------------------------
+
+MINUTE = 60 * 1_000_000
+HOUR = 60 * MINUTE
+FUTURE_SLACK = 300_000_000                                 # §8.4(b): 5 minutes in µs
+CHANNELS = ("stdout:text", "stdout:json", "stdout:env")
+
+
+class Principal:
+    def __init__(self, name, kind, created):
+        self.name, self.kind, self.created = name, kind, created  # kind: account|user|federated
+        self.deleted = False
+        self.deleted_at = None        # frame index of the user-deleted event
+        self.permissions = set()
+
+
+class SigningKey:
+    def __init__(self, principal, enroller, enrolled_at):
+        self.principal, self.enroller = principal, enroller
+        self.enrolled_at = enrolled_at  # frame index of the enrolling event
+        self.revoked_at = None          # frame index of the signer-revoked event
+
+
+class AccessKey:
+    def __init__(self, user, temporary, fingerprints, expires, creator):
+        self.user, self.temporary, self.fingerprints = user, temporary, fingerprints
+        self.expires, self.creator = expires, creator
+        self.status = "active"          # active | disabled | deleted
+        self.revealed = None
+        self.last_use = None
+        self.failed = 0
+
+
+class State:
+    """§7: a pure fold over the events that change the state (§8: decoded, authentic, and
+    passing the genesis checks (frame 0) or the signer and policy checks)."""
+
+    def __init__(self):
+        self.ledger_id = None
+        self.account = None
+        self.principals = {}          # name -> Principal (deleted ones kept: names never reused)
+        self.signing = {}             # public key bytes -> SigningKey (revoked ones kept)
+        self.keys = {}                # key ID -> AccessKey (deleted ones kept: IDs never reused)
+        # Indexes (derived, for speed only): principal -> its access keys / signing keys.
+        self.keys_of = {}             # user name -> [AccessKey]
+        self.signing_of = {}          # principal name -> [public key bytes]
+
+    # -- definitions of §7 -------------------------------------------------------------
+    def live(self, name):
+        p = self.principals.get(name)
+        return p is not None and not p.deleted
+
+    def admin(self, a):
+        return a == self.account or (a in self.principals and "admin" in self.principals[a].permissions)
+
+    def holds(self, a, perm):
+        return a in self.principals and perm in self.principals[a].permissions
+
+    def manages(self, a, u):
+        if u == self.account:
+            return a == self.account
+        return self.admin(a) or self.holds(a, "manage-keys") or (a == u and self.holds(a, "manage-own-keys"))
+
+    @staticmethod
+    def key_live(k, t):
+        return k.status != "deleted" and (k.expires is None or t < k.expires)
+
+    # -- §6.2 who may sign ---------------------------------------------------------------
+    def signer_problem(self, pk):
+        """None if pk is enrolled, unrevoked and its principal live; else the reason."""
+        sk = self.signing.get(pk)
+        if sk is None:
+            return "the signing key is not enrolled"
+        if sk.revoked_at is not None:
+            return f"the signing key was revoked (frame {sk.revoked_at})"
+        if not self.live(sk.principal):
+            return f"the signing key's principal {sk.principal!r} is deleted"
+        return None
+
+    def signers_active_after(self, m):
+        """§9.3: the keys active (enrolled, not revoked, principal live) in the state after
+        the first m frames, reconstructed from the frame indexes recorded by the fold."""
+        out = []
+        for pk, sk in self.signing.items():
+            if sk.enrolled_at >= m or (sk.revoked_at is not None and sk.revoked_at < m):
+                continue
+            p = self.principals[sk.principal]
+            if p.deleted_at is not None and p.deleted_at < m:
+                continue
+            out.append(pk)
+        return out
+
+    # -- §6.2, §8.6 genesis ----------------------------------------------------------------
+    def apply_genesis(self, ev, index):
+        f = ev.fields
+        self.ledger_id = f["ledger_id"]
+        self.account = f["account"]
+        self.principals[self.account] = Principal(self.account, "account", ev.time)
+        self.signing[f["public_key"]] = SigningKey(self.account, self.account, index)
+        self.signing_of[self.account] = [f["public_key"]]
+
+    # -- §7.1, §7.2, §7.3 ------------------------------------------------------------------
+    def policy_problems(self, ev, actor, offset):
+        """The reasons the event is not allowed by this state for `actor` (empty: allowed)."""
+        why = []
+        f, t, tag = ev.fields, ev.time, ev.tag
+
+        # §7.2: no well-formed secret or security token in any string field, whatever the tag.
+        for s in ev.strings():
+            if contains_credential(s):
+                why.append("a string field holds a well-formed secret or security token (§7.2)")
+                break
+
+        # §7.1 bounds (the rows not already covered by a name, key ID or existence rule).
+        def bound(name, limit):
+            v = f[name]
+            if v is not None and utf8_len(v) > limit:
+                why.append(f"{name} is longer than {limit} bytes (§7.1)")
+
+        if tag == "key-created":
+            bound("scenario", 1024)
+        elif tag == "secret-revealed":
+            bound("channel", 1024)
+        elif tag == "auth-failed":
+            bound("reason", 1024)
+            bound("key_id", 64)
+        elif tag == "action-denied":
+            bound("attempted", 1024)
+            bound("reason", 1024)
+            bound("user", 64)
+            bound("key_id", 64)
+        elif tag == "log-repaired":
+            bound("quarantine", 1024)
+
+        # §7.3 row by row.
+        acct = self.account
+        if tag == "signer-enrolled":
+            pr, pk = f["principal"], f["public_key"]
+            if not self.admin(actor):
+                why.append("actor is not admin")
+            if pr == acct and actor != acct:
+                why.append("only the account enrolls the account's keys")
+            if not self.live(pr):
+                why.append(f"principal {pr!r} is not live")
+            if not key_acceptable(pk):
+                why.append("the key is not acceptable (§6.2)")
+            if pk in self.signing:
+                why.append("the key was enrolled before")
+        elif tag == "signer-revoked":
+            pr, pk = f["principal"], f["public_key"]
+            if pr == acct:
+                if actor != acct:
+                    why.append("only the account revokes the account's keys")
+            elif not (actor == pr or self.admin(actor)):
+                why.append("actor is neither the principal nor admin")
+            sk = self.signing.get(pk)
+            if sk is None or sk.principal != pr:
+                why.append(f"the key is not enrolled to {pr!r}")
+            elif sk.revoked_at is not None:
+                why.append("the key is already revoked")
+            if pr == acct and not any(k != pk and self.signing[k].revoked_at is None
+                                      for k in self.signing_of.get(acct, [])):
+                why.append("the account would keep no other unrevoked key")
+        elif tag == "user-created":
+            name = f["name"]
+            if not self.admin(actor):
+                why.append("actor is not admin")
+            if not is_name(name):
+                why.append(f"{name!r} is not a name (§7.1)")
+            if name in self.principals:
+                why.append(f"a principal named {name!r} existed before")
+        elif tag == "user-deleted":
+            name = f["name"]
+            if not self.admin(actor):
+                why.append("actor is not admin")
+            if not self.live(name):
+                why.append(f"{name!r} is not live")
+            if name == acct:
+                why.append("the account cannot be deleted")
+            if any(self.key_live(k, t) for k in self.keys_of.get(name, [])):
+                why.append(f"{name!r} still has a live key")
+        elif tag == "permission-granted":
+            pr, perm = f["principal"], f["permission"]
+            if not self.admin(actor):
+                why.append("actor is not admin")
+            if not self.live(pr):
+                why.append(f"{pr!r} is not live")
+            if pr == acct:
+                why.append("permissions are not granted to the account")
+            if self.holds(pr, perm):
+                why.append(f"{pr!r} already holds {perm}")
+        elif tag == "permission-revoked":
+            pr, perm = f["principal"], f["permission"]
+            if not self.admin(actor):
+                why.append("actor is not admin")
+            if not self.live(pr):
+                why.append(f"{pr!r} is not live")
+            if not self.holds(pr, perm):
+                why.append(f"{pr!r} does not hold {perm}")
+        elif tag == "key-created":
+            kid, user = f["key_id"], f["user"]
+            if not well_formed(kid, "permanent"):
+                why.append("key_id is not a well-formed permanent key ID (§11)")
+            if kid in self.keys:
+                why.append("key_id used before")
+            if strip_white_space(f["scenario"]) == "":
+                why.append("scenario is empty")
+            if f["confirmed_necessary"] is not True:
+                why.append("confirmed_necessary is false")
+            if not self.live(user):
+                why.append(f"user {user!r} is not live")
+            elif self.principals[user].kind == "federated":
+                why.append(f"user {user!r} is federated")
+            if user == acct and (f["root_key_allowed"] is not True or actor != acct):
+                why.append("a root key needs root_key_allowed and the account as actor")
+            if not self.manages(actor, user):
+                why.append(f"actor does not manage {user!r}")
+            if sum(1 for k in self.keys_of.get(user, [])
+                   if not k.temporary and k.status != "deleted") >= 2:
+                why.append(f"{user!r} already has 2 undeleted permanent keys")
+        elif tag == "temporary-issued":
+            kid, user = f["key_id"], f["user"]
+            if not well_formed(kid, "temporary"):
+                why.append("key_id is not a well-formed temporary key ID (§11)")
+            if kid in self.keys:
+                why.append("key_id used before")
+            if not self.live(user):
+                why.append(f"user {user!r} is not live")
+            if user == acct:
+                why.append("no temporary credentials for the account")
+            if not (15 * MINUTE <= f["expires"] - t <= 12 * HOUR):
+                why.append("expires - time is not within 15 min .. 12 h")
+            if not self.manages(actor, user):
+                why.append(f"actor does not manage {user!r}")
+        elif tag == "secret-revealed":
+            ch = f["channel"]
+            # SPEC GAP (§5): "`csv:` followed by an absolute path (starting with `/`)" is
+            # read literally: any text after `csv:` that starts with `/` (no other
+            # restriction on the path's characters is stated, e.g. none on NUL).
+            if not (ch in CHANNELS or ch.startswith("csv:/")):
+                why.append(f"channel {ch!r} is not one of the forms of §5")
+            k = self.keys.get(f["key_id"])
+            if k is None:
+                why.append("no such key")
+            else:
+                if not (actor == f["to"] == k.creator):
+                    why.append("actor, to and the key's creator are not all the same")
+                if k.revealed is not None:
+                    why.append("the secret was revealed before")
+                if k.status == "deleted":
+                    why.append("the key is deleted")
+        elif tag in ("key-disabled", "key-enabled", "key-deleted"):
+            k = self.keys.get(f["key_id"])
+            if k is None:
+                why.append("no such key")
+            else:
+                if not self.manages(actor, k.user):
+                    why.append(f"actor does not manage {k.user!r}")
+                if tag == "key-disabled" and k.status != "active":
+                    why.append(f"the key is {k.status}, not active")
+                if tag == "key-enabled":
+                    if k.status != "disabled":
+                        why.append(f"the key is {k.status}, not disabled")
+                    if k.expires is not None and t >= k.expires:
+                        why.append("the key is expired")
+                if tag == "key-deleted" and k.status == "deleted":
+                    why.append("the key is already deleted")
+        elif tag == "auth-succeeded":
+            k = self.keys.get(f["key_id"])
+            if k is None:
+                why.append("no such key")
+            else:
+                if k.status != "active":
+                    why.append(f"the key is {k.status}")
+                if k.expires is not None and t >= k.expires:
+                    why.append("the key is expired")
+        elif tag in ("auth-failed", "action-denied", "checkpoint-recorded"):
+            pass  # any actor; bounds above (checkpoint-recorded's size and root: §8.9)
+        elif tag == "log-repaired":
+            if not self.admin(actor):
+                why.append("actor is not admin")
+            if f["offset"] != offset:
+                why.append(f"offset {f['offset']} is not this frame's offset {offset}")
+            if not (1 <= f["removed_bytes"] <= 65603):
+                why.append("removed_bytes is not within 1..65603")
+            q = f["quarantine"]
+            if not (1 <= utf8_len(q) <= 1024) or "/" in q or "\0" in q:
+                why.append("quarantine is not 1..1024 bytes without '/' and NUL")
         elif tag == "genesis":
-            problems.append(("genesis", seq, off, "late genesis"))
-        elif sig_ok:
-            s = signers.get(signer)
-            if s is None or s[1] or s[0] in deleted:
-                problems.append(("signer", seq, off, "signer not enrolled, revoked, or principal deleted"))
-            elif tag == "signer-enrolled" and fields[1] not in signers:
-                signers[fields[1]] = [fields[0], False]
-            elif tag == "signer-revoked" and fields[1] in signers:
-                signers[fields[1]][1] = True
-            elif tag == "user-deleted":
-                deleted.add(fields[0])
-            elif tag == "log-repaired" and fields[0] != off:
-                problems.append(("policy", seq, off, "log-repaired does not sit at the offset it records"))
-        prev_hash, last_seq = h, seq
-        last_time = time if last_time is None else max(last_time, time)
-        off, index = off + 4 + n + 64, index + 1
-    if index == 0 and not problems:
-        problems.append(("genesis", None, off, "no events"))
-    if expect_genesis and (not hashes or hashes[0].hex() != expect_genesis):
-        problems.append(("anchor", None, 16, "genesis anchor mismatch"))
-    if expect_head and expect_head not in [x.hex() for x in hashes]:
-        problems.append(("anchor", None, off, "head anchor not found"))
-    return problems
+            why.append("genesis outside frame 0")  # not reached: §8.6 handles it
+        return why
+
+    def add_key(self, key_id, k):
+        self.keys[key_id] = k
+        self.keys_of.setdefault(k.user, []).append(k)
+
+    def apply(self, ev, actor, index):
+        """§7.3 Effects, for an event already allowed."""
+        f, tag = ev.fields, ev.tag
+        if tag == "signer-enrolled":
+            self.signing[f["public_key"]] = SigningKey(f["principal"], actor, index)
+            self.signing_of.setdefault(f["principal"], []).append(f["public_key"])
+        elif tag == "signer-revoked":
+            self.signing[f["public_key"]].revoked_at = index
+        elif tag == "user-created":
+            kind = "federated" if f["federated"] else "user"
+            self.principals[f["name"]] = Principal(f["name"], kind, ev.time)
+        elif tag == "user-deleted":
+            p = self.principals[f["name"]]
+            p.deleted, p.deleted_at = True, index
+        elif tag == "permission-granted":
+            self.principals[f["principal"]].permissions.add(f["permission"])
+        elif tag == "permission-revoked":
+            self.principals[f["principal"]].permissions.discard(f["permission"])
+        elif tag == "key-created":
+            self.add_key(f["key_id"], AccessKey(f["user"], False, (f["fingerprint"],), None, actor))
+        elif tag == "temporary-issued":
+            self.add_key(f["key_id"], AccessKey(f["user"], True,
+                                                (f["fingerprint"], f["token_fingerprint"]),
+                                                f["expires"], actor))
+        elif tag == "secret-revealed":
+            self.keys[f["key_id"]].revealed = (ev.time, f["to"], f["channel"])
+        elif tag == "key-disabled":
+            self.keys[f["key_id"]].status = "disabled"
+        elif tag == "key-enabled":
+            self.keys[f["key_id"]].status = "active"
+        elif tag == "key-deleted":
+            self.keys[f["key_id"]].status = "deleted"
+        elif tag == "auth-succeeded":
+            self.keys[f["key_id"]].last_use = ev.time
+        elif tag == "auth-failed":
+            if f["key_id"] in self.keys:
+                self.keys[f["key_id"]].failed += 1
+        # action-denied, checkpoint-recorded, log-repaired: change nothing else.
 
 
-def anchors(args):
-    a = {"expect_genesis": None, "expect_head": None}
-    for i in range(0, len(args) - 1, 2):
-        a[args[i].lstrip("-").replace("-", "_")] = args[i + 1]
-    return a
+# ---------------------------------------------------------------------------------------
+# §8 Verification
+# ---------------------------------------------------------------------------------------
+
+class Finding:
+    def __init__(self, problem, seq, index, offset, message):
+        self.problem, self.seq, self.index, self.offset, self.message = (
+            problem, seq, index, offset, message)
+
+    def __str__(self):
+        seq = "-" if self.seq is None else self.seq
+        where = "" if self.index is None else f"frame {self.index}: "
+        return f"{self.problem} seq={seq} offset={self.offset}: {where}{self.message}"
 
 
-def main():
-    if sys.argv[1:2] == ["--fixtures"]:
-        d = sys.argv[2]
-        verdicts = json.load(open(f"{d}/verdicts.json"))
-        bad = checked = 0
-        for v in verdicts:
-            if v["file"].startswith("policy-"):
-                continue  # policy (section 7) is not re-checked here
-            checked += 1
-            probs = verify(open(f"{d}/{v['file']}", "rb").read(), **anchors(v["args"]))
-            got = {p[0] for p in probs}
-            first = next((p[1] for p in probs if p[1] is not None), None)
-            ok = (not probs) == (v["exit"] == 0) and got == set(v["problems"]) and first == v["first_seq"]
-            print(f"{'ok  ' if ok else 'FAIL'} {v['file']} {' '.join(v['args'])}: {sorted(got)} first {first}")
-            bad += not ok
-        print(f"{checked - bad} of {checked} verdicts agree, {bad} disagree "
-              f"({len(verdicts) - checked} policy verdicts not checked here)")
-        return 1 if bad else 0
-    probs = verify(open(sys.argv[1], "rb").read(), **anchors(sys.argv[2:]))
-    for p in probs:
-        print(f"{p[0]} seq={p[1]} offset={p[2]}: {p[3]}")
-    print("OK" if not probs else "FAILED")
-    return 1 if probs else 0
+class Result:
+    def __init__(self):
+        self.findings = []
+        self.hashes = []          # event hash of every complete frame (§9.1 leaves)
+        self.event_hashes = []    # the hashes of the frames whose body decodes (§9 head)
+        self.state = State()
+        self.frames = 0
+        self.end = 0              # offset just after the last complete frame
+
+    def add(self, *args):
+        self.findings.append(Finding(*args))
+
+
+def now_micros():
+    return int(_time.time() * 1_000_000)
+
+
+def verify_ledger(data, now=None):
+    """§1, §2, §8: every frame, every check; returns a Result (findings in file order)."""
+    r = Result()
+    now = now_micros() if now is None else now
+
+    # §1 header. SPEC GAP (§1/§8): the problem kind of a bad header is not named; `format`.
+    if len(data) < 16:
+        r.add("format", None, None, 0, f"file is {len(data)} bytes, shorter than the 16-byte header")
+        return r
+    if data[:8] != b"KEYLEDGR":
+        r.add("format", None, None, 0, "wrong magic")
+        return r
+    version = struct.unpack(">H", data[8:10])[0]
+    if version != 1:
+        r.add("format", None, None, 0, f"format version {version}, not 1")
+        return r
+    if any(data[10:16]):
+        r.add("format", None, None, 0, "reserved header bytes are not zero")
+        return r
+
+    st = r.state
+    off, index = 16, 0
+    expected_seq = 0              # §8.2
+    prev_hash = bytes(32)         # §8.3
+    time_bar = None               # §8.4(a): greatest time of authentic, present earlier frames
+    genesis_ok = False
+
+    while off < len(data):
+        # §2 framing.
+        left = len(data) - off
+        if left < 4:
+            r.add("torn", None, index, off, f"torn frame: {left} of 4 length bytes")
+            break
+        n = struct.unpack(">I", data[off:off + 4])[0]
+        if not 1 <= n <= 65536:
+            r.add("format", None, index, off, f"body_len {n} outside 1..65536: the rest cannot be framed")
+            break
+        if left < 4 + n + 64:
+            r.add("torn", None, index, off, f"torn frame: {left} of {4 + n + 64} bytes")
+            break
+        body = data[off + 4:off + 4 + n]
+        sig = data[off + 4 + n:off + 4 + n + 64]
+        h = event_hash(body)
+        r.hashes.append(h)
+
+        # §8.1 format: an undecodable frame is one finding; the checks below are skipped.
+        try:
+            ev = decode_body(body)
+        except FormatError as e:
+            # SPEC GAP (§8): "the seq the event claims (when it decodes)"; a body that is
+            # MessagePack but fails §4/§5 does not decode in the sense of §8.1: seq `-`.
+            r.add("format", None, index, off, str(e))
+            expected_seq += 1     # §8.2: counts as having the expected seq
+            prev_hash = h         # §8.1: the next frame's prev is compared with its hash
+            off += 4 + n + 64
+            index += 1
+            continue
+
+        r.event_hashes.append(h)
+        seq = ev.seq
+        # §8.2 sequence
+        if seq != expected_seq:
+            r.add("sequence", seq, index, off, f"seq {seq}, expected {expected_seq}")
+        # §8.3 chain
+        if ev.prev != prev_hash:
+            r.add("chain", seq, index, off, "prev is not the hash of the previous frame's body")
+        # §8.4 time
+        future = ev.time > now + FUTURE_SLACK
+        backwards = time_bar is not None and ev.time < time_bar
+        if future or backwards:
+            why = []
+            if backwards:
+                why.append(f"time {ev.time} is before {time_bar}, the latest authentic earlier time")
+            if future:
+                why.append(f"time {ev.time} is more than 5 minutes after the verifier's clock")
+            r.add("time", seq, index, off, "; ".join(why))
+        # §8.5 signature (§6.1)
+        sig_ok = verify_signature(ev.signer, sig, h)
+        if not sig_ok:
+            r.add("signature", seq, index, off, "the signature does not verify (§6.1)")
+        # §8.6 genesis
+        if index == 0:
+            why = []
+            if ev.tag != "genesis":
+                why.append(f"frame 0 is {ev.tag}, not genesis")
+            else:
+                # "signed by the key it names": the `signer` field is `public_key`; whether
+                # the signature verifies is check 5's finding, not a genesis finding (a
+                # genesis with a bad signature is still not applied, below).
+                if ev.signer != ev.fields["public_key"]:
+                    why.append("genesis is not signed by the key it names")
+                if not key_acceptable(ev.fields["public_key"]):
+                    why.append("the genesis key is not acceptable (§6.2)")
+                if not is_name(ev.fields["account"]):
+                    why.append("the account is not a name (§7.1)")
+            if why:
+                r.add("genesis", seq, index, off, "; ".join(why))
+            elif sig_ok:
+                # The only frame-0 path that changes the state (§8, last paragraph).
+                st.apply_genesis(ev, index)
+                genesis_ok = True
+        elif ev.tag == "genesis":
+            r.add("genesis", seq, index, off, "a genesis action outside frame 0 (never applied)")
+
+        # §8.7 signer and §8.8 policy: only for authentic frames other than frame 0.
+        # SPEC GAP (§8): frame 0 is judged by the genesis checks instead of 7 and 8 (the
+        # state-change sentence pairs "genesis checks (frame 0)" with "signer and policy
+        # checks (other frames)"). Policy is judged only when the signer check passes: with
+        # no enrolled key there is no actor (§6.2) to judge the event for.
+        if index > 0 and sig_ok:
+            problem = st.signer_problem(ev.signer)
+            if problem is not None:
+                if not genesis_ok:
+                    problem += " (frame 0 is not a valid genesis)"
+                r.add("signer", seq, index, off, problem)
+            elif ev.tag == "genesis":
+                # Already a genesis finding (§8.6) and never applied; §7 exempts genesis
+                # from policy ("every event except genesis"), so no policy finding either.
+                # Check 7 above did apply: it applies to every authentic frame (§8), and
+                # nothing in §8 exempts a misplaced genesis from it.
+                pass
+            else:
+                actor = st.signing[ev.signer].principal
+                why = st.policy_problems(ev, actor, off)
+                if why:
+                    r.add("policy", seq, index, off, f"{ev.tag} by {actor!r}: " + "; ".join(why))
+                else:
+                    st.apply(ev, actor, index)
+
+        # §8.9 anchor: a recorded checkpoint must match the frames before it.
+        if ev.tag == "checkpoint-recorded":
+            size, root = ev.fields["size"], ev.fields["root"]
+            if size != index:
+                r.add("anchor", seq, index, off, f"recorded checkpoint size {size}, but this is frame {index}")
+            elif root != merkle_root(r.hashes[:index]):
+                r.add("anchor", seq, index, off, "recorded checkpoint root is not the Merkle root of the frames before it")
+
+        # §8.4(a), §14: the time bar is raised only by authentic, present frames: those
+        # whose signature verifies (§6.1) and that are not in the future (§8.4(b)). Nothing
+        # else is required of them: an event by an unenrolled key, or one refused by policy,
+        # still raises it, as §8.4(a) is worded.
+        if sig_ok and not future:
+            time_bar = ev.time if time_bar is None else max(time_bar, ev.time)
+        expected_seq = seq + 1
+        prev_hash = h
+        off += 4 + n + 64
+        index += 1
+
+    r.frames = index
+    r.end = off
+    # §1, §8: a valid ledger has at least one frame; an empty ledger (no genesis) fails.
+    # SPEC GAP (§8): the kind is not named; a header with no frame at all is `genesis`
+    # (frame 0, which MUST be a genesis, is missing). A torn or unframable frame 0 is
+    # already a finding.
+    if index == 0 and not r.findings:
+        r.add("genesis", None, None, 16, "no frames: the ledger has no genesis event")
+    return r
+
+
+# ---------------------------------------------------------------------------------------
+# §9 Trust anchors and checkpoints
+# ---------------------------------------------------------------------------------------
+
+class NoteError(Exception):
+    pass
+
+
+B64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+def b64_std(s):
+    """Standard base64 with padding (RFC 4648 §4); None if not of that form."""
+    if B64_RE.fullmatch(s) is None:
+        return None
+    return base64.b64decode(s, validate=True)
+
+
+def parse_note(raw):
+    """§9.2: strict parsing of a checkpoint note; returns (text bytes, origin, size, root,
+    [(key name, decoded signature bytes)]) or raises NoteError."""
+    try:
+        note = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NoteError("not UTF-8")
+    for c in note:
+        if c < " " and c != "\n":
+            raise NoteError(f"control character U+{ord(c):04X}")
+    # The text is everything up to and including the newline before the last blank line.
+    i = note.rfind("\n\n")
+    if i < 0:
+        raise NoteError("no blank line")
+    text, sigpart = note[:i + 1], note[i + 2:]
+    lines = text[:-1].split("\n")
+    if len(lines) < 3 or any(line == "" for line in lines):
+        raise NoteError("the text needs at least three non-empty lines")
+    origin, size_s, root_s = lines[0], lines[1], lines[2]
+    if re.fullmatch(r"0|[1-9][0-9]*", size_s, re.ASCII) is None:
+        raise NoteError(f"tree size {size_s!r} is not ASCII decimal without sign or leading zero")
+    root = b64_std(root_s)
+    if root is None or len(root) != 32 or base64.b64encode(root).decode() != root_s:
+        raise NoteError("root is not canonical standard base64 of 32 bytes")
+    # Lines 4.. are extension lines: ignored.
+    if sigpart == "" or not sigpart.endswith("\n"):
+        raise NoteError("signature lines missing or not ending in a newline")
+    sig_lines = sigpart[:-1].split("\n")
+    if len(sig_lines) > 100:
+        raise NoteError("more than 100 signature lines")
+    sigs = []
+    for line in sig_lines:
+        if not line.startswith("\u2014 "):
+            raise NoteError("a signature line does not start with an em dash and a space")
+        rest = line[2:]
+        sp = rest.find(" ")
+        if sp <= 0:
+            raise NoteError("a signature line has no key name")
+        name, b64 = rest[:sp], rest[sp + 1:]
+        if "+" in name or any(c in WHITE_SPACE for c in name):
+            raise NoteError("a key name holds '+' or white space")
+        # SPEC GAP (§9.2): canonical base64 is required of the root only; a signature's
+        # base64 must be standard with padding, stray low bits are not refused here.
+        blob = b64_std(b64)
+        if blob is None or len(blob) < 5:
+            raise NoteError("a signature is not standard base64 of at least 5 bytes")
+        sigs.append((name, blob))
+    return text.encode("utf-8"), origin, int(size_s), root, sigs
+
+
+def note_key_id(name, pk):
+    """§9.2: SHA-256(key name || 0x0A || 0x01 || public key)[:4]."""
+    return hashlib.sha256(name.encode("utf-8") + b"\n\x01" + pk).digest()[:4]
+
+
+def check_checkpoint(r, raw):
+    """§9.3: None if the ledger is consistent with the checkpoint, else the reason."""
+    try:
+        text, origin, n, root, sigs = parse_note(raw)
+    except NoteError as e:
+        return f"checkpoint note is malformed: {e}"
+    st = r.state
+    if st.ledger_id is None or origin != "keyledger/" + st.ledger_id.hex():
+        return f"checkpoint origin {origin!r} is not this ledger's"
+    # Keys that may sign: active in the state after the first max(n, 1) frames.
+    may_sign = {}
+    for pk in st.signers_active_after(max(n, 1)) if r.frames >= max(n, 1) else []:
+        may_sign.setdefault(note_key_id(origin, pk), []).append(pk)
+    known = 0
+    for name, blob in sigs:
+        if name != origin or blob[:4] not in may_sign:
+            continue      # other lines (witness cosignatures, unknown keys) are ignored
+        known += 1
+        sig = blob[4:]
+        if not any(len(sig) == 64 and verify_signature(pk, sig, text) for pk in may_sign[blob[:4]]):
+            return "a known checkpoint signature does not verify"
+    if known == 0:
+        return "no checkpoint signature by a key that may sign it (§9.3)"
+    if r.frames < n:
+        return f"checkpoint covers {n} frames, the ledger has {r.frames}: its tail was cut"
+    if merkle_root(r.hashes[:n]) != root:
+        return f"the Merkle root of the first {n} frames differs from the checkpoint's: rewritten or forked"
+    return None
+
+
+def check_anchors(r, expect_genesis=None, expect_head=None, checkpoint=None):
+    """§9: genesis hash (frame 0 whatever its verdict), head hash, checkpoint."""
+    if expect_genesis is not None:
+        if not r.hashes or r.hashes[0].hex() != expect_genesis.lower():
+            got = r.hashes[0].hex() if r.hashes else "no frame 0"
+            r.add("anchor", None, None, 16, f"genesis hash is {got}, expected {expect_genesis}")
+    if expect_head is not None:
+        # SPEC GAP (§9): "a ledger must contain an event with that hash". Read as: a frame
+        # whose body decodes (§8.1), whatever its other findings; an undecodable body is a
+        # frame but not an event (§4), so its hash does not satisfy the anchor.
+        if expect_head.lower() not in (h.hex() for h in r.event_hashes):
+            r.add("anchor", None, None, r.end, f"no event has hash {expect_head}: tail cut or rewritten")
+    if checkpoint is not None:
+        problem = check_checkpoint(r, checkpoint)
+        if problem is not None:
+            r.add("anchor", None, None, r.end, problem)
+
+
+# ---------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------
+
+class Usage(Exception):
+    pass
+
+
+def parse_args(args, base_dir=None):
+    """LEDGER [--expect-genesis HEX] [--expect-head HEX] [--checkpoint FILE]"""
+    opts = {"ledger": None, "expect_genesis": None, "expect_head": None, "checkpoint": None}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("--expect-genesis", "--expect-head", "--checkpoint"):
+            if i + 1 >= len(args):
+                raise Usage(f"{a} needs a value")
+            v = args[i + 1]
+            if a != "--checkpoint" and re.fullmatch(r"[0-9a-fA-F]{64}", v) is None:
+                raise Usage(f"{a} takes 64 hex digits")
+            opts[a[2:].replace("-", "_")] = v
+            i += 2
+        elif a.startswith("-"):
+            raise Usage(f"unknown option {a}")
+        elif opts["ledger"] is None:
+            opts["ledger"] = a
+            i += 1
+        else:
+            raise Usage("more than one ledger")
+    for k in ("ledger", "checkpoint"):
+        if opts[k] is not None and base_dir is not None and not os.path.isabs(opts[k]):
+            opts[k] = os.path.join(base_dir, opts[k])
+    return opts
+
+
+def run(opts):
+    with open(opts["ledger"], "rb") as fh:
+        data = fh.read()
+    cp = None
+    if opts["checkpoint"] is not None:
+        with open(opts["checkpoint"], "rb") as fh:
+            cp = fh.read()
+    r = verify_ledger(data)
+    check_anchors(r, opts["expect_genesis"], opts["expect_head"], cp)
+    return r
+
+
+def cofactorless_holds(a_bytes, sig, msg):
+    """Informational only (not a rule of the spec): does [S]B = R + [k]A hold without the
+    cofactor? None when S >= L or A or R does not decode (relaxed)."""
+    r_bytes, s = sig[:32], int.from_bytes(sig[32:], "little")
+    a_pt, r_pt = decode_point_relaxed(a_bytes), decode_point_relaxed(r_bytes)
+    if s >= L or a_pt is None or r_pt is None:
+        return None
+    k = int.from_bytes(hashlib.sha512(r_bytes + a_bytes + msg).digest(), "little") % L
+    q = point_add(point_mul(s, BASE), point_neg(point_add(r_pt, point_mul(k, a_pt))))
+    return is_identity(q)
+
+
+def check_vectors(path):
+    """fixtures/ed25519-vectors.json: each vector (fields public_key, signature, message,
+    all hex) against the §6.1 signature rule (the file's `zip215_valid`) and the §6.2 key
+    rule (`key_acceptable`). `cofactorless_equation_holds` is informational in the file;
+    it is compared too, as a check of this script's arithmetic, but is not a verdict."""
+    with open(path) as fh:
+        doc = json.load(fh)
+    agree = disagree = 0
+    for i, v in enumerate(doc["vectors"]):
+        pk, sig, msg = (bytes.fromhex(v[k]) for k in ("public_key", "signature", "message"))
+        label = f"{v.get('case', i)} ({v.get('description', '')})"
+        notes, ok = [], True
+        got = verify_signature(pk, sig, msg)
+        ok &= got == v["zip215_valid"]
+        notes.append(f"§6.1 valid={got} (file {v['zip215_valid']})")
+        got = key_acceptable(pk)
+        ok &= got == v["key_acceptable"]
+        notes.append(f"§6.2 acceptable={got} (file {v['key_acceptable']})")
+        if "cofactorless_equation_holds" in v:
+            got = cofactorless_holds(pk, sig, msg)
+            ok &= got == v["cofactorless_equation_holds"]
+            notes.append(f"cofactorless={got} (file {v['cofactorless_equation_holds']})")
+        print(f"{'ok  ' if ok else 'FAIL'} vector {label}: {', '.join(notes)}")
+        agree += ok
+        disagree += not ok
+    print(f"{agree} of {agree + disagree} ed25519 vectors agree, {disagree} disagree")
+    return disagree == 0
+
+
+def run_fixtures(d):
+    with open(os.path.join(d, "verdicts.json")) as fh:
+        verdicts = json.load(fh)
+    bad = 0
+    for v in verdicts:
+        opts = parse_args([v["file"]] + list(v["args"]), base_dir=d)
+        r = run(opts)
+        got = {f.problem for f in r.findings}
+        first = next((f.seq for f in r.findings if f.seq is not None), None)
+        exit_code = 1 if r.findings else 0
+        ok = exit_code == v["exit"] and got == set(v["problems"]) and first == v["first_seq"]
+        detail = "" if ok else (f"  (expected exit {v['exit']} {sorted(v['problems'])} first {v['first_seq']})")
+        print(f"{'ok  ' if ok else 'FAIL'} {v['file']} {' '.join(v['args'])}: exit {exit_code} "
+              f"{sorted(got)} first {first}{detail}")
+        if not ok:
+            for f in r.findings:
+                print(f"       {f}")
+        bad += not ok
+    n = len(verdicts)
+    print(f"{n - bad} of {n} verdicts agree, {bad} disagree")
+    vec_ok = True
+    vpath = os.path.join(d, "ed25519-vectors.json")
+    if os.path.exists(vpath):
+        vec_ok = check_vectors(vpath)
+    return 0 if bad == 0 and vec_ok else 1
+
+
+def main(argv):
+    try:
+        if argv[:1] == ["--fixtures"]:
+            if len(argv) != 2:
+                raise Usage("--fixtures DIR")
+            return run_fixtures(argv[1])
+        opts = parse_args(argv)
+        if opts["ledger"] is None:
+            raise Usage("no ledger given")
+    except Usage as e:
+        print(f"usage: independent_verify.py LEDGER [--expect-genesis HEX] [--expect-head HEX] "
+              f"[--checkpoint FILE] | --fixtures DIR\n{e}", file=sys.stderr)
+        return 2
+    try:
+        r = run(opts)
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for f in r.findings:
+        print(f)
+    print("OK" if not r.findings else "FAILED")
+    return 1 if r.findings else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -109,10 +109,7 @@ impl Checkpoint {
     /// checkpoint, the signature lines and the signed text.
     pub fn parse(note: &str) -> Result<(Checkpoint, Vec<NoteSignature>, String), CheckpointError> {
         let m = CheckpointError::Malformed;
-        if note
-            .chars()
-            .any(|c| c != '\n' && (c.is_control() || c == '\u{7f}'))
-        {
+        if note.chars().any(|c| c < ' ' && c != '\n') {
             return Err(m("the note holds a control character other than newline"));
         }
         let split = note

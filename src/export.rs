@@ -46,13 +46,15 @@ pub struct Record {
     pub hash: String,
     pub prev_hash: String,
     pub signer: String,
+    /// Who enrolled the signing key (the actor of its `signer-enrolled` event).
+    pub signer_enrolled_by: String,
     pub signature: String,
     pub offset: u64,
     pub frame_len: u64,
 }
 
 /// The columns of CSV exports, in order (`detail` is the action's JSON).
-pub const CSV_COLUMNS: [&str; 12] = [
+pub const CSV_COLUMNS: [&str; 13] = [
     "seq",
     "time",
     "time_us",
@@ -62,6 +64,7 @@ pub const CSV_COLUMNS: [&str; 12] = [
     "hash",
     "prev_hash",
     "signer",
+    "signer_enrolled_by",
     "signature",
     "offset",
     "frame_len",
@@ -114,6 +117,11 @@ impl Selection {
                 hash: h.hex(),
                 prev_hash: ev.prev.hex(),
                 signer: ev.signer.to_string(),
+                signer_enrolled_by: self
+                    .state
+                    .signers
+                    .get(&ev.signer)
+                    .map_or("?".into(), |s| s.enrolled_by.clone()),
                 signature: to_hex(&f.sig),
                 offset: f.offset,
                 frame_len: f.len(),
@@ -153,6 +161,7 @@ pub fn to_csv(records: &[Record]) -> String {
             r.hash.clone(),
             r.prev_hash.clone(),
             r.signer.clone(),
+            r.signer_enrolled_by.clone(),
             r.signature.clone(),
             r.offset.to_string(),
             r.frame_len.to_string(),

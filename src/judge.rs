@@ -221,11 +221,15 @@ impl Checker {
             );
         }
         match (&ev.action, index) {
-            (Action::Genesis { .. }, 0) => {
-                if authentic && let Err(e) = self.state.genesis(&ev, &hash) {
-                    add(Problem::Genesis, seq, e.to_string());
+            (Action::Genesis { .. }, 0) => match State::check_genesis(&ev) {
+                Err(e) => add(Problem::Genesis, seq, e.to_string()),
+                Ok(()) if authentic => {
+                    if let Err(e) = self.state.genesis(&ev, &hash) {
+                        add(Problem::Genesis, seq, e.to_string());
+                    }
                 }
-            }
+                Ok(()) => {}
+            },
             (_, 0) => add(
                 Problem::Genesis,
                 seq,

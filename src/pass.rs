@@ -105,27 +105,20 @@ type SigJob = Vec<(PublicKey, Hash32, [u8; 64])>;
 
 /// Decompressed signer keys, by their bytes (`None`: not a curve point). A ledger has few
 /// signers, and decompressing a key costs about as much as verifying a signature.
-type KeyCache = HashMap<PublicKey, Option<ed25519_dalek::VerifyingKey>>;
+type KeyCache = HashMap<PublicKey, Option<curve25519_dalek::edwards::EdwardsPoint>>;
 
-/// True if every signature of the batch verifies (the batch form of the ZIP-215 rule).
+/// True if every signature of the batch verifies (`signing::verify_batch`, ZIP-215).
 fn batch_ok(job: &SigJob, cache: &mut KeyCache) -> bool {
-    let keys: Option<Vec<ed25519_dalek::VerifyingKey>> = job
+    for (pk, _, _) in job {
+        cache.entry(*pk).or_insert_with(|| {
+            curve25519_dalek::edwards::CompressedEdwardsY(*pk.bytes()).decompress()
+        });
+    }
+    let items: Option<Vec<crate::signing::BatchItem<'_>>> = job
         .iter()
-        .map(|(pk, _, _)| {
-            *cache
-                .entry(*pk)
-                .or_insert_with(|| ed25519_dalek::VerifyingKey::from_bytes(pk.bytes()).ok())
-        })
+        .map(|(pk, h, sig)| cache[pk].as_ref().map(|a| (a, pk.bytes(), &h.0[..], sig)))
         .collect();
-    let Some(keys) = keys else {
-        return false;
-    };
-    let msgs: Vec<&[u8]> = job.iter().map(|(_, h, _)| &h.0[..]).collect();
-    let sigs: Vec<ed25519_dalek::Signature> = job
-        .iter()
-        .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(s))
-        .collect();
-    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+    items.is_some_and(|items| crate::signing::verify_batch(&items))
 }
 
 /// Runs one pass over `frames` (a file of `len` bytes), continuing `checker`, calling

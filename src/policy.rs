@@ -128,7 +128,7 @@ impl State {
             return refuse(
                 "R2",
                 format!(
-                    "{:?} is not a valid name: use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit (and not klsk_ or kltk_)",
+                    "{:?} is not a valid name: use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit, without klsk_ or kltk_ in it",
                     name.chars().take(MAX_ID).collect::<String>()
                 ),
             );

@@ -264,20 +264,17 @@ impl State {
         ids.iter().filter_map(|id| self.keys.get(id))
     }
 
-    /// Starts the state from a genesis event (frame 0, §8.6): the event must be signed by
-    /// the key it names, that key must be acceptable (§6), and the account name valid.
-    pub fn genesis(&mut self, ev: &Event, hash: &Hash32) -> Result<(), ApplyError> {
+    /// Why `ev` cannot start a ledger, if it cannot (§8.6): it must be a genesis signed by
+    /// the key it names, that key acceptable (§6.2), and the account a name.
+    pub fn check_genesis(ev: &Event) -> Result<(), ApplyError> {
         let Action::Genesis {
-            ledger_id,
             account,
             public_key,
+            ..
         } = &ev.action
         else {
             return Err(ApplyError::NoGenesis);
         };
-        if self.ledger_id.is_some() {
-            return Err(ApplyError::LateGenesis);
-        }
         if ev.signer != *public_key {
             return Err(ApplyError::GenesisSigner {
                 signer: ev.signer,
@@ -293,6 +290,23 @@ impl State {
         if !valid_name(account) {
             return Err(ApplyError::GenesisAccount(account.clone()));
         }
+        Ok(())
+    }
+
+    /// Starts the state from a genesis event (frame 0) that passes `check_genesis`.
+    pub fn genesis(&mut self, ev: &Event, hash: &Hash32) -> Result<(), ApplyError> {
+        if self.ledger_id.is_some() {
+            return Err(ApplyError::LateGenesis);
+        }
+        Self::check_genesis(ev)?;
+        let Action::Genesis {
+            ledger_id,
+            account,
+            public_key,
+        } = &ev.action
+        else {
+            return Err(ApplyError::NoGenesis);
+        };
         let at = At {
             seq: ev.seq,
             time: ev.time,

@@ -243,7 +243,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
 }
 
 /// Principal names: 1–64 characters, ASCII letters, digits and `. _ @ -`, starting with a letter
-/// or digit, and not starting with `klsk_` or `kltk_` (a pasted secret is never a name).
+/// or digit, and not containing `klsk_` or `kltk_` (a pasted secret is never a name).
 /// Names appear in file paths and CSV, so nothing else is allowed.
 pub fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
@@ -252,8 +252,8 @@ pub fn valid_name(name: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'@' | b'-'))
-        && !name.starts_with("klsk_")
-        && !name.starts_with("kltk_")
+        && !name.contains("klsk_")
+        && !name.contains("kltk_")
 }
 
 /// How far ahead of a writer's or verifier's real clock an event may be dated (L9): five
@@ -307,6 +307,7 @@ mod tests {
             &"x".repeat(65),
             "klsk_abc",
             "kltk_x",
+            "a-klsk_b",
         ] {
             assert!(!valid_name(bad), "{bad}");
         }

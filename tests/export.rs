@@ -167,7 +167,7 @@ fn jsonl_and_csv_exports_carry_every_field_and_no_secret() {
     }
     let csv = std::fs::read_to_string(d.path().join("denied.csv")).unwrap();
     assert!(csv.starts_with(
-        "seq,time,time_us,actor,action,detail,hash,prev_hash,signer,signature,offset,frame_len\r\n"
+        "seq,time,time_us,actor,action,detail,hash,prev_hash,signer,signer_enrolled_by,signature,offset,frame_len\r\n"
     ));
     assert_eq!(csv.lines().count(), 1 + 4);
     // The demo's revealed secrets never reach an export.

@@ -4,6 +4,8 @@
 //! Regenerate after a deliberate format change: `KEYLEDGER_WRITE_FIXTURES=1 cargo test --test fixtures`.
 
 mod common;
+#[path = "fixtures_gen/rules.rs"]
+mod rules;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,28 @@ struct Fixture {
     file: &'static str,
     bytes: Vec<u8>,
     verdicts: Vec<Value>,
+}
+
+/// Files the verdicts refer to (checkpoint notes), and the Ed25519 vectors.
+fn extra_files() -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
+    let script = valid_script();
+    let v = build(&script);
+    let mut files = vec![];
+    let mut verdicts = vec![];
+    for (name, bytes, mut verdict) in rules::checkpoints(&v.hashes, &script) {
+        verdict["file"] = json!("valid.ledger");
+        files.push((name, bytes));
+        verdicts.push(verdict);
+    }
+    files.push((
+        "ed25519-vectors.json".into(),
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&rules::ed25519_vectors()).unwrap()
+        )
+        .into_bytes(),
+    ));
+    (files, verdicts)
 }
 
 fn verdict(
@@ -375,6 +399,7 @@ fn all_fixtures() -> Vec<Fixture> {
             &[],
         )],
     );
+    out.extend(rules::ledgers());
     out
 }
 
@@ -482,6 +507,7 @@ fn generated_files() -> Vec<(String, Vec<u8>)> {
         .iter()
         .map(|f| (f.file.to_string(), f.bytes.clone()))
         .collect();
+    let (extra, extra_verdicts) = extra_files();
     let verdicts: Vec<Value> = fixtures
         .iter()
         .flat_map(|f| {
@@ -491,7 +517,9 @@ fn generated_files() -> Vec<(String, Vec<u8>)> {
                 v
             })
         })
+        .chain(extra_verdicts)
         .collect();
+    files.extend(extra);
     files.push((
         "verdicts.json".into(),
         format!("{}\n", serde_json::to_string_pretty(&verdicts).unwrap()).into_bytes(),
@@ -536,9 +564,15 @@ fn every_fixture_gets_its_stated_verdict() {
     let tmp = tempfile::tempdir().unwrap();
     for v in &verdicts {
         let file = v["file"].as_str().unwrap();
-        // Copy so that no test can alter a fixture.
+        // Copy so that no test can alter a fixture (and the files its arguments name).
         let copy = tmp.path().join(file);
         std::fs::copy(dir.join(file), &copy).unwrap();
+        for a in v["args"].as_array().unwrap() {
+            let a = a.as_str().unwrap();
+            if dir.join(a).is_file() {
+                std::fs::copy(dir.join(a), tmp.path().join(a)).unwrap();
+            }
+        }
         let mut args = vec!["--ledger", copy.to_str().unwrap(), "--json", "verify"];
         let extra: Vec<&str> = v["args"]
             .as_array()

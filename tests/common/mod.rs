@@ -1,6 +1,8 @@
 //! Shared test helpers: a deterministic fixture builder and CLI runners.
 #![allow(dead_code)]
 
+pub mod forge;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -48,14 +50,30 @@ impl RawLedger {
 
     /// Appends exactly `ev`, signed by `key`.
     pub fn push_event(&mut self, key: &SigningKey, ev: &Event) -> Hash32 {
+        self.push_signed(ev, |h| key.sign_hash(h))
+    }
+
+    /// Appends exactly `ev` with the signature `sign` makes of its hash.
+    pub fn push_signed(&mut self, ev: &Event, sign: impl FnOnce(&Hash32) -> [u8; 64]) -> Hash32 {
         let body = ev.encode();
         let h = event_hash(&body);
         self.offsets.push(self.bytes.len());
-        self.bytes.extend(frame_bytes(&body, &key.sign_hash(&h)));
+        self.bytes.extend(frame_bytes(&body, &sign(&h)));
         self.hashes.push(h);
         self.seq = ev.seq + 1;
         self.time = ev.time.plus_micros(60_000_000);
         h
+    }
+
+    /// The next event (seq, time one minute on, chained) with `signer` and `action`.
+    pub fn next(&self, signer: keyledger::types::PublicKey, action: Action) -> Event {
+        Event {
+            seq: self.seq,
+            time: self.time,
+            prev: self.hashes.last().copied().unwrap_or(Bytes::ZERO),
+            signer,
+            action,
+        }
     }
 
     /// Byte range of frame `i`.
