@@ -245,9 +245,8 @@ def well_formed(s, form):
 def contains_credential(s):
     """§7.2: does s contain a well-formed secret or security token anywhere inside it?
 
-    SPEC GAP (§7.2): it does not say whether alphabet characters right after a candidate
-    disqualify it. Read literally ("anywhere inside it"): any substring that is itself a
-    well-formed secret or token counts, whatever surrounds it."""
+    Any substring that is one counts, whatever comes before or after it (alphabet
+    characters around a candidate do not disqualify it)."""
     for form in ("secret", "token"):
         prefix, n, _ = FORMS[form]
         i = s.find(prefix)
@@ -332,14 +331,9 @@ def _is_int(v):
 
 
 def type_ok(v, t):
-    """§4/§5 field types.
-
-    SPEC GAP (§4): `int` (time, expires) is read as a signed 64-bit integer
-    (-2^63..2^63-1), `uint` as 0..2^64-1: the spec does not say whether an `int` may be a
-    uint 64 value of 2^63 or more. MessagePack itself cannot encode anything outside
-    -2^63..2^64-1.
-    SPEC GAP (§4): a permission string other than the three listed is read as a wrong type
-    (format error), since §4 defines "a permission" alongside the other field types."""
+    """§4/§5 field types. An `int` (time, expires) is a signed 64-bit integer
+    (-2^63..2^63-1: a uint 64 of 2^63 or more is a format error), a `uint` 0..2^64-1; a
+    permission string other than the three of §4 is a format error."""
     if t == "bin16":
         return isinstance(v, bytes) and len(v) == 16
     if t == "bin32":
@@ -670,10 +664,9 @@ class State:
                 why.append(f"actor does not manage {user!r}")
         elif tag == "secret-revealed":
             ch = f["channel"]
-            # SPEC GAP (§5): "`csv:` followed by an absolute path (starting with `/`)" is
-            # read literally: any text after `csv:` that starts with `/` (no other
-            # restriction on the path's characters is stated, e.g. none on NUL).
-            if not (ch in CHANNELS or ch.startswith("csv:/")):
+            # §5: exactly one of CHANNELS, or `csv:` followed by an absolute path (starting
+            # with `/`, holding no NUL byte); nothing else is required of the path.
+            if not (ch in CHANNELS or (ch.startswith("csv:/") and "\0" not in ch)):
                 why.append(f"channel {ch!r} is not one of the forms of §5")
             k = self.keys.get(f["key_id"])
             if k is None:
@@ -807,7 +800,7 @@ def verify_ledger(data, now=None):
     r = Result()
     now = now_micros() if now is None else now
 
-    # §1 header. SPEC GAP (§1/§8): the problem kind of a bad header is not named; `format`.
+    # §1 header: a `format` finding at offset 0, with neither seq nor frame index (§8).
     if len(data) < 16:
         r.add("format", None, None, 0, f"file is {len(data)} bytes, shorter than the 16-byte header")
         return r
@@ -826,11 +819,12 @@ def verify_ledger(data, now=None):
     off, index = 16, 0
     expected_seq = 0              # §8.2
     prev_hash = bytes(32)         # §8.3
-    time_bar = None               # §8.4(a): greatest time of authentic, present earlier frames
+    time_bar = None               # §8.4(a): greatest time of earlier state-changing, present frames
     genesis_ok = False
 
     while off < len(data):
-        # §2 framing.
+        # §2 framing. The length is judged first: an out-of-range length is `format` even
+        # where the file also ends before the frame would.
         left = len(data) - off
         if left < 4:
             r.add("torn", None, index, off, f"torn frame: {left} of 4 length bytes")
@@ -851,8 +845,8 @@ def verify_ledger(data, now=None):
         try:
             ev = decode_body(body)
         except FormatError as e:
-            # SPEC GAP (§8): "the seq the event claims (when it decodes)"; a body that is
-            # MessagePack but fails §4/§5 does not decode in the sense of §8.1: seq `-`.
+            # §8: a finding about a frame that does not decode carries no seq (a body that
+            # is MessagePack but fails §4/§5 does not decode in the sense of §8.1).
             r.add("format", None, index, off, str(e))
             expected_seq += 1     # §8.2: counts as having the expected seq
             prev_hash = h         # §8.1: the next frame's prev is compared with its hash
@@ -874,7 +868,8 @@ def verify_ledger(data, now=None):
         if future or backwards:
             why = []
             if backwards:
-                why.append(f"time {ev.time} is before {time_bar}, the latest authentic earlier time")
+                why.append(f"time {ev.time} is before {time_bar}, the latest time of an earlier "
+                           "frame that changed the state")
             if future:
                 why.append(f"time {ev.time} is more than 5 minutes after the verifier's clock")
             r.add("time", seq, index, off, "; ".join(why))
@@ -882,17 +877,20 @@ def verify_ledger(data, now=None):
         sig_ok = verify_signature(ev.signer, sig, h)
         if not sig_ok:
             r.add("signature", seq, index, off, "the signature does not verify (§6.1)")
-        # §8.6 genesis
+        # §8.6 genesis, then §8.7 signer and §8.8 policy. A frame changes the state only
+        # if it decodes, its signature verifies, and it passes the genesis checks (frame 0)
+        # or the signer and policy checks (other frames); sequence, chain and time findings
+        # do not stop it.
+        changed = False
         if index == 0:
+            # Frame 0 is judged by checks 1-6 and 9 alone: the genesis checks take the
+            # place of 7 and 8. A bad signature is check 5's finding, not a genesis one.
             why = []
             if ev.tag != "genesis":
                 why.append(f"frame 0 is {ev.tag}, not genesis")
             else:
-                # "signed by the key it names": the `signer` field is `public_key`; whether
-                # the signature verifies is check 5's finding, not a genesis finding (a
-                # genesis with a bad signature is still not applied, below).
                 if ev.signer != ev.fields["public_key"]:
-                    why.append("genesis is not signed by the key it names")
+                    why.append("the signer field is not the public_key the genesis names")
                 if not key_acceptable(ev.fields["public_key"]):
                     why.append("the genesis key is not acceptable (§6.2)")
                 if not is_name(ev.fields["account"]):
@@ -900,29 +898,19 @@ def verify_ledger(data, now=None):
             if why:
                 r.add("genesis", seq, index, off, "; ".join(why))
             elif sig_ok:
-                # The only frame-0 path that changes the state (§8, last paragraph).
                 st.apply_genesis(ev, index)
-                genesis_ok = True
+                genesis_ok = changed = True
         elif ev.tag == "genesis":
+            # A genesis action in any other frame: a finding, judged no further (no check
+            # 7 or 8), never applied.
             r.add("genesis", seq, index, off, "a genesis action outside frame 0 (never applied)")
-
-        # §8.7 signer and §8.8 policy: only for authentic frames other than frame 0.
-        # SPEC GAP (§8): frame 0 is judged by the genesis checks instead of 7 and 8 (the
-        # state-change sentence pairs "genesis checks (frame 0)" with "signer and policy
-        # checks (other frames)"). Policy is judged only when the signer check passes: with
-        # no enrolled key there is no actor (§6.2) to judge the event for.
-        if index > 0 and sig_ok:
+        elif sig_ok:
+            # Check 7 only for an authentic frame; check 8 only if check 7 passes.
             problem = st.signer_problem(ev.signer)
             if problem is not None:
                 if not genesis_ok:
                     problem += " (frame 0 is not a valid genesis)"
                 r.add("signer", seq, index, off, problem)
-            elif ev.tag == "genesis":
-                # Already a genesis finding (§8.6) and never applied; §7 exempts genesis
-                # from policy ("every event except genesis"), so no policy finding either.
-                # Check 7 above did apply: it applies to every authentic frame (§8), and
-                # nothing in §8 exempts a misplaced genesis from it.
-                pass
             else:
                 actor = st.signing[ev.signer].principal
                 why = st.policy_problems(ev, actor, off)
@@ -930,6 +918,7 @@ def verify_ledger(data, now=None):
                     r.add("policy", seq, index, off, f"{ev.tag} by {actor!r}: " + "; ".join(why))
                 else:
                     st.apply(ev, actor, index)
+                    changed = True
 
         # §8.9 anchor: a recorded checkpoint must match the frames before it.
         if ev.tag == "checkpoint-recorded":
@@ -939,11 +928,9 @@ def verify_ledger(data, now=None):
             elif root != merkle_root(r.hashes[:index]):
                 r.add("anchor", seq, index, off, "recorded checkpoint root is not the Merkle root of the frames before it")
 
-        # §8.4(a), §14: the time bar is raised only by authentic, present frames: those
-        # whose signature verifies (§6.1) and that are not in the future (§8.4(b)). Nothing
-        # else is required of them: an event by an unenrolled key, or one refused by policy,
-        # still raises it, as §8.4(a) is worded.
-        if sig_ok and not future:
+        # §8.4(a): the time bar is raised only by frames that changed the state and do not
+        # themselves fail §8.4(b) (are not from the future).
+        if changed and not future:
             time_bar = ev.time if time_bar is None else max(time_bar, ev.time)
         expected_seq = seq + 1
         prev_hash = h
@@ -952,10 +939,9 @@ def verify_ledger(data, now=None):
 
     r.frames = index
     r.end = off
-    # §1, §8: a valid ledger has at least one frame; an empty ledger (no genesis) fails.
-    # SPEC GAP (§8): the kind is not named; a header with no frame at all is `genesis`
-    # (frame 0, which MUST be a genesis, is missing). A torn or unframable frame 0 is
-    # already a finding.
+    # §1, §8: a file of a header alone (nothing at all after it) is a `genesis` finding at
+    # offset 16, with neither seq nor frame index; a torn or unframable frame 0 has only
+    # its `torn` / `format` finding instead.
     if index == 0 and not r.findings:
         r.add("genesis", None, None, 16, "no frames: the ledger has no genesis event")
     return r
@@ -972,11 +958,13 @@ class NoteError(Exception):
 B64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 
-def b64_std(s):
-    """Standard base64 with padding (RFC 4648 §4); None if not of that form."""
+def b64_canonical(s):
+    """Standard base64 with padding (RFC 4648 §4), canonical (no stray bits in the last
+    character: re-encoding gives the same text); None if not of that form."""
     if B64_RE.fullmatch(s) is None:
         return None
-    return base64.b64decode(s, validate=True)
+    blob = base64.b64decode(s, validate=True)
+    return blob if base64.b64encode(blob).decode("ascii") == s else None
 
 
 def parse_note(raw):
@@ -1000,8 +988,8 @@ def parse_note(raw):
     origin, size_s, root_s = lines[0], lines[1], lines[2]
     if re.fullmatch(r"0|[1-9][0-9]*", size_s, re.ASCII) is None:
         raise NoteError(f"tree size {size_s!r} is not ASCII decimal without sign or leading zero")
-    root = b64_std(root_s)
-    if root is None or len(root) != 32 or base64.b64encode(root).decode() != root_s:
+    root = b64_canonical(root_s)
+    if root is None or len(root) != 32:
         raise NoteError("root is not canonical standard base64 of 32 bytes")
     # Lines 4.. are extension lines: ignored.
     if sigpart == "" or not sigpart.endswith("\n"):
@@ -1020,11 +1008,9 @@ def parse_note(raw):
         name, b64 = rest[:sp], rest[sp + 1:]
         if "+" in name or any(c in WHITE_SPACE for c in name):
             raise NoteError("a key name holds '+' or white space")
-        # SPEC GAP (§9.2): canonical base64 is required of the root only; a signature's
-        # base64 must be standard with padding, stray low bits are not refused here.
-        blob = b64_std(b64)
+        blob = b64_canonical(b64)
         if blob is None or len(blob) < 5:
-            raise NoteError("a signature is not standard base64 of at least 5 bytes")
+            raise NoteError("a signature is not canonical standard base64 of at least 5 bytes")
         sigs.append((name, blob))
     return text.encode("utf-8"), origin, int(size_s), root, sigs
 
@@ -1071,9 +1057,8 @@ def check_anchors(r, expect_genesis=None, expect_head=None, checkpoint=None):
             got = r.hashes[0].hex() if r.hashes else "no frame 0"
             r.add("anchor", None, None, 16, f"genesis hash is {got}, expected {expect_genesis}")
     if expect_head is not None:
-        # SPEC GAP (§9): "a ledger must contain an event with that hash". Read as: a frame
-        # whose body decodes (§8.1), whatever its other findings; an undecodable body is a
-        # frame but not an event (§4), so its hash does not satisfy the anchor.
+        # §9: a frame whose body decodes (§8.1) and hashes to it, whatever its other
+        # findings; an undecodable frame's hash does not satisfy the anchor.
         if expect_head.lower() not in (h.hex() for h in r.event_hashes):
             r.add("anchor", None, None, r.end, f"no event has hash {expect_head}: tail cut or rewritten")
     if checkpoint is not None:

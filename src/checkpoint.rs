@@ -207,18 +207,24 @@ impl Checkpoint {
         let keys: Vec<&PublicKey> = keys.into_iter().collect();
         let mut signer = None;
         for s in sigs.iter().filter(|s| s.name == cp.origin) {
-            let Some(pk) = keys
+            // Known keys with this key ID (4 bytes can collide): the line must verify with one.
+            let mut known = keys
                 .iter()
-                .find(|pk| key_hash(&cp.origin, pk) == s.key_hash)
-            else {
+                .filter(|pk| key_hash(&cp.origin, pk) == s.key_hash)
+                .peekable();
+            if known.peek().is_none() {
                 continue;
-            };
-            let ok = <[u8; 64]>::try_from(s.sig.as_slice())
-                .is_ok_and(|sig| verify_bytes(pk, text.as_bytes(), &sig));
-            if !ok {
-                return Err(CheckpointError::BadSignature);
             }
-            signer.get_or_insert(**pk);
+            let by = known.find(|pk| {
+                <[u8; 64]>::try_from(s.sig.as_slice())
+                    .is_ok_and(|sig| verify_bytes(pk, text.as_bytes(), &sig))
+            });
+            match by {
+                Some(pk) => {
+                    signer.get_or_insert(**pk);
+                }
+                None => return Err(CheckpointError::BadSignature),
+            }
         }
         match signer {
             Some(pk) => Ok((cp, pk)),

@@ -79,7 +79,8 @@ pub struct Checker {
     index: u64,
     last_seq: Option<u64>,
     prev_hash: Hash32,
-    /// The greatest time of the authentic, present events so far (§8.4).
+    /// The greatest time of the events so far that changed the state and are not from the
+    /// future (§8.4).
     last_time: Option<Timestamp>,
     /// Events dated after this are from the future of the verifier's clock (§8.4, L9).
     latest: Timestamp,
@@ -220,14 +221,15 @@ impl Checker {
                 ),
             );
         }
+        // Whether the event changed the state (authentic, and allowed).
+        let mut applied = false;
         match (&ev.action, index) {
             (Action::Genesis { .. }, 0) => match State::check_genesis(&ev) {
                 Err(e) => add(Problem::Genesis, seq, e.to_string()),
-                Ok(()) if authentic => {
-                    if let Err(e) = self.state.genesis(&ev, &hash) {
-                        add(Problem::Genesis, seq, e.to_string());
-                    }
-                }
+                Ok(()) if authentic => match self.state.genesis(&ev, &hash) {
+                    Err(e) => add(Problem::Genesis, seq, e.to_string()),
+                    Ok(()) => applied = true,
+                },
                 Ok(()) => {}
             },
             (_, 0) => add(
@@ -250,9 +252,11 @@ impl Checker {
                     add(problem, seq, e.to_string());
                 }
                 Ok(()) => {
+                    applied = true;
                     if let Action::LogRepaired { offset, .. } = &ev.action
                         && *offset != frame.offset
                     {
+                        applied = false;
                         add(
                             Problem::Policy,
                             seq,
@@ -280,9 +284,10 @@ impl Checker {
         self.tree.push(&hash);
         self.prev_hash = hash;
         self.last_seq = Some(ev.seq);
-        // Only an authentic event from the present raises the bar for the times after it,
-        // so one altered or future-dated event is one finding, not a cascade.
-        if authentic && !future {
+        // Only an event that changed the state, and is not from the future, raises the bar
+        // for the times after it: one altered, forged or future-dated event is one finding,
+        // not a cascade over the honest events after it.
+        if applied && !future {
             self.last_time = Some(self.last_time.map_or(ev.time, |t| t.max(ev.time)));
         }
         self.head = Some(Head {

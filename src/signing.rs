@@ -187,16 +187,20 @@ pub fn verify_bytes(pk: &PublicKey, msg: &[u8], sig: &[u8; 64]) -> bool {
     }
 }
 
-/// As `verify_bytes`, with the public key already decompressed (`a` from `a_bytes`).
-pub fn verify_with_point(a: &EdwardsPoint, a_bytes: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+/// A signature's R (as given, and decoded) and S, if S is below L and R is a curve point.
+fn split_signature(sig: &[u8; 64]) -> Option<([u8; 32], EdwardsPoint, Scalar)> {
     let (r_bytes, s_bytes) = sig.split_at(32);
     let r_bytes: [u8; 32] = r_bytes.try_into().expect("32 bytes");
-    let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(
         s_bytes.try_into().expect("32 bytes"),
-    )) else {
-        return false;
-    };
-    let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
+    ))?;
+    let r = CompressedEdwardsY(r_bytes).decompress()?;
+    Some((r_bytes, r, s))
+}
+
+/// As `verify_bytes`, with the public key already decompressed (`a` from `a_bytes`).
+pub fn verify_with_point(a: &EdwardsPoint, a_bytes: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+    let Some((r_bytes, r, s)) = split_signature(sig) else {
         return false;
     };
     let k = challenge(&r_bytes, a_bytes, msg);
@@ -224,14 +228,7 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> bool {
     let mut points = Vec::with_capacity(2 * items.len() + 1);
     let mut b = Scalar::ZERO;
     for (a, a_bytes, msg, sig) in items {
-        let (r_bytes, s_bytes) = sig.split_at(32);
-        let r_bytes: [u8; 32] = r_bytes.try_into().expect("32 bytes");
-        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(
-            s_bytes.try_into().expect("32 bytes"),
-        )) else {
-            return false;
-        };
-        let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
+        let Some((r_bytes, r, s)) = split_signature(sig) else {
             return false;
         };
         let k = challenge(&r_bytes, a_bytes, msg);

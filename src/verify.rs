@@ -22,8 +22,9 @@ use crate::types::{Hash32, PublicKey, Timestamp};
 pub enum Anchor {
     /// A head hash printed earlier: it must be the hash of some event in this ledger.
     Head(Hash32),
-    /// A signed checkpoint note (C2SP format): the first `size` events must have its root.
-    Checkpoint(String),
+    /// A signed checkpoint note (C2SP format), as read: the first `size` events must have
+    /// its root. Bytes that are not a note (not UTF-8, say) fail as an anchor.
+    Checkpoint(Vec<u8>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -140,7 +141,10 @@ fn verify_pass<R: Read + Send>(
 ) -> io::Result<(Report, Option<Verified>, bool)> {
     let mut findings = Vec::new();
     let cp_size = match &opts.anchor {
-        Some(Anchor::Checkpoint(note)) => Checkpoint::parse(note).ok().map(|c| c.0.size),
+        Some(Anchor::Checkpoint(note)) => std::str::from_utf8(note)
+            .ok()
+            .and_then(|n| Checkpoint::parse(n).ok())
+            .map(|c| c.0.size),
         _ => None,
     };
     let frames = match FrameReader::new(r) {
@@ -306,7 +310,7 @@ fn file_finding(problem: Problem, offset: u64, message: String) -> Finding {
 /// first max(size, 1) events, the ledger has at least `size` events, and the first `size`
 /// have its root.
 fn check_checkpoint(
-    note: &str,
+    note: &[u8],
     checker: Option<&Checker>,
     at_size: Option<&(Sha, Vec<PublicKey>)>,
     end: u64,
@@ -318,6 +322,9 @@ fn check_checkpoint(
     };
     let Some(id) = checker.and_then(|c| c.state.ledger_id) else {
         return fail("the ledger has no genesis to check a checkpoint against".into());
+    };
+    let Ok(note) = std::str::from_utf8(note) else {
+        return fail("the checkpoint is not a signed note: it is not UTF-8 text".into());
     };
     let events = checker.map_or(0, |c| c.frames());
     let parsed = match Checkpoint::parse(note) {

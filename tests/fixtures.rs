@@ -40,6 +40,16 @@ fn extra_files() -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
         files.push((name, bytes));
         verdicts.push(verdict);
     }
+    let (bundle_files, bundle_verdicts) = rules::bundles(&v.bytes);
+    files.extend(bundle_files);
+    files.push((
+        "bundle-verdicts.json".into(),
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&bundle_verdicts).unwrap()
+        )
+        .into_bytes(),
+    ));
     files.push((
         "ed25519-vectors.json".into(),
         format!(
@@ -538,7 +548,7 @@ fn fixtures_are_up_to_date() {
     for (name, bytes) in generated_files() {
         let p = dir.join(&name);
         if write {
-            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, &bytes).unwrap();
             continue;
         }
@@ -551,6 +561,34 @@ fn fixtures_are_up_to_date() {
         assert!(
             on_disk == bytes,
             "{name} differs from what the generator makes; regenerate deliberately with KEYLEDGER_WRITE_FIXTURES=1"
+        );
+    }
+}
+
+#[test]
+fn every_bundle_gets_its_stated_verdict() {
+    let dir = fixtures_dir();
+    let verdicts: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bundle-verdicts.json")).unwrap())
+            .unwrap();
+    assert!(verdicts.len() >= 5);
+    for v in &verdicts {
+        let mut args = vec!["verify-bundle", v["bundle"].as_str().unwrap()];
+        args.extend(
+            v["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap()),
+        );
+        let o = run_in(&dir, &args, None);
+        assert_eq!(
+            code(&o),
+            v["exit"].as_i64().unwrap() as i32,
+            "{}: {}{}",
+            v["description"],
+            stdout(&o),
+            stderr(&o)
         );
     }
 }

@@ -5,13 +5,16 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 success; 1 check failed (verify, auth negative); 2 bad usage or input;
-3 refused by policy (recorded as action-denied) or key not enrolled; 4 ledger needs
-attention (torn tail: run `keyledger repair`; failed integrity; locked with --no-wait);
-5 I/O or system error.
+Exit codes: 0 success; 1 check failed (verify, auth negative, audit findings); 2 bad usage
+or input; 3 refused by policy (recorded as action-denied) or key not enrolled; 4 ledger
+needs attention (torn tail: run `keyledger repair`; an event fails its checks; locked with
+--no-wait; unsafe lock file); 5 I/O or system error; 6 verify-bundle: the bundle is intact
+but signed by a key you have not said you trust (pass --trusted-key).
 
 Environment: KEYLEDGER_LEDGER (default --ledger), KEYLEDGER_KEY (default --key),
-KEYLEDGER_NOW (RFC 3339; overrides the clock, for tests and reproducible runs).";
+KEYLEDGER_CACHE_DIR (this user's cache of verified state; default
+$XDG_CACHE_HOME/keyledger or ~/.cache/keyledger), KEYLEDGER_NOW (RFC 3339; sets the clock
+back for tests and reproducible runs; never more than 5 minutes ahead of the real clock).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -80,7 +83,12 @@ pub enum Cmd {
     /// Temporary credentials.
     #[command(subcommand)]
     Sts(StsCmd),
-    /// Check a secret (read from stdin) against KEY_ID; records the outcome. Exit 0 only if valid.
+    /// Check credentials read from stdin against KEY_ID; records the outcome. Exit 0 only if valid.
+    ///
+    /// Stdin holds the secret; for temporary credentials (KLST…), the secret and then the
+    /// security token, separated by a newline or a space:
+    /// `printf '%s\n%s\n' "$SECRET" "$TOKEN" | keyledger auth KLST…`. Expiry is decided on
+    /// this machine's real clock.
     Auth { key_id: String },
     /// Show events, oldest first, with filters.
     Log(LogArgs),
@@ -105,6 +113,10 @@ pub enum Cmd {
     /// Export events: JSON Lines, CSV, or an evidence bundle that verifies offline.
     Export(ExportArgs),
     /// Verify an evidence bundle with no access to the ledger.
+    ///
+    /// Without --trusted-key, an intact bundle exits 6: anyone can sign a bundle with their
+    /// own key and any ledger id, so it proves nothing until you check the signing key it
+    /// prints against one obtained from the ledger's owner.
     VerifyBundle {
         path: PathBuf,
         /// The public key you trust to sign for this ledger (`ed25519:<hex>` or @FILE.pub).

@@ -75,14 +75,7 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
     let anchor = match (&a.checkpoint, &a.expect_head) {
         (Some(p), _) => Some(Anchor::Checkpoint(
             keyledger::files::read_regular(p, 1 << 20)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    CliError::usage(format!(
-                        "{}: not a readable checkpoint file (a regular file of UTF-8 text)",
-                        p.display()
-                    ))
-                })?,
+                .map_err(|e| CliError::usage(format!("{}: {e}", p.display())))?,
         )),
         (None, Some(h)) => Some(Anchor::Head(parse_hash("--expect-head", h)?)),
         (None, None) => None,

@@ -254,16 +254,7 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                 )));
             }
             let (until, at) = parse_as_of(&as_of, ctx.now)?;
-            let (state, head) = match until {
-                None => {
-                    let v = ctx.read_head()?;
-                    (v.state, v.head)
-                }
-                Some(_) => {
-                    let r = ctx.read(until, |_| {})?;
-                    (r.state, r.head)
-                }
-            };
+            let (state, head) = ctx.state_at(until)?;
             let keys: Vec<&AccessKey> = state
                 .keys
                 .values()

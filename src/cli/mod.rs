@@ -76,6 +76,24 @@ impl Ctx {
         Ok(r)
     }
 
+    /// The verified state and its last event: at the head (through this user's cache), or
+    /// replayed up to `until`.
+    pub fn state_at(
+        &self,
+        until: Option<Until>,
+    ) -> Result<(keyledger::state::State, keyledger::chain::Head), CliError> {
+        Ok(match until {
+            None => {
+                let v = self.read_head()?;
+                (v.state, v.head)
+            }
+            Some(_) => {
+                let r = self.read(until, |_| {})?;
+                (r.state, r.head)
+            }
+        })
+    }
+
     /// The verified state at the head (through this user's cache), with the same warnings.
     pub fn read_head(&self) -> Result<Verified, CliError> {
         let (v, freshness) = store::head(&self.ledger, &self.cache)?;

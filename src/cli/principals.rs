@@ -131,16 +131,7 @@ pub fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CliError> {
         }
         UserCmd::List(as_of) => {
             let (until, _) = parse_as_of(&as_of, ctx.now)?;
-            let (state, head) = match until {
-                None => {
-                    let v = ctx.read_head()?;
-                    (v.state, v.head)
-                }
-                Some(_) => {
-                    let r = ctx.read(until, |_| {})?;
-                    (r.state, r.head)
-                }
-            };
+            let (state, head) = ctx.state_at(until)?;
             let s = &state;
             let rows: Vec<_> = s
                 .principals

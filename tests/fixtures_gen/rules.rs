@@ -476,6 +476,27 @@ fn note(cp: &Checkpoint, text: Option<&str>, name: &str, signer: u8) -> String {
     )
 }
 
+/// `note` with the last base64 character of its signature changed so that it decodes to the
+/// same bytes but with stray (non-zero) unused bits: non-canonical base64.
+fn noncanonical_b64(note: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let line = note.trim_end_matches('\n');
+    let body = line.trim_end_matches('=');
+    let pad = line.len() - body.len();
+    // With one '=' the last character carries 2 unused bits; with two, 4.
+    let spare = if pad == 1 { 0b11 } else { 0b1111 };
+    let last = body.as_bytes()[body.len() - 1];
+    let i = A.iter().position(|&c| c == last).unwrap();
+    let j = (i & !spare) | ((i & spare) ^ 1).max(1);
+    assert_ne!(i & spare, j & spare);
+    format!(
+        "{}{}{}\n",
+        &body[..body.len() - 1],
+        A[j] as char,
+        &line[body.len()..]
+    )
+}
+
 /// Checkpoint notes of `valid.ledger` (whose event hashes are `hashes`), and their verdicts.
 pub fn checkpoints(
     hashes: &[keyledger::types::Hash32],
@@ -576,10 +597,31 @@ pub fn checkpoints(
             "whose only known signature does not verify",
             false,
         ),
+        (
+            "not-utf8.checkpoint",
+            format!("{}\u{fffd}", note(&full, None, &origin, 1)),
+            "followed by a byte that is not UTF-8",
+            false,
+        ),
+        (
+            "noncanonical-base64.checkpoint",
+            noncanonical_b64(&note(&full, None, &origin, 1)),
+            "whose signature's base64 has stray bits in its last character",
+            false,
+        ),
     ];
     cases
         .into_iter()
         .map(|(file, note, what, ok)| {
+            // U+FFFD stands for a byte that is not UTF-8: written as the lone byte 0xff.
+            let bytes: Vec<u8> = note
+                .split('\u{fffd}')
+                .collect::<Vec<_>>()
+                .join("\u{1}")
+                .into_bytes()
+                .into_iter()
+                .map(|b| if b == 1 { 0xff } else { b })
+                .collect();
             let v = verdict(
                 &format!("valid.ledger against a checkpoint {what}"),
                 &["--checkpoint", file],
@@ -587,7 +629,7 @@ pub fn checkpoints(
                 None,
                 if ok { &[] } else { &["anchor"] },
             );
-            (file.to_owned(), note.into_bytes(), v)
+            (file.to_owned(), bytes, v)
         })
         .collect()
 }
@@ -823,4 +865,104 @@ pub fn ed25519_vectors() -> Value {
         "description": "Ed25519 signatures that separate verification rules, with the verdict of ledger-format.md §6.1 (zip215_valid) and §6.2 (key_acceptable). cofactorless_equation_holds is informational (null when S is not reduced).",
         "vectors": v,
     })
+}
+
+/// Evidence bundles (§10.3) of `valid.ledger` and their verdicts under `verify-bundle`:
+/// files as (path under fixtures/, bytes), and verdicts {dir, args, exit, description}.
+pub fn bundles(ledger: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("valid.ledger");
+    std::fs::write(&path, ledger).unwrap();
+    let write = |name: &str| -> std::path::PathBuf {
+        let dir = tmp.path().join(name);
+        let filter = keyledger::query::Filter {
+            key: Some(fixed_key_id(false, 'B')),
+            ..Default::default()
+        };
+        keyledger::export::write_bundle(
+            &path,
+            &dir,
+            &filter,
+            &key(1),
+            &keyledger::cache::Cache::none(),
+        )
+        .unwrap();
+        dir
+    };
+    let acme = key(1).public().to_string();
+    let alice = key(2).public().to_string();
+    // (name, directory, [(verify-bundle arguments, exit, description)])
+    type Case<'a> = (Vec<&'a str>, i32, String);
+    let mut dirs: Vec<(&str, std::path::PathBuf, Vec<Case>)> = vec![];
+    let good = write("good");
+    dirs.push((
+        "good",
+        good,
+        vec![
+            (
+                vec![],
+                6,
+                "intact, but no trusted key was given: valid but untrusted".into(),
+            ),
+            (
+                vec!["--trusted-key", &acme],
+                0,
+                "intact and signed by the trusted key".into(),
+            ),
+            (
+                vec!["--trusted-key", &alice],
+                1,
+                "intact, but signed by a key other than the trusted one".into(),
+            ),
+        ],
+    ));
+    let extra = write("extra-file");
+    std::fs::write(extra.join("notes.txt"), "not part of a bundle\n").unwrap();
+    dirs.push((
+        "extra-file",
+        extra,
+        vec![(
+            vec!["--trusted-key", &acme],
+            1,
+            "a sixth file in the directory".into(),
+        )],
+    ));
+    let moved = write("events-reordered");
+    let mut m: Value =
+        serde_json::from_slice(&std::fs::read(moved.join("manifest.json")).unwrap()).unwrap();
+    m["events"].as_array_mut().unwrap().swap(0, 1);
+    let json = serde_json::to_vec_pretty(&m).unwrap();
+    let digest = blake3::derive_key(keyledger::export::MANIFEST_CONTEXT, &json);
+    std::fs::write(moved.join("manifest.json"), &json).unwrap();
+    std::fs::write(
+        moved.join("manifest.sig"),
+        format!("{}\n", to_hex(&key(1).sign_bytes(&digest))),
+    )
+    .unwrap();
+    dirs.push((
+        "events-reordered",
+        moved,
+        vec![(
+            vec!["--trusted-key", &acme],
+            1,
+            "two manifest entries swapped and the manifest re-signed by the trusted key: the order and offsets are cross-checked".into(),
+        )],
+    ));
+    let mut files = vec![];
+    let mut verdicts = vec![];
+    for (name, dir, cases) in dirs {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let f = p.file_name().unwrap().to_string_lossy().into_owned();
+            files.push((format!("bundles/{name}/{f}"), std::fs::read(&p).unwrap()));
+        }
+        for (args, exit, description) in cases {
+            verdicts.push(json!({"bundle": format!("bundles/{name}"), "args": args, "exit": exit, "description": description}));
+        }
+    }
+    (files, verdicts)
 }
