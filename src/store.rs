@@ -217,6 +217,18 @@ pub(crate) fn verify_to_end(
     len: u64,
     cache: &Cache,
 ) -> Result<(Verified, Freshness), StoreError> {
+    verify_from_cache(path, f, len, cache, true)
+}
+
+/// `verify_to_end`; with `may_batch`, long stretches are checked in batches on every core,
+/// and a failing batch is checked again one signature at a time, to name the event.
+fn verify_from_cache(
+    path: &Path,
+    f: &File,
+    len: u64,
+    cache: &Cache,
+    may_batch: bool,
+) -> Result<(Verified, Freshness), StoreError> {
     let now = Timestamp::now();
     let cached = cache
         .load(path)
@@ -257,7 +269,7 @@ pub(crate) fn verify_to_end(
     // Long stretches are checked in batches on every core; a failing batch is re-checked
     // one signature at a time below, to name the event.
     let spec = Spec {
-        batched: len - start > 1 << 20,
+        batched: may_batch && len - start > 1 << 20,
         stop_at_first: true,
         ..Spec::default()
     };
@@ -269,7 +281,7 @@ pub(crate) fn verify_to_end(
     let out =
         pass::run(frames, len, checker, &spec, &mut visit).map_err(StoreError::io(path, "read"))?;
     if out.batch_failed && out.findings.is_empty() {
-        return Err(locate_bad_signature(path, f, len));
+        return verify_from_cache(path, f, len, cache, false);
     }
     if let Some(first) = out.findings.first() {
         return Err(StoreError::from_finding(path, first, out.checker.frames()));
@@ -308,38 +320,6 @@ fn reader_at(path: &Path, f: &File, offset: u64) -> Result<File, StoreError> {
     r.seek(SeekFrom::Start(offset))
         .map_err(StoreError::io(path, "seek"))?;
     Ok(r)
-}
-
-/// Verifies the whole file one signature at a time, to name the event whose signature a
-/// batch found bad.
-fn locate_bad_signature(path: &Path, f: &File, len: u64) -> StoreError {
-    let exact = reader_at(path, f, 0).and_then(|f| {
-        let frames = FrameReader::new(BufReader::with_capacity(1 << 20, f.take(len)))
-            .map_err(|e| read_error(path, e))?;
-        let spec = Spec {
-            stop_at_first: true,
-            ..Spec::default()
-        };
-        pass::run(
-            frames,
-            len,
-            Checker::new(Timestamp::now()),
-            &spec,
-            &mut |_| {},
-        )
-        .map_err(StoreError::io(path, "read"))
-    });
-    match exact {
-        Ok(out) => match out.findings.first() {
-            Some(first) => StoreError::from_finding(path, first, out.checker.frames()),
-            None => StoreError::Io {
-                path: path.into(),
-                op: "verify",
-                source: io::Error::other("a batch of signatures failed, then every one verified"),
-            },
-        },
-        Err(e) => e,
-    }
 }
 
 /// Waits briefly for an append in flight when the file ends inside a frame: the length
@@ -429,7 +409,7 @@ pub fn replay_open(
     let reader = reader_at(path, f, 0)?;
     let frames = FrameReader::new(BufReader::with_capacity(1 << 20, reader.take(len)))
         .map_err(|e| read_error(path, e))?;
-    let spec = Spec {
+    let mut spec = Spec {
         batched: true,
         trust,
         until,
@@ -443,9 +423,26 @@ pub fn replay_open(
         &mut visit,
     )
     .map_err(StoreError::io(path, "read"))?;
-    if out.batch_failed && out.findings.is_empty() {
-        return Err(locate_bad_signature(path, f, len));
-    }
+    let out = if out.batch_failed && out.findings.is_empty() {
+        // A batch failed: again one signature at a time, to name the event (what was
+        // visited is discarded with the error).
+        spec.batched = false;
+        let frames = FrameReader::new(BufReader::with_capacity(
+            1 << 20,
+            reader_at(path, f, 0)?.take(len),
+        ))
+        .map_err(|e| read_error(path, e))?;
+        pass::run(
+            frames,
+            len,
+            Checker::new(Timestamp::now()),
+            &spec,
+            &mut |_| {},
+        )
+        .map_err(StoreError::io(path, "read"))?
+    } else {
+        out
+    };
     if let Some(first) = out.findings.first() {
         return Err(StoreError::from_finding(path, first, out.checker.frames()));
     }

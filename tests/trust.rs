@@ -151,6 +151,7 @@ pub fn load_key(w: &W, name: &str) -> SigningKey {
 /// account; properly signed events by that key follow. No command decides on them.
 #[test]
 fn w01_decisions_on_forged_events() {
+    more::a_bad_signature_deep_inside_is_named();
     let w = W::new();
     w.user("bob", &[]);
     // Build this user's cache first: the forged frames come after what it vouches for.

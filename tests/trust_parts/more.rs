@@ -827,3 +827,44 @@ pub fn appends_verify_only_what_the_cache_does_not_vouch_for() {
 fn load_key_at(p: &Path) -> SigningKey {
     SigningKey::load(p).unwrap()
 }
+
+/// Item 1, on a ledger large enough for batched checks: one flipped signature deep inside
+/// is named exactly by reads and appends (no cache), and by reads through a cache that
+/// vouches only for a prefix before it.
+pub fn a_bad_signature_deep_inside_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("s.ledger");
+    let s =
+        keyledger::synth::build(&p, 20_000, Timestamp::parse("2025-01-01").unwrap(), 4).unwrap();
+    s.account.write_new(&d.path().join("s.key")).unwrap();
+    let mut b = std::fs::read(&p).unwrap();
+    let frames: Vec<_> = keyledger::format::FrameReader::new(&b[..])
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let bad = 12_345usize;
+    let at = frames[bad].end() as usize - 7;
+    b[at] ^= 1;
+    std::fs::write(&p, &b).unwrap();
+    let none = Path::new("/dev/null/no-cache");
+    for args in [
+        &["key", "list"][..],
+        &["log"],
+        &["--key", "s.key", "user", "create", "x"],
+    ] {
+        let mut a = vec!["--ledger", "s.ledger"];
+        a.extend_from_slice(args);
+        let o = run_env(
+            d.path(),
+            &[("KEYLEDGER_CACHE_DIR", none.to_str().unwrap())],
+            &a,
+            None,
+        );
+        assert_eq!(code(&o), 4, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("seq {bad} ")),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
