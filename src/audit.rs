@@ -159,6 +159,8 @@ pub enum AuditError {
     Io(std::path::PathBuf, std::io::Error),
     #[error("the ledger does not verify ({} problem(s), first: {}); an audit over it would prove nothing. Run `keyledger verify`", .0.findings.len(), .0.findings.first().map_or(String::new(), |f| f.message.clone()))]
     NotVerified(Box<Report>),
+    #[error("{0}; an audit of what is left would hide that. Run `keyledger verify`")]
+    Diverged(String),
 }
 
 /// Verifies the whole ledger, replays it up to `opts.as_of` (every event replayed is one
@@ -170,6 +172,9 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
     let (true, Some(v)) = (report.ok, verified) else {
         return Err(AuditError::NotVerified(Box::new(report)));
     };
+    if let Some(why) = store::diverged(path, cache) {
+        return Err(AuditError::Diverged(why));
+    }
     let _ = cache.save(path, &v);
     let trust = Some(Trust {
         seq: v.head.seq,

@@ -11,7 +11,12 @@
 //! entry: <dir>/<blake3(canonical ledger path), 32 hex>.verified
 //!        "KLCACHE1" | MessagePack body | tag (32 bytes)
 //!        tag = blake3::keyed_hash(key, "KLCACHE1" || canonical path || 0x00 || body)
+//! head:  <same name>.head: "KLHEAD01" | MessagePack (head, head offset) | tag, as above;
+//!        the last head this user verified or appended, written after every append
 //! ```
+//!
+//! The head note makes a cut sticky: if the ledger no longer holds a head this user
+//! verified, reads warn and appends refuse, until the user removes these two files.
 //!
 //! An entry is a claim "this user verified these events", never the truth about the file:
 //! the reader re-reads the head frame it names and checks its hash, and verifies every
@@ -33,6 +38,7 @@ use crate::state::State;
 use crate::types::{Bytes, Hash32};
 
 const MAGIC: &[u8; 8] = b"KLCACHE1";
+const HEAD_MAGIC: &[u8; 8] = b"KLHEAD01";
 const TRAIL_CONTEXT: &str = "keyledger 2026-11-24 key trail v1";
 /// A cache entry larger than this is not one of ours.
 const MAX_ENTRY: u64 = 1 << 32;
@@ -166,8 +172,10 @@ impl Cache {
         self.dir.as_deref()
     }
 
-    /// The directory, created 0700 if missing, if it is safe: a directory owned by this
-    /// user that no one else can write.
+    /// The directory, created 0700 if missing, if it is safe: a directory owned by this user
+    /// that no one else can write, reached through directories no one else can change (each
+    /// owned by root or this user, and writable by no one else unless sticky) and through no
+    /// link anyone else owns, as ssh requires of its files. Otherwise there is no cache.
     fn safe_dir(&self) -> Option<&Path> {
         let dir = self.dir.as_deref()?;
         if !dir.exists() {
@@ -176,8 +184,28 @@ impl Cache {
                 .mode(0o700)
                 .create(dir);
         }
-        let m = std::fs::metadata(dir).ok()?;
-        let mine = files::effective_uid().is_none_or(|uid| uid == m.uid());
+        let uid = files::effective_uid();
+        let trusted_owner =
+            |m: &std::fs::Metadata| m.uid() == 0 || uid.is_none_or(|u| u == m.uid());
+        // Links on the way, as given: only root or this user may own them.
+        let given = std::path::absolute(dir).ok()?;
+        for prefix in given.ancestors() {
+            let m = std::fs::symlink_metadata(prefix).ok()?;
+            if m.file_type().is_symlink() && !trusted_owner(&m) {
+                return None;
+            }
+        }
+        // The directories it resolves through.
+        let real = std::fs::canonicalize(dir).ok()?;
+        for ancestor in real.ancestors().skip(1) {
+            let m = std::fs::metadata(ancestor).ok()?;
+            let others_write = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
+            if !trusted_owner(&m) || others_write {
+                return None;
+            }
+        }
+        let m = std::fs::metadata(&real).ok()?;
+        let mine = uid.is_none_or(|u| u == m.uid());
         (m.is_dir() && mine && m.mode() & 0o022 == 0).then_some(dir)
     }
 
@@ -220,9 +248,9 @@ impl Cache {
         Some((dir.join(format!("{name}.verified")), id))
     }
 
-    fn tag(key: &[u8; 32], id: &[u8], body: &[u8]) -> [u8; 32] {
+    fn tag_with(key: &[u8; 32], magic: &[u8; 8], id: &[u8], body: &[u8]) -> [u8; 32] {
         let mut h = blake3::Hasher::new_keyed(key);
-        h.update(MAGIC);
+        h.update(magic);
         h.update(id);
         h.update(&[0]);
         h.update(body);
@@ -235,35 +263,72 @@ impl Cache {
         let (path, id) = self.entry(ledger).ok_or("no cache entry")?;
         let f = files::open_regular_nofollow(&path, false).map_err(|e| e.to_string())?;
         let bytes = files::read_file(f, &path, MAX_ENTRY).map_err(|e| e.to_string())?;
-        if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
-            return Err("the cache entry is not one of ours".into());
-        }
-        let (data, tag) = bytes.split_at(bytes.len() - 32);
-        let body = &data[MAGIC.len()..];
-        // A keyed hash compared in constant time (blake3::Hash's Eq).
-        if blake3::Hash::from(Self::tag(&key, &id, body))
-            != blake3::Hash::from_bytes(tag.try_into().expect("32 bytes"))
-        {
-            return Err(
-                "the cache entry was not written by this user (its tag does not match)".into(),
-            );
-        }
+        let body = Self::open_tagged(&key, &id, MAGIC, &bytes)
+            .ok_or("the cache entry was not written by this user (its tag does not match)")?;
         rmp_serde::from_slice(body).map_err(|e| format!("the cache entry does not decode ({e})"))
     }
 
-    /// Saves `v` for `ledger` (atomically: a fresh file renamed over the entry).
-    pub fn save(&self, ledger: &Path, v: &Verified) -> io::Result<()> {
+    /// The last head this user verified or appended for `ledger` (its seq, hash, end and
+    /// offset), which may be ahead of the saved state: a small note written after every
+    /// append, so that a cut of verified events is noticed even before the state is saved.
+    pub fn load_head(&self, ledger: &Path) -> Option<(Hash32, Head, u64)> {
+        let key = self.key()?;
+        let (path, id) = self.entry(ledger)?;
+        let path = path.with_extension("head");
+        let f = files::open_regular_nofollow(&path, false).ok()?;
+        let bytes = files::read_file(f, &path, 4096).ok()?;
+        let body = Self::open_tagged(&key, &id, HEAD_MAGIC, &bytes)?;
+        rmp_serde::from_slice(body).ok()
+    }
+
+    /// Records `head` (at `head_offset`) as the last head this user verified for the ledger
+    /// at `ledger` whose genesis hash is `genesis`.
+    pub fn save_head(
+        &self,
+        ledger: &Path,
+        genesis: Hash32,
+        head: &Head,
+        head_offset: u64,
+    ) -> io::Result<()> {
+        let body = rmp_serde::to_vec(&(genesis, head, head_offset)).map_err(io::Error::other)?;
+        self.write_tagged(ledger, "head", HEAD_MAGIC, &body)
+    }
+
+    /// `magic || body || tag` checked: the body, if the tag is this user's.
+    fn open_tagged<'b>(
+        key: &[u8; 32],
+        id: &[u8],
+        magic: &[u8; 8],
+        bytes: &'b [u8],
+    ) -> Option<&'b [u8]> {
+        if bytes.len() < magic.len() + 32 || &bytes[..magic.len()] != magic {
+            return None;
+        }
+        let (data, tag) = bytes.split_at(bytes.len() - 32);
+        let body = &data[magic.len()..];
+        let want = blake3::Hash::from(Self::tag_with(key, magic, id, body));
+        (want == blake3::Hash::from_bytes(tag.try_into().expect("32 bytes"))).then_some(body)
+    }
+
+    /// Writes `magic || body || tag` as the entry of `ledger` with `extension`, atomically.
+    fn write_tagged(
+        &self,
+        ledger: &Path,
+        extension: &str,
+        magic: &[u8; 8],
+        body: &[u8],
+    ) -> io::Result<()> {
         let key = self
             .key()
             .ok_or_else(|| io::Error::other("no usable cache directory"))?;
         let (path, id) = self
             .entry(ledger)
             .ok_or_else(|| io::Error::other("the ledger path cannot be resolved"))?;
-        let body = rmp_serde::to_vec(v).map_err(io::Error::other)?;
-        let mut data = Vec::with_capacity(MAGIC.len() + body.len() + 32);
-        data.extend_from_slice(MAGIC);
-        data.extend_from_slice(&body);
-        data.extend_from_slice(&Self::tag(&key, &id, &body));
+        let path = path.with_extension(extension);
+        let mut data = Vec::with_capacity(magic.len() + body.len() + 32);
+        data.extend_from_slice(magic);
+        data.extend_from_slice(body);
+        data.extend_from_slice(&Self::tag_with(&key, magic, &id, body));
         let dir = path.parent().expect("an entry has a directory");
         let stem = format!(
             "{}.tmp",
@@ -277,5 +342,23 @@ impl Cache {
             let _ = std::fs::remove_file(&tmp);
         }
         written
+    }
+
+    /// The files this user's cache keeps for `ledger` (to remove them, say).
+    pub fn entry_files(&self, ledger: &Path) -> Vec<PathBuf> {
+        self.entry(ledger)
+            .map(|(p, _)| vec![p.clone(), p.with_extension("head")])
+            .unwrap_or_default()
+    }
+
+    /// Saves `v` for `ledger` (atomically: a fresh file renamed over the entry), and its
+    /// head as the last head verified.
+    pub fn save(&self, ledger: &Path, v: &Verified) -> io::Result<()> {
+        let body = rmp_serde::to_vec(v).map_err(io::Error::other)?;
+        self.write_tagged(ledger, "verified", MAGIC, &body)?;
+        match v.state.genesis_hash {
+            Some(g) => self.save_head(ledger, g, &v.head, v.head_offset),
+            None => Ok(()),
+        }
     }
 }

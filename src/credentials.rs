@@ -142,10 +142,19 @@ pub fn contains_credential(text: &str) -> bool {
     })
 }
 
-/// Does `text` look like it holds a secret or token, even a mistyped one (the prefix and a
-/// run of base62 characters)? Input that does is refused before anything is recorded.
+/// Does `text` look like it holds a secret or token, even a mistyped or cut one (the prefix
+/// and at least 8 base62 characters)? Input that does is refused before anything is
+/// recorded.
 pub fn looks_like_credential(text: &str) -> bool {
-    redact(text) != text
+    [SECRET_PREFIX, TOKEN_PREFIX].iter().any(|p| {
+        text.match_indices(p).any(|(i, _)| {
+            text[i + p.len()..]
+                .bytes()
+                .take_while(u8::is_ascii_alphanumeric)
+                .count()
+                >= 8
+        })
+    })
 }
 
 /// `text` with every secret- or token-like run (`klsk_…`, `kltk_…`, whatever its checksum)
@@ -292,6 +301,7 @@ mod tests {
         assert_eq!(redact(&typo), "klsk_<redacted>");
         assert_eq!(redact("plain text"), "plain text");
         assert!(!looks_like_credential("KLAKAAAAAAAAAAAAAAAALP5KS6"));
+        assert!(!looks_like_credential("rotate the leaked klsk_ secret"));
     }
 
     #[test]

@@ -95,6 +95,8 @@ pub fn select(path: &Path, filter: &Filter, cache: &Cache) -> Result<Selection, 
             ));
         }
     })?;
+    let out: Vec<_> = frames.iter().map(|(f, ev, h, _)| (f, ev, h)).collect();
+    store::recheck_signatures(path, &out)?;
     Ok(Selection {
         frames,
         hashes,
@@ -195,6 +197,8 @@ pub struct ManifestEvent {
 pub struct ManifestKey {
     pub public_key: String,
     pub principal: String,
+    /// Who enrolled the key for that principal (ledger-format.md §6.2).
+    pub enrolled_by: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -317,9 +321,16 @@ pub fn write_bundle(
     .sign(key);
     let mut frames = Vec::new();
     let mut events = Vec::new();
+    let enroller = |pk: &PublicKey| {
+        sel.state
+            .signers
+            .get(pk)
+            .map_or("?".into(), |s| s.enrolled_by.clone())
+    };
     let mut keys: Vec<ManifestKey> = vec![ManifestKey {
         public_key: key.public().to_string(),
         principal: signer.clone(),
+        enrolled_by: enroller(&key.public()),
     }];
     for (f, ev, h, actor) in &sel.frames {
         let offset = frames.len() as u64;
@@ -340,6 +351,7 @@ pub fn write_bundle(
             keys.push(ManifestKey {
                 public_key: pk,
                 principal: actor.clone(),
+                enrolled_by: enroller(&ev.signer),
             });
         }
     }
@@ -541,8 +553,10 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
                     k.public_key
                 ))
             })?;
-        if !crate::types::valid_name(&k.principal) {
-            return Err(bad(format!("manifest key {pk} names no valid principal")));
+        if !crate::types::valid_name(&k.principal) || !crate::types::valid_name(&k.enrolled_by) {
+            return Err(bad(format!(
+                "manifest key {pk} names no valid principal or enroller"
+            )));
         }
         keys.push(pk);
     }

@@ -150,7 +150,14 @@ impl Ledger {
         let (v, freshness) = verify_to_end(path, &file, len, cache)?;
         let cached_seq = match freshness {
             crate::store::Freshness::Cached { verified } => Some(v.head.seq - verified),
-            _ => None,
+            // Appending to a ledger cut below what this user verified would bury the cut.
+            crate::store::Freshness::Diverged(reason) => {
+                return Err(StoreError::Diverged {
+                    reason,
+                    files: cache.entry_files(path),
+                });
+            }
+            crate::store::Freshness::Rebuilt(_) => None,
         };
         let mut l = Ledger {
             path: path.into(),
@@ -375,7 +382,10 @@ impl Ledger {
         }
         self.v.head = head;
         self.v.head_offset = head_offset;
-        self.save_cache_if_stale();
+        // The head note after every append (small); the whole state when the process is done.
+        if let Some(g) = self.v.state.genesis_hash {
+            let _ = self.cache.save_head(&self.path, g, &head, head_offset);
+        }
         Ok(out)
     }
 
@@ -402,6 +412,16 @@ impl Ledger {
                 "a repair at byte {offset} cannot record a torn tail at byte {o}"
             )),
             _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Ledger {
+    /// Saves this user's cache if it lags the head by `CACHE_EVERY` events (once per open
+    /// ledger, not per append: saving costs as much as the state is large).
+    fn drop(&mut self) {
+        if !self.poisoned {
+            self.save_cache_if_stale();
         }
     }
 }

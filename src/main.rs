@@ -7,7 +7,38 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Secrets and tokens are read from stdin, never from arguments or the environment, where
+/// other users can read them (`ps`, shell history): refuse any that look like one, before
+/// anything echoes them.
+fn refuse_credentials_in_arguments() -> Result<(), String> {
+    let looks =
+        |s: &std::ffi::OsStr| keyledger::credentials::looks_like_credential(&s.to_string_lossy());
+    if let Some(n) = std::env::args_os().skip(1).position(|a| looks(&a)) {
+        return Err(format!(
+            "argument {} looks like an access key secret or security token (klsk_… or kltk_…). Secrets never go on the command line, where others can see them: `auth` reads them from stdin. If one was exposed, treat it as leaked",
+            n + 1
+        ));
+    }
+    for var in [
+        "KEYLEDGER_LEDGER",
+        "KEYLEDGER_KEY",
+        "KEYLEDGER_CACHE_DIR",
+        "KEYLEDGER_NOW",
+    ] {
+        if std::env::var_os(var).is_some_and(|v| looks(&v)) {
+            return Err(format!(
+                "{var} looks like it holds an access key secret or security token; it never belongs there"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    if let Err(m) = refuse_credentials_in_arguments() {
+        cli::output::message(&m);
+        return ExitCode::from(cli::error::USAGE);
+    }
     let args = match cli::args::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -186,7 +186,7 @@ impl Ledger {
     }
 
     /// Deletes a user (R2); with `delete_keys`, each of its undeleted keys first, each as
-    /// its own event.
+    /// its own event (in one group commit). A refused key deletion stops before the user.
     pub fn delete_user(
         &mut self,
         signer: &SigningKey,
@@ -196,14 +196,23 @@ impl Ledger {
     ) -> Result<Vec<Receipt>, StoreError> {
         let mut receipts = Vec::new();
         if delete_keys && self.state().principals.contains_key(name) {
-            let ids: Vec<String> = self
+            let deletions: Vec<Action> = self
                 .state()
                 .keys_of(name)
                 .filter(|k| k.status != KeyStatus::Deleted)
-                .map(|k| k.id.clone())
+                .map(|k| Action::KeyDeleted {
+                    key_id: k.id.clone(),
+                })
                 .collect();
-            for key_id in ids {
-                receipts.push(self.append(signer, Action::KeyDeleted { key_id }, now)?);
+            let outcomes = match deletions.is_empty() {
+                true => Vec::new(),
+                false => self.append_batch(signer, deletions, now)?,
+            };
+            for outcome in outcomes {
+                match outcome {
+                    Ok(r) => receipts.push(r),
+                    Err((refusal, receipt)) => return Err(StoreError::Denied { refusal, receipt }),
+                }
             }
         }
         receipts.push(self.append(

@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -68,6 +68,11 @@ pub enum StoreError {
     )]
     UnsafeLock { path: PathBuf, reason: String },
     #[error(
+        "{reason}. Nothing is appended. Compare the ledger with a checkpoint or a backup (`keyledger verify --checkpoint FILE`); if it was restored on purpose, remove this user's cache files for it ({}) and run again",
+        files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    Diverged { reason: String, files: Vec<PathBuf> },
+    #[error(
         "the time asked for, {asked}, is more than 5 minutes after this machine's clock ({real}); events are never dated in the future (KEYLEDGER_NOW may only set the clock back)"
     )]
     FutureTime { asked: Timestamp, real: Timestamp },
@@ -118,6 +123,8 @@ pub struct Replay {
     pub head: Head,
     pub tree: TreeBuilder,
     pub torn: Option<TornTail>,
+    /// The file no longer holds a head this user verified (why): cut or rewritten.
+    pub diverged: Option<String>,
 }
 
 /// Whether to wait for another writer's lock.
@@ -174,23 +181,57 @@ pub(crate) fn frame_at(f: &File, offset: u64, len: u64) -> Option<RawFrame> {
     Some(RawFrame { offset, body, sig })
 }
 
-/// Why a cached `Verified` does not describe this file, if it does not: frame 0 must hash to
-/// its genesis, and the frame at its head offset must be its head.
-fn check_cached(f: &File, len: u64, v: &Verified) -> Result<(), String> {
+/// The genesis hash of the file (frame 0's body hash), if its header is valid and frame 0
+/// complete.
+fn file_genesis(f: &File, len: u64) -> Option<Hash32> {
     let mut header = [0u8; HEADER_LEN as usize];
-    if f.read_exact_at(&mut header, 0).is_err() || format::check_header(&header).is_err() {
-        return Err("the ledger's header is not valid".into());
+    f.read_exact_at(&mut header, 0).ok()?;
+    format::check_header(&header).ok()?;
+    frame_at(f, HEADER_LEN, len).map(|g| event_hash(&g.body))
+}
+
+/// Does the file hold `head` at `offset` (a frame there, hashing to it, ending where it did)?
+fn holds(f: &File, len: u64, head: &Head, offset: u64) -> bool {
+    frame_at(f, offset, len)
+        .is_some_and(|fr| event_hash(&fr.body) == head.hash && fr.end() == head.end)
+}
+
+/// What this user's cache says about the file.
+enum Consulted {
+    /// A verified state whose head the file still holds.
+    Use(Box<Verified>),
+    /// No usable cache (the reason): verify from the start.
+    Nothing(String),
+    /// The file no longer holds a head this user verified: cut or rewritten (the reason).
+    Diverged(String),
+}
+
+fn consult(path: &Path, f: &File, len: u64, cache: &Cache) -> Consulted {
+    let genesis = file_genesis(f, len);
+    let gone = |h: &Head| {
+        Consulted::Diverged(format!(
+            "{}: the ledger no longer holds the event at seq {} (hash {}) that this user verified: its tail was cut or it was rewritten since",
+            path.display(),
+            h.seq,
+            h.hash
+        ))
+    };
+    if let Some((g, h, off)) = cache.load_head(path)
+        && Some(g) == genesis
+        && !holds(f, len, &h, off)
+    {
+        return gone(&h);
     }
-    let genesis = frame_at(f, HEADER_LEN, len).map(|g| event_hash(&g.body));
-    if genesis.is_none() || genesis != v.state.genesis_hash {
-        return Err("the cached state is of another ledger".into());
-    }
-    match frame_at(f, v.head_offset, len) {
-        Some(fr) if event_hash(&fr.body) == v.head.hash && fr.end() == v.head.end => Ok(()),
-        _ => Err(format!(
-            "the ledger no longer holds the event at seq {} (hash {}) that this user verified: it was cut or rewritten since",
-            v.head.seq, v.head.hash
-        )),
+    match cache.load(path) {
+        Ok(v) if genesis.is_some() && v.state.genesis_hash == genesis => {
+            if holds(f, len, &v.head, v.head_offset) {
+                Consulted::Use(Box::new(v))
+            } else {
+                gone(&v.head)
+            }
+        }
+        Ok(_) => Consulted::Nothing("the cached state is of another ledger".into()),
+        Err(e) => Consulted::Nothing(e),
     }
 }
 
@@ -230,28 +271,27 @@ fn verify_from_cache(
     may_batch: bool,
 ) -> Result<(Verified, Freshness), StoreError> {
     let now = Timestamp::now();
-    let cached = cache
-        .load(path)
-        .and_then(|v| match check_cached(f, len, &v) {
-            Ok(()) => Ok(v),
-            Err(e) => Err(format!("diverged:{e}")),
-        });
-    let (start, mut trails, checker, freshness, cached_offset) = match cached {
-        Ok(v) => (
+    let (start, mut trails, checker, freshness, cached_offset) = match consult(path, f, len, cache)
+    {
+        Consulted::Use(v) => (
             v.head.end,
             v.trails,
             Checker::resume(v.state, v.head, v.tree, now),
             Freshness::Cached { verified: 0 },
             Some(v.head_offset),
         ),
-        Err(reason) => (
+        Consulted::Nothing(reason) => (
             0,
             Default::default(),
             Checker::new(now),
-            match reason.strip_prefix("diverged:") {
-                Some(r) => Freshness::Diverged(r.to_owned()),
-                None => Freshness::Rebuilt(reason),
-            },
+            Freshness::Rebuilt(reason),
+            None,
+        ),
+        Consulted::Diverged(reason) => (
+            0,
+            Default::default(),
+            Checker::new(now),
+            Freshness::Diverged(reason),
             None,
         ),
     };
@@ -280,7 +320,10 @@ fn verify_from_cache(
     };
     let out =
         pass::run(frames, len, checker, &spec, &mut visit).map_err(StoreError::io(path, "read"))?;
-    if out.batch_failed && out.findings.is_empty() {
+    // With signatures checked in batches, events were folded before their batch was
+    // judged: a finding may be the effect of an earlier bad signature. Any failure is
+    // judged again one signature at a time, so the event named is the first bad one.
+    if spec.batched && (out.batch_failed || !out.findings.is_empty()) {
         return verify_from_cache(path, f, len, cache, false);
     }
     if let Some(first) = out.findings.first() {
@@ -354,25 +397,44 @@ pub fn head(path: &Path, cache: &Cache) -> Result<(Verified, Freshness), StoreEr
                 continue;
             }
         }
-        let stale = match &freshness {
-            Freshness::Cached { verified } => *verified >= CACHE_EVERY,
-            _ => true,
-        };
-        if stale {
-            let _ = cache.save(path, &v);
+        // A divergence stays noticed until the user resolves it: nothing is saved over it.
+        match &freshness {
+            Freshness::Cached { verified } if *verified >= CACHE_EVERY => {
+                let _ = cache.save(path, &v);
+            }
+            Freshness::Cached { verified } if *verified > 0 => {
+                if let Some(g) = v.state.genesis_hash {
+                    let _ = cache.save_head(path, g, &v.head, v.head_offset);
+                }
+            }
+            Freshness::Rebuilt(_) => {
+                let _ = cache.save(path, &v);
+            }
+            _ => {}
         }
         return Ok((v, freshness));
     }
 }
 
-/// The trusted point of `path` in this user's cache, if its head frame is still there.
-pub fn trust(path: &Path, f: &File, len: u64, cache: &Cache) -> Option<Trust> {
-    let v = cache.load(path).ok()?;
-    check_cached(f, len, &v).ok()?;
-    Some(Trust {
-        seq: v.head.seq,
-        hash: v.head.hash,
-    })
+/// Why the ledger at `path` no longer holds a head this user verified (cut or rewritten
+/// since), if it does not: a `verify` or `audit` that does not know that would say OK.
+pub fn diverged(path: &Path, cache: &Cache) -> Option<String> {
+    let f = open_existing(path, false).ok()?;
+    let len = f.metadata().ok()?.len();
+    trust(path, &f, len, cache).err()
+}
+
+/// The trusted point of `path` in this user's cache, if its head frame is still there; or,
+/// if the file no longer holds a head this user verified, why (`Err`).
+pub fn trust(path: &Path, f: &File, len: u64, cache: &Cache) -> Result<Option<Trust>, String> {
+    match consult(path, f, len, cache) {
+        Consulted::Use(v) => Ok(Some(Trust {
+            seq: v.head.seq,
+            hash: v.head.hash,
+        })),
+        Consulted::Nothing(_) => Ok(None),
+        Consulted::Diverged(why) => Err(why),
+    }
 }
 
 /// Replays the ledger from its start up to `until`, calling `visit` with each event, every
@@ -386,8 +448,12 @@ pub fn replay(
 ) -> Result<Replay, StoreError> {
     let f = open_existing(path, false)?;
     let len = f.metadata().map_err(StoreError::io(path, "stat"))?.len();
-    let trust = trust(path, &f, len, cache);
+    let (trust, diverged) = match trust(path, &f, len, cache) {
+        Ok(t) => (t, None),
+        Err(why) => (None, Some(why)),
+    };
     let mut r = replay_open(path, &f, len, trust, until, visit)?;
+    r.diverged = diverged;
     // A file that ends inside a frame and then grows had an append in flight: the replay
     // is of the complete frames before it, and nothing is torn.
     if r.torn.is_some() && settle(&f, len) != len {
@@ -423,9 +489,10 @@ pub fn replay_open(
         &mut visit,
     )
     .map_err(StoreError::io(path, "read"))?;
-    let out = if out.batch_failed && out.findings.is_empty() {
-        // A batch failed: again one signature at a time, to name the event (what was
-        // visited is discarded with the error).
+    let out = if out.batch_failed || !out.findings.is_empty() {
+        // A failure after batched checks (events are folded before their batch is judged):
+        // again one signature at a time, to name the first bad event (what was visited is
+        // discarded with the error).
         spec.batched = false;
         let frames = FrameReader::new(BufReader::with_capacity(
             1 << 20,
@@ -457,7 +524,51 @@ pub fn replay_open(
         head,
         tree: out.checker.tree,
         torn: out.torn,
+        diverged: None,
     })
+}
+
+/// Checks the signatures of `events` again (in batches; one by one to name a failure): what
+/// is shown or exported with its signature (inspect, exports, bundles) must carry the very
+/// signature that verifies, even where the cache vouched for the event itself.
+pub fn recheck_signatures(
+    path: &Path,
+    events: &[(&RawFrame, &Event, &Hash32)],
+) -> Result<(), StoreError> {
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    let mut points = std::collections::HashMap::new();
+    for (_, ev, _) in events {
+        points
+            .entry(ev.signer)
+            .or_insert_with(|| CompressedEdwardsY(*ev.signer.bytes()).decompress());
+    }
+    for chunk in events.chunks(256) {
+        let items: Option<Vec<crate::signing::BatchItem<'_>>> = chunk
+            .iter()
+            .map(|(f, ev, h)| {
+                points[&ev.signer]
+                    .as_ref()
+                    .map(|a| (a, ev.signer.bytes(), &h.0[..], &f.sig))
+            })
+            .collect();
+        if items.is_some_and(|i| crate::signing::verify_batch(&i)) {
+            continue;
+        }
+        let (f, ev, h) = chunk
+            .iter()
+            .find(|(f, ev, h)| !crate::signing::verify_hash(&ev.signer, h, &f.sig))
+            .expect("a failing batch holds a bad signature");
+        return Err(StoreError::Integrity {
+            path: path.into(),
+            seq: ev.seq,
+            offset: f.offset,
+            message: format!(
+                "signature does not verify against the event hash {h} and signer {}",
+                ev.signer
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// One event re-read through a key trail: its frame, body and hash.
@@ -512,8 +623,10 @@ pub struct WriterLock {
 }
 
 /// Takes the writers' lock of `ledger` (whose metadata is `meta`): an exclusive `flock`
-/// on `<ledger>.lock`, a file only those who can write the ledger can open. Created on
-/// first use. Someone who can only read the ledger cannot hold it, so cannot stall writers.
+/// on `<ledger>.lock`, a file only those who can write the ledger can open (its mode gives
+/// read and write to exactly the classes with write on the ledger, its group is the
+/// ledger's). Created on first use. Someone who can only read the ledger cannot open it,
+/// so cannot stall writers. Its owner is whoever created it: any writer may.
 pub fn lock_writers(
     ledger: &Path,
     meta: &std::fs::Metadata,
@@ -526,7 +639,12 @@ pub fn lock_writers(
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             match crate::files::create_new(&path, mode) {
-                Ok(_) => open(),
+                Ok(created) => {
+                    // Exactly the ledger's writers: its group, and the mode whatever the umask.
+                    let _ = std::os::unix::fs::fchown(&created, None, Some(meta.gid()));
+                    let _ = created.set_permissions(std::fs::Permissions::from_mode(mode));
+                    open()
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open(),
                 Err(e) => Err(e),
             }
@@ -554,12 +672,13 @@ pub fn lock_writers(
             ),
         });
     }
-    if m.uid() != meta.uid() && crate::files::effective_uid().is_some_and(|u| u != m.uid()) {
+    if m.mode() & 0o070 != 0 && m.gid() != meta.gid() {
         return Err(StoreError::UnsafeLock {
             path,
             reason: format!(
-                "it is owned by uid {}, neither the ledger's owner nor you",
-                m.uid()
+                "it is open to group {}, not the ledger's group {}",
+                m.gid(),
+                meta.gid()
             ),
         });
     }

@@ -218,8 +218,20 @@ fn a_forked_ledger_fails_verify_against_a_checkpoint() {
         stdout(&o)
     );
     assert!(full.len() > base.len());
-    // The fork: same prefix, a different event at the position the checkpoint covers.
-    ok(d.path(), &["user", "create", "mallory"]);
+    // The fork: same prefix, a different event at the position the checkpoint covers. This
+    // user, who verified the longer ledger, is refused an append to the cut one; someone
+    // without that memory (no cache) appends.
+    assert_eq!(
+        code(&run_in(d.path(), &["user", "create", "mallory"], None)),
+        4
+    );
+    let o = run_env(
+        d.path(),
+        &[("KEYLEDGER_CACHE_DIR", "/dev/null/no-cache")],
+        &["user", "create", "mallory"],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     let o = run_in(d.path(), &["verify", "--checkpoint", "cp"], None);
     assert_eq!(code(&o), 1);
     assert!(stdout(&o).contains("rewritten or forked"), "{}", stdout(&o));

@@ -152,6 +152,9 @@ pub fn load_key(w: &W, name: &str) -> SigningKey {
 #[test]
 fn w01_decisions_on_forged_events() {
     more::a_bad_signature_deep_inside_is_named();
+    more::a_forged_event_is_named_not_its_victim();
+    more::a_cut_of_verified_events_is_sticky();
+    more::overwritten_signatures_are_never_shown_or_exported();
     let w = W::new();
     w.user("bob", &[]);
     // Build this user's cache first: the forged frames come after what it vouches for.
@@ -484,6 +487,7 @@ fn w07_files_beside_the_ledger() {
 #[test]
 fn w08_read_access_that_blocks_writers() {
     more::readers_cannot_hold_the_writers_lock();
+    more::the_lock_follows_the_ledgers_writers();
 }
 
 /// Issue 12, item 9: recorded text rewrote the terminal.
@@ -544,6 +548,7 @@ fn w09_output_that_lies() {
 #[test]
 fn w10_secrets_in_errors() {
     more::pasted_secrets_are_never_repeated();
+    more::no_forged_lines_and_no_secrets_in_arguments();
 }
 
 /// Issue 12, item 11: `user list` grew quadratically with the principals.

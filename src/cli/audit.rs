@@ -11,6 +11,16 @@ use super::error::CliError;
 use super::output::{or_dash, print, table};
 use super::{Ctx, parse_time};
 
+/// A finding's evidence seqs for a human line: the first ten, then how many more (JSON and
+/// HTML list them all).
+pub fn evidence_text(seqs: &[u64]) -> String {
+    let mut s: Vec<String> = seqs.iter().take(10).map(u64::to_string).collect();
+    if seqs.len() > 10 {
+        s.push(format!("and {} more", seqs.len() - 10));
+    }
+    s.join(",")
+}
+
 pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
     let as_of = a
         .as_of
@@ -48,7 +58,9 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
     };
     let r = audit::audit(&ctx.ledger, &opts, &ctx.cache).map_err(|e| match e {
         AuditError::Store(s) => CliError::from(s),
-        AuditError::NotVerified(_) => CliError::check_failed(e.to_string()),
+        AuditError::NotVerified(_) | AuditError::Diverged(_) => {
+            CliError::check_failed(e.to_string())
+        }
         AuditError::Io(..) => CliError::io(e),
     })?;
     let format = if ctx.json {
@@ -71,8 +83,7 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
                 .findings
                 .iter()
                 .map(|f| {
-                    let ev: Vec<String> = f.evidence.iter().map(u64::to_string).collect();
-                    vec![f.severity.as_str().into(), f.control.into(), or_dash(f.principal.as_ref()), or_dash(f.key_id.as_ref()), ev.join(","), f.message.clone()]
+                    vec![f.severity.as_str().into(), f.control.into(), or_dash(f.principal.as_ref()), or_dash(f.key_id.as_ref()), evidence_text(&f.evidence), f.message.clone()]
                 })
                 .collect();
             let coverage = if r.events == r.ledger_events {

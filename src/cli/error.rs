@@ -59,7 +59,8 @@ impl From<StoreError> for CliError {
             | StoreError::Integrity { .. }
             | StoreError::Torn { .. }
             | StoreError::Locked { .. }
-            | StoreError::UnsafeLock { .. } => LEDGER,
+            | StoreError::UnsafeLock { .. }
+            | StoreError::Diverged { .. } => LEDGER,
             StoreError::Signer(_) | StoreError::Denied { .. } | StoreError::Invalid(_) => REFUSED,
         };
         CliError {

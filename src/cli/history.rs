@@ -319,13 +319,16 @@ fn follow(
 
 pub fn inspect(ctx: &Ctx, seq: u64) -> Result<(), CliError> {
     let mut found = None;
+    let mut frame = None;
     ctx.read(Some(keyledger::store::Until::Seq(seq)), |seen| {
         if seen.event.seq == seq {
+            frame = Some((seen.frame.clone(), seen.event.clone(), *seen.hash));
             found = Some(json!({
                 "seq": seen.event.seq,
                 "time": seen.event.time.to_string(),
                 "time_us": seen.event.time.0,
                 "actor": seen.actor(),
+                "key_enrolled_by": seen.state.signers.get(&seen.event.signer).map(|s| s.enrolled_by.as_str()),
                 "action": seen.event.action.tag(),
                 "fields": seen.event.action,
                 "prev_hash": seen.event.prev.hex(),
@@ -342,6 +345,10 @@ pub fn inspect(ctx: &Ctx, seq: u64) -> Result<(), CliError> {
     let v = found.ok_or_else(|| {
         CliError::usage(format!("there is no event with seq {seq} in this ledger"))
     })?;
+    // The signature shown must be the one that verifies, whatever the cache vouched for.
+    if let Some((f, ev, h)) = &frame {
+        keyledger::store::recheck_signatures(&ctx.ledger, &[(f, ev, h)])?;
+    }
     if ctx.json {
         return json(&v);
     }
@@ -350,6 +357,7 @@ pub fn inspect(ctx: &Ctx, seq: u64) -> Result<(), CliError> {
         "seq",
         "time",
         "actor",
+        "key_enrolled_by",
         "action",
         "prev_hash",
         "hash",

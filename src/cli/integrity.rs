@@ -94,11 +94,26 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
             ctx.ledger.display()
         )));
     }
-    let (report, verified) = verify::verify_file_full(&ctx.ledger, &opts, true)
+    let (mut report, verified) = verify::verify_file_full(&ctx.ledger, &opts, true)
         .map_err(|e| CliError::io(format!("{}: {e}", ctx.ledger.display())))?;
-    // A ledger this user just verified in full needs no verifying again by later commands.
-    if let Some(v) = verified {
-        let _ = ctx.cache.save(&ctx.ledger, &v);
+    // A head this user verified earlier is an anchor too: a cut below it is a finding.
+    match keyledger::store::diverged(&ctx.ledger, &ctx.cache) {
+        Some(why) => {
+            report.findings.push(keyledger::verify::Finding {
+                problem: keyledger::verify::Problem::Anchor,
+                seq: None,
+                index: None,
+                offset: report.bytes,
+                message: why,
+            });
+            report.ok = false;
+        }
+        // A ledger this user just verified in full needs no verifying again by later commands.
+        None => {
+            if let Some(v) = verified {
+                let _ = ctx.cache.save(&ctx.ledger, &v);
+            }
+        }
     }
     if ctx.json {
         json(&json!({"ledger": ctx.ledger, "report": report, "ranges": report.ranges()}))?;
@@ -266,13 +281,12 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
         audit.findings.len()
     ));
     for f in &audit.findings {
-        let ev: Vec<String> = f.evidence.iter().map(u64::to_string).collect();
         out.push_str(&format!(
             "  [{}] {}: {} (seq {})\n",
             f.severity.as_str(),
             f.control,
-            f.message,
-            ev.join(", ")
+            super::output::clean(&f.message),
+            super::audit::evidence_text(&f.evidence)
         ));
     }
     let l = d.ledger.display();
@@ -363,7 +377,7 @@ pub fn verify_bundle(ctx: &Ctx, path: &Path, trusted: Option<&str>) -> Result<()
                 print(&format!(
                     "bundle OK: {} events ({}) of ledger {}, each proven included in a checkpoint of {} events signed by the key you trust ({})\n",
                     r.events.len(),
-                    r.selection,
+                    super::output::clean(&r.selection),
                     r.ledger_id,
                     r.checkpoint_size,
                     r.signing_key
@@ -374,7 +388,7 @@ pub fn verify_bundle(ctx: &Ctx, path: &Path, trusted: Option<&str>) -> Result<()
                      Anyone can make such a bundle with their own key: it proves nothing until you check that this key is the one you trust for that ledger.\n\
                      Run again with --trusted-key KEY (the key obtained from the ledger's owner, not from this bundle).\n",
                     r.events.len(),
-                    r.selection,
+                    super::output::clean(&r.selection),
                     r.signing_key,
                     r.signed_by,
                     r.ledger_id
@@ -393,7 +407,7 @@ pub fn verify_bundle(ctx: &Ctx, path: &Path, trusted: Option<&str>) -> Result<()
             if ctx.json {
                 json(&json!({"ok": false, "valid": false, "problem": m}))?;
             } else {
-                print(&format!("bundle FAILED: {m}\n"))?;
+                print(&format!("bundle FAILED: {}\n", super::output::clean(&m)))?;
             }
             Err(CliError::check_failed(""))
         }
@@ -403,7 +417,10 @@ pub fn verify_bundle(ctx: &Ctx, path: &Path, trusted: Option<&str>) -> Result<()
                     &json!({"ok": false, "valid": false, "problem": format!("{} is missing", path.display())}),
                 )?;
             } else {
-                print(&format!("bundle FAILED: {} is missing\n", path.display()))?;
+                print(&format!(
+                    "bundle FAILED: {} is missing\n",
+                    super::output::clean(&path.display().to_string())
+                ))?;
             }
             Err(CliError::check_failed(""))
         }

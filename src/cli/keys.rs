@@ -1,8 +1,7 @@
 //! key create|disable|enable|delete|list|show, sts issue, auth.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use keyledger::credentials::{SecretText, id_form, looks_like_credential};
@@ -32,40 +31,67 @@ pub(super) fn check_key_id(id: &str) -> Result<(), CliError> {
     )))
 }
 
-/// A CSV file created before the key exists, so a bad path never strands a secret.
+/// A CSV file created before the key exists, so a bad path never strands a key or a secret:
+/// its channel (`csv:` and the absolute path, recorded in the ledger) is checked first.
 struct CsvOut {
     path: PathBuf,
+    channel: String,
     file: File,
 }
 
 impl CsvOut {
     fn create(path: &Path) -> Result<Self, CliError> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => CliError::usage(format!(
-                    "{} already exists; keyledger never overwrites a file that may hold a secret",
-                    path.display()
-                )),
-                _ => CliError::usage(format!("{}: {e}", path.display())),
-            })?;
+        if path.to_str().is_none() {
+            return Err(CliError::usage(
+                "the --csv path must be UTF-8 text: it is recorded in the ledger",
+            ));
+        }
+        let file = keyledger::files::create_new(path, 0o600).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => CliError::usage(format!(
+                "{} already exists; keyledger never overwrites a file that may hold a secret",
+                path.display()
+            )),
+            _ => CliError::usage(format!("{}: {e}", path.display())),
+        })?;
         // The channel names the file by an absolute path (ledger-format.md §5).
-        let path = path
+        let abs = path
             .canonicalize()
             .or_else(|_| std::path::absolute(path))
             .unwrap_or_else(|_| path.into());
-        Ok(CsvOut { path, file })
+        let channel = abs.to_str().map(|p| format!("csv:{p}"));
+        match channel {
+            Some(c) if c.len() <= MAX_TEXT && keyledger::policy::valid_channel(&c) => Ok(CsvOut {
+                path: abs,
+                channel: c,
+                file,
+            }),
+            _ => {
+                drop(file);
+                let _ = std::fs::remove_file(path);
+                Err(CliError::usage(format!(
+                    "the --csv path, made absolute, must be UTF-8 text of at most {} bytes: it is recorded in the ledger",
+                    MAX_TEXT - 4
+                )))
+            }
+        }
     }
 
-    fn write(mut self, body: &str) -> Result<String, CliError> {
-        self.file
+    /// Writes the CSV; on failure the file is removed and the error says what to do.
+    fn write(mut self, key_id: &str, body: &str) -> Result<(PathBuf, String), CliError> {
+        match self
+            .file
             .write_all(body.as_bytes())
             .and_then(|_| self.file.sync_all())
-            .map_err(|e| CliError::io(format!("{}: {e}", self.path.display())))?;
-        Ok(format!("csv:{}", self.path.display()))
+        {
+            Ok(()) => Ok((self.path, self.channel)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.path);
+                Err(CliError::io(format!(
+                    "{}: {e}; {key_id} was created but its secret could not be written, and no copy remains. Delete the key: keyledger key delete {key_id}",
+                    self.path.display()
+                )))
+            }
+        }
     }
 
     fn abandon(self) {
@@ -122,14 +148,18 @@ fn record_reveal(
     key: &SigningKey,
     key_id: &str,
     channel: &str,
+    csv: Option<&Path>,
     now: Timestamp,
 ) -> Result<Receipt, CliError> {
     l.record_reveal(key, key_id, channel, now).map_err(|e| {
         let mut err = CliError::from(e);
-        let secret = match channel.strip_prefix("csv:") {
+        let secret = match csv {
             Some(path) => {
                 let _ = std::fs::remove_file(path);
-                format!("{path} was removed, so no copy of its secret remains")
+                format!(
+                    "{} was removed, so no copy of its secret remains",
+                    path.display()
+                )
             }
             None => "the secret printed above was handed out unrecorded".into(),
         };
@@ -186,13 +216,19 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                 }
             };
             let format = if ctx.json { RevealFormat::Json } else { format };
-            let channel = match csv {
-                Some(c) => c.write(&format!(
-                    "AccessKey ID,AccessKey Secret\n{},{}\n",
-                    new.key_id,
-                    new.secret.expose()
-                ))?,
-                None => {
+            let (csv_path, channel) = match csv {
+                Some(c) => {
+                    let (p, channel) = c.write(
+                        &new.key_id,
+                        &format!(
+                            "AccessKey ID,AccessKey Secret\n{},{}\n",
+                            new.key_id,
+                            new.secret.expose()
+                        ),
+                    )?;
+                    (Some(p), channel)
+                }
+                None => (None, {
                     let fields = vec![
                         (
                             "AccessKey ID:",
@@ -212,9 +248,16 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                         &fields,
                         json!({"user": user, "seq": new.receipt.seq}),
                     )?
-                }
+                }),
             };
-            let revealed = record_reveal(&mut l, &key, &new.key_id, &channel, ctx.now)?;
+            let revealed = record_reveal(
+                &mut l,
+                &key,
+                &new.key_id,
+                &channel,
+                csv_path.as_deref(),
+                ctx.now,
+            )?;
             if let Some(path) = channel.strip_prefix("csv:") {
                 let msg = format!(
                     "created {} for {user} (seq {}); secret written once to {path} (mode 0600), recorded at seq {}\n",
@@ -521,7 +564,7 @@ pub fn sts(ctx: &Ctx, cmd: StsCmd) -> Result<(), CliError> {
     ];
     let format = if ctx.json { RevealFormat::Json } else { format };
     let channel = reveal_stdout(format, &fields, json!({"user": user, "seq": t.receipt.seq}))?;
-    record_reveal(&mut l, &key, &t.key_id, &channel, ctx.now)?;
+    record_reveal(&mut l, &key, &t.key_id, &channel, None, ctx.now)?;
     shown_once_warning();
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Command handlers. Each parses its input, calls the library, and prints.
 
 pub mod args;
-mod audit;
+pub(crate) mod audit;
 mod bench;
 pub mod error;
 mod history;
@@ -72,6 +72,9 @@ impl Ctx {
         visit: impl FnMut(&store::Seen<'_>),
     ) -> Result<Replay, CliError> {
         let r = store::replay(&self.ledger, &self.cache, until, visit)?;
+        if let Some(why) = &r.diverged {
+            output::warn(&format!("{why}; verified it again from the start"));
+        }
         warn_torn_tail(r.torn);
         Ok(r)
     }
@@ -99,7 +102,13 @@ impl Ctx {
         let (v, freshness) = store::head(&self.ledger, &self.cache)?;
         if let Freshness::Diverged(why) = freshness {
             output::warn(&format!(
-                "{why}. Verified it again from the start; to see what changed, compare with an earlier checkpoint (`keyledger verify --checkpoint FILE`)"
+                "{why}. Verified it again from the start; appends are refused until this is resolved. Compare it with a checkpoint or a backup (`keyledger verify --checkpoint FILE`); if it was restored on purpose, remove {}",
+                self.cache
+                    .entry_files(&self.ledger)
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             ));
         }
         warn_torn_tail(v.torn);

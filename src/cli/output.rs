@@ -37,10 +37,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut l = String::new();
         for (i, (c, w)) in cells.zip(&widths).enumerate() {
-            if i + 1 == widths.len() {
-                l.push_str(c);
-            } else {
-                l.push_str(&format!("{c:<w$}  "));
+            l.push_str(c);
+            if i + 1 < widths.len() {
+                // Padded by hand: `format!`'s width is limited to 65535.
+                let pad = w.saturating_sub(c.chars().count()) + 2;
+                l.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push_str(l.trim_end());
@@ -59,9 +60,11 @@ pub fn json<T: Serialize>(v: &T) -> Result<(), CliError> {
     print_raw(&format!("{s}\n"))
 }
 
-/// Prints human text on stdout: unsafe characters other than newline and tab escaped.
+/// Prints human text on stdout: unsafe characters other than newline and tab escaped, and
+/// anything secret-like redacted. Values quoted in it should be `clean`ed by the caller, so
+/// that a newline inside one cannot start a line of its own.
 pub fn print(s: &str) -> Result<(), CliError> {
-    print_raw(&escape(s, &LAYOUT))
+    print_raw(&escape(&keyledger::credentials::redact(s), &LAYOUT))
 }
 
 /// Writes exactly `s` to stdout and flushes (JSON, CSV, a secret for its requester); a
@@ -73,12 +76,10 @@ pub fn print_raw(s: &str) -> Result<(), CliError> {
         .map_err(|e| CliError::io(format!("writing to stdout: {e}")))
 }
 
-/// A message on stderr (`keyledger: …`), made safe like human output.
+/// A message on stderr (`keyledger: …`): one line, made safe like a recorded value (a
+/// newline in text it quotes cannot start a line of its own).
 pub fn message(s: &str) {
-    eprintln!(
-        "keyledger: {}",
-        escape(&keyledger::credentials::redact(s), &['\n'])
-    );
+    eprintln!("keyledger: {}", clean(s));
 }
 
 /// A warning on stderr.
@@ -107,5 +108,9 @@ mod tests {
         assert_eq!(clean("plain é ü 日本"), "plain é ü 日本");
         let t = table(&["A", "B"], &[vec!["x\ny".into(), "\u{1b}z".into()]]);
         assert!(!t.contains('\u{1b}') && t.lines().count() == 2, "{t}");
+        // Wider than `format!` can pad.
+        let wide = "9,".repeat(40_000);
+        let t = table(&["A", "B"], &[vec![wide.clone(), "x".into()]]);
+        assert!(t.contains(&wide) && t.ends_with("x\n"));
     }
 }

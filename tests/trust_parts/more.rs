@@ -350,7 +350,7 @@ pub fn outsider_bundles_are_untrusted_and_inconsistent_ones_fail() {
     let bob = std::fs::read_to_string(victim.path().join("bob.key.pub")).unwrap();
     check(
         &|_, m| {
-            let k = serde_json::json!({"public_key": bob.trim(), "principal": "bob"});
+            let k = serde_json::json!({"public_key": bob.trim(), "principal": "bob", "enrolled_by": "acme"});
             m["keys"].as_array_mut().unwrap().insert(0, k);
         },
         "keys[0]",
@@ -867,4 +867,264 @@ pub fn a_bad_signature_deep_inside_is_named() {
             stderr(&o)
         );
     }
+}
+
+/// Item 1 (found by attacking the first fix): a cut of events this user verified (or
+/// appended) is noticed by every command and stays noticed: appends and auth refuse,
+/// reads warn, verify and audit fail, until the user removes the cache files.
+pub fn a_cut_of_verified_events_is_sticky() {
+    for verify_first in [true, false] {
+        let w = W::new();
+        w.user("bob", &[]);
+        let (id, secret) = w.key("keyledger.key", "bob", "ci");
+        let size = std::fs::metadata(w.ledger()).unwrap().len();
+        w.ok(&["key", "disable", &id]);
+        if verify_first {
+            w.ok(&["verify"]);
+        }
+        // Someone who can write the file, with no key, cuts the disable off.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(w.ledger())
+            .unwrap();
+        f.set_len(size).unwrap();
+        drop(f);
+        let before = std::fs::read(w.ledger()).unwrap();
+        for _ in 0..2 {
+            let out = w.fails(&["auth", &id], Some(&secret), 4);
+            assert!(out.contains("cut or it was rewritten"), "{out}");
+            w.fails(&["user", "create", "carol"], None, 4);
+            let o = w.run(&["key", "list"], None);
+            assert_eq!(code(&o), 0);
+            assert!(
+                stderr(&o).contains("no longer holds"),
+                "reads warn: {}",
+                stderr(&o)
+            );
+            let out = w.fails(&["verify"], None, 1);
+            assert!(out.contains("no longer holds"), "{out}");
+            w.fails(&["audit"], None, 1);
+        }
+        assert_eq!(
+            std::fs::read(w.ledger()).unwrap(),
+            before,
+            "nothing was appended"
+        );
+        // Resolved by removing this user's cache files for the ledger.
+        let canonical = std::fs::canonicalize(w.ledger()).unwrap();
+        let name = blake3::hash(canonical.as_os_str().as_encoded_bytes()).to_hex()[..32].to_owned();
+        for ext in ["verified", "head"] {
+            let _ = std::fs::remove_file(test_cache_dir().join(format!("{name}.{ext}")));
+        }
+        w.ok(&["user", "create", "carol"]);
+    }
+}
+
+/// Item 1/2 (found by attacking the first fix): the signature bytes of an event the cache
+/// vouches for, overwritten later, are never shown or exported as if they verified.
+pub fn overwritten_signatures_are_never_shown_or_exported() {
+    let w = W::new();
+    w.user("bob", &[]);
+    let (id, _) = w.key("keyledger.key", "bob", "ci");
+    w.ok(&["verify"]);
+    let mut b = std::fs::read(w.ledger()).unwrap();
+    let frames: Vec<_> = keyledger::format::FrameReader::new(&b[..])
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let f2 = &frames[2];
+    let end = f2.end() as usize;
+    b[end - 64..end].copy_from_slice(&[0x41; 64]);
+    std::fs::write(w.ledger(), &b).unwrap();
+    for args in [
+        &["inspect", "2"][..],
+        &["export", "--format", "jsonl", "--out", "e.jsonl"],
+        &["export", "--format", "csv", "--out", "e.csv"],
+        &[
+            "export",
+            "--format",
+            "bundle",
+            "--out",
+            "bun",
+            "--action",
+            "signer-enrolled",
+        ],
+    ] {
+        let out = w.fails(args, None, 4);
+        assert!(out.contains("seq 2 "), "{args:?}: {out}");
+    }
+    assert!(!w.path().join("bun").exists() && !w.path().join("e.jsonl").exists());
+    let _ = id;
+}
+
+/// Item 1 (found by attacking the first fix): with signatures checked in batches, an event
+/// folded before its batch was judged could make a later honest event look guilty; the
+/// event named is the first bad one.
+pub fn a_forged_event_is_named_not_its_victim() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("s.ledger");
+    let s =
+        keyledger::synth::build(&p, 12_000, Timestamp::parse("2025-01-01").unwrap(), 6).unwrap();
+    s.account.write_new(&d.path().join("s.key")).unwrap();
+    let bob = SigningKey::from_seed(&[0xb0; 32]);
+    let mut last = keyledger::store::replay(&p, &Cache::none(), None, |_| {})
+        .unwrap()
+        .head;
+    let mut push = |action: Action, by: &SigningKey, forge: bool| {
+        let ev = keyledger::event::Event {
+            seq: last.seq + 1,
+            time: last.time,
+            prev: last.hash,
+            signer: by.public(),
+            action,
+        };
+        let h = append_frame(
+            &p,
+            &ev,
+            |h| if forge { [0x11; 64] } else { by.sign_hash(h) },
+        );
+        last = keyledger::chain::Head {
+            seq: ev.seq,
+            hash: h,
+            time: ev.time,
+            end: 0,
+        };
+        ev.seq
+    };
+    push(
+        Action::UserCreated {
+            name: "bob".into(),
+            federated: false,
+        },
+        &s.account,
+        false,
+    );
+    push(
+        Action::SignerEnrolled {
+            principal: "bob".into(),
+            public_key: bob.public(),
+        },
+        &s.account,
+        false,
+    );
+    let forged = push(Action::UserDeleted { name: "bob".into() }, &s.account, true);
+    push(
+        Action::ActionDenied {
+            attempted: "x".into(),
+            user: None,
+            key_id: None,
+            reason: "r".into(),
+        },
+        &bob,
+        false,
+    );
+    let none = Path::new("/dev/null/no-cache");
+    for args in [
+        &["key", "list"][..],
+        &["log"],
+        &["--key", "s.key", "user", "create", "x"],
+    ] {
+        let mut a = vec!["--ledger", "s.ledger"];
+        a.extend_from_slice(args);
+        let o = run_env(
+            d.path(),
+            &[("KEYLEDGER_CACHE_DIR", none.to_str().unwrap())],
+            &a,
+            None,
+        );
+        assert_eq!(code(&o), 4, "{args:?}");
+        assert!(
+            stderr(&o).contains(&format!("seq {forged} ")) && stderr(&o).contains("signature"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// Items 9 and 10 (found by attacking the first fix): a newline in recorded or bundled text
+/// never starts a line; a secret in a path argument is refused before anything echoes it.
+pub fn no_forged_lines_and_no_secrets_in_arguments() {
+    let w = W::new();
+    w.user("bob", &[]);
+    w.ok(&["export", "--format", "bundle", "--out", "b"]);
+    let b = w.path().join("b");
+    let mut m: Value =
+        serde_json::from_slice(&std::fs::read(b.join("manifest.json")).unwrap()).unwrap();
+    m["selection"] = "all\nbundle OK: forged line".into();
+    resign(&b, &mut m, &load_key(&w, "keyledger.key"));
+    let o = w.run(&["verify-bundle", "b"], None);
+    assert_eq!(code(&o), 6);
+    assert!(
+        !stdout(&o).lines().any(|l| l.starts_with("bundle OK")),
+        "{}",
+        stdout(&o)
+    );
+    let secret = fixed_secret('p');
+    let s = secret.expose();
+    for args in [
+        vec!["keygen", "--out", s],
+        vec!["export", "--format", "jsonl", "--out", s],
+        vec!["checkpoint", "--out", s],
+        vec!["--ledger", s, "init", "--account", "zz"],
+        vec![
+            "key",
+            "create",
+            "--user",
+            "bob",
+            "--scenario",
+            "x",
+            "--confirm-necessary",
+            "--csv",
+            s,
+        ],
+    ] {
+        let out = w.fails(&args, None, 2);
+        assert!(
+            !out.contains(&s[5..]) && out.contains("command line"),
+            "{args:?}: {out}"
+        );
+        assert!(!w.path().join(s).exists());
+    }
+    // A --csv path that cannot be recorded is refused before the key exists.
+    let long = format!("{}/{}.csv", w.path().display(), "d".repeat(1100));
+    let before = w.json(&["key", "list"])["keys"].as_array().unwrap().len();
+    w.fails(
+        &[
+            "key",
+            "create",
+            "--user",
+            "bob",
+            "--scenario",
+            "x",
+            "--confirm-necessary",
+            "--csv",
+            &long,
+        ],
+        None,
+        2,
+    );
+    assert_eq!(
+        w.json(&["key", "list"])["keys"].as_array().unwrap().len(),
+        before,
+        "no key was created"
+    );
+}
+
+/// Item 8 (found by attacking the first fix): the writers' lock gets the ledger's group and
+/// exactly the writers' mode whatever the umask, and any writer may have created it.
+pub fn the_lock_follows_the_ledgers_writers() {
+    let w = W::new();
+    let lock = w.path().join("keyledger.ledger.lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::set_permissions(w.ledger(), std::fs::Permissions::from_mode(0o664)).unwrap();
+    w.ok(&["user", "create", "bob"]);
+    let m = std::fs::metadata(&lock).unwrap();
+    let l = std::fs::metadata(w.ledger()).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        m.mode() & 0o777,
+        0o660,
+        "group writers may lock, others may not open it"
+    );
+    assert_eq!(m.gid(), l.gid());
 }
