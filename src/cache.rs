@@ -138,6 +138,22 @@ pub fn note_key_event(
     }
 }
 
+/// The head note of one ledger, open for writing in place.
+pub struct HeadNote {
+    file: std::fs::File,
+    key: [u8; 32],
+    id: Vec<u8>,
+}
+
+impl HeadNote {
+    /// Records `head` (at `head_offset`) of the ledger whose genesis hash is `genesis`.
+    pub fn write(&self, genesis: Hash32, head: &Head, head_offset: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let data = Cache::head_bytes(&self.key, &self.id, genesis, head, head_offset);
+        self.file.write_all_at(&data, 0)
+    }
+}
+
 /// The user's cache directory, or none (then every command verifies from the start).
 #[derive(Debug, Clone, Default)]
 pub struct Cache {
@@ -268,8 +284,8 @@ impl Cache {
         rmp_serde::from_slice(body).map_err(|e| format!("the cache entry does not decode ({e})"))
     }
 
-    /// The last head this user verified or appended for `ledger` (its seq, hash, end and
-    /// offset), which may be ahead of the saved state: a small note written after every
+    /// The last head this user verified or appended for `ledger` (its genesis, the head and
+    /// its offset), which may be ahead of the saved state: a small note written after every
     /// append, so that a cut of verified events is noticed even before the state is saved.
     pub fn load_head(&self, ledger: &Path) -> Option<(Hash32, Head, u64)> {
         let key = self.key()?;
@@ -277,12 +293,34 @@ impl Cache {
         let path = path.with_extension("head");
         let f = files::open_regular_nofollow(&path, false).ok()?;
         let bytes = files::read_file(f, &path, 4096).ok()?;
-        let body = Self::open_tagged(&key, &id, HEAD_MAGIC, &bytes)?;
+        // "KLHEAD01" | body length (u16 BE) | body | tag, then anything (an older, longer note
+        // overwritten in place).
+        let n = u16::from_be_bytes(bytes.get(8..10)?.try_into().ok()?) as usize;
+        let used = bytes.get(..10 + n + 32)?;
+        let (head, tag) = used.split_at(10 + n);
+        if &head[..8] != HEAD_MAGIC {
+            return None;
+        }
+        let body = &head[10..];
+        let want = blake3::Hash::from(Self::tag_with(&key, HEAD_MAGIC, &id, body));
+        if want != blake3::Hash::from_bytes(tag.try_into().ok()?) {
+            return None;
+        }
         rmp_serde::from_slice(body).ok()
     }
 
+    fn head_bytes(key: &[u8; 32], id: &[u8], genesis: Hash32, head: &Head, offset: u64) -> Vec<u8> {
+        let body = rmp_serde::to_vec(&(genesis, head, offset)).expect("a head encodes");
+        let mut data = HEAD_MAGIC.to_vec();
+        data.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        data.extend_from_slice(&body);
+        data.extend_from_slice(&Self::tag_with(key, HEAD_MAGIC, id, &body));
+        data
+    }
+
     /// Records `head` (at `head_offset`) as the last head this user verified for the ledger
-    /// at `ledger` whose genesis hash is `genesis`.
+    /// at `ledger` whose genesis hash is `genesis`. (The note is always written in place, so
+    /// a `HeadNote` held open by a writer stays the note.)
     pub fn save_head(
         &self,
         ledger: &Path,
@@ -290,8 +328,24 @@ impl Cache {
         head: &Head,
         head_offset: u64,
     ) -> io::Result<()> {
-        let body = rmp_serde::to_vec(&(genesis, head, head_offset)).map_err(io::Error::other)?;
-        self.write_tagged(ledger, "head", HEAD_MAGIC, &body)
+        self.head_note(ledger)
+            .ok_or_else(|| io::Error::other("no usable cache directory"))?
+            .write(genesis, head, head_offset)
+    }
+
+    /// The head note of `ledger`, open for writing in place after each append (a rename per
+    /// append would cost as much as the append's own fdatasync).
+    pub fn head_note(&self, ledger: &Path) -> Option<HeadNote> {
+        let key = self.key()?;
+        let (path, id) = self.entry(ledger)?;
+        let path = path.with_extension("head");
+        let file = match files::open_regular_nofollow(&path, true) {
+            Ok(f) => f,
+            Err(_) => files::create_new(&path, 0o600)
+                .or_else(|_| files::open_regular_nofollow(&path, true))
+                .ok()?,
+        };
+        Some(HeadNote { file, key, id })
     }
 
     /// `magic || body || tag` checked: the body, if the tag is this user's.
@@ -311,33 +365,30 @@ impl Cache {
     }
 
     /// Writes `magic || body || tag` as the entry of `ledger` with `extension`, atomically.
-    fn write_tagged(
-        &self,
-        ledger: &Path,
-        extension: &str,
-        magic: &[u8; 8],
-        body: &[u8],
-    ) -> io::Result<()> {
+    fn write_tagged(&self, ledger: &Path, extension: &str, magic: &[u8; 8], body: &[u8]) -> io::Result<()> {
         let key = self
             .key()
             .ok_or_else(|| io::Error::other("no usable cache directory"))?;
-        let (path, id) = self
+        let (_, id) = self
             .entry(ledger)
             .ok_or_else(|| io::Error::other("the ledger path cannot be resolved"))?;
-        let path = path.with_extension(extension);
         let mut data = Vec::with_capacity(magic.len() + body.len() + 32);
         data.extend_from_slice(magic);
         data.extend_from_slice(body);
         data.extend_from_slice(&Self::tag_with(&key, magic, &id, body));
+        self.write_file(ledger, extension, &data)
+    }
+
+    /// Writes `data` as the entry of `ledger` with `extension`: a fresh file renamed over it.
+    fn write_file(&self, ledger: &Path, extension: &str, data: &[u8]) -> io::Result<()> {
+        let (path, _) = self
+            .entry(ledger)
+            .ok_or_else(|| io::Error::other("the ledger path cannot be resolved"))?;
+        let path = path.with_extension(extension);
         let dir = path.parent().expect("an entry has a directory");
-        let stem = format!(
-            "{}.tmp",
-            path.file_name().expect("a name").to_string_lossy()
-        );
+        let stem = format!("{}.tmp", path.file_name().expect("a name").to_string_lossy());
         let (mut f, tmp) = files::create_fresh(dir, &stem, 0o600)?;
-        let written = f
-            .write_all(&data)
-            .and_then(|_| std::fs::rename(&tmp, &path));
+        let written = f.write_all(data).and_then(|_| std::fs::rename(&tmp, &path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }

@@ -32,6 +32,8 @@ pub struct Ledger {
     _lock: WriterLock,
     v: Verified,
     cache: Cache,
+    /// Where the last head is noted after each append (see `cache`).
+    note: Option<crate::cache::HeadNote>,
     /// The head seq this user's cache holds (saved again `CACHE_EVERY` events later).
     cached_seq: Option<u64>,
     /// Set when a write failed: the in-memory state may be ahead of the file.
@@ -165,6 +167,7 @@ impl Ledger {
             _lock: lock,
             v,
             cache: cache.clone(),
+            note: cache.head_note(path),
             cached_seq,
             poisoned: false,
         };
@@ -383,8 +386,8 @@ impl Ledger {
         self.v.head = head;
         self.v.head_offset = head_offset;
         // The head note after every append (small); the whole state when the process is done.
-        if let Some(g) = self.v.state.genesis_hash {
-            let _ = self.cache.save_head(&self.path, g, &head, head_offset);
+        if let (Some(g), Some(note)) = (self.v.state.genesis_hash, &self.note) {
+            let _ = note.write(g, &head, head_offset);
         }
         Ok(out)
     }

@@ -239,6 +239,6 @@ fn the_cache_never_changes_an_answer() {
     let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
     f.set_len(last.head_offset).unwrap();
     assert!(
-        matches!(store::head(&p, &cache).unwrap().1, Freshness::Diverged(r) if r.contains("cut or rewritten")),
+        matches!(store::head(&p, &cache).unwrap().1, Freshness::Diverged(r) if r.contains("cut or it was rewritten")),
     );
 }
