@@ -134,6 +134,10 @@ fn generate(form: Form) -> Zeroizing<String> {
 /// Does `text` hold a well-formed secret or security token (prefix, length and checksum
 /// all right) anywhere in it? What §7 forbids in every text field of an event.
 pub fn contains_credential(text: &str) -> bool {
+    // Both prefixes end in '_': most text has none, and is done with one scan.
+    if !text.as_bytes().contains(&b'_') {
+        return false;
+    }
     [Form::Secret, Form::Token].into_iter().any(|form| {
         text.match_indices(form.prefix()).any(|(i, _)| {
             text.get(i..i + form.len())
