@@ -365,7 +365,13 @@ impl Cache {
     }
 
     /// Writes `magic || body || tag` as the entry of `ledger` with `extension`, atomically.
-    fn write_tagged(&self, ledger: &Path, extension: &str, magic: &[u8; 8], body: &[u8]) -> io::Result<()> {
+    fn write_tagged(
+        &self,
+        ledger: &Path,
+        extension: &str,
+        magic: &[u8; 8],
+        body: &[u8],
+    ) -> io::Result<()> {
         let key = self
             .key()
             .ok_or_else(|| io::Error::other("no usable cache directory"))?;
@@ -386,7 +392,10 @@ impl Cache {
             .ok_or_else(|| io::Error::other("the ledger path cannot be resolved"))?;
         let path = path.with_extension(extension);
         let dir = path.parent().expect("an entry has a directory");
-        let stem = format!("{}.tmp", path.file_name().expect("a name").to_string_lossy());
+        let stem = format!(
+            "{}.tmp",
+            path.file_name().expect("a name").to_string_lossy()
+        );
         let (mut f, tmp) = files::create_fresh(dir, &stem, 0o600)?;
         let written = f.write_all(data).and_then(|_| std::fs::rename(&tmp, &path));
         if written.is_err() {
