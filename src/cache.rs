@@ -8,11 +8,12 @@
 //! dir:   $KEYLEDGER_CACHE_DIR, else $XDG_CACHE_HOME/keyledger, else $HOME/.cache/keyledger
 //!        a directory owned by the user, writable by no one else (created 0700)
 //! key:   <dir>/cache.key        32 random bytes as hex, mode 0600, owned by the user
-//! entry: <dir>/<blake3(canonical ledger path), 32 hex>.verified
+//! entry: <dir>/<blake3(absolute ledger path), 32 hex>.verified
 //!        "KLCACHE1" | MessagePack body | tag (32 bytes)
-//!        tag = blake3::keyed_hash(key, "KLCACHE1" || canonical path || 0x00 || body)
-//! head:  <same name>.head: "KLHEAD01" | MessagePack (head, head offset) | tag, as above;
-//!        the last head this user verified or appended, written after every append
+//!        tag = blake3::keyed_hash(key, "KLCACHE1" || absolute path || 0x00 || body)
+//! head:  <same name>.head: "KLHEAD01" | body length (u16) | MessagePack (genesis, head,
+//!        head offset) | tag, as above: the furthest head this user verified or appended,
+//!        written in place after every append, only ever forward (under a lock on the file)
 //! ```
 //!
 //! The head note makes a cut sticky: if the ledger no longer holds a head this user
@@ -146,11 +147,26 @@ pub struct HeadNote {
 }
 
 impl HeadNote {
-    /// Records `head` (at `head_offset`) of the ledger whose genesis hash is `genesis`.
+    /// Records `head` (at `head_offset`) of the ledger whose genesis hash is `genesis`, if
+    /// it is further than the head noted: the note only moves forward. An exclusive lock
+    /// on the note (a private file: no one else can open it) keeps this user's concurrent
+    /// commands from writing an older head over a newer one.
     pub fn write(&self, genesis: Hash32, head: &Head, head_offset: u64) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        let data = Cache::head_bytes(&self.key, &self.id, genesis, head, head_offset);
-        self.file.write_all_at(&data, 0)
+        self.file.lock()?;
+        let mut bytes = [0u8; 512];
+        let n = self.file.read_at(&mut bytes, 0).unwrap_or(0);
+        let noted = Cache::parse_head(&self.key, &self.id, &bytes[..n]);
+        let forward = noted.is_none_or(|(g, h, _)| g != genesis || h.seq < head.seq);
+        let written = match forward {
+            true => self.file.write_all_at(
+                &Cache::head_bytes(&self.key, &self.id, genesis, head, head_offset),
+                0,
+            ),
+            false => Ok(()),
+        };
+        let _ = self.file.unlock();
+        written
     }
 }
 
@@ -193,36 +209,56 @@ impl Cache {
     /// owned by root or this user, and writable by no one else unless sticky) and through no
     /// link anyone else owns, as ssh requires of its files. Otherwise there is no cache.
     fn safe_dir(&self) -> Option<&Path> {
-        let dir = self.dir.as_deref()?;
-        if !dir.exists() {
-            let _ = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir);
-        }
+        self.check_dir().ok()
+    }
+
+    /// Why the cache directory cannot be used, if it cannot (see `safe_dir`).
+    pub fn check_dir(&self) -> Result<&Path, String> {
+        let dir = self.dir.as_deref().ok_or("no cache directory is set")?;
         let uid = files::effective_uid();
         let trusted_owner =
             |m: &std::fs::Metadata| m.uid() == 0 || uid.is_none_or(|u| u == m.uid());
-        // Links on the way, as given: only root or this user may own them.
-        let given = std::path::absolute(dir).ok()?;
-        for prefix in given.ancestors() {
-            let m = std::fs::symlink_metadata(prefix).ok()?;
+        let given = std::path::absolute(dir).map_err(|e| e.to_string())?;
+        let unsafe_at = |p: &Path, why: &str| format!("{}: {why}", p.display());
+        // Every existing component on the way: links owned by root or this user only;
+        // directories owned by root or this user and writable by no one else (unless
+        // sticky). Checked before anything is created there.
+        for prefix in given.ancestors().collect::<Vec<_>>().into_iter().rev() {
+            let Ok(m) = std::fs::symlink_metadata(prefix) else {
+                continue;
+            };
             if m.file_type().is_symlink() && !trusted_owner(&m) {
-                return None;
+                return Err(unsafe_at(prefix, "a link owned by another user"));
+            }
+            if let Ok(real) = std::fs::canonicalize(prefix) {
+                for ancestor in real.ancestors() {
+                    let m = std::fs::metadata(ancestor).map_err(|e| e.to_string())?;
+                    let others_write = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
+                    if !trusted_owner(&m) || others_write {
+                        return Err(unsafe_at(
+                            ancestor,
+                            "owned by another user, or writable by others",
+                        ));
+                    }
+                }
             }
         }
-        // The directories it resolves through.
-        let real = std::fs::canonicalize(dir).ok()?;
-        for ancestor in real.ancestors().skip(1) {
-            let m = std::fs::metadata(ancestor).ok()?;
-            let others_write = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
-            if !trusted_owner(&m) || others_write {
-                return None;
-            }
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| unsafe_at(dir, &e.to_string()))?;
         }
-        let m = std::fs::metadata(&real).ok()?;
+        let m = std::fs::metadata(dir).map_err(|e| unsafe_at(dir, &e.to_string()))?;
         let mine = uid.is_none_or(|u| u == m.uid());
-        (m.is_dir() && mine && m.mode() & 0o022 == 0).then_some(dir)
+        if !(m.is_dir() && mine && m.mode() & 0o022 == 0) {
+            return Err(unsafe_at(
+                dir,
+                "not a directory of this user's that no one else can write",
+            ));
+        }
+        Ok(dir)
     }
 
     /// The MAC key, created on first use.
@@ -256,10 +292,12 @@ impl Cache {
         }
     }
 
+    /// The entry of `ledger`, named by its absolute path as given (links not resolved: a
+    /// link swapped for another file at that path is still the path this user verified).
     fn entry(&self, ledger: &Path) -> Option<(PathBuf, Vec<u8>)> {
         let dir = self.dir.as_deref()?;
-        let canonical = std::fs::canonicalize(ledger).ok()?;
-        let id = canonical.as_os_str().as_encoded_bytes().to_vec();
+        let absolute = std::path::absolute(ledger).ok()?;
+        let id = absolute.as_os_str().as_encoded_bytes().to_vec();
         let name = blake3::hash(&id).to_hex()[..32].to_owned();
         Some((dir.join(format!("{name}.verified")), id))
     }
@@ -293,8 +331,12 @@ impl Cache {
         let path = path.with_extension("head");
         let f = files::open_regular_nofollow(&path, false).ok()?;
         let bytes = files::read_file(f, &path, 4096).ok()?;
-        // "KLHEAD01" | body length (u16 BE) | body | tag, then anything (an older, longer note
-        // overwritten in place).
+        Self::parse_head(&key, &id, &bytes)
+    }
+
+    /// "KLHEAD01" | body length (u16 BE) | body | tag, then anything (an older, longer note
+    /// overwritten in place): the note, if this user's.
+    fn parse_head(key: &[u8; 32], id: &[u8], bytes: &[u8]) -> Option<(Hash32, Head, u64)> {
         let n = u16::from_be_bytes(bytes.get(8..10)?.try_into().ok()?) as usize;
         let used = bytes.get(..10 + n + 32)?;
         let (head, tag) = used.split_at(10 + n);
@@ -302,7 +344,7 @@ impl Cache {
             return None;
         }
         let body = &head[10..];
-        let want = blake3::Hash::from(Self::tag_with(&key, HEAD_MAGIC, &id, body));
+        let want = blake3::Hash::from(Self::tag_with(key, HEAD_MAGIC, id, body));
         if want != blake3::Hash::from_bytes(tag.try_into().ok()?) {
             return None;
         }

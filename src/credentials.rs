@@ -147,44 +147,50 @@ pub fn contains_credential(text: &str) -> bool {
 }
 
 /// Does `text` look like it holds a secret or token, even a mistyped or cut one (the prefix
-/// and at least 8 base62 characters)? Input that does is refused before anything is
+/// and at least 16 base62 characters)? Input that does is refused before anything is
 /// recorded.
 pub fn looks_like_credential(text: &str) -> bool {
-    [SECRET_PREFIX, TOKEN_PREFIX].iter().any(|p| {
-        text.match_indices(p).any(|(i, _)| {
-            text[i + p.len()..]
-                .bytes()
-                .take_while(u8::is_ascii_alphanumeric)
-                .count()
-                >= 8
-        })
+    credential_runs(text).any(|(_, run)| run >= 16)
+}
+
+/// Each `klsk_` or `kltk_` in `text`: its byte offset, and how many ASCII letters and digits
+/// follow it. One pass, whatever the text holds.
+fn credential_runs(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let b = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i + 5 <= b.len() {
+            let at = i;
+            i += 1;
+            if b[at] == b'k' && (&b[at..at + 5] == b"klsk_" || &b[at..at + 5] == b"kltk_") {
+                let run = b[at + 5..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .count();
+                i = at + 5 + run;
+                return Some((at, run));
+            }
+        }
+        None
     })
 }
 
-/// `text` with every secret- or token-like run (`klsk_…`, `kltk_…`, whatever its checksum)
-/// replaced by its prefix and `<redacted>`, so that no message ever repeats a secret a user
-/// pasted in the wrong place.
+/// `text` with every secret- or token-like run (`klsk_` or `kltk_` and the letters and
+/// digits after it, whatever its checksum) replaced by its prefix and `<redacted>`, so that
+/// no message ever repeats a secret a user pasted in the wrong place. Linear in `text`.
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains(SECRET_PREFIX) && !text.contains(TOKEN_PREFIX) {
+    let mut runs = credential_runs(text).filter(|(_, run)| *run > 0).peekable();
+    if runs.peek().is_none() {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = [SECRET_PREFIX, TOKEN_PREFIX]
-        .iter()
-        .filter_map(|p| rest.find(p))
-        .min()
-    {
-        out.push_str(&rest[..i]);
-        out.push_str(&rest[i..i + 5]);
+    let mut from = 0;
+    for (at, run) in runs {
+        out.push_str(&text[from..at + 5]);
         out.push_str("<redacted>");
-        let tail = &rest[i + 5..];
-        let run = tail
-            .find(|c: char| !c.is_ascii_alphanumeric())
-            .unwrap_or(tail.len());
-        rest = &tail[run..];
+        from = at + 5 + run;
     }
-    out.push_str(rest);
+    out.push_str(&text[from..]);
     std::borrow::Cow::Owned(out)
 }
 
@@ -303,6 +309,13 @@ mod tests {
         assert!(!contains_credential(&typo));
         assert!(looks_like_credential(&typo));
         assert_eq!(redact(&typo), "klsk_<redacted>");
+        // Linear, however many prefixes the text holds.
+        let many = "klsk_-".repeat(200_000);
+        assert_eq!(redact(&many), many);
+        let packed = "klsk_".repeat(200_000);
+        assert_eq!(redact(&packed), "klsk_<redacted>_".repeat(100_000));
+        assert!(!looks_like_credential("--out kltk_exports2026/e.jsonl"));
+        assert_eq!(redact("(klsk_… or kltk_…)"), "(klsk_… or kltk_…)");
         assert_eq!(redact("plain text"), "plain text");
         assert!(!looks_like_credential("KLAKAAAAAAAAAAAAAAAALP5KS6"));
         assert!(!looks_like_credential("rotate the leaked klsk_ secret"));

@@ -15,7 +15,7 @@ fn refuse_credentials_in_arguments() -> Result<(), String> {
         |s: &std::ffi::OsStr| keyledger::credentials::looks_like_credential(&s.to_string_lossy());
     if let Some(n) = std::env::args_os().skip(1).position(|a| looks(&a)) {
         return Err(format!(
-            "argument {} looks like an access key secret or security token (klsk_… or kltk_…). Secrets never go on the command line, where others can see them: `auth` reads them from stdin. If one was exposed, treat it as leaked",
+            "argument {} looks like an access key secret or security token. Secrets never go on the command line, where others can see them: `auth` reads them from stdin. If one was exposed, treat it as leaked",
             n + 1
         ));
     }
@@ -24,6 +24,9 @@ fn refuse_credentials_in_arguments() -> Result<(), String> {
         "KEYLEDGER_KEY",
         "KEYLEDGER_CACHE_DIR",
         "KEYLEDGER_NOW",
+        // Paths made from these appear in messages.
+        "XDG_CACHE_HOME",
+        "HOME",
     ] {
         if std::env::var_os(var).is_some_and(|v| looks(&v)) {
             return Err(format!(

@@ -195,7 +195,11 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<Vec<Receipt>, StoreError> {
         let mut receipts = Vec::new();
-        if delete_keys && self.state().principals.contains_key(name) {
+        // Keys are deleted first only when the user deletion itself would be allowed apart
+        // from them: a refused deletion must not have deleted keys on its way.
+        let may_delete_user = self.actor(signer).is_ok_and(|a| self.state().is_admin(&a))
+            && *name != self.state().account;
+        if delete_keys && may_delete_user && self.state().principals.contains_key(name) {
             let deletions: Vec<Action> = self
                 .state()
                 .keys_of(name)

@@ -44,7 +44,7 @@ pub fn valid_channel(channel: &str) -> bool {
 }
 
 impl State {
-    pub(crate) fn is_admin(&self, who: &str) -> bool {
+    pub fn is_admin(&self, who: &str) -> bool {
         self.has(who, Permission::Admin)
     }
 

@@ -208,6 +208,9 @@ enum Consulted {
 
 fn consult(path: &Path, f: &File, len: u64, cache: &Cache) -> Consulted {
     let genesis = file_genesis(f, len);
+    // An append may have landed since `len` was taken (its head already noted): a head is
+    // held if the file holds it now.
+    let now_len = f.metadata().map_or(len, |m| m.len()).max(len);
     let gone = |h: &Head| {
         Consulted::Diverged(format!(
             "{}: the ledger no longer holds the event at seq {} (hash {}) that this user verified: its tail was cut or it was rewritten since",
@@ -216,21 +219,35 @@ fn consult(path: &Path, f: &File, len: u64, cache: &Cache) -> Consulted {
             h.hash
         ))
     };
-    if let Some((g, h, off)) = cache.load_head(path)
-        && Some(g) == genesis
-        && !holds(f, len, &h, off)
-    {
-        return gone(&h);
+    let replaced = |g: Option<Hash32>| {
+        Consulted::Diverged(format!(
+            "{}: this path now holds another ledger (genesis {}) than the one this user verified (genesis {}): it was replaced",
+            path.display(),
+            genesis.map_or("?".into(), |g| g.hex()),
+            g.map_or("?".into(), |g| g.hex())
+        ))
+    };
+    let Some(genesis_now) = genesis else {
+        // No readable header or frame 0: verifying from the start reports what is wrong.
+        return Consulted::Nothing("the ledger's header or first frame cannot be read".into());
+    };
+    if let Some((g, h, off)) = cache.load_head(path) {
+        if g != genesis_now {
+            return replaced(Some(g));
+        }
+        if !holds(f, now_len, &h, off) {
+            return gone(&h);
+        }
     }
     match cache.load(path) {
-        Ok(v) if genesis.is_some() && v.state.genesis_hash == genesis => {
-            if holds(f, len, &v.head, v.head_offset) {
+        Ok(v) if v.state.genesis_hash == Some(genesis_now) => {
+            if holds(f, now_len, &v.head, v.head_offset) {
                 Consulted::Use(Box::new(v))
             } else {
                 gone(&v.head)
             }
         }
-        Ok(_) => Consulted::Nothing("the cached state is of another ledger".into()),
+        Ok(v) => replaced(v.state.genesis_hash),
         Err(e) => Consulted::Nothing(e),
     }
 }
@@ -296,6 +313,12 @@ fn verify_from_cache(
         ),
     };
     let before = checker.frames();
+    // The cached head may lie past the length taken before (an append since): read on.
+    let len = if start > len {
+        f.metadata().map_or(len, |m| m.len()).max(start)
+    } else {
+        len
+    };
     let file = reader_at(path, f, start)?;
     let frames = if start == 0 {
         FrameReader::new(BufReader::with_capacity(1 << 20, file.take(len)))
@@ -599,8 +622,11 @@ pub fn trail_events(
 }
 
 /// The writers' lock file beside a ledger: `<ledger>.lock`.
+/// Named after the ledger's canonical path, so that every name of one file (a link to it)
+/// takes the same lock.
 pub fn lock_path(ledger: &Path) -> PathBuf {
-    let mut s = ledger.as_os_str().to_owned();
+    let real = std::fs::canonicalize(ledger).unwrap_or_else(|_| ledger.to_path_buf());
+    let mut s = real.into_os_string();
     s.push(".lock");
     PathBuf::from(s)
 }
@@ -634,6 +660,15 @@ pub fn lock_writers(
 ) -> Result<WriterLock, StoreError> {
     let path = lock_path(ledger);
     let mode = lock_mode(meta.mode());
+    if meta.nlink() > 1 {
+        return Err(StoreError::UnsafeLock {
+            path,
+            reason: format!(
+                "the ledger has {} names (hard links), and writers through different names would not exclude each other; keep one",
+                meta.nlink()
+            ),
+        });
+    }
     let open = || crate::files::open_regular_nofollow(&path, true);
     let file = match open() {
         Ok(f) => f,
@@ -658,6 +693,12 @@ pub fn lock_writers(
                 reason: "it is not a regular file (a link, FIFO or directory)".into(),
             });
         }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(StoreError::UnsafeLock {
+                path,
+                reason: "it cannot be opened (permission denied): only those who can write the ledger may; if the ledger's permissions changed, remove it".into(),
+            });
+        }
         Err(e) => return Err(StoreError::io(&path, "open the writers' lock")(e)),
     };
     let m = file.metadata().map_err(StoreError::io(&path, "stat"))?;
@@ -669,6 +710,16 @@ pub fn lock_writers(
                 "its mode {:o} lets in some who cannot write the ledger (mode {:o})",
                 m.mode() & 0o777,
                 meta.mode() & 0o777
+            ),
+        });
+    }
+    let me = crate::files::effective_uid();
+    if m.uid() != meta.uid() && m.uid() != 0 && me.is_some_and(|u| u != m.uid()) {
+        return Err(StoreError::UnsafeLock {
+            path,
+            reason: format!(
+                "it is owned by uid {}, neither the ledger's owner nor you (for a ledger shared by a group, its owner creates the lock: `keyledger init` does)",
+                m.uid()
             ),
         });
     }

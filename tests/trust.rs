@@ -154,6 +154,8 @@ fn w01_decisions_on_forged_events() {
     more::a_bad_signature_deep_inside_is_named();
     more::a_forged_event_is_named_not_its_victim();
     more::a_cut_of_verified_events_is_sticky();
+    more::a_replaced_ledger_is_noticed();
+    more::the_head_note_only_moves_forward();
     more::overwritten_signatures_are_never_shown_or_exported();
     let w = W::new();
     w.user("bob", &[]);
@@ -369,6 +371,7 @@ fn w02_a_frozen_clock() {
 /// Issue 12, item 3: an admin gained the account's powers through its signing keys.
 #[test]
 fn w03_a_path_to_root() {
+    more::a_refused_user_deletion_deletes_no_keys();
     let w = W::new();
     w.user("alice", &["admin"]);
     w.ok(&["keygen", "--out", "mine.key"]);
@@ -481,6 +484,7 @@ fn w06_checkpoints() {
 #[test]
 fn w07_files_beside_the_ledger() {
     more::planted_files_are_never_followed_or_waited_on();
+    more::an_unsafe_cache_directory_is_named();
 }
 
 /// Issue 12, item 8: a reader held the writers' lock.
@@ -488,11 +492,13 @@ fn w07_files_beside_the_ledger() {
 fn w08_read_access_that_blocks_writers() {
     more::readers_cannot_hold_the_writers_lock();
     more::the_lock_follows_the_ledgers_writers();
+    more::every_name_of_the_ledger_takes_one_lock();
 }
 
 /// Issue 12, item 9: recorded text rewrote the terminal.
 #[test]
 fn w09_output_that_lies() {
+    more::following_stops_at_bytes_that_cannot_be_framed();
     let w = W::new();
     w.user("mallory", &["manage-own-keys"]);
     let evil = "ok\u{1b}[2J\u{1b}[H\rFORGED 0 acme key-deleted\u{7}\u{202e}desrever\u{9b}31m";

@@ -293,8 +293,19 @@ fn follow(
             // Read through the handle opened at the start: the path may vanish at any moment.
             std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset)).map_err(CliError::io)?;
             let reader = std::io::BufReader::new(std::io::Read::take(&mut file, meta.len() - offset));
-            // A frame still being written reads as torn: wait for the rest.
-            for frame in keyledger::format::FrameReader::at(reader, offset).map_while(Result::ok) {
+            // A frame still being written reads as torn: wait for the rest. Anything else
+            // that cannot be framed is the end of following.
+            for item in keyledger::format::FrameReader::at(reader, offset) {
+                let frame = match item {
+                    Ok(f) => f,
+                    Err(keyledger::format::ReadError::Format(keyledger::format::FormatError::Torn { .. })) => break,
+                    Err(e) => {
+                        return Err(CliError {
+                            code: super::error::LEDGER,
+                            message: format!("{} at byte offset {offset}: {e}; run `keyledger verify`", ctx.ledger.display()),
+                        });
+                    }
+                };
                 let step = checker.step(&frame, |ev, h| verify_hash(&ev.signer, h, &frame.sig));
                 if let Some(bad) = step.findings.first() {
                     return Err(CliError {

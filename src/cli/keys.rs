@@ -260,8 +260,11 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
             )?;
             if let Some(path) = channel.strip_prefix("csv:") {
                 let msg = format!(
-                    "created {} for {user} (seq {}); secret written once to {path} (mode 0600), recorded at seq {}\n",
-                    new.key_id, new.receipt.seq, revealed.seq
+                    "created {} for {user} (seq {}); secret written once to {} (mode 0600), recorded at seq {}\n",
+                    new.key_id,
+                    new.receipt.seq,
+                    super::output::clean(path),
+                    revealed.seq
                 );
                 if ctx.json {
                     json(

@@ -189,9 +189,26 @@ fn clock() -> Result<Timestamp, CliError> {
     Ok(t)
 }
 
+/// This user's cache, or none (with one warning saying why) if its directory is unsafe.
+fn usable_cache() -> Cache {
+    let Some(dir) = Cache::default_dir() else {
+        return Cache::none();
+    };
+    let cache = Cache::at(dir);
+    match cache.check_dir() {
+        Ok(_) => cache,
+        Err(why) => {
+            output::warn(&format!(
+                "not using the cache of verified state ({why}): every command verifies the whole ledger, and a cut of events verified earlier goes unnoticed. Point KEYLEDGER_CACHE_DIR at a directory only you can write"
+            ));
+            Cache::none()
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let now = clock()?;
-    let cache = Cache::default_dir().map_or_else(Cache::none, Cache::at);
+    let cache = usable_cache();
     let ctx = Ctx {
         cache,
         ledger: cli.ledger,

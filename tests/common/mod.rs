@@ -378,6 +378,13 @@ pub fn test_cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keyledger-cache")
 }
 
+/// The file name stem of a ledger's cache entry and head note: 32 hex digits of
+/// blake3(absolute path as given), as the cache's module comment states.
+pub fn cache_stem(ledger: &Path) -> String {
+    let absolute = std::path::absolute(ledger).unwrap();
+    blake3::hash(absolute.as_os_str().as_encoded_bytes()).to_hex()[..32].to_owned()
+}
+
 /// Runs keyledger in `dir` with `env` set (after clearing KEYLEDGER_LEDGER, KEYLEDGER_KEY
 /// and KEYLEDGER_NOW, and pointing KEYLEDGER_CACHE_DIR at `test_cache_dir()`).
 pub fn run_env(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> Output {

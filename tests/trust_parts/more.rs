@@ -477,11 +477,7 @@ pub fn planted_files_are_never_followed_or_waited_on() {
     // A link planted at the cache's temporary name: never followed.
     let victim = w.path().join("victim");
     std::fs::write(&victim, "keep").unwrap();
-    let canonical = std::fs::canonicalize(w.ledger()).unwrap();
-    let entry = format!(
-        "{}.verified",
-        &blake3::hash(canonical.as_os_str().as_encoded_bytes()).to_hex()[..32]
-    );
+    let entry = format!("{}.verified", cache_stem(&w.ledger()));
     std::fs::remove_file(cache.join(&entry)).unwrap();
     std::os::unix::fs::symlink(&victim, cache.join(format!("{entry}.tmp"))).unwrap();
     assert_eq!(code(&quick(&["key", "list"])), 0);
@@ -578,9 +574,7 @@ pub fn readers_cannot_hold_the_writers_lock() {
     std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o600)).unwrap();
     // As another user who can read the ledger: it may lock the ledger file, which stalls no
     // one, and cannot open the writers' lock at all.
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
+    let root = effective_root();
     let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
     if !(root && setpriv) {
         eprintln!("NOTE: not root or no setpriv: the check as another user is skipped");
@@ -911,8 +905,7 @@ pub fn a_cut_of_verified_events_is_sticky() {
             "nothing was appended"
         );
         // Resolved by removing this user's cache files for the ledger.
-        let canonical = std::fs::canonicalize(w.ledger()).unwrap();
-        let name = blake3::hash(canonical.as_os_str().as_encoded_bytes()).to_hex()[..32].to_owned();
+        let name = cache_stem(&w.ledger());
         for ext in ["verified", "head"] {
             let _ = std::fs::remove_file(test_cache_dir().join(format!("{name}.{ext}")));
         }
@@ -1085,6 +1078,12 @@ pub fn no_forged_lines_and_no_secrets_in_arguments() {
         );
         assert!(!w.path().join(s).exists());
     }
+    for var in ["KEYLEDGER_CACHE_DIR", "XDG_CACHE_HOME", "HOME"] {
+        let o = run_env(w.path(), &[(var, s)], &["key", "list"], None);
+        let out = stdout(&o) + &stderr(&o);
+        assert_eq!(code(&o), 2, "{var}: {out}");
+        assert!(!out.contains(&s[5..]) && out.contains(var), "{var}: {out}");
+    }
     // A --csv path that cannot be recorded is refused before the key exists.
     let long = format!("{}/{}.csv", w.path().display(), "d".repeat(1100));
     let before = w.json(&["key", "list"])["keys"].as_array().unwrap().len();
@@ -1127,4 +1126,207 @@ pub fn the_lock_follows_the_ledgers_writers() {
         "group writers may lock, others may not open it"
     );
     assert_eq!(m.gid(), l.gid());
+}
+
+/// Item 1 (found by attacking the second fix): another ledger copied over the one this user
+/// verified, with its own account key, is a replacement: appends refuse, reads warn,
+/// verify fails. Nothing is appended to it.
+pub fn a_replaced_ledger_is_noticed() {
+    let w = W::new();
+    w.user("bob", &[]);
+    w.ok(&["verify"]);
+    let other = W::new();
+    std::fs::copy(other.ledger(), w.ledger()).unwrap();
+    std::fs::copy(
+        other.path().join("keyledger.key"),
+        w.path().join("keyledger.key"),
+    )
+    .unwrap();
+    let before = std::fs::read(w.ledger()).unwrap();
+    let out = w.fails(&["user", "create", "carol"], None, 4);
+    assert!(out.contains("another ledger"), "{out}");
+    let o = w.run(&["key", "list"], None);
+    assert_eq!(code(&o), 0);
+    assert!(stderr(&o).contains("another ledger"), "{}", stderr(&o));
+    let out = w.fails(&["verify"], None, 1);
+    assert!(out.contains("another ledger"), "{out}");
+    assert_eq!(std::fs::read(w.ledger()).unwrap(), before);
+    // `init` at a path whose ledger was removed on purpose starts afresh.
+    std::fs::remove_file(w.ledger()).unwrap();
+    for f in ["keyledger.key", "keyledger.key.pub"] {
+        std::fs::remove_file(w.path().join(f)).unwrap();
+    }
+    w.ok(&["init", "--account", "acme"]);
+    w.ok(&["user", "create", "carol"]);
+}
+
+/// Item 8 (found by attacking the second fix): every name of the ledger takes one lock; a
+/// ledger with several hard links is refused for writing; a lock planted by another user
+/// is refused.
+pub fn every_name_of_the_ledger_takes_one_lock() {
+    let w = W::new();
+    let lock = w.path().join("keyledger.ledger.lock");
+    let alias = w.path().join("alias.ledger");
+    std::os::unix::fs::symlink(w.ledger(), &alias).unwrap();
+    let via_alias = ["--ledger", "alias.ledger", "--key", "keyledger.key"];
+    let held = std::fs::File::open(&lock).unwrap();
+    held.lock().unwrap();
+    let before = std::fs::read(w.ledger()).unwrap();
+    let args: Vec<&str> = via_alias
+        .iter()
+        .copied()
+        .chain(["--no-wait", "user", "create", "bob"])
+        .collect();
+    let o = run_bounded(w.path(), &[], &args, 10);
+    assert_eq!(
+        code(&o),
+        4,
+        "the alias waits for the same lock: {}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(w.ledger()).unwrap(), before);
+    drop(held);
+    let o = run_bounded(w.path(), &[], &args, 10);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!w.path().join("alias.ledger.lock").exists());
+
+    let hard = w.path().join("hard.ledger");
+    std::fs::hard_link(w.ledger(), &hard).unwrap();
+    let out = w.fails(&["user", "create", "carol"], None, 4);
+    assert!(out.contains("hard links"), "{out}");
+    std::fs::remove_file(&hard).unwrap();
+    w.ok(&["user", "create", "carol"]);
+
+    let root = effective_root();
+    if !root {
+        eprintln!("NOTE: not root: the check of a lock owned by another user is skipped");
+        return;
+    }
+    std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = w.fails(&["user", "create", "dave"], None, 4);
+    assert!(out.contains("owned by uid 65534"), "{out}");
+}
+
+fn effective_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Item 3 (found by attacking the second fix): `user delete --delete-keys` by someone who
+/// may not delete the user deletes none of the user's keys on the way to being refused.
+pub fn a_refused_user_deletion_deletes_no_keys() {
+    let w = W::new();
+    w.user("bob", &[]);
+    w.user("mallory", &["manage-keys"]);
+    w.key("keyledger.key", "bob", "ci");
+    let keys = |w: &W| {
+        w.json(&["key", "list", "--user", "bob"])["keys"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(keys(&w), 1);
+    let out = w.fails(
+        &[
+            "--key",
+            "mallory.key",
+            "user",
+            "delete",
+            "bob",
+            "--delete-keys",
+        ],
+        None,
+        3,
+    );
+    assert!(out.contains("Recorded as action-denied"), "{out}");
+    assert!(
+        !w.ok(&["log"]).contains("key-deleted"),
+        "no key was deleted"
+    );
+    assert_eq!(keys(&w), 1);
+    w.fails(&["user", "delete", "acme", "--delete-keys"], None, 3);
+    w.ok(&["user", "delete", "bob", "--delete-keys"]);
+}
+
+/// Item 9 (found by attacking the second fix): `log --follow` stops with exit 4 at bytes
+/// that cannot be framed (other than a frame still being written), rather than waiting
+/// forever in silence.
+pub fn following_stops_at_bytes_that_cannot_be_framed() {
+    let w = W::new();
+    let mut c = Command::new(bin());
+    c.current_dir(w.path())
+        .args(["log", "--follow"])
+        .env_remove("KEYLEDGER_NOW")
+        .env("KEYLEDGER_CACHE_DIR", test_cache_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(w.ledger())
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[0xff; 64]).unwrap();
+    drop(f);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("log --follow kept waiting at bytes that cannot be framed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("byte offset"), "{}", stderr(&o));
+}
+
+/// Item 7 (found by attacking the second fix): a cache directory others could change is
+/// not used, and the user is told once why.
+pub fn an_unsafe_cache_directory_is_named() {
+    let w = W::new();
+    let shared = w.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dir = shared.join("cache");
+    let o = run_bounded(
+        w.path(),
+        &[("KEYLEDGER_CACHE_DIR", dir.to_str().unwrap())],
+        &["key", "list"],
+        10,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.matches("not using the cache").count(), 1, "{err}");
+    assert!(err.contains("writable by others"), "{err}");
+    assert!(
+        !dir.exists(),
+        "nothing is created under a directory others can write"
+    );
+}
+
+/// Item 1 (found by attacking the second fix): two commands of one user finishing in either
+/// order leave the further head noted: the note never moves back on one ledger, and moves
+/// to a new ledger (another genesis) only when told.
+pub fn the_head_note_only_moves_forward() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::at(d.path().join("cache"));
+    let ledger = d.path().join("x.ledger");
+    let head = |seq: u64| keyledger::chain::Head {
+        seq,
+        hash: Bytes([seq as u8; 32]),
+        time: Timestamp::now(),
+        end: 100 * seq,
+    };
+    let (g, other) = (Bytes([1; 32]), Bytes([2; 32]));
+    cache.save_head(&ledger, g, &head(5), 400).unwrap();
+    cache.save_head(&ledger, g, &head(3), 200).unwrap();
+    let (noted_g, noted, off) = cache.load_head(&ledger).unwrap();
+    assert_eq!((noted_g, noted.seq, off), (g, 5, 400));
+    cache.save_head(&ledger, other, &head(1), 50).unwrap();
+    let (noted_g, noted, _) = cache.load_head(&ledger).unwrap();
+    assert_eq!((noted_g, noted.seq), (other, 1));
 }
