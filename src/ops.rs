@@ -197,9 +197,10 @@ impl Ledger {
         let mut receipts = Vec::new();
         // Keys are deleted first only when the user deletion itself would be allowed apart
         // from them: a refused deletion must not have deleted keys on its way.
-        let may_delete_user = self.actor(signer).is_ok_and(|a| self.state().is_admin(&a))
-            && *name != self.state().account;
-        if delete_keys && may_delete_user && self.state().principals.contains_key(name) {
+        let may_delete_user = self
+            .actor(signer)
+            .is_ok_and(|a| self.state().may_delete_user_but_for_keys(&a, name).is_ok());
+        if delete_keys && may_delete_user {
             let deletions: Vec<Action> = self
                 .state()
                 .keys_of(name)

@@ -44,7 +44,7 @@ pub fn valid_channel(channel: &str) -> bool {
 }
 
 impl State {
-    pub fn is_admin(&self, who: &str) -> bool {
+    pub(crate) fn is_admin(&self, who: &str) -> bool {
         self.has(who, Permission::Admin)
     }
 
@@ -191,6 +191,16 @@ impl State {
         Ok(())
     }
 
+    /// May `actor` delete the user `name` once its keys are gone (R2 but its keys, R1, R4)?
+    /// `user delete --delete-keys` deletes keys only if so.
+    pub fn may_delete_user_but_for_keys(&self, actor: &str, name: &str) -> Result<(), Refusal> {
+        self.require_admin(actor, "delete users")?;
+        if name == self.account {
+            return refuse("R1", "the account cannot be deleted");
+        }
+        self.live(name).map(|_| ())
+    }
+
     /// May `actor` perform `action` at `time`, given this state? (Genesis is structural, §8.6.)
     pub fn authorize(&self, actor: &str, action: &Action, time: Timestamp) -> Result<(), Refusal> {
         match action {
@@ -239,11 +249,7 @@ impl State {
                 self.check_new_name(name)
             }
             Action::UserDeleted { name } => {
-                self.require_admin(actor, "delete users")?;
-                if *name == self.account {
-                    return refuse("R1", "the account cannot be deleted");
-                }
-                self.live(name)?;
+                self.may_delete_user_but_for_keys(actor, name)?;
                 let (shown, more) = self.live_keys_of(name, time, 5);
                 if !shown.is_empty() {
                     let more = if more { " and more" } else { "" };

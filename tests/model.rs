@@ -167,18 +167,18 @@ fn run_case(ops: Vec<(usize, Op)>) -> Result<(), TestCaseError> {
             }
             Op::DeleteUser(i, delete_keys) => {
                 let name = ALL[i];
-                // Keys go first only if the deletion itself may happen (an admin, who
-                // manages every key but the account's): a refused deletion deletes none of
-                // them on its way.
-                let may = m.admin(actor) && name != "acme";
-                if delete_keys && may && m.users.contains_key(name) {
+                // Keys go first only if the deletion itself may happen (by an admin, who
+                // manages every key but the account's, of a live user): a refused deletion
+                // deletes none of them on its way.
+                let may = m.admin(actor) && name != "acme" && m.live(name);
+                if delete_keys && may {
                     for k in &mut m.keys {
                         if k.1 == name {
                             k.2 = KeyStatus::Deleted;
                         }
                     }
                 }
-                let expected = may && m.live(name) && m.live_keys(name) == 0;
+                let expected = may && m.live_keys(name) == 0;
                 if expected {
                     m.users.get_mut(name).unwrap().1 = true;
                 }
