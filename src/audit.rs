@@ -167,14 +167,17 @@ pub enum AuditError {
 /// this process just verified), and evaluates every control. `Audit::as_of_seq` and
 /// `Audit::ledger_events` say which part of the ledger was evaluated.
 pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditError> {
-    let (report, verified) = verify::verify_file_full(path, &verify::Options::default(), true)
-        .map_err(|e| AuditError::Io(path.into(), e))?;
+    // A head this user verified earlier is an anchor too: what is left of a ledger cut or
+    // replaced below it does not verify.
+    let vopts = verify::Options {
+        witness: cache.witness(path),
+        ..Default::default()
+    };
+    let (report, verified) =
+        verify::verify_file_full(path, &vopts, true).map_err(|e| AuditError::Io(path.into(), e))?;
     let (true, Some(v)) = (report.ok, verified) else {
         return Err(AuditError::NotVerified(Box::new(report)));
     };
-    if let Some(why) = store::diverged(path, cache) {
-        return Err(AuditError::Diverged(why));
-    }
     let _ = cache.save(path, &v);
     let trust = Some(Trust {
         seq: v.head.seq,
@@ -192,31 +195,39 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
     };
     let mut timelines: BTreeMap<String, Vec<Mark>> = BTreeMap::new();
     let mut denials: BTreeMap<String, Vec<(u64, Timestamp)>> = BTreeMap::new();
-    let r = store::replay_open(path, &f, len, trust, Some(Until::Time(as_of)), |seen| {
-        let ev = seen.event;
-        if let Some(k) = ev.action.key_id() {
-            let marks = timelines.entry(k.to_owned()).or_default();
-            // Timelines keep every lifecycle event but only the first 500 authentications.
-            if marks.len() < 500
-                || !matches!(
-                    ev.action,
-                    Action::AuthSucceeded { .. } | Action::AuthFailed { .. }
-                )
-            {
-                marks.push(Mark {
-                    seq: ev.seq,
-                    time: ev.time,
-                    tag: ev.action.tag(),
-                });
+    let r = store::replay_open(
+        path,
+        &f,
+        len,
+        trust,
+        None,
+        Some(Until::Time(as_of)),
+        |seen| {
+            let ev = seen.event;
+            if let Some(k) = ev.action.key_id() {
+                let marks = timelines.entry(k.to_owned()).or_default();
+                // Timelines keep every lifecycle event but only the first 500 authentications.
+                if marks.len() < 500
+                    || !matches!(
+                        ev.action,
+                        Action::AuthSucceeded { .. } | Action::AuthFailed { .. }
+                    )
+                {
+                    marks.push(Mark {
+                        seq: ev.seq,
+                        time: ev.time,
+                        tag: ev.action.tag(),
+                    });
+                }
             }
-        }
-        if let Action::ActionDenied { .. } = ev.action {
-            denials
-                .entry(seen.actor().to_owned())
-                .or_default()
-                .push((ev.seq, ev.time));
-        }
-    })?;
+            if let Action::ActionDenied { .. } = ev.action {
+                denials
+                    .entry(seen.actor().to_owned())
+                    .or_default()
+                    .push((ev.seq, ev.time));
+            }
+        },
+    )?;
     let s = &r.state;
     let t = as_of;
     let mut findings = vec![];
@@ -456,19 +467,27 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
         .collect();
     let mut evidence_events = BTreeMap::new();
     if !wanted.is_empty() {
-        store::replay_open(path, &f, len, trust, Some(Until::Time(as_of)), |seen| {
-            if wanted.contains(&seen.event.seq) {
-                evidence_events.insert(
-                    seen.event.seq,
-                    (
-                        seen.event.time,
-                        seen.actor().to_owned(),
-                        seen.event.action.tag(),
-                        seen.event.action.clone(),
-                    ),
-                );
-            }
-        })?;
+        store::replay_open(
+            path,
+            &f,
+            len,
+            trust,
+            None,
+            Some(Until::Time(as_of)),
+            |seen| {
+                if wanted.contains(&seen.event.seq) {
+                    evidence_events.insert(
+                        seen.event.seq,
+                        (
+                            seen.event.time,
+                            seen.actor().to_owned(),
+                            seen.event.action.tag(),
+                            seen.event.action.clone(),
+                        ),
+                    );
+                }
+            },
+        )?;
     }
     Ok(Audit {
         as_of: t,

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::chain::Head;
 use crate::files;
 use crate::merkle::TreeBuilder;
-use crate::pass::TornTail;
+use crate::pass::{TornTail, Trust, Witness};
 use crate::state::State;
 use crate::types::{Bytes, Hash32};
 
@@ -148,25 +148,31 @@ pub struct HeadNote {
 
 impl HeadNote {
     /// Records `head` (at `head_offset`) of the ledger whose genesis hash is `genesis`, if
-    /// it is further than the head noted: the note only moves forward. An exclusive lock
-    /// on the note (a private file: no one else can open it) keeps this user's concurrent
-    /// commands from writing an older head over a newer one.
+    /// it is further than the head noted: the note only moves forward, and never to
+    /// another ledger (that takes `Cache::start_over`). An exclusive lock on the note (a
+    /// private file: no one else can open it) keeps this user's concurrent commands from
+    /// writing an older head over a newer one.
     pub fn write(&self, genesis: Hash32, head: &Head, head_offset: u64) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
         self.file.lock()?;
-        let mut bytes = [0u8; 512];
-        let n = self.file.read_at(&mut bytes, 0).unwrap_or(0);
-        let noted = Cache::parse_head(&self.key, &self.id, &bytes[..n]);
-        let forward = noted.is_none_or(|(g, h, _)| g != genesis || h.seq < head.seq);
-        let written = match forward {
-            true => self.file.write_all_at(
+        let written = match self.noted() {
+            Some((g, _, _)) if g != genesis => Err(io::Error::other(
+                "the head note is of another ledger at this path",
+            )),
+            Some((_, h, _)) if h.seq >= head.seq => Ok(()),
+            _ => std::os::unix::fs::FileExt::write_all_at(
+                &self.file,
                 &Cache::head_bytes(&self.key, &self.id, genesis, head, head_offset),
                 0,
             ),
-            false => Ok(()),
         };
         let _ = self.file.unlock();
         written
+    }
+
+    fn noted(&self) -> Option<(Hash32, Head, u64)> {
+        let mut bytes = [0u8; 512];
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, &mut bytes, 0).unwrap_or(0);
+        Cache::parse_head(&self.key, &self.id, &bytes[..n])
     }
 }
 
@@ -216,8 +222,7 @@ impl Cache {
     pub fn check_dir(&self) -> Result<&Path, String> {
         let dir = self.dir.as_deref().ok_or("no cache directory is set")?;
         let uid = files::effective_uid();
-        let trusted_owner =
-            |m: &std::fs::Metadata| m.uid() == 0 || uid.is_none_or(|u| u == m.uid());
+        let trusted_owner = |m: &std::fs::Metadata| m.uid() == 0 || m.uid() == uid;
         let given = std::path::absolute(dir).map_err(|e| e.to_string())?;
         let unsafe_at = |p: &Path, why: &str| format!("{}: {why}", p.display());
         // Every existing component on the way: links owned by root or this user only;
@@ -251,7 +256,7 @@ impl Cache {
                 .map_err(|e| unsafe_at(dir, &e.to_string()))?;
         }
         let m = std::fs::metadata(dir).map_err(|e| unsafe_at(dir, &e.to_string()))?;
-        let mine = uid.is_none_or(|u| u == m.uid());
+        let mine = uid == m.uid();
         if !(m.is_dir() && mine && m.mode() & 0o022 == 0) {
             return Err(unsafe_at(
                 dir,
@@ -268,7 +273,7 @@ impl Cache {
         let read = || -> Option<[u8; 32]> {
             let f = files::open_regular_nofollow(&path, false).ok()?;
             let m = f.metadata().ok()?;
-            let mine = files::effective_uid().is_none_or(|uid| uid == m.uid());
+            let mine = files::effective_uid() == m.uid();
             if !mine || m.mode() & 0o077 != 0 {
                 return None;
             }
@@ -446,6 +451,37 @@ impl Cache {
         written
     }
 
+    /// The head this user last verified of `ledger` (its note, else its entry's head), with
+    /// that ledger's genesis: any later verification must pass through it.
+    pub fn witness(&self, ledger: &Path) -> Option<Witness> {
+        let (genesis, head) = match self.load_head(ledger) {
+            Some((g, h, _)) => (g, h),
+            None => {
+                let v = self.load(ledger).ok()?;
+                (v.state.genesis_hash?, v.head)
+            }
+        };
+        Some(Witness {
+            genesis,
+            head: Trust {
+                seq: head.seq,
+                hash: head.hash,
+            },
+        })
+    }
+
+    /// Forgets what this user verified of any ledger at `ledger` and saves `v`: for a new
+    /// ledger made there (`init`) after the old one was removed on purpose.
+    pub fn start_over(&self, ledger: &Path, v: &Verified) -> io::Result<()> {
+        for f in self.entry_files(ledger) {
+            match std::fs::remove_file(&f) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        self.save(ledger, v)
+    }
+
     /// The files this user's cache keeps for `ledger` (to remove them, say).
     pub fn entry_files(&self, ledger: &Path) -> Vec<PathBuf> {
         self.entry(ledger)
@@ -454,8 +490,16 @@ impl Cache {
     }
 
     /// Saves `v` for `ledger` (atomically: a fresh file renamed over the entry), and its
-    /// head as the last head verified.
+    /// head as the last head verified; never over what this user verified of another
+    /// ledger at that path (see `start_over`).
     pub fn save(&self, ledger: &Path, v: &Verified) -> io::Result<()> {
+        if let (Some((g, _, _)), Some(genesis)) = (self.load_head(ledger), v.state.genesis_hash)
+            && g != genesis
+        {
+            return Err(io::Error::other(
+                "this user verified another ledger at this path",
+            ));
+        }
         let body = rmp_serde::to_vec(v).map_err(io::Error::other)?;
         self.write_tagged(ledger, "verified", MAGIC, &body)?;
         match v.state.genesis_hash {

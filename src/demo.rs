@@ -288,6 +288,7 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
         &verify::Options {
             genesis: Some(genesis.hash),
             anchor: Some(verify::Anchor::Head(head.hash)),
+            witness: None,
         },
     )
     .map_err(|e| file_err(&ledger_path, &e))?;

@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 fn not_regular(path: &Path) -> io::Error {
@@ -109,14 +109,63 @@ pub fn read_file(f: File, path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// The effective user id of this process (the owner of `/proc/self`), if it can be told.
-pub fn effective_uid() -> Option<u32> {
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+/// Is `path` (absolute, links resolved) a mount point in this process's view, such as a
+/// file bind-mounted on its own? `None` if `/proc/self/mountinfo` cannot be read.
+pub fn is_mount_point(path: &Path) -> Option<bool> {
+    let info = std::fs::read("/proc/self/mountinfo").ok()?;
+    let want = path.as_os_str().as_encoded_bytes();
+    // Field 5 is the mount point, with space, tab, newline and backslash as \ooo.
+    Some(info.split(|&b| b == b'\n').any(|line| {
+        line.split(|&b| b == b' ')
+            .nth(4)
+            .is_some_and(|m| unescape_octal(m) == want)
+    }))
+}
+
+fn unescape_octal(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let code = s
+            .get(i + 1..i + 4)
+            .filter(|d| s[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match code {
+            Some(d) => {
+                out.push(
+                    d.iter()
+                        .fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')),
+                );
+                i += 4;
+            }
+            None => {
+                out.push(s[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_are_told_apart() {
+        assert_eq!(unescape_octal(br"/a\040b\134c\9"), b"/a b\\c\\9".to_vec());
+        if std::path::Path::new("/proc/self/mountinfo").exists() {
+            assert_eq!(is_mount_point(Path::new("/")), Some(true));
+            let d = tempfile::tempdir().unwrap();
+            let f = std::fs::canonicalize(d.path()).unwrap().join("x");
+            std::fs::write(&f, b"").unwrap();
+            assert_eq!(is_mount_point(&f), Some(false));
+        }
+    }
 
     #[test]
     fn create_new_refuses_links_and_existing_files() {

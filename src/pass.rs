@@ -28,6 +28,32 @@ pub struct Trust {
     pub hash: Hash32,
 }
 
+/// The last head this user verified of a ledger, and that ledger's genesis hash: the
+/// chain read must start at that genesis and pass through that head, or the ledger was
+/// replaced, cut or rewritten since (`Outcome::witness_missed`). Unlike `Trust`, it
+/// spares no signature check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Witness {
+    pub genesis: Hash32,
+    pub head: Trust,
+}
+
+/// Why a ledger is not the one whose head this user verified: another genesis.
+pub fn replaced_message(genesis_now: Option<&Hash32>, verified: &Hash32) -> String {
+    format!(
+        "this path now holds another ledger (genesis {}) than the one this user verified (genesis {verified}): it was replaced",
+        genesis_now.map_or("?".into(), |g| g.hex()),
+    )
+}
+
+/// Why a ledger is not the one whose head this user verified: that head is gone.
+pub fn cut_message(head: &Trust) -> String {
+    format!(
+        "the ledger no longer holds the event at seq {} (hash {}) that this user verified: its tail was cut or it was rewritten since",
+        head.seq, head.hash
+    )
+}
+
 /// Where a point-in-time replay stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
@@ -60,6 +86,7 @@ pub struct Spec {
     /// `Outcome::batch_failed`; run again unbatched to name the event).
     pub batched: bool,
     pub trust: Option<Trust>,
+    pub witness: Option<Witness>,
     /// Fold and visit events only up to here (events after it are read only as far as the
     /// trusted hash, to confirm it).
     pub until: Option<Until>,
@@ -96,6 +123,37 @@ pub struct Outcome {
     pub head_offset: Option<u64>,
     /// Some batch of signatures failed (only with `Spec::batched`).
     pub batch_failed: bool,
+    /// The chain read does not pass through `Spec::witness` (an `anchor` finding, not
+    /// among `findings`: what to do about it is the caller's).
+    pub witness_missed: Option<Finding>,
+}
+
+/// What a pass has seen of its witness.
+struct Witnessed {
+    reached: bool,
+    missed: Option<Finding>,
+}
+
+impl Witnessed {
+    /// Frame `index` at `offset` hashes to `hash`.
+    fn see(&mut self, w: &Witness, index: u64, offset: u64, hash: &Hash32) {
+        let miss = |message| Finding {
+            problem: Problem::Anchor,
+            seq: Some(index),
+            index: Some(index),
+            offset,
+            message,
+        };
+        if index == 0 && *hash != w.genesis && self.missed.is_none() {
+            self.missed = Some(miss(replaced_message(Some(hash), &w.genesis)));
+        }
+        if index == w.head.seq {
+            self.reached = true;
+            if *hash != w.head.hash && self.missed.is_none() {
+                self.missed = Some(miss(cut_message(&w.head)));
+            }
+        }
+    }
 }
 
 /// Signatures checked per `verify_batch` call.
@@ -190,6 +248,15 @@ fn ordered<R: Read + Send>(
     let mut job: SigJob = Vec::with_capacity(SIG_BATCH);
     let mut folding = true;
     let mut reached_trust = spec.trust.is_none_or(|t| checker.frames() > t.seq);
+    let mut witnessed = Witnessed {
+        reached: spec.witness.is_none_or(|w| checker.frames() > w.head.seq),
+        missed: None,
+    };
+    // Past `until`, the chain is still read as far as the trusted and witnessed heads.
+    let confirm_to = spec
+        .trust
+        .map(|t| t.seq)
+        .max(spec.witness.map(|w| w.head.seq));
     let mut end = checker.head.map_or(HEADER_LEN, |h| h.end);
     let mut head_offset = None;
     pipelined(frames, |items| -> io::Result<()> {
@@ -233,25 +300,31 @@ fn ordered<R: Read + Send>(
             }
             if !folding {
                 // Past the point asked for: only confirm that the chain reaches the
-                // trusted hash, if there is one and it lies ahead.
-                match &spec.trust {
-                    Some(t) if index <= t.seq => {
-                        if let Some(f) = checker.link(&frame, hash, &decoded) {
-                            findings.push(f);
-                            break;
-                        }
-                        if index == t.seq {
-                            reached_trust = true;
-                            if hash != t.hash {
-                                findings.push(rewritten(t, index, frame.offset, &hash));
-                            }
-                            break;
-                        }
-                        items.recycle(frame, decoded.ok());
-                        continue;
-                    }
-                    _ => break,
+                // trusted and witnessed hashes that lie ahead.
+                let Some(to) = confirm_to.filter(|&to| index <= to) else {
+                    break;
+                };
+                if let Some(f) = checker.link(&frame, hash, &decoded) {
+                    findings.push(f);
+                    break;
                 }
+                if let Some(t) = &spec.trust
+                    && index == t.seq
+                {
+                    reached_trust = true;
+                    if hash != t.hash {
+                        findings.push(rewritten(t, index, frame.offset, &hash));
+                        break;
+                    }
+                }
+                if let Some(w) = &spec.witness {
+                    witnessed.see(w, index, frame.offset, &hash);
+                }
+                if index == to {
+                    break;
+                }
+                items.recycle(frame, decoded.ok());
+                continue;
             }
             let trusted = spec.trust.is_some_and(|t| index <= t.seq);
             let sig = match &decoded {
@@ -277,6 +350,9 @@ fn ordered<R: Read + Send>(
                 if step.hash != t.hash {
                     step_findings.push(rewritten(t, index, frame.offset, &step.hash));
                 }
+            }
+            if let Some(w) = &spec.witness {
+                witnessed.see(w, index, frame.offset, &step.hash);
             }
             let stop =
                 spec.stop_at_first && (!step_findings.is_empty() || bad.load(Ordering::Relaxed));
@@ -317,6 +393,18 @@ fn ordered<R: Read + Send>(
             ),
         });
     }
+    if !witnessed.reached
+        && findings.is_empty()
+        && let Some(w) = &spec.witness
+    {
+        witnessed.missed.get_or_insert(Finding {
+            problem: Problem::Anchor,
+            seq: None,
+            index: None,
+            offset: end,
+            message: cut_message(&w.head),
+        });
+    }
     Ok(Outcome {
         checker,
         findings,
@@ -324,5 +412,6 @@ fn ordered<R: Read + Send>(
         end,
         head_offset,
         batch_failed: false,
+        witness_missed: witnessed.missed,
     })
 }

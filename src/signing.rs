@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -37,6 +37,10 @@ pub enum KeyFileError {
         "{path} is readable by group or others (mode {mode:o}); a signing key must be private: run `chmod 600 {path}`"
     )]
     Permissions { path: PathBuf, mode: u32 },
+    #[error(
+        "{path} belongs to uid {owner}, not to you: a signing key must be your own file (as ssh requires), or whoever planted it there would sign in its owner's name"
+    )]
+    NotOwned { path: PathBuf, owner: u32 },
     #[error("{path} is not a keyledger signing key: {reason}")]
     Malformed { path: PathBuf, reason: &'static str },
 }
@@ -108,6 +112,12 @@ impl SigningKey {
             _ => io_err(e),
         })?;
         let meta = f.metadata().map_err(io_err)?;
+        if meta.uid() != crate::files::effective_uid() {
+            return Err(KeyFileError::NotOwned {
+                path: path.into(),
+                owner: meta.uid(),
+            });
+        }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeyFileError::Permissions {

@@ -22,7 +22,7 @@ use crate::format::{
 use crate::judge::{Checker, Finding};
 use crate::merkle::TreeBuilder;
 use crate::pass::{self, Spec};
-pub use crate::pass::{Seen, TornTail, Trust, Until};
+pub use crate::pass::{Seen, TornTail, Trust, Until, Witness};
 use crate::state::{ApplyError, Refusal, State};
 use crate::types::{Hash32, Timestamp};
 
@@ -206,50 +206,63 @@ enum Consulted {
     Diverged(String),
 }
 
-fn consult(path: &Path, f: &File, len: u64, cache: &Cache) -> Consulted {
-    let genesis = file_genesis(f, len);
-    // An append may have landed since `len` was taken (its head already noted): a head is
-    // held if the file holds it now.
-    let now_len = f.metadata().map_or(len, |m| m.len()).max(len);
-    let gone = |h: &Head| {
-        Consulted::Diverged(format!(
-            "{}: the ledger no longer holds the event at seq {} (hash {}) that this user verified: its tail was cut or it was rewritten since",
-            path.display(),
-            h.seq,
-            h.hash
-        ))
-    };
-    let replaced = |g: Option<Hash32>| {
-        Consulted::Diverged(format!(
-            "{}: this path now holds another ledger (genesis {}) than the one this user verified (genesis {}): it was replaced",
-            path.display(),
-            genesis.map_or("?".into(), |g| g.hex()),
-            g.map_or("?".into(), |g| g.hex())
-        ))
-    };
-    let Some(genesis_now) = genesis else {
+/// What this user's cache says of the file open as `f`, given `note`, the head this user
+/// last verified of it (loaded before `len` was taken: the file held that head by then).
+fn consult(path: &Path, f: &File, len: u64, cache: &Cache, note: Option<&Noted>) -> Consulted {
+    let diverged = |why: String| Consulted::Diverged(format!("{}: {why}", path.display()));
+    let Some(genesis) = file_genesis(f, len) else {
         // No readable header or frame 0: verifying from the start reports what is wrong.
         return Consulted::Nothing("the ledger's header or first frame cannot be read".into());
     };
-    if let Some((g, h, off)) = cache.load_head(path) {
-        if g != genesis_now {
-            return replaced(Some(g));
+    if let Some((g, h, off)) = note {
+        if *g != genesis {
+            return diverged(pass::replaced_message(Some(&genesis), g));
         }
-        if !holds(f, now_len, &h, off) {
-            return gone(&h);
+        if !holds(f, len, h, *off) {
+            return diverged(pass::cut_message(&trust_of(h)));
         }
     }
-    match cache.load(path) {
-        Ok(v) if v.state.genesis_hash == Some(genesis_now) => {
+    let entry = cache.load(path);
+    // The entry may have been saved since `len` was taken; its head was on disk by then.
+    let now_len = f.metadata().map_or(len, |m| m.len()).max(len);
+    match entry {
+        Ok(v) if v.state.genesis_hash == Some(genesis) => {
             if holds(f, now_len, &v.head, v.head_offset) {
                 Consulted::Use(Box::new(v))
             } else {
-                gone(&v.head)
+                diverged(pass::cut_message(&trust_of(&v.head)))
             }
         }
-        Ok(v) => replaced(v.state.genesis_hash),
+        Ok(v) => match v.state.genesis_hash {
+            Some(g) => diverged(pass::replaced_message(Some(&genesis), &g)),
+            None => Consulted::Nothing("the cached state has no genesis".into()),
+        },
         Err(e) => Consulted::Nothing(e),
     }
+}
+
+/// A head note: the genesis, head and head offset this user last verified of a ledger.
+type Noted = (Hash32, Head, u64);
+
+fn trust_of(h: &Head) -> Trust {
+    Trust {
+        seq: h.seq,
+        hash: h.hash,
+    }
+}
+
+/// The note of `path` in `cache` (read before the file's length is taken), and the file's
+/// length after it.
+fn note_then_len(path: &Path, f: &File, cache: &Cache, len: u64) -> (Option<Noted>, u64) {
+    let note = cache.load_head(path);
+    (note, f.metadata().map_or(len, |m| m.len()).max(len))
+}
+
+fn witness_of(note: Option<&Noted>) -> Option<Witness> {
+    note.map(|(g, h, _)| Witness {
+        genesis: *g,
+        head: trust_of(h),
+    })
 }
 
 /// How `head` obtained the verified state.
@@ -278,8 +291,7 @@ pub(crate) fn verify_to_end(
     verify_from_cache(path, f, len, cache, true)
 }
 
-/// `verify_to_end`; with `may_batch`, long stretches are checked in batches on every core,
-/// and a failing batch is checked again one signature at a time, to name the event.
+/// `verify_consulted` after consulting the cache.
 fn verify_from_cache(
     path: &Path,
     f: &File,
@@ -287,9 +299,35 @@ fn verify_from_cache(
     cache: &Cache,
     may_batch: bool,
 ) -> Result<(Verified, Freshness), StoreError> {
+    let (note, len) = note_then_len(path, f, cache, len);
+    let consulted = consult(path, f, len, cache, note.as_ref());
+    verify_consulted(
+        path,
+        f,
+        len,
+        cache,
+        consulted,
+        witness_of(note.as_ref()),
+        may_batch,
+    )
+}
+
+/// `verify_to_end` from what the cache said (`consulted`), the chain passing through
+/// `witness` unless the ledger is known to have diverged; with `may_batch`, long stretches
+/// are checked in batches on every core, and a failing batch is checked again one signature
+/// at a time, to name the event.
+fn verify_consulted(
+    path: &Path,
+    f: &File,
+    len: u64,
+    cache: &Cache,
+    consulted: Consulted,
+    witness: Option<Witness>,
+    may_batch: bool,
+) -> Result<(Verified, Freshness), StoreError> {
     let now = Timestamp::now();
-    let (start, mut trails, checker, freshness, cached_offset) = match consult(path, f, len, cache)
-    {
+    let witness = witness.filter(|_| !matches!(consulted, Consulted::Diverged(_)));
+    let (start, mut trails, checker, freshness, cached_offset) = match consulted {
         Consulted::Use(v) => (
             v.head.end,
             v.trails,
@@ -334,6 +372,7 @@ fn verify_from_cache(
     let spec = Spec {
         batched: may_batch && len - start > 1 << 20,
         stop_at_first: true,
+        witness,
         ..Spec::default()
     };
     let mut visit = |seen: &Seen<'_>| {
@@ -348,6 +387,11 @@ fn verify_from_cache(
     // judged again one signature at a time, so the event named is the first bad one.
     if spec.batched && (out.batch_failed || !out.findings.is_empty()) {
         return verify_from_cache(path, f, len, cache, false);
+    }
+    // Not the history this user verified: a divergence, verified again from the start.
+    if let Some(miss) = out.witness_missed {
+        let why = Consulted::Diverged(format!("{}: {}", path.display(), miss.message));
+        return verify_consulted(path, f, len, cache, why, None, may_batch);
     }
     if let Some(first) = out.findings.first() {
         return Err(StoreError::from_finding(path, first, out.checker.frames()));
@@ -439,27 +483,6 @@ pub fn head(path: &Path, cache: &Cache) -> Result<(Verified, Freshness), StoreEr
     }
 }
 
-/// Why the ledger at `path` no longer holds a head this user verified (cut or rewritten
-/// since), if it does not: a `verify` or `audit` that does not know that would say OK.
-pub fn diverged(path: &Path, cache: &Cache) -> Option<String> {
-    let f = open_existing(path, false).ok()?;
-    let len = f.metadata().ok()?.len();
-    trust(path, &f, len, cache).err()
-}
-
-/// The trusted point of `path` in this user's cache, if its head frame is still there; or,
-/// if the file no longer holds a head this user verified, why (`Err`).
-pub fn trust(path: &Path, f: &File, len: u64, cache: &Cache) -> Result<Option<Trust>, String> {
-    match consult(path, f, len, cache) {
-        Consulted::Use(v) => Ok(Some(Trust {
-            seq: v.head.seq,
-            hash: v.head.hash,
-        })),
-        Consulted::Nothing(_) => Ok(None),
-        Consulted::Diverged(why) => Err(why),
-    }
-}
-
 /// Replays the ledger from its start up to `until`, calling `visit` with each event, every
 /// one verified: signatures up to this user's cached head are not checked again, but the
 /// chain must lead to that head's hash; every signature after it is checked.
@@ -471,12 +494,14 @@ pub fn replay(
 ) -> Result<Replay, StoreError> {
     let f = open_existing(path, false)?;
     let len = f.metadata().map_err(StoreError::io(path, "stat"))?.len();
-    let (trust, diverged) = match trust(path, &f, len, cache) {
-        Ok(t) => (t, None),
-        Err(why) => (None, Some(why)),
+    let (note, len) = note_then_len(path, &f, cache, len);
+    let (trust, witness, diverged) = match consult(path, &f, len, cache, note.as_ref()) {
+        Consulted::Use(v) => (Some(trust_of(&v.head)), witness_of(note.as_ref()), None),
+        Consulted::Nothing(_) => (None, witness_of(note.as_ref()), None),
+        Consulted::Diverged(why) => (None, None, Some(why)),
     };
-    let mut r = replay_open(path, &f, len, trust, until, visit)?;
-    r.diverged = diverged;
+    let mut r = replay_open(path, &f, len, trust, witness, until, visit)?;
+    r.diverged = diverged.or(r.diverged);
     // A file that ends inside a frame and then grows had an append in flight: the replay
     // is of the complete frames before it, and nothing is torn.
     if r.torn.is_some() && settle(&f, len) != len {
@@ -486,12 +511,14 @@ pub fn replay(
 }
 
 /// As `replay`, on an open file of `len` bytes, trusting `trust` (from a cache, or from a
-/// verification this process just did).
+/// verification this process just did); a chain that misses `witness` is reported in
+/// `Replay::diverged`.
 pub fn replay_open(
     path: &Path,
     f: &File,
     len: u64,
     trust: Option<Trust>,
+    witness: Option<Witness>,
     until: Option<Until>,
     mut visit: impl FnMut(&Seen<'_>),
 ) -> Result<Replay, StoreError> {
@@ -501,6 +528,7 @@ pub fn replay_open(
     let mut spec = Spec {
         batched: true,
         trust,
+        witness,
         until,
         stop_at_first: true,
     };
@@ -547,7 +575,9 @@ pub fn replay_open(
         head,
         tree: out.checker.tree,
         torn: out.torn,
-        diverged: None,
+        diverged: out
+            .witness_missed
+            .map(|m| format!("{}: {}", path.display(), m.message)),
     })
 }
 
@@ -659,7 +689,7 @@ pub fn lock_writers(
     wait: Wait,
 ) -> Result<WriterLock, StoreError> {
     let path = lock_path(ledger);
-    let mode = lock_mode(meta.mode());
+    // Writers through another name of the file would take another lock.
     if meta.nlink() > 1 {
         return Err(StoreError::UnsafeLock {
             path,
@@ -669,6 +699,48 @@ pub fn lock_writers(
             ),
         });
     }
+    let real = std::fs::canonicalize(ledger).unwrap_or_else(|_| ledger.to_path_buf());
+    if crate::files::is_mount_point(&real) == Some(true) {
+        return Err(StoreError::UnsafeLock {
+            path,
+            reason: "the ledger file is mounted on its own (a bind mount of the file), and writers through another mount of it would take another lock; mount the directory that holds it instead".into(),
+        });
+    }
+    // The lock locked must still be the file at its path (a writer may have removed it
+    // meanwhile, and another created a new one): else lock again.
+    for _ in 0..8 {
+        let file = open_lock_file(&path, meta)?;
+        match wait {
+            Wait::Block => file.lock().map_err(StoreError::io(&path, "lock"))?,
+            Wait::NoWait => file.try_lock().map_err(|e| match e {
+                std::fs::TryLockError::WouldBlock => StoreError::Locked {
+                    path: ledger.into(),
+                },
+                std::fs::TryLockError::Error(source) => StoreError::Io {
+                    path: path.clone(),
+                    op: "lock",
+                    source,
+                },
+            })?,
+        }
+        let locked = file.metadata().map_err(StoreError::io(&path, "stat"))?;
+        if std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == (locked.dev(), locked.ino()))
+        {
+            return Ok(WriterLock { _file: file });
+        }
+    }
+    Err(StoreError::UnsafeLock {
+        path,
+        reason: "it was replaced each time it was locked".into(),
+    })
+}
+
+/// Opens (creating it if missing) the writers' lock file at `path` of a ledger whose
+/// metadata is `meta`, refusing one that is not safe.
+fn open_lock_file(path: &Path, meta: &std::fs::Metadata) -> Result<File, StoreError> {
+    let path = path.to_path_buf();
+    let mode = lock_mode(meta.mode());
     let open = || crate::files::open_regular_nofollow(&path, true);
     let file = match open() {
         Ok(f) => f,
@@ -714,7 +786,7 @@ pub fn lock_writers(
         });
     }
     let me = crate::files::effective_uid();
-    if m.uid() != meta.uid() && m.uid() != 0 && me.is_some_and(|u| u != m.uid()) {
+    if m.uid() != meta.uid() && m.uid() != 0 && m.uid() != me {
         return Err(StoreError::UnsafeLock {
             path,
             reason: format!(
@@ -733,18 +805,5 @@ pub fn lock_writers(
             ),
         });
     }
-    match wait {
-        Wait::Block => file.lock().map_err(StoreError::io(&path, "lock"))?,
-        Wait::NoWait => file.try_lock().map_err(|e| match e {
-            std::fs::TryLockError::WouldBlock => StoreError::Locked {
-                path: ledger.into(),
-            },
-            std::fs::TryLockError::Error(source) => StoreError::Io {
-                path: path.clone(),
-                op: "lock",
-                source,
-            },
-        })?,
-    }
-    Ok(WriterLock { _file: file })
+    Ok(file)
 }

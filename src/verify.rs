@@ -14,7 +14,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::format::{FrameReader, ReadError};
 pub use crate::judge::{Checker, Finding, Problem, Step};
 use crate::merkle::Sha;
-use crate::pass::{self, Seen, Spec, TornTail};
+use crate::pass::{self, Seen, Spec, TornTail, Witness};
 use crate::types::{Hash32, PublicKey, Timestamp};
 
 /// An outside anchor for the tail (L5).
@@ -31,6 +31,9 @@ pub enum Anchor {
 pub struct Options {
     pub genesis: Option<Hash32>,
     pub anchor: Option<Anchor>,
+    /// The head this user last verified of the ledger at this path (from their cache): the
+    /// ledger must still start at its genesis and hold it, or that is an `anchor` finding.
+    pub witness: Option<Witness>,
 }
 
 /// Consecutive bad frames, merged for display.
@@ -183,6 +186,7 @@ fn verify_pass<R: Read + Send>(
     };
     let spec = Spec {
         batched,
+        witness: opts.witness,
         ..Spec::default()
     };
     let out = pass::run(
@@ -193,6 +197,7 @@ fn verify_pass<R: Read + Send>(
         &mut visit,
     )?;
     findings.extend(out.findings);
+    findings.extend(out.witness_missed);
     if let Some(t) = out.torn {
         findings.push(torn_finding(t, out.checker.frames()));
     }

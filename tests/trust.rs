@@ -156,6 +156,7 @@ fn w01_decisions_on_forged_events() {
     more::a_cut_of_verified_events_is_sticky();
     more::a_replaced_ledger_is_noticed();
     more::the_head_note_only_moves_forward();
+    more::verify_never_adopts_another_ledger();
     more::overwritten_signatures_are_never_shown_or_exported();
     let w = W::new();
     w.user("bob", &[]);
@@ -485,6 +486,7 @@ fn w06_checkpoints() {
 fn w07_files_beside_the_ledger() {
     more::planted_files_are_never_followed_or_waited_on();
     more::an_unsafe_cache_directory_is_named();
+    more::ownership_is_checked_without_proc_and_of_keys();
 }
 
 /// Issue 12, item 8: a reader held the writers' lock.

@@ -81,6 +81,8 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
         (None, None) => None,
     };
     let opts = Options {
+        // A head this user verified earlier is an anchor too: a cut below it is a finding.
+        witness: ctx.cache.witness(&ctx.ledger),
         genesis: a
             .expect_genesis
             .as_deref()
@@ -94,26 +96,12 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
             ctx.ledger.display()
         )));
     }
-    let (mut report, verified) = verify::verify_file_full(&ctx.ledger, &opts, true)
+    let (report, verified) = verify::verify_file_full(&ctx.ledger, &opts, true)
         .map_err(|e| CliError::io(format!("{}: {e}", ctx.ledger.display())))?;
-    // A head this user verified earlier is an anchor too: a cut below it is a finding.
-    match keyledger::store::diverged(&ctx.ledger, &ctx.cache) {
-        Some(why) => {
-            report.findings.push(keyledger::verify::Finding {
-                problem: keyledger::verify::Problem::Anchor,
-                seq: None,
-                index: None,
-                offset: report.bytes,
-                message: why,
-            });
-            report.ok = false;
-        }
-        // A ledger this user just verified in full needs no verifying again by later commands.
-        None => {
-            if let Some(v) = verified {
-                let _ = ctx.cache.save(&ctx.ledger, &v);
-            }
-        }
+    // A ledger this user just verified in full (through the head they verified before)
+    // needs no verifying again by later commands.
+    if let Some(v) = verified {
+        let _ = ctx.cache.save(&ctx.ledger, &v);
     }
     if ctx.json {
         json(&json!({"ledger": ctx.ledger, "report": report, "ranges": report.ranges()}))?;

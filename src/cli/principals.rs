@@ -60,7 +60,7 @@ pub fn init(ctx: &Ctx, account: &str, key_out: Option<PathBuf>) -> Result<(), Cl
     let id = l.state().ledger_id.map(|i| i.hex()).unwrap_or_default();
     // A new ledger at this path: this user's cache starts from it (replacing what it said of
     // any ledger that was here before and was removed).
-    let _ = ctx.cache.save(&ctx.ledger, l.verified());
+    let _ = ctx.cache.start_over(&ctx.ledger, l.verified());
     if ctx.json {
         return json(&json!({
             "ledger": ctx.ledger, "ledger_id": id, "genesis_hash": genesis.hash.hex(),

@@ -1192,6 +1192,34 @@ pub fn every_name_of_the_ledger_takes_one_lock() {
     std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = w.fails(&["user", "create", "dave"], None, 4);
     assert!(out.contains("owned by uid 65534"), "{out}");
+    std::fs::remove_file(&lock).unwrap();
+
+    // A ledger file bind-mounted on its own (into a container, say) would be locked by
+    // another name there: writing through it is refused.
+    if Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("NOTE: no unshare: the bind-mount check is skipped");
+        return;
+    }
+    let inside = w.path().join("inside");
+    std::fs::create_dir(&inside).unwrap();
+    std::fs::write(inside.join("m.ledger"), b"").unwrap();
+    let before = std::fs::read(w.ledger()).unwrap();
+    let o = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount --bind keyledger.ledger inside/m.ledger && exec \"$0\" --ledger inside/m.ledger --key keyledger.key user create erin",
+        ])
+        .arg(bin())
+        .current_dir(w.path())
+        .env("KEYLEDGER_CACHE_DIR", test_cache_dir())
+        .env_remove("KEYLEDGER_NOW")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("mounted on its own"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(w.ledger()).unwrap(), before);
 }
 
 fn effective_root() -> bool {
@@ -1234,6 +1262,31 @@ pub fn a_refused_user_deletion_deletes_no_keys() {
     assert_eq!(keys(&w), 1);
     w.fails(&["user", "delete", "acme", "--delete-keys"], None, 3);
     w.ok(&["user", "delete", "bob", "--delete-keys"]);
+
+    // A user already deleted (its temporary key had expired, so it could be) keeps that
+    // key: deleting it again is refused, and deletes nothing on the way.
+    let d = tempfile::tempdir().unwrap();
+    let past = Timestamp::now()
+        .plus_micros(-3 * 3600 * 1_000_000)
+        .to_string();
+    let at = |now: Option<&str>, args: &[&str]| {
+        let env: Vec<(&str, &str)> = now.map(|t| ("KEYLEDGER_NOW", t)).into_iter().collect();
+        let o = run_env(d.path(), &env, args, None);
+        (code(&o), stdout(&o) + &stderr(&o))
+    };
+    for args in [
+        &["init", "--account", "acme"][..],
+        &["user", "create", "partner", "--federated"],
+        &["sts", "issue", "--user", "partner", "--duration", "15m"],
+    ] {
+        assert_eq!(at(Some(&past), args).0, 0, "{args:?}");
+    }
+    assert_eq!(at(None, &["user", "delete", "partner"]).0, 0);
+    let (c, out) = at(None, &["user", "delete", "partner", "--delete-keys"]);
+    assert_eq!(c, 3, "{out}");
+    assert!(out.contains("was deleted at seq"), "{out}");
+    let (_, log) = at(None, &["log"]);
+    assert!(!log.contains("key-deleted"), "{log}");
 }
 
 /// Item 9 (found by attacking the second fix): `log --follow` stops with exit 4 at bytes
@@ -1295,8 +1348,8 @@ pub fn an_unsafe_cache_directory_is_named() {
 }
 
 /// Item 1 (found by attacking the second fix): two commands of one user finishing in either
-/// order leave the further head noted: the note never moves back on one ledger, and moves
-/// to a new ledger (another genesis) only when told.
+/// order leave the further head noted: the note never moves back on one ledger, and never
+/// to another ledger (another genesis) but through `init` (`Cache::start_over`).
 pub fn the_head_note_only_moves_forward() {
     let d = tempfile::tempdir().unwrap();
     let cache = Cache::at(d.path().join("cache"));
@@ -1312,7 +1365,106 @@ pub fn the_head_note_only_moves_forward() {
     cache.save_head(&ledger, g, &head(3), 200).unwrap();
     let (noted_g, noted, off) = cache.load_head(&ledger).unwrap();
     assert_eq!((noted_g, noted.seq, off), (g, 5, 400));
-    cache.save_head(&ledger, other, &head(1), 50).unwrap();
+    assert!(cache.save_head(&ledger, other, &head(9), 900).is_err());
     let (noted_g, noted, _) = cache.load_head(&ledger).unwrap();
-    assert_eq!((noted_g, noted.seq), (other, 1));
+    assert_eq!(
+        (noted_g, noted.seq),
+        (g, 5),
+        "never moved to another ledger"
+    );
+}
+
+/// Item 1 (found by attacking the third fix): `verify` judges the very bytes it read
+/// against the head this user verified before, and never adopts another ledger as that
+/// path's: another ledger, read in a race with a check that saw the right one, was saved
+/// as verified and stayed so.
+pub fn verify_never_adopts_another_ledger() {
+    let w = W::new();
+    w.user("bob", &[]);
+    w.ok(&["verify"]);
+    let other = W::new();
+    let cache = Cache::at(test_cache_dir());
+    let witness = cache.witness(&w.ledger()).expect("a head verified here");
+    // The other ledger's bytes, judged against this path's witness: a finding, nothing kept.
+    let opts = keyledger::verify::Options {
+        witness: Some(witness),
+        ..Default::default()
+    };
+    let (report, kept) = keyledger::verify::verify_file_full(&other.ledger(), &opts, true).unwrap();
+    assert!(!report.ok && kept.is_none());
+    assert!(
+        report.findings[0].message.contains("another ledger"),
+        "{:?}",
+        report.findings
+    );
+    // Nor can a verified state of the other ledger be saved over this path's.
+    let (_, theirs) =
+        keyledger::verify::verify_file_full(&other.ledger(), &Default::default(), true).unwrap();
+    assert!(cache.save(&w.ledger(), &theirs.unwrap()).is_err());
+    assert_eq!(cache.witness(&w.ledger()), Some(witness));
+    // A cut is judged the same way: the head verified is missing from what was read.
+    let (_, mine) = keyledger::verify::verify_file_full(&w.ledger(), &opts, true).unwrap();
+    assert!(mine.is_some());
+    let f0 = keyledger::format::FrameReader::new(&std::fs::read(w.ledger()).unwrap()[..])
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let cut = w.path().join("cut.ledger");
+    std::fs::write(
+        &cut,
+        &std::fs::read(w.ledger()).unwrap()[..f0.end() as usize],
+    )
+    .unwrap();
+    let (report, kept) = keyledger::verify::verify_file_full(&cut, &opts, true).unwrap();
+    assert!(!report.ok && kept.is_none());
+    assert!(
+        report.findings[0].message.contains("no longer holds"),
+        "{:?}",
+        report.findings
+    );
+}
+
+/// Item 7 (found by attacking the third fix): with no /proc, ownership is still checked
+/// (a cache directory of another user's was trusted), and a signing key file must be the
+/// user's own (one planted by another user signed in its owner's name).
+pub fn ownership_is_checked_without_proc_and_of_keys() {
+    if !effective_root() || Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!(
+            "NOTE: not root or no unshare: the checks without /proc and as another user are skipped"
+        );
+        return;
+    }
+    let w = W::new();
+    let theirs = w.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let o = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /proc && exec \"$0\" key list",
+        ])
+        .arg(bin())
+        .current_dir(w.path())
+        .env("KEYLEDGER_CACHE_DIR", &theirs)
+        .env_remove("KEYLEDGER_LEDGER")
+        .env_remove("KEYLEDGER_KEY")
+        .env_remove("KEYLEDGER_NOW")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not using the cache"),
+        "a directory of uid 65534 is not this user's: {}",
+        stderr(&o)
+    );
+    let key = w.path().join("keyledger.key");
+    std::os::unix::fs::chown(&key, Some(65534), Some(65534)).unwrap();
+    let out = w.fails(&["user", "create", "bob"], None, 2);
+    assert!(out.contains("belongs to uid 65534"), "{out}");
+    std::os::unix::fs::chown(&key, Some(0), Some(0)).unwrap();
+    w.ok(&["user", "create", "bob"]);
 }
