@@ -195,39 +195,35 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
     };
     let mut timelines: BTreeMap<String, Vec<Mark>> = BTreeMap::new();
     let mut denials: BTreeMap<String, Vec<(u64, Timestamp)>> = BTreeMap::new();
-    let r = store::replay_open(
-        path,
-        &f,
-        len,
-        trust,
-        None,
-        Some(Until::Time(as_of)),
-        |seen| {
-            let ev = seen.event;
-            if let Some(k) = ev.action.key_id() {
-                let marks = timelines.entry(k.to_owned()).or_default();
-                // Timelines keep every lifecycle event but only the first 500 authentications.
-                if marks.len() < 500
-                    || !matches!(
-                        ev.action,
-                        Action::AuthSucceeded { .. } | Action::AuthFailed { .. }
-                    )
-                {
-                    marks.push(Mark {
-                        seq: ev.seq,
-                        time: ev.time,
-                        tag: ev.action.tag(),
-                    });
-                }
+    // Both passes read the same open file up to `as_of`, trusting what was just verified.
+    let window = |visit: &mut dyn FnMut(&store::Seen<'_>)| {
+        store::replay_open(path, &f, len, trust, None, Some(Until::Time(as_of)), visit)
+    };
+    let r = window(&mut |seen| {
+        let ev = seen.event;
+        if let Some(k) = ev.action.key_id() {
+            let marks = timelines.entry(k.to_owned()).or_default();
+            // Timelines keep every lifecycle event but only the first 500 authentications.
+            if marks.len() < 500
+                || !matches!(
+                    ev.action,
+                    Action::AuthSucceeded { .. } | Action::AuthFailed { .. }
+                )
+            {
+                marks.push(Mark {
+                    seq: ev.seq,
+                    time: ev.time,
+                    tag: ev.action.tag(),
+                });
             }
-            if let Action::ActionDenied { .. } = ev.action {
-                denials
-                    .entry(seen.actor().to_owned())
-                    .or_default()
-                    .push((ev.seq, ev.time));
-            }
-        },
-    )?;
+        }
+        if let Action::ActionDenied { .. } = ev.action {
+            denials
+                .entry(seen.actor().to_owned())
+                .or_default()
+                .push((ev.seq, ev.time));
+        }
+    })?;
     let s = &r.state;
     let t = as_of;
     let mut findings = vec![];
@@ -467,27 +463,19 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
         .collect();
     let mut evidence_events = BTreeMap::new();
     if !wanted.is_empty() {
-        store::replay_open(
-            path,
-            &f,
-            len,
-            trust,
-            None,
-            Some(Until::Time(as_of)),
-            |seen| {
-                if wanted.contains(&seen.event.seq) {
-                    evidence_events.insert(
-                        seen.event.seq,
-                        (
-                            seen.event.time,
-                            seen.actor().to_owned(),
-                            seen.event.action.tag(),
-                            seen.event.action.clone(),
-                        ),
-                    );
-                }
-            },
-        )?;
+        window(&mut |seen| {
+            if wanted.contains(&seen.event.seq) {
+                evidence_events.insert(
+                    seen.event.seq,
+                    (
+                        seen.event.time,
+                        seen.actor().to_owned(),
+                        seen.event.action.tag(),
+                        seen.event.action.clone(),
+                    ),
+                );
+            }
+        })?;
     }
     Ok(Audit {
         as_of: t,
