@@ -120,7 +120,13 @@ impl Ledger {
             offset: format::HEADER_LEN,
             time,
         };
-        let ledger = Self::open(path, Wait::Block)?;
+        // A ledger that cannot be opened for writing (its lock refused) is never left
+        // behind: its account key would be thrown away with the error.
+        let ledger = Self::open(path, Wait::Block).inspect_err(|_| {
+            if std::fs::read(path).is_ok_and(|b| b == bytes) {
+                let _ = std::fs::remove_file(path);
+            }
+        })?;
         Ok((ledger, receipt))
     }
 

@@ -73,6 +73,10 @@ pub enum StoreError {
     )]
     Diverged { reason: String, files: Vec<PathBuf> },
     #[error(
+        "{path} changed while it was read: a batch of its signatures failed, then the same bytes read again passed, so someone is rewriting it. Nothing was shown. Run `keyledger verify` and compare it with a checkpoint or a backup"
+    )]
+    ChangedWhileRead { path: PathBuf },
+    #[error(
         "the time asked for, {asked}, is more than 5 minutes after this machine's clock ({real}); events are never dated in the future (KEYLEDGER_NOW may only set the clock back)"
     )]
     FutureTime { asked: Timestamp, real: Timestamp },
@@ -540,27 +544,30 @@ pub fn replay_open(
         &mut visit,
     )
     .map_err(StoreError::io(path, "read"))?;
-    let out = if out.batch_failed || !out.findings.is_empty() {
-        // A failure after batched checks (events are folded before their batch is judged):
-        // again one signature at a time, to name the first bad event (what was visited is
-        // discarded with the error).
+    if out.batch_failed || !out.findings.is_empty() {
+        // A failure after batched checks (events are folded, and visited, before their
+        // batch is judged): again one signature at a time, to name the first bad event.
+        // What was visited is discarded with the error, so there must be one: bytes that
+        // pass now were not the bytes visited (the file changed between the two reads).
         spec.batched = false;
         let frames = FrameReader::new(BufReader::with_capacity(
             1 << 20,
             reader_at(path, f, 0)?.take(len),
         ))
         .map_err(|e| read_error(path, e))?;
-        pass::run(
+        let again = pass::run(
             frames,
             len,
             Checker::new(Timestamp::now()),
             &spec,
             &mut |_| {},
         )
-        .map_err(StoreError::io(path, "read"))?
-    } else {
-        out
-    };
+        .map_err(StoreError::io(path, "read"))?;
+        let Some(first) = again.findings.first() else {
+            return Err(StoreError::ChangedWhileRead { path: path.into() });
+        };
+        return Err(StoreError::from_finding(path, first, again.checker.frames()));
+    }
     if let Some(first) = out.findings.first() {
         return Err(StoreError::from_finding(path, first, out.checker.frames()));
     }
@@ -768,7 +775,7 @@ fn open_lock_file(path: &Path, meta: &std::fs::Metadata) -> Result<File, StoreEr
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             return Err(StoreError::UnsafeLock {
                 path,
-                reason: "it cannot be opened (permission denied): only those who can write the ledger may; if the ledger's permissions changed, remove it".into(),
+                reason: "it cannot be opened (permission denied): the ledger's permissions changed, or someone else planted it (in a directory with the sticky bit only its owner or root can remove it; keep ledgers in a directory that only their writers can write)".into(),
             });
         }
         Err(e) => return Err(StoreError::io(&path, "open the writers' lock")(e)),
@@ -790,7 +797,7 @@ fn open_lock_file(path: &Path, meta: &std::fs::Metadata) -> Result<File, StoreEr
         return Err(StoreError::UnsafeLock {
             path,
             reason: format!(
-                "it is owned by uid {}, neither the ledger's owner nor you (for a ledger shared by a group, its owner creates the lock: `keyledger init` does)",
+                "it is owned by uid {}, neither the ledger's owner nor you: someone who may not write the ledger could hold it. Remove it and keep the ledger in a directory that only its writers can write (for a ledger shared by a group, its owner creates the lock: `keyledger init` does)",
                 m.uid()
             ),
         });

@@ -157,6 +157,7 @@ fn w01_decisions_on_forged_events() {
     more::a_replaced_ledger_is_noticed();
     more::the_head_note_only_moves_forward();
     more::verify_never_adopts_another_ledger();
+    more::events_visited_before_a_failed_batch_never_come_back();
     more::overwritten_signatures_are_never_shown_or_exported();
     let w = W::new();
     w.user("bob", &[]);

@@ -60,7 +60,8 @@ impl From<StoreError> for CliError {
             | StoreError::Torn { .. }
             | StoreError::Locked { .. }
             | StoreError::UnsafeLock { .. }
-            | StoreError::Diverged { .. } => LEDGER,
+            | StoreError::Diverged { .. }
+            | StoreError::ChangedWhileRead { .. } => LEDGER,
             StoreError::Signer(_) | StoreError::Denied { .. } | StoreError::Invalid(_) => REFUSED,
         };
         CliError {

@@ -45,6 +45,7 @@ pub fn init(ctx: &Ctx, account: &str, key_out: Option<PathBuf>) -> Result<(), Cl
             ctx.ledger.display()
         )));
     }
+    warn_if_others_may_write_beside(&ctx.ledger);
     let key_path = key_out.unwrap_or_else(|| default_key_path(&ctx.ledger));
     let key = SigningKey::generate();
     key.write_new(&key_path)?;
@@ -268,4 +269,21 @@ pub fn permission(ctx: &Ctx, name: &str, permission: &str, grant: bool) -> Resul
         ),
         &[r],
     )
+}
+
+/// Anyone who can create files in the ledger's directory can plant its writers' lock (and,
+/// with the sticky bit, keep it there): say so before the ledger exists.
+fn warn_if_others_may_write_beside(ledger: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match ledger.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o002 != 0) {
+        crate::cli::output::warn(&format!(
+            "{} can be written by anyone: they can plant files beside the ledger (such as its writers' lock, {}) and stop its writers. Keep ledgers in a directory that only their writers can write",
+            dir.display(),
+            keyledger::store::lock_path(ledger).display()
+        ));
+    }
 }

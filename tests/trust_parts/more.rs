@@ -1194,6 +1194,28 @@ pub fn every_name_of_the_ledger_takes_one_lock() {
     assert!(out.contains("owned by uid 65534"), "{out}");
     std::fs::remove_file(&lock).unwrap();
 
+    // A lock planted before `init` in a directory anyone can write: init is refused, is
+    // warned of the directory, and leaves neither a ledger nor its account key behind.
+    let shared = w.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let planted = shared.join("team.ledger.lock");
+    std::fs::write(&planted, b"").unwrap();
+    std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+    let o = run_bounded(
+        w.path(),
+        &[],
+        &["--ledger", "shared/team.ledger", "init", "--account", "acme"],
+        10,
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("can be written by anyone"), "{}", stderr(&o));
+    let left: Vec<_> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("team.ledger.lock")]);
+
     // A ledger file bind-mounted on its own (into a container, say) would be locked by
     // another name there: writing through it is refused.
     if Command::new("unshare").arg("--version").output().is_err() {
@@ -1467,4 +1489,43 @@ pub fn ownership_is_checked_without_proc_and_of_keys() {
     assert!(out.contains("belongs to uid 65534"), "{out}");
     std::os::unix::fs::chown(&key, Some(0), Some(0)).unwrap();
     w.ok(&["user", "create", "bob"]);
+}
+
+/// Round 4: a batched replay visits events before their batch of signatures is judged. If
+/// the file is cut back between that read and the one-at-a-time re-read that names the bad
+/// event, the re-read passes; what was visited must still not come back as an answer.
+pub fn events_visited_before_a_failed_batch_never_come_back() {
+    let w = W::new();
+    w.user("bob", &[]);
+    let acme = load_key(&w, "keyledger.key").public();
+    let p = w.ledger();
+    let honest_len = std::fs::metadata(&p).unwrap().len();
+    let forged = w.append_raw(
+        acme,
+        Action::UserCreated {
+            name: "mallory".into(),
+            federated: false,
+        },
+        None,
+        |_| [0x42; 64],
+    );
+    let f = std::fs::File::open(&p).unwrap();
+    let len = f.metadata().unwrap().len();
+    let mut seen_forged = false;
+    let r = keyledger::store::replay_open(&p, &f, len, None, None, None, |seen| {
+        if seen.event.seq == forged {
+            seen_forged = true;
+            // The attacker puts the honest file back before the re-read.
+            let g = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            g.set_len(honest_len).unwrap();
+        }
+    });
+    assert!(seen_forged, "the batched pass visits the forged event first");
+    let Err(e) = r else {
+        panic!("a replay that visited a forged event must not succeed")
+    };
+    assert!(
+        matches!(e, keyledger::store::StoreError::ChangedWhileRead { .. }),
+        "{e}"
+    );
 }
