@@ -311,6 +311,8 @@ impl Ledger {
                     .actor_of(&key.public())
                     .map_err(StoreError::Signer)?
                     .to_owned();
+                // What the request itself gets wrong is a usage error, never evidence.
+                crate::policy::check_form(&action, time).map_err(StoreError::Usage)?;
                 self.check_structural(&action, end)?;
                 let (action, refusal) = match self.authorize(&self.v.state, &actor, &action, time) {
                     Ok(()) => (action, None),

@@ -43,6 +43,49 @@ pub fn valid_channel(channel: &str) -> bool {
             .is_some_and(|p| p.starts_with('/') && !p.contains('\0'))
 }
 
+/// The rules an action's own fields decide, whatever the state (§7): a request that breaks
+/// one is a usage error, refused before anything is appended, not evidence of a refusal.
+/// `authorize` applies them too, so a ledger holding such an event does not verify.
+pub fn check_form(action: &Action, time: Timestamp) -> Result<(), Refusal> {
+    match action {
+        Action::KeyCreated {
+            scenario,
+            confirmed_necessary,
+            ..
+        } => {
+            check_text("scenario", scenario, MAX_TEXT)?;
+            if !confirmed_necessary {
+                return refuse(
+                    "R9",
+                    "creating a permanent key needs --confirm-necessary: confirm that temporary credentials will not do",
+                );
+            }
+            if scenario.trim().is_empty() {
+                return refuse("R9", "say why a permanent key is needed: --scenario TEXT");
+            }
+            Ok(())
+        }
+        Action::TemporaryIssued { expires, .. } => {
+            let d = expires.0.saturating_sub(time.0);
+            if !(MIN_TEMPORARY_US..=MAX_TEMPORARY_US).contains(&d) {
+                return refuse("R3", "temporary credentials last between 15m and 12h");
+            }
+            Ok(())
+        }
+        Action::SecretRevealed { channel, .. } => {
+            check_text("channel", channel, MAX_TEXT)?;
+            if !valid_channel(channel) {
+                return refuse(
+                    "R10",
+                    "the channel must be stdout:text, stdout:json, stdout:env or csv: and an absolute path",
+                );
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 impl State {
     pub(crate) fn is_admin(&self, who: &str) -> bool {
         self.has(who, Permission::Admin)
@@ -289,22 +332,11 @@ impl State {
             Action::KeyCreated {
                 key_id,
                 user,
-                scenario,
-                confirmed_necessary,
                 root_key_allowed,
                 ..
             } => {
                 self.check_new_key_id(key_id, false)?;
-                check_text("scenario", scenario, MAX_TEXT)?;
-                if !confirmed_necessary {
-                    return refuse(
-                        "R9",
-                        "creating a permanent key needs --confirm-necessary: confirm that temporary credentials will not do",
-                    );
-                }
-                if scenario.trim().is_empty() {
-                    return refuse("R9", "say why a permanent key is needed: --scenario TEXT");
-                }
+                check_form(action, time)?;
                 let owner = self.live(user)?;
                 if owner.kind == PrincipalKind::Federated {
                     return refuse(
@@ -333,12 +365,7 @@ impl State {
                 }
                 Ok(())
             }
-            Action::TemporaryIssued {
-                key_id,
-                user,
-                expires,
-                ..
-            } => {
+            Action::TemporaryIssued { key_id, user, .. } => {
                 self.check_new_key_id(key_id, true)?;
                 if *user == self.account {
                     return refuse(
@@ -347,24 +374,11 @@ impl State {
                     );
                 }
                 self.live(user)?;
-                let d = expires.0.saturating_sub(time.0);
-                if !(MIN_TEMPORARY_US..=MAX_TEMPORARY_US).contains(&d) {
-                    return refuse("R3", "temporary credentials last between 15m and 12h");
-                }
+                check_form(action, time)?;
                 self.require_key_manager(actor, user, "issue temporary credentials")
             }
-            Action::SecretRevealed {
-                key_id,
-                to,
-                channel,
-            } => {
-                check_text("channel", channel, MAX_TEXT)?;
-                if !valid_channel(channel) {
-                    return refuse(
-                        "R10",
-                        "the channel must be stdout:text, stdout:json, stdout:env or csv: and an absolute path",
-                    );
-                }
+            Action::SecretRevealed { key_id, to, .. } => {
+                check_form(action, time)?;
                 let k = self.key(key_id)?;
                 if k.created_by != actor || to != actor {
                     return refuse(

@@ -86,6 +86,8 @@ pub enum StoreError {
     Denied { refusal: Refusal, receipt: Receipt },
     #[error("refused: {0}")]
     Invalid(Refusal),
+    #[error("{0}. Nothing was recorded: the request itself is wrong, so fix it and run again")]
+    Usage(Refusal),
     #[error("the event would be {0} bytes, more than the {MAX_BODY}-byte limit; shorten its text")]
     TooLarge(usize),
 }
@@ -566,7 +568,11 @@ pub fn replay_open(
         let Some(first) = again.findings.first() else {
             return Err(StoreError::ChangedWhileRead { path: path.into() });
         };
-        return Err(StoreError::from_finding(path, first, again.checker.frames()));
+        return Err(StoreError::from_finding(
+            path,
+            first,
+            again.checker.frames(),
+        ));
     }
     if let Some(first) = out.findings.first() {
         return Err(StoreError::from_finding(path, first, out.checker.frames()));

@@ -260,9 +260,12 @@ fn r3_federated_users_get_only_temporary_credentials_of_15m_to_12h() {
         ],
         3,
     );
+    // A duration out of range is a usage error: nothing is recorded.
+    let before = w.denied_count();
     for bad in ["10m", "12h1m"] {
-        w.run(&["sts", "issue", "--user", "fed", "--duration", bad], 3);
+        w.run(&["sts", "issue", "--user", "fed", "--duration", bad], 2);
     }
+    assert_eq!(w.denied_count(), before);
     let v = w.json(&["sts", "issue", "--user", "fed"]);
     let id = v["access_key_id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("KLST"));
@@ -466,7 +469,7 @@ fn r8_active_on_creation_disable_enable_and_final_delete() {
 }
 
 #[test]
-fn r9_creation_needs_a_scenario_and_a_confirmation_both_recorded() {
+fn r9_creation_needs_a_scenario_and_a_confirmation_both_recorded_a_missing_one_is_usage() {
     let mut w = World::new();
     w.user("bob", &[]);
     let o = w.raw(
@@ -480,8 +483,10 @@ fn r9_creation_needs_a_scenario_and_a_confirmation_both_recorded() {
         ],
         None,
     );
-    assert_eq!(code(&o), 3);
+    // What the request alone gets wrong is a usage error (exit 2), not evidence.
+    assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("--confirm-necessary"));
+    assert!(stderr(&o).contains("Nothing was recorded"));
     w.run(
         &[
             "key",
@@ -492,9 +497,9 @@ fn r9_creation_needs_a_scenario_and_a_confirmation_both_recorded() {
             " ",
             "--confirm-necessary",
         ],
-        3,
+        2,
     );
-    assert_eq!(w.denied_count(), 2);
+    assert_eq!(w.denied_count(), 0);
     let (id, _) = w.create_key("keyledger.key", "bob");
     let seq = w.json(&["key", "show", &id])["key"]["created_seq"]
         .as_u64()

@@ -54,7 +54,8 @@ impl From<StoreError> for CliError {
             StoreError::Exists { .. }
             | StoreError::NotFound { .. }
             | StoreError::TooLarge(_)
-            | StoreError::FutureTime { .. } => USAGE,
+            | StoreError::FutureTime { .. }
+            | StoreError::Usage(_) => USAGE,
             StoreError::Format { .. }
             | StoreError::Integrity { .. }
             | StoreError::Torn { .. }

@@ -1205,11 +1205,21 @@ pub fn every_name_of_the_ledger_takes_one_lock() {
     let o = run_bounded(
         w.path(),
         &[],
-        &["--ledger", "shared/team.ledger", "init", "--account", "acme"],
+        &[
+            "--ledger",
+            "shared/team.ledger",
+            "init",
+            "--account",
+            "acme",
+        ],
         10,
     );
     assert_eq!(code(&o), 4, "{}", stderr(&o));
-    assert!(stderr(&o).contains("can be written by anyone"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("can be written by anyone"),
+        "{}",
+        stderr(&o)
+    );
     let left: Vec<_> = std::fs::read_dir(&shared)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -1520,7 +1530,10 @@ pub fn events_visited_before_a_failed_batch_never_come_back() {
             g.set_len(honest_len).unwrap();
         }
     });
-    assert!(seen_forged, "the batched pass visits the forged event first");
+    assert!(
+        seen_forged,
+        "the batched pass visits the forged event first"
+    );
     let Err(e) = r else {
         panic!("a replay that visited a forged event must not succeed")
     };
