@@ -146,6 +146,34 @@ pub enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Print a shell completion script, e.g. `keyledger completions bash > ~/.local/share/bash-completion/completions/keyledger`.
+    #[command(
+        after_help = "Install: bash: keyledger completions bash > ~/.local/share/bash-completion/completions/keyledger\n\
+                      zsh: keyledger completions zsh > ~/.zfunc/_keyledger (with fpath+=~/.zfunc in ~/.zshrc)\n\
+                      fish: keyledger completions fish > ~/.config/fish/completions/keyledger.fish\n\
+                      PowerShell: keyledger completions powershell >> $PROFILE"
+    )]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write man pages (keyledger.1 and one per command, keyledger-key-create.1, …) into DIR.
+    #[command(after_help = "Read one with `man -l DIR/keyledger.1`, or put DIR on MANPATH.")]
+    Man {
+        /// Directory to write the pages into (created if missing; existing pages are not overwritten).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// Shells `completions` writes for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -277,15 +277,18 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
             super::audit::evidence_text(&f.evidence)
         ));
     }
-    let l = d.ledger.display();
-    let k = d.account_key.display();
+    let (kl, hint) = invocation();
+    let l = shell_word(&d.ledger.display().to_string());
+    let k = shell_word(&d.account_key.display().to_string());
+    let dir = d.dir.display().to_string();
+    let in_dir = |name: &str| shell_word(&format!("{dir}/{name}"));
     out.push_str(&format!(
-        "\nTry:\n  keyledger --ledger {l} key list\n  keyledger --ledger {l} log --action action-denied\n  \
-         keyledger --ledger {l} verify --expect-genesis {}\n  keyledger --ledger {l} --key {k} checkpoint --out {}/head.checkpoint\n  \
-         keyledger --ledger {l} audit --format html --out {}/audit.html\n  keyledger --ledger {l} report credentials\n",
+        "\nTry:\n  {kl} --ledger {l} key list\n  {kl} --ledger {l} log --action action-denied\n  \
+         {kl} --ledger {l} verify --expect-genesis {}\n  {kl} --ledger {l} --key {k} checkpoint --out {}\n  \
+         {kl} --ledger {l} audit --format html --out {}\n  {kl} --ledger {l} report credentials\n{hint}",
         d.genesis,
-        d.dir.display(),
-        d.dir.display()
+        in_dir("head.checkpoint"),
+        in_dir("audit.html"),
     ));
     print(&out)?;
     if d.report.ok {
@@ -413,5 +416,37 @@ pub fn verify_bundle(ctx: &Ctx, path: &Path, trusted: Option<&str>) -> Result<()
             Err(CliError::check_failed(""))
         }
         Err(e) => Err(CliError::io(e)),
+    }
+}
+
+/// How to run this program as typed: `keyledger` when that name on PATH is this very
+/// program, else its full path, with a hint on installing it.
+fn invocation() -> (String, &'static str) {
+    let me = std::env::current_exe().and_then(std::fs::canonicalize).ok();
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("keyledger"))
+            .find(|c| c.is_file())
+            .and_then(|c| std::fs::canonicalize(c).ok())
+    });
+    match (me, on_path) {
+        (Some(me), Some(found)) if me == found => ("keyledger".into(), ""),
+        (Some(me), _) => (
+            shell_word(&me.display().to_string()),
+            "(keyledger is not on your PATH, or is another build: `cargo install --path .` in the source directory puts this one there)\n",
+        ),
+        (None, _) => ("keyledger".into(), ""),
+    }
+}
+
+/// `s` as one shell word: as is when it is plain, else in single quotes.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }

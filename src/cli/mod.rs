@@ -3,6 +3,7 @@
 pub mod args;
 pub(crate) mod audit;
 mod bench;
+mod docs;
 pub mod error;
 mod history;
 mod integrity;
@@ -207,6 +208,12 @@ fn usable_cache() -> Cache {
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    // Generated from the arguments alone: no clock, cache or ledger.
+    match &cli.cmd {
+        Cmd::Completions { shell } => return docs::completions(*shell),
+        Cmd::Man { out } => return docs::man(out),
+        _ => {}
+    }
     let now = clock()?;
     let cache = usable_cache();
     let ctx = Ctx {
@@ -249,5 +256,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Bench { events, keep } => bench::bench(&ctx, events, keep),
         Cmd::BenchVerifyChild { path } => bench::verify_child(&path),
         Cmd::Demo { dir } => integrity::demo(&ctx, dir),
+        Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("handled above"),
     }
 }
