@@ -46,7 +46,12 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             // clap repeats what it could not parse; a secret pasted there is never repeated.
-            let text = e.render().to_string();
+            let mut text = e.render().to_string();
+            if e.kind() == clap::error::ErrorKind::UnknownArgument && text.contains("'--key'") {
+                text.push_str(
+                    "\nThe signing key (`--key FILE`, who acts) goes before the command: keyledger --key alice.key key create …\n",
+                );
+            }
             let text = keyledger::credentials::redact(&text);
             if e.use_stderr() {
                 eprint!("{}", cli::output::escape(&text, &['\n', '\t']));

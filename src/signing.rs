@@ -31,7 +31,7 @@ const MAX_KEY_FILE: u64 = 4096;
 pub enum KeyFileError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path} already exists; keyledger never overwrites a key file. Choose another path")]
+    #[error("{path} already exists; keyledger never overwrites a file. Choose another path")]
     Exists { path: PathBuf },
     #[error(
         "{path} is readable by group or others (mode {mode:o}); a signing key must be private: run `chmod 600 {path}`"

@@ -55,6 +55,8 @@ pub struct Report {
     pub head_seq: Option<u64>,
     pub head_hash: Option<String>,
     pub head_time: Option<String>,
+    /// The genesis checked against `--expect-genesis`, if given, and the outcome.
+    pub genesis_anchor: Option<String>,
     /// What the tail was checked against, if anything, and the outcome.
     pub anchor: Option<String>,
     pub findings: Vec<Finding>,
@@ -252,18 +254,21 @@ fn finish(
 ) -> Report {
     let bytes = torn.map_or(end, |t| t.offset + t.bytes).max(end);
     let genesis_hash = checker.and_then(|c| c.genesis_hash);
-    if let Some(want) = opts.genesis
-        && genesis_hash != Some(want)
-    {
-        findings.push(file_finding(
-            Problem::Anchor,
-            crate::format::HEADER_LEN,
-            format!(
-                "genesis hash is {}, not the trusted {want}: this is a different ledger",
-                genesis_hash.map_or("absent".into(), |h| h.hex())
-            ),
-        ));
-    }
+    let genesis_anchor = opts.genesis.map(|want| {
+        if genesis_hash == Some(want) {
+            format!("genesis {want} matches the trusted genesis")
+        } else {
+            findings.push(file_finding(
+                Problem::Anchor,
+                crate::format::HEADER_LEN,
+                format!(
+                    "genesis hash is {}, not the trusted {want}: this is a different ledger",
+                    genesis_hash.map_or("absent".into(), |h| h.hex())
+                ),
+            ));
+            format!("genesis {want} NOT MATCHED")
+        }
+    });
     let anchor = match &opts.anchor {
         None => None,
         Some(Anchor::Head(h)) => Some(match g.head_found_at {
@@ -296,6 +301,7 @@ fn finish(
         head_seq: head.map(|h| h.seq),
         head_hash: head.map(|h| h.hash.hex()),
         head_time: head.map(|h| h.time.to_string()),
+        genesis_anchor,
         anchor,
         findings,
     }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
+Rule codes in messages ([R7], [L3]) name the rules listed in the README under \"Rule codes\".
+
 Exit codes: 0 success; 1 check failed (verify, auth negative, audit findings); 2 bad usage
 or input; 3 refused by policy (recorded as action-denied) or key not enrolled; 4 ledger
 needs attention (torn tail: run `keyledger repair`; an event fails its checks; locked with
@@ -64,7 +66,9 @@ pub enum Cmd {
     },
     /// Generate a signing key: FILE (mode 0600) and FILE.pub.
     Keygen {
-        #[arg(long)]
+        /// The new private key file (created with mode 0600, never overwriting); the public
+        /// key goes to FILE.pub, in the form --public-key takes.
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
     /// Create, delete and list users.
@@ -74,9 +78,20 @@ pub enum Cmd {
     #[command(subcommand)]
     Signer(SignerCmd),
     /// Grant a permission: admin, manage-keys or manage-own-keys.
-    Grant { name: String, permission: String },
+    Grant {
+        /// The principal (user) who receives it.
+        name: String,
+        /// admin (users, permissions and anyone's keys), manage-keys (anyone's keys) or
+        /// manage-own-keys (the principal's own keys).
+        permission: String,
+    },
     /// Revoke a permission.
-    Revoke { name: String, permission: String },
+    Revoke {
+        /// The principal (user) who loses it.
+        name: String,
+        /// admin, manage-keys or manage-own-keys.
+        permission: String,
+    },
     /// Create, disable, enable, delete, list and show access keys.
     #[command(subcommand)]
     Key(KeyCmd),
@@ -89,11 +104,17 @@ pub enum Cmd {
     /// security token, separated by a newline or a space:
     /// `printf '%s\n%s\n' "$SECRET" "$TOKEN" | keyledger auth KLST…`. Expiry is decided on
     /// this machine's real clock.
-    Auth { key_id: String },
+    Auth {
+        /// The access key ID presented (KLAK… or KLST…).
+        key_id: String,
+    },
     /// Show events, oldest first, with filters.
     Log(LogArgs),
     /// Show one event in full: fields, hash, signature, signer, byte offset.
-    Inspect { seq: u64 },
+    Inspect {
+        /// The event's sequence number (0 is the genesis).
+        seq: u64,
+    },
     /// Verify integrity, signatures and policy of every event, and the tail against an anchor.
     Verify(VerifyArgs),
     /// Quarantine a torn tail left by an interrupted write, and record the repair.
@@ -118,6 +139,7 @@ pub enum Cmd {
     /// own key and any ledger id, so it proves nothing until you check the signing key it
     /// prints against one obtained from the ledger's owner.
     VerifyBundle {
+        /// The bundle directory that `export --format bundle` wrote.
         path: PathBuf,
         /// The public key you trust to sign for this ledger (`ed25519:<hex>` or @FILE.pub).
         #[arg(long)]
@@ -203,6 +225,7 @@ pub struct AuditArgs {
     /// Exit 1 if any finding is at or above this severity: low, medium, high, critical or none.
     #[arg(long, default_value = "high")]
     pub fail_on: String,
+    /// text for people, json for scripts, html for one self-contained report file.
     #[arg(long, value_enum, default_value = "text")]
     pub format: AuditFormat,
     /// Write the report to this new file instead of stdout.
@@ -214,6 +237,7 @@ pub struct AuditArgs {
 pub enum ReportCmd {
     /// The AWS IAM credential report layout (CSV), at a time.
     Credentials {
+        /// The report as it was at this time (RFC 3339 or YYYY-MM-DD, UTC; default: now).
         #[arg(long)]
         as_of: Option<String>,
     },
@@ -223,6 +247,7 @@ pub enum ReportCmd {
 pub enum UserCmd {
     /// Create a user (by the account or an admin).
     Create {
+        /// The new user's name: 1-64 letters, digits, '.', '_', '@' or '-' (never reused).
         name: String,
         /// A federated user: temporary credentials only.
         #[arg(long)]
@@ -233,6 +258,7 @@ pub enum UserCmd {
     },
     /// Delete a user; refused while it has keys unless --delete-keys.
     Delete {
+        /// The user to delete (not the account).
         name: String,
         /// Delete the user's keys first, each as its own event.
         #[arg(long)]
@@ -246,12 +272,19 @@ pub enum UserCmd {
 pub enum SignerCmd {
     /// Enroll a signing key for a principal.
     Enroll {
+        /// The principal whose key it becomes.
         name: String,
+        /// The public key (`ed25519:<hex>`, as in FILE.pub, or @FILE.pub).
         #[arg(long)]
         public_key: String,
     },
     /// Revoke a principal's signing key.
-    Revoke { name: String, public_key: String },
+    Revoke {
+        /// The principal whose key it is.
+        name: String,
+        /// The public key to revoke (`ed25519:<hex>` or @FILE.pub).
+        public_key: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -265,6 +298,7 @@ pub enum RevealFormat {
 pub enum KeyCmd {
     /// Create a permanent access key; its secret is shown exactly once.
     Create {
+        /// The user who will own the key (it authenticates only as them).
         #[arg(long)]
         user: String,
         /// Why a permanent key rather than temporary credentials.
@@ -284,13 +318,23 @@ pub enum KeyCmd {
         format: RevealFormat,
     },
     /// Disable an active key.
-    Disable { key_id: String },
+    Disable {
+        /// The access key ID (KLAK… or KLST…).
+        key_id: String,
+    },
     /// Enable a disabled key.
-    Enable { key_id: String },
+    Enable {
+        /// The access key ID (KLAK… or KLST…).
+        key_id: String,
+    },
     /// Delete a key (final).
-    Delete { key_id: String },
+    Delete {
+        /// The access key ID (KLAK… or KLST…).
+        key_id: String,
+    },
     /// List keys.
     List {
+        /// Only the keys of this principal.
         #[arg(long)]
         user: Option<String>,
         /// active, disabled, deleted or expired.
@@ -300,18 +344,23 @@ pub enum KeyCmd {
         as_of: AsOf,
     },
     /// A key's state and full history.
-    Show { key_id: String },
+    Show {
+        /// The access key ID (KLAK… or KLST…).
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum StsCmd {
     /// Issue temporary credentials (15m to 12h).
     Issue {
+        /// The user (or federated user) the credentials authenticate as.
         #[arg(long)]
         user: String,
-        /// e.g. 15m, 1h, 2h30m.
+        /// How long they last, 15m to 12h: e.g. 15m, 1h, 2h30m.
         #[arg(long, default_value = "1h")]
         duration: String,
+        /// How to print the ID, secret and token on stdout (shown once).
         #[arg(long, value_enum, default_value = "text")]
         format: RevealFormat,
     },
@@ -401,6 +450,30 @@ pub struct VerifyArgs {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    /// `--help` teaches: every command, subcommand and argument says what it is for.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(p.clone());
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "keyledger", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
 
     /// Clap's own consistency checks (duplicate flags, bad defaults), which only run in
     /// debug builds at parse time.

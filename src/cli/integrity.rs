@@ -32,13 +32,16 @@ fn render(path: &Path, r: &Report) -> String {
     if let (Some(s), Some(h), Some(t)) = (r.head_seq, &r.head_hash, &r.head_time) {
         out.push_str(&format!("head     seq {s}  {h}  {t}\n"));
     }
+    if let Some(a) = &r.genesis_anchor {
+        out.push_str(&format!("anchor   {a}\n"));
+    }
     if let Some(a) = &r.anchor {
         out.push_str(&format!("anchor   {a}\n"));
     }
     if r.ok {
         out.push_str("result   OK: every event is intact, chained, signed by a key enrolled at that point, and allowed by policy\n");
         if r.anchor.is_none() {
-            out.push_str("note     no anchor given: a cut-off tail is only caught with --expect-head or --checkpoint\n");
+            out.push_str("note     no tail anchor given: a cut-off tail is only caught with --expect-head or --checkpoint\n");
         }
         return out;
     }

@@ -301,6 +301,15 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
             }
             let (until, at) = parse_as_of(&as_of, ctx.now)?;
             let (state, head) = ctx.state_at(until)?;
+            if let Some(u) = &user
+                && !state.principals.contains_key(u)
+            {
+                return Err(CliError::usage(format!(
+                    "--user {}: no principal of that name (as of seq {}); see `keyledger user list`",
+                    super::output::clean(u),
+                    head.seq
+                )));
+            }
             let keys: Vec<&AccessKey> = state
                 .keys
                 .values()

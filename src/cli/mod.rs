@@ -93,6 +93,15 @@ impl Ctx {
             }
             Some(_) => {
                 let r = self.read(until, |_| {})?;
+                // Replays always hold the genesis: a time before it is no state at all.
+                if let Some(Until::Time(t)) = until
+                    && r.head.time > t
+                {
+                    return Err(CliError::usage(format!(
+                        "--as-of {t}: the ledger did not exist yet; its first event is dated {}",
+                        r.head.time
+                    )));
+                }
                 (r.state, r.head)
             }
         })

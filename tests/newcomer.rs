@@ -1,0 +1,171 @@
+//! What a new user tripped over (issue 13, item 4): each answer says what happened and
+//! what to do.
+
+mod common;
+
+use common::*;
+
+fn ledger() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run_in(dir.path(), &["init", "--account", "acme"], None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run_in(dir.path(), &["user", "create", "bob"], None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    dir
+}
+
+#[test]
+fn a_key_file_after_the_command_is_pointed_before_it() {
+    let dir = ledger();
+    let o = run_in(
+        dir.path(),
+        &["user", "create", "carol", "--key", "keyledger.key"],
+        None,
+    );
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("keyledger --key alice.key key create"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn checkpoint_onto_an_existing_file_names_no_key_file() {
+    let dir = ledger();
+    std::fs::write(dir.path().join("head.checkpoint"), b"x").unwrap();
+    let o = run_in(
+        dir.path(),
+        &["checkpoint", "--out", "head.checkpoint"],
+        None,
+    );
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("never overwrites a file"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("key file"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(dir.path().join("head.checkpoint")).unwrap(),
+        b"x"
+    );
+}
+
+#[test]
+fn verify_says_the_genesis_matched() {
+    let dir = ledger();
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&run_in(dir.path(), &["--json", "verify"], None))).unwrap();
+    let g = v["report"]["genesis_hash"].as_str().unwrap().to_owned();
+    assert!(v["report"]["genesis_anchor"].is_null());
+    let o = run_in(dir.path(), &["verify", "--expect-genesis", &g], None);
+    assert_eq!(code(&o), 0);
+    assert!(
+        stdout(&o).contains(&format!("genesis {g} matches")),
+        "{}",
+        stdout(&o)
+    );
+    let o = run_in(
+        dir.path(),
+        &["--json", "verify", "--expect-genesis", &g],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(
+        v["report"]["genesis_anchor"]
+            .as_str()
+            .unwrap()
+            .contains("matches"),
+        "{v}"
+    );
+    let other = "ab".repeat(32);
+    let o = run_in(
+        dir.path(),
+        &["--json", "verify", "--expect-genesis", &other],
+        None,
+    );
+    assert_eq!(code(&o), 1);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(
+        v["report"]["genesis_anchor"]
+            .as_str()
+            .unwrap()
+            .contains("NOT MATCHED"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_time_before_the_ledger_and_an_unknown_user_are_said_so() {
+    let dir = ledger();
+    for args in [
+        &["user", "list", "--as-of", "2000-01-01"][..],
+        &["key", "list", "--as-of", "2000-01-01"],
+    ] {
+        let o = run_in(dir.path(), args, None);
+        assert_eq!(code(&o), 2, "{args:?}");
+        assert!(stderr(&o).contains("did not exist yet"), "{}", stderr(&o));
+    }
+    let o = run_in(dir.path(), &["key", "list", "--user", "nosuch"], None);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("no principal"), "{}", stderr(&o));
+    // A user with no keys is an empty list, not an error.
+    let o = run_in(
+        dir.path(),
+        &["--json", "key", "list", "--user", "bob"],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn input_mistakes_are_not_evidence() {
+    let dir = ledger();
+    let before = std::fs::read(dir.path().join("keyledger.ledger")).unwrap();
+    for args in [
+        &["key", "create", "--user", "bob", "--scenario", "ci"][..],
+        &[
+            "key",
+            "create",
+            "--user",
+            "bob",
+            "--scenario",
+            "  ",
+            "--confirm-necessary",
+        ],
+        &["sts", "issue", "--user", "bob", "--duration", "13h"],
+        &["sts", "issue", "--user", "bob", "--duration", "5m"],
+    ] {
+        let o = run_in(dir.path(), args, None);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("Nothing was recorded"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("keyledger.ledger")).unwrap(),
+        before
+    );
+    // A refusal that depends on the state is still evidence.
+    let o = run_in(
+        dir.path(),
+        &[
+            "key",
+            "create",
+            "--user",
+            "nosuch",
+            "--scenario",
+            "ci",
+            "--confirm-necessary",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert_ne!(
+        std::fs::read(dir.path().join("keyledger.ledger")).unwrap(),
+        before
+    );
+}
