@@ -2,8 +2,9 @@
 """An independent keyledger verifier, written from ledger-format.md ALONE.
 
 No Rust source of keyledger was read to write it: every rule below cites the section of
-ledger-format.md (version 1, revision 2026-11-24) it implements. Where the specification
-left a choice open, the comment says "SPEC GAP" and states the reading taken.
+ledger-format.md (version 1, revision 2026-11-24 (2), which adds `key-rotated`) it
+implements. Where the specification left a choice open, the comment says "SPEC GAP" and
+states the reading taken.
 
 It implements:
 
@@ -323,6 +324,9 @@ ACTIONS = {
     "checkpoint-recorded": [("size", "uint"), ("root", "bin32")],
     "log-repaired": [("offset", "uint"), ("removed_bytes", "uint"),
                      ("removed_blake3", "bin32"), ("quarantine", "str")],
+    # §5, revision 2026-11-24 (2). A ledger holding it is a format error for a verifier of
+    # the earlier revision (unknown tag, §14).
+    "key-rotated": [("old_key_id", "str"), ("new_key_id", "str")],
 }
 
 
@@ -452,13 +456,16 @@ class SigningKey:
 
 
 class AccessKey:
-    def __init__(self, user, temporary, fingerprints, expires, creator):
+    def __init__(self, user, temporary, fingerprints, expires, creator, created_at):
         self.user, self.temporary, self.fingerprints = user, temporary, fingerprints
         self.expires, self.creator = expires, creator
+        self.created_at = created_at    # frame index of the creating event (§7.3 key-rotated)
         self.status = "active"          # active | disabled | deleted
         self.revealed = None
         self.last_use = None
         self.failed = 0
+        self.successor = None           # key-rotated: the key ID that replaced this one
+        self.predecessor = None         # key-rotated: the key ID this one replaced
 
 
 class State:
@@ -705,6 +712,38 @@ class State:
                     why.append("the key is expired")
         elif tag in ("auth-failed", "action-denied", "checkpoint-recorded"):
             pass  # any actor; bounds above (checkpoint-recorded's size and root: §8.9)
+        elif tag == "key-rotated":
+            # §7.1: old_key_id and new_key_id are "every other string": each must name an
+            # existing key, which the existence rules below require. §7.3, clause by clause.
+            old_id, new_id = f["old_key_id"], f["new_key_id"]
+            old, new = self.keys.get(old_id), self.keys.get(new_id)
+            if old is None:
+                why.append("no such old key")
+            else:
+                if old.temporary:
+                    why.append("the old key is not permanent")
+                if old.status == "deleted":
+                    why.append("the old key is deleted")
+                if old.successor is not None:
+                    why.append(f"the old key was rotated before (to {old.successor!r})")
+                if not self.manages(actor, old.user):
+                    why.append(f"actor does not manage {old.user!r}")
+            if new is None:
+                why.append("no such new key")
+            else:
+                if new.temporary:
+                    why.append("the new key is not permanent")
+                if new.status == "deleted":
+                    why.append("the new key is deleted")
+                if new.predecessor is not None:
+                    why.append(f"the new key replaced another key before ({new.predecessor!r})")
+                if old is not None:
+                    if new.user != old.user:
+                        why.append(f"the new key belongs to {new.user!r}, not {old.user!r}")
+                    # SPEC GAP: "created by a later event" is read as a later position in
+                    # the log (frame index of the creating event), not a later `time`.
+                    if not new.created_at > old.created_at:
+                        why.append("the new key was not created by a later event than the old key")
         elif tag == "log-repaired":
             if not self.admin(actor):
                 why.append("actor is not admin")
@@ -742,11 +781,12 @@ class State:
         elif tag == "permission-revoked":
             self.principals[f["principal"]].permissions.discard(f["permission"])
         elif tag == "key-created":
-            self.add_key(f["key_id"], AccessKey(f["user"], False, (f["fingerprint"],), None, actor))
+            self.add_key(f["key_id"], AccessKey(f["user"], False, (f["fingerprint"],), None, actor,
+                                                index))
         elif tag == "temporary-issued":
             self.add_key(f["key_id"], AccessKey(f["user"], True,
                                                 (f["fingerprint"], f["token_fingerprint"]),
-                                                f["expires"], actor))
+                                                f["expires"], actor, index))
         elif tag == "secret-revealed":
             self.keys[f["key_id"]].revealed = (ev.time, f["to"], f["channel"])
         elif tag == "key-disabled":
@@ -755,6 +795,10 @@ class State:
             self.keys[f["key_id"]].status = "active"
         elif tag == "key-deleted":
             self.keys[f["key_id"]].status = "deleted"
+        elif tag == "key-rotated":
+            # The old key's successor and the new key's predecessor; no status changes.
+            self.keys[f["old_key_id"]].successor = f["new_key_id"]
+            self.keys[f["new_key_id"]].predecessor = f["old_key_id"]
         elif tag == "auth-succeeded":
             self.keys[f["key_id"]].last_use = ev.time
         elif tag == "auth-failed":

@@ -151,6 +151,41 @@ pub struct Audit {
     pub evidence_events: BTreeMap<u64, (Timestamp, String, &'static str, Action)>,
 }
 
+/// One rotation (`key-rotated`), as an audit sees it: the old key, its successor, and
+/// whether the old key is still active.
+#[derive(Debug, Clone, Serialize)]
+pub struct RotationSeen {
+    pub user: String,
+    pub old_key_id: String,
+    pub new_key_id: String,
+    pub seq: u64,
+    pub time: Timestamp,
+    pub old_status: &'static str,
+}
+
+impl Audit {
+    /// Every rotation up to `as_of`, oldest first.
+    pub fn rotations(&self) -> Vec<RotationSeen> {
+        let mut out: Vec<RotationSeen> = self
+            .state
+            .keys
+            .values()
+            .filter_map(|k| {
+                k.rotated_to.as_ref().map(|r| RotationSeen {
+                    user: k.user.clone(),
+                    old_key_id: k.id.clone(),
+                    new_key_id: r.key_id.clone(),
+                    seq: r.at.seq,
+                    time: r.at.time,
+                    old_status: k.status_at(self.as_of),
+                })
+            })
+            .collect();
+        out.sort_by_key(|r| r.seq);
+        out
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error(transparent)]
@@ -201,7 +236,7 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
     };
     let r = window(&mut |seen| {
         let ev = seen.event;
-        if let Some(k) = ev.action.key_id() {
+        for k in ev.action.key_ids() {
             let marks = timelines.entry(k.to_owned()).or_default();
             // Timelines keep every lifecycle event but only the first 500 authentications.
             if marks.len() < 500
@@ -265,17 +300,37 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
             );
         }
         if active(k) && !k.temporary && age_days > opts.max_key_age_days {
-            add(
-                "access-key-rotated",
-                Severity::High,
-                Some(k),
-                None,
-                format!(
-                    "{} is {age_days} days old (limit {}); rotate it",
-                    k.id, opts.max_key_age_days
+            // A rotation started (its successor exists and is not deleted) is credited: what
+            // is left is to disable the old key once its users have moved.
+            let successor = k.rotated_to.as_ref().filter(|r| {
+                s.keys
+                    .get(&r.key_id)
+                    .is_some_and(|n| n.status != KeyStatus::Deleted)
+            });
+            match successor {
+                Some(r) => add(
+                    "access-key-rotated",
+                    Severity::Medium,
+                    Some(k),
+                    None,
+                    format!(
+                        "{} is {age_days} days old (limit {}) and was rotated to {} at seq {}; disable it once its users have moved",
+                        k.id, opts.max_key_age_days, r.key_id, r.at.seq
+                    ),
+                    vec![k.created.seq, r.at.seq],
                 ),
-                vec![k.created.seq],
-            );
+                None => add(
+                    "access-key-rotated",
+                    Severity::High,
+                    Some(k),
+                    None,
+                    format!(
+                        "{} is {age_days} days old (limit {}); rotate it (`keyledger key rotate {}`)",
+                        k.id, opts.max_key_age_days, k.id
+                    ),
+                    vec![k.created.seq],
+                ),
+            }
         }
         if active(k) {
             let (since, seq, what) = match k.last_used {
@@ -380,16 +435,32 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
             .collect();
         if keys.len() > 1 {
             let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+            // Two active keys tied by a rotation are a rotation in progress: low.
+            let rotating = keys.len() == 2
+                && keys.iter().any(|a| {
+                    a.rotated_to
+                        .as_ref()
+                        .is_some_and(|r| keys.iter().any(|b| b.id == r.key_id))
+                });
             add(
                 "one-active-key-per-user",
-                Severity::Medium,
+                if rotating {
+                    Severity::Low
+                } else {
+                    Severity::Medium
+                },
                 None,
                 Some(&p.name),
                 format!(
-                    "{} has {} active keys ({}); keep one active outside a rotation",
+                    "{} has {} active keys ({}){}",
                     p.name,
                     keys.len(),
-                    ids.join(", ")
+                    ids.join(", "),
+                    if rotating {
+                        ": a rotation in progress; disable the old key once its users have moved"
+                    } else {
+                        "; keep one active outside a rotation"
+                    }
                 ),
                 keys.iter().map(|k| k.created.seq).collect(),
             );

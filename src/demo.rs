@@ -206,9 +206,11 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
         tick(),
     )?;
     let bob1 = reveal_to_csv(&mut l, &bob, bob1, "bob-1", tick())?;
-    let bob2 = l.create_key(&bob, &req("bob", "second key for rotation"), tick())?;
+    let bob2 = l.rotate_key(&bob, &bob1, tick())?;
     let bob2 = reveal_to_csv(&mut l, &bob, bob2, "bob-2", tick())?;
-    steps.push(format!("bob created his own keys {bob1} and {bob2}"));
+    steps.push(format!(
+        "bob created his own key {bob1}, then rotated it to {bob2} (a key-rotated event ties them)"
+    ));
     expect_denied(
         l.create_key(&bob, &req("bob", "a third key"), tick())
             .map(|_| ()),
@@ -253,7 +255,7 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
         tick(),
     )?;
     steps.push(format!(
-        "alice rotated bob's keys: {bob1} disabled, then deleted"
+        "alice finished bob's rotation: {bob1} disabled, then deleted"
     ));
 
     let sts = l.issue_temporary(&alice, "partner-sso", 3600 * 1_000_000, tick())?;

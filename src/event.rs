@@ -153,10 +153,16 @@ pub enum Action {
         removed_blake3: Hash32,
         quarantine: String,
     },
+    /// A rotation: `new_key_id`, created to replace `old_key_id` of the same user, is its
+    /// successor. The reference that ties the rotation's events together (R7–R9).
+    KeyRotated {
+        old_key_id: String,
+        new_key_id: String,
+    },
 }
 
 /// Every action's wire tag, in §5 order.
-pub const ACTION_TAGS: [&str; 18] = [
+pub const ACTION_TAGS: [&str; 19] = [
     "genesis",
     "signer-enrolled",
     "signer-revoked",
@@ -175,6 +181,7 @@ pub const ACTION_TAGS: [&str; 18] = [
     "action-denied",
     "checkpoint-recorded",
     "log-repaired",
+    "key-rotated",
 ];
 
 impl Action {
@@ -229,10 +236,20 @@ impl Action {
             Self::ActionDenied { .. } => "action-denied",
             Self::CheckpointRecorded { .. } => "checkpoint-recorded",
             Self::LogRepaired { .. } => "log-repaired",
+            Self::KeyRotated { .. } => "key-rotated",
         }
     }
 
-    /// The access key this action concerns, if any.
+    /// Every access key this action concerns: both keys of a rotation, else `key_id`.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        let second = match self {
+            Self::KeyRotated { new_key_id, .. } => Some(new_key_id.as_str()),
+            _ => None,
+        };
+        self.key_id().into_iter().chain(second)
+    }
+
+    /// The access key this action concerns first, if any (for a rotation, the old key).
     pub fn key_id(&self) -> Option<&str> {
         match self {
             Self::KeyCreated { key_id, .. }
@@ -243,6 +260,7 @@ impl Action {
             | Self::KeyDeleted { key_id }
             | Self::AuthSucceeded { key_id }
             | Self::AuthFailed { key_id, .. } => Some(key_id),
+            Self::KeyRotated { old_key_id, .. } => Some(old_key_id),
             Self::ActionDenied { key_id, .. } => key_id.as_deref(),
             _ => None,
         }
@@ -396,6 +414,13 @@ fn action(r: &mut Reader<'_>, tag: &str) -> Result<Action, DecodeError> {
                 removed_bytes: r.uint()?,
                 removed_blake3: Bytes(r.bin()?),
                 quarantine: r.string()?,
+            }
+        }
+        "key-rotated" => {
+            fields(r, 2)?;
+            Action::KeyRotated {
+                old_key_id: r.string()?,
+                new_key_id: r.string()?,
             }
         }
         other => {

@@ -338,7 +338,7 @@ impl Ledger {
                     .apply(&ev, &hash)
                     .expect("an authorized event applies");
                 self.v.tree.push(&hash);
-                if let Some(k) = ev.action.key_id() {
+                for k in ev.action.key_ids() {
                     self.v.note_key_event(k, offset, &hash);
                 }
                 head = Head {

@@ -71,6 +71,74 @@ impl Ledger {
         })
     }
 
+    /// Starts a rotation of `old_key_id` (AWS's procedure, within R7): creates the user's
+    /// next key and the `key-rotated` event that ties the two, in one group commit. The
+    /// secret is then revealed as for `create_key`; disabling the old key comes after the
+    /// reveal (`Action::KeyDisabled`), so a secret that never reached its requester never
+    /// costs the working key. A refusal (the old key, or R7: no room for a second key) is
+    /// recorded once, as for any append.
+    pub fn rotate_key(
+        &mut self,
+        signer: &SigningKey,
+        old_key_id: &str,
+        now: Timestamp,
+    ) -> Result<NewKey, StoreError> {
+        let actor = self.actor(signer)?;
+        let time = self.event_time(now)?;
+        let key_id = credentials::new_key_id(false);
+        let rotated = Action::KeyRotated {
+            old_key_id: old_key_id.to_owned(),
+            new_key_id: key_id.clone(),
+        };
+        let old = match self.state().may_rotate_but_for_new(&actor, old_key_id) {
+            Ok(old) => old.clone(),
+            Err(refusal) => {
+                // Recorded as refused, for the old key's reason (the rule checks it first).
+                self.append(signer, rotated, time)?;
+                return Err(StoreError::Invalid(refusal));
+            }
+        };
+        let secret = SecretText::new_secret();
+        let scenario: String = format!(
+            "rotation of {old_key_id}: {}",
+            old.scenario.as_deref().unwrap_or("")
+        );
+        let created = Action::KeyCreated {
+            key_id: key_id.clone(),
+            user: old.user.clone(),
+            fingerprint: credentials::fingerprint(&key_id, &secret),
+            scenario: truncate(&scenario, crate::state::MAX_TEXT),
+            confirmed_necessary: true,
+            root_key_allowed: old.user == self.state().account,
+        };
+        if self.state().authorize(&actor, &created, time).is_err() {
+            // No room (R7) or no permission: recorded once, as that refusal.
+            let receipt = self.append(signer, created, time)?;
+            return Ok(NewKey {
+                receipt,
+                key_id,
+                secret,
+            });
+        }
+        let mut out = self.append_batch(signer, vec![created, rotated], time)?;
+        let rotated = out.pop();
+        let created = out.pop();
+        match (created, rotated) {
+            (Some(Ok(receipt)), Some(Ok(_))) => Ok(NewKey {
+                receipt,
+                key_id,
+                secret,
+            }),
+            (_, Some(Err((refusal, receipt)))) | (Some(Err((refusal, receipt))), _) => {
+                Err(StoreError::Denied { refusal, receipt })
+            }
+            _ => Err(StoreError::Invalid(crate::state::Refusal {
+                rule: "R8",
+                message: "the rotation was not recorded".into(),
+            })),
+        }
+    }
+
     /// Issues temporary credentials valid for `duration_us` (R3).
     pub fn issue_temporary(
         &mut self,
@@ -229,4 +297,13 @@ impl Ledger {
         )?);
         Ok(receipts)
     }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }

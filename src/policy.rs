@@ -234,6 +234,36 @@ impl State {
         Ok(())
     }
 
+    /// May `actor` rotate `old_key_id`, whatever key replaces it (the `key-rotated` rule on
+    /// the old key alone)? `key rotate` asks before it creates the new key.
+    pub fn may_rotate_but_for_new(
+        &self,
+        actor: &str,
+        old_key_id: &str,
+    ) -> Result<&AccessKey, Refusal> {
+        let old = self.key(old_key_id)?;
+        self.require_key_manager(actor, &old.user, "rotate keys")?;
+        if old.temporary {
+            return refuse(
+                "R8",
+                "only permanent keys are rotated; temporary credentials expire",
+            );
+        }
+        if old.status == KeyStatus::Deleted {
+            return refuse("R8", format!("{old_key_id} is deleted; deletion is final"));
+        }
+        if let Some(r) = &old.rotated_to {
+            return refuse(
+                "R8",
+                format!(
+                    "{old_key_id} was already rotated to {} at seq {}",
+                    r.key_id, r.at.seq
+                ),
+            );
+        }
+        Ok(old)
+    }
+
     /// May `actor` delete the user `name` once its keys are gone (R2 but its keys, R1, R4)?
     /// `user delete --delete-keys` deletes keys only if so.
     pub fn may_delete_user_but_for_keys(&self, actor: &str, name: &str) -> Result<(), Refusal> {
@@ -427,6 +457,44 @@ impl State {
                     }
                     _ => Ok(()),
                 }
+            }
+            Action::KeyRotated {
+                old_key_id,
+                new_key_id,
+            } => {
+                let old = self.may_rotate_but_for_new(actor, old_key_id)?;
+                let new = self.key(new_key_id)?;
+                if new.temporary {
+                    return refuse(
+                        "R8",
+                        "only permanent keys are rotated; temporary credentials expire",
+                    );
+                }
+                if old.user != new.user {
+                    return refuse(
+                        "R8",
+                        format!(
+                            "{old_key_id} belongs to {} and {new_key_id} to {}: a rotation replaces a user's key with another of theirs",
+                            old.user, new.user
+                        ),
+                    );
+                }
+                if new.created.seq <= old.created.seq {
+                    return refuse("R8", format!("{new_key_id} is not newer than {old_key_id}"));
+                }
+                if new.status == KeyStatus::Deleted {
+                    return refuse("R8", format!("{new_key_id} is deleted"));
+                }
+                if let Some(r) = &new.rotated_from {
+                    return refuse(
+                        "R8",
+                        format!(
+                            "{new_key_id} already replaced {} at seq {}",
+                            r.key_id, r.at.seq
+                        ),
+                    );
+                }
+                Ok(())
             }
             Action::AuthSucceeded { key_id } => {
                 let k = self.key(key_id)?;

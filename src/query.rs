@@ -24,7 +24,7 @@ impl Filter {
         let act = &ev.action;
         self.key
             .as_ref()
-            .is_none_or(|k| act.key_id() == Some(k.as_str()))
+            .is_none_or(|k| act.key_ids().any(|id| id == k))
             && self
                 .user
                 .as_ref()

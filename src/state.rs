@@ -121,6 +121,17 @@ pub struct AccessKey {
     pub revealed: Option<Reveal>,
     pub last_used: Option<At>,
     pub failed_auths: u64,
+    /// The key that replaced this one in a rotation, and when.
+    pub rotated_to: Option<Rotation>,
+    /// The key this one replaced in a rotation, and when.
+    pub rotated_from: Option<Rotation>,
+}
+
+/// One side of a `key-rotated` event: the other key, and the event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rotation {
+    pub key_id: String,
+    pub at: At,
 }
 
 impl AccessKey {
@@ -498,6 +509,19 @@ impl State {
                     k.failed_auths += 1;
                 }
             }
+            Action::KeyRotated {
+                old_key_id,
+                new_key_id,
+            } => {
+                self.key_mut(old_key_id).rotated_to = Some(Rotation {
+                    key_id: new_key_id.clone(),
+                    at,
+                });
+                self.key_mut(new_key_id).rotated_from = Some(Rotation {
+                    key_id: old_key_id.clone(),
+                    at,
+                });
+            }
             Action::LogRepaired { .. } | Action::CheckpointRecorded { .. } => {}
         }
     }
@@ -540,6 +564,8 @@ impl State {
                 revealed: None,
                 last_used: None,
                 failed_auths: 0,
+                rotated_to: None,
+                rotated_from: None,
             },
         );
     }

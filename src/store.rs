@@ -382,7 +382,7 @@ fn verify_consulted(
         ..Spec::default()
     };
     let mut visit = |seen: &Seen<'_>| {
-        if let Some(k) = seen.event.action.key_id() {
+        for k in seen.event.action.key_ids() {
             note_key_event(&mut trails, k, seen.frame.offset, seen.hash);
         }
     };

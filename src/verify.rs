@@ -182,8 +182,10 @@ fn verify_pass<R: Read + Send>(
         if matches!(opts.anchor, Some(Anchor::Head(h)) if h == *seen.hash) {
             g.head_found_at = Some(seen.event.seq);
         }
-        if keep && let Some(k) = seen.event.action.key_id() {
-            note_key_event(&mut g.trails, k, seen.frame.offset, seen.hash);
+        if keep {
+            for k in seen.event.action.key_ids() {
+                note_key_event(&mut g.trails, k, seen.frame.offset, seen.hash);
+            }
         }
     };
     let spec = Spec {

@@ -99,6 +99,10 @@ fn action() -> impl Strategy<Value = Action> {
         text().prop_map(|key_id| Action::KeyEnabled { key_id }),
         text().prop_map(|key_id| Action::KeyDeleted { key_id }),
         text().prop_map(|key_id| Action::AuthSucceeded { key_id }),
+        (text(), text()).prop_map(|(old_key_id, new_key_id)| Action::KeyRotated {
+            old_key_id,
+            new_key_id
+        }),
         (text(), text()).prop_map(|(key_id, reason)| Action::AuthFailed { key_id, reason }),
         (
             text(),

@@ -34,7 +34,7 @@ fn bash_completion_lists_subcommands_and_flags() {
         assert!(top.lines().any(|l| l == sub), "{sub} not offered: {top}");
     }
     let key = complete("keyledger key ''", 2);
-    for sub in ["create", "disable", "list", "show"] {
+    for sub in ["create", "rotate", "disable", "list", "show"] {
         assert!(
             key.lines().any(|l| l == sub),
             "key {sub} not offered: {key}"

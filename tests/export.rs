@@ -158,7 +158,7 @@ fn jsonl_and_csv_exports_carry_every_field_and_no_secret() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 32);
+    assert_eq!(lines.len(), 33);
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["seq"], i as u64);
         for f in keyledger::export::CSV_COLUMNS {

@@ -4,6 +4,8 @@
 //! Regenerate after a deliberate format change: `KEYLEDGER_WRITE_FIXTURES=1 cargo test --test fixtures`.
 
 mod common;
+#[path = "fixtures_gen/rotation.rs"]
+mod rotation;
 #[path = "fixtures_gen/rules.rs"]
 mod rules;
 
@@ -410,6 +412,7 @@ fn all_fixtures() -> Vec<Fixture> {
         )],
     );
     out.extend(rules::ledgers());
+    out.extend(rotation::ledgers());
     out
 }
 

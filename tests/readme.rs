@@ -76,6 +76,7 @@ fn every_readme_example_runs_as_written() {
         "keyledger.ledger",
         "alice.key",
         "bob-backup.csv",
+        "bob-rotated.csv",
         "head.checkpoint",
         "evidence",
         "audit.html",

@@ -287,7 +287,7 @@ pub enum SignerCmd {
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RevealFormat {
     Text,
     Json,
@@ -316,6 +316,28 @@ pub enum KeyCmd {
         /// How to print the secret on stdout.
         #[arg(long, value_enum, default_value = "text")]
         format: RevealFormat,
+    },
+    /// Rotate a key (AWS's procedure): create the user's next key, shown once, tied to the
+    /// old one by a key-rotated event; with --disable-old, then disable the old key.
+    ///
+    /// A user holds at most two permanent keys (R7): rotation needs room for the second, so
+    /// delete the other one first if there is one. Switch your applications to the new key,
+    /// check that the old one is no longer used (`keyledger key show OLD` shows its last use),
+    /// then disable it (now, with --disable-old, or later with `key disable`) and finally
+    /// delete it. `audit` credits the rotation in its 90-day control.
+    Rotate {
+        /// The access key ID to replace (KLAK…).
+        key_id: String,
+        /// Write `AccessKey ID,AccessKey Secret` of the new key to this new file (mode 0600)
+        /// instead of stdout.
+        #[arg(long, conflicts_with = "format")]
+        csv: Option<PathBuf>,
+        /// How to print the new secret on stdout.
+        #[arg(long, value_enum, default_value = "text")]
+        format: RevealFormat,
+        /// Disable the old key once the new secret has been handed over.
+        #[arg(long)]
+        disable_old: bool,
     },
     /// Disable an active key.
     Disable {

@@ -74,6 +74,7 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
             "ledger_events": r.ledger_events,
             "evaluated": {"first_seq": 0, "last_seq": r.as_of_seq, "whole_ledger": r.events == r.ledger_events},
             "findings": r.findings,
+            "rotations": r.rotations(),
         }))
         .map_err(CliError::io)?
             + "\n",
@@ -98,12 +99,18 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
                     r.as_of
                 )
             };
+            let rotations: String = r
+                .rotations()
+                .iter()
+                .map(|x| format!("  {} of {}: {} -> {} at seq {} (old key now {})\n", x.time, x.user, x.old_key_id, x.new_key_id, x.seq, x.old_status))
+                .collect();
             format!(
-                "audit of {} as of {} (evaluated {coverage}): every event verifies; {} finding(s)\n\n{}",
+                "audit of {} as of {} (evaluated {coverage}): every event verifies; {} finding(s)\n\n{}{}",
                 ctx.ledger.display(),
                 r.as_of,
                 r.findings.len(),
-                table(&["SEVERITY", "CONTROL", "PRINCIPAL", "KEY", "EVIDENCE", "FINDING"], &rows)
+                table(&["SEVERITY", "CONTROL", "PRINCIPAL", "KEY", "EVIDENCE", "FINDING"], &rows),
+                if rotations.is_empty() { String::new() } else { format!("\nrotations:\n{rotations}") }
             )
         }
     };

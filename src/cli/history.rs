@@ -80,6 +80,10 @@ pub fn detail(a: &Action) -> String {
             attempted, reason, ..
         } => format!("{attempted}: {reason}"),
         Action::CheckpointRecorded { size, root } => format!("{size} events, Merkle root {root}"),
+        Action::KeyRotated {
+            old_key_id,
+            new_key_id,
+        } => format!("{old_key_id} replaced by {new_key_id}"),
         Action::LogRepaired {
             offset,
             removed_bytes,

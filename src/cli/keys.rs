@@ -171,6 +171,74 @@ fn record_reveal(
     })
 }
 
+/// Hands a new key's secret to its requester, once: into the CSV file made before the key
+/// existed, or on stdout; then records the reveal (R10). Returns the CSV path, if any.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    ctx: &Ctx,
+    l: &mut Ledger,
+    key: &SigningKey,
+    user: &str,
+    new: &keyledger::ops::NewKey,
+    csv: Option<CsvOut>,
+    format: RevealFormat,
+    what: &str,
+) -> Result<Option<PathBuf>, CliError> {
+    let format = if ctx.json { RevealFormat::Json } else { format };
+    let (csv_path, channel) = match csv {
+        Some(c) => {
+            let (p, channel) = c.write(
+                &new.key_id,
+                &format!(
+                    "AccessKey ID,AccessKey Secret\n{},{}\n",
+                    new.key_id,
+                    new.secret.expose()
+                ),
+            )?;
+            (Some(p), channel)
+        }
+        None => (None, {
+            let fields = vec![
+                (
+                    "AccessKey ID:",
+                    "KEYLEDGER_ACCESS_KEY_ID",
+                    "access_key_id",
+                    new.key_id.as_str(),
+                ),
+                (
+                    "AccessKey Secret:",
+                    "KEYLEDGER_ACCESS_KEY_SECRET",
+                    "access_key_secret",
+                    new.secret.expose(),
+                ),
+            ];
+            reveal_stdout(
+                format,
+                &fields,
+                json!({"user": user, "seq": new.receipt.seq}),
+            )?
+        }),
+    };
+    let revealed = record_reveal(l, key, &new.key_id, &channel, csv_path.as_deref(), ctx.now)?;
+    if let Some(path) = channel.strip_prefix("csv:") {
+        if ctx.json {
+            json(
+                &json!({"access_key_id": new.key_id, "user": user, "seq": new.receipt.seq, "csv": path, "revealed_seq": revealed.seq}),
+            )?;
+        } else {
+            print(&format!(
+                "{what} (seq {}); secret written once to {} (mode 0600), recorded at seq {}\n",
+                new.receipt.seq,
+                super::output::clean(path),
+                revealed.seq
+            ))?;
+        }
+    } else {
+        shown_once_warning();
+    }
+    Ok(csv_path)
+}
+
 fn shown_once_warning() {
     eprintln!(
         "keyledger: this secret is shown once and can never be shown again. Store it now; if it is lost or leaked, create another key."
@@ -215,66 +283,53 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                     return Err(e.into());
                 }
             };
-            let format = if ctx.json { RevealFormat::Json } else { format };
-            let (csv_path, channel) = match csv {
-                Some(c) => {
-                    let (p, channel) = c.write(
-                        &new.key_id,
-                        &format!(
-                            "AccessKey ID,AccessKey Secret\n{},{}\n",
-                            new.key_id,
-                            new.secret.expose()
-                        ),
-                    )?;
-                    (Some(p), channel)
+            let what = format!("created {} for {user}", new.key_id);
+            deliver(ctx, &mut l, &key, &user, &new, csv, format, &what).map(|_| ())
+        }
+        KeyCmd::Rotate {
+            key_id,
+            csv,
+            format,
+            disable_old,
+        } => {
+            check_key_id(&key_id)?;
+            let (mut l, key) = ctx.open()?;
+            let csv = csv.as_deref().map(CsvOut::create).transpose()?;
+            let user = l.state().keys.get(&key_id).map(|k| k.user.clone());
+            let new = match l.rotate_key(&key, &key_id, ctx.now) {
+                Ok(n) => n,
+                Err(e) => {
+                    if let Some(c) = csv {
+                        c.abandon();
+                    }
+                    let mut e = CliError::from(e);
+                    if e.message.contains("[R7]") {
+                        e.message.push_str(
+                            ". A rotation needs room for the user's second key: delete the other one first (`keyledger key delete KEY_ID`), then rotate",
+                        );
+                    }
+                    return Err(e);
                 }
-                None => (None, {
-                    let fields = vec![
-                        (
-                            "AccessKey ID:",
-                            "KEYLEDGER_ACCESS_KEY_ID",
-                            "access_key_id",
-                            new.key_id.as_str(),
-                        ),
-                        (
-                            "AccessKey Secret:",
-                            "KEYLEDGER_ACCESS_KEY_SECRET",
-                            "access_key_secret",
-                            new.secret.expose(),
-                        ),
-                    ];
-                    reveal_stdout(
-                        format,
-                        &fields,
-                        json!({"user": user, "seq": new.receipt.seq}),
-                    )?
-                }),
             };
-            let revealed = record_reveal(
-                &mut l,
-                &key,
-                &new.key_id,
-                &channel,
-                csv_path.as_deref(),
-                ctx.now,
-            )?;
-            if let Some(path) = channel.strip_prefix("csv:") {
-                let msg = format!(
-                    "created {} for {user} (seq {}); secret written once to {} (mode 0600), recorded at seq {}\n",
-                    new.key_id,
-                    new.receipt.seq,
-                    super::output::clean(path),
-                    revealed.seq
-                );
-                if ctx.json {
-                    json(
-                        &json!({"access_key_id": new.key_id, "user": user, "seq": new.receipt.seq, "csv": path, "revealed_seq": revealed.seq}),
-                    )?;
+            let user = user.unwrap_or_default();
+            let what = format!("rotated {key_id} to {} for {user}", new.key_id);
+            deliver(ctx, &mut l, &key, &user, &new, csv, format, &what)?;
+            if disable_old {
+                // Only once the new secret has reached its requester.
+                let r = l.append(
+                    &key,
+                    Action::KeyDisabled {
+                        key_id: key_id.clone(),
+                    },
+                    ctx.now,
+                )?;
+                let line = format!("disabled {key_id} (seq {})", r.seq);
+                if ctx.json || format != RevealFormat::Text {
+                    // stdout holds the reveal, for a script to read: nothing more there.
+                    super::output::message(&line);
                 } else {
-                    print(&msg)?;
+                    print(&format!("{line}\n"))?;
                 }
-            } else {
-                shown_once_warning();
             }
             Ok(())
         }
@@ -428,6 +483,25 @@ struct KeyView<'a> {
     last_used_seq: Option<u64>,
     revealed: Option<RevealView<'a>>,
     failed_auths: u64,
+    rotated_to: Option<RotationView<'a>>,
+    rotated_from: Option<RotationView<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct RotationView<'a> {
+    key_id: &'a str,
+    seq: u64,
+    time: Timestamp,
+}
+
+impl<'a> RotationView<'a> {
+    fn of(r: &'a Option<keyledger::state::Rotation>) -> Option<Self> {
+        r.as_ref().map(|r| RotationView {
+            key_id: &r.key_id,
+            seq: r.at.seq,
+            time: r.at.time,
+        })
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -463,6 +537,8 @@ impl<'a> KeyView<'a> {
                 channel: &r.channel,
             }),
             failed_auths: k.failed_auths,
+            rotated_to: RotationView::of(&k.rotated_to),
+            rotated_from: RotationView::of(&k.rotated_from),
         }
     }
 }
@@ -510,6 +586,17 @@ fn show_history(ctx: &Ctx, k: Option<&AccessKey>, history: &[HistoryRow]) -> Res
                 r.at.seq
             )),
             None => out.push_str("  secret never revealed\n"),
+        }
+        for (label, r) in [
+            ("rotated to", &k.rotated_to),
+            ("rotated from", &k.rotated_from),
+        ] {
+            if let Some(r) = r {
+                out.push_str(&format!(
+                    "  {label} {} at {} (seq {})\n",
+                    r.key_id, r.at.time, r.at.seq
+                ));
+            }
         }
         out.push_str(&format!(
             "  last used {}\n\n",
