@@ -473,13 +473,20 @@ impl Cache {
     /// Forgets what this user verified of any ledger at `ledger` and saves `v`: for a new
     /// ledger made there (`init`) after the old one was removed on purpose.
     pub fn start_over(&self, ledger: &Path, v: &Verified) -> io::Result<()> {
+        self.forget(ledger)?;
+        self.save(ledger, v)
+    }
+
+    /// Removes what this cache says of `ledger`: for a new ledger made where one was
+    /// removed (`init`, `demo`), never for one that is merely different.
+    pub fn forget(&self, ledger: &Path) -> io::Result<()> {
         for f in self.entry_files(ledger) {
             match std::fs::remove_file(&f) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
         }
-        self.save(ledger, v)
+        Ok(())
     }
 
     /// The files this user's cache keeps for `ledger` (to remove them, say).

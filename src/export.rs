@@ -51,6 +51,41 @@ pub struct Record {
     pub signature: String,
     pub offset: u64,
     pub frame_len: u64,
+    /// The event body exactly as stored, in hex (for OCSF's raw_data; not in JSON Lines
+    /// or CSV, which carry the decoded fields).
+    #[serde(skip)]
+    pub body_hex: String,
+}
+
+impl Record {
+    /// The record of one verified event; `state` knows every signer ever enrolled.
+    pub fn new(
+        state: &crate::state::State,
+        frame: &RawFrame,
+        ev: &Event,
+        hash: &Hash32,
+        actor: &str,
+    ) -> Record {
+        Record {
+            seq: ev.seq,
+            time: ev.time.to_string(),
+            time_us: ev.time.0,
+            actor: actor.to_owned(),
+            action: ev.action.tag(),
+            detail: ev.action.clone(),
+            hash: hash.hex(),
+            prev_hash: ev.prev.hex(),
+            signer: ev.signer.to_string(),
+            signer_enrolled_by: state
+                .signers
+                .get(&ev.signer)
+                .map_or("?".into(), |s| s.enrolled_by.clone()),
+            signature: to_hex(&frame.sig),
+            offset: frame.offset,
+            frame_len: frame.len(),
+            body_hex: to_hex(&frame.body),
+        }
+    }
 }
 
 /// The columns of CSV exports, in order (`detail` is the action's JSON).
@@ -109,25 +144,7 @@ impl Selection {
     pub fn records(&self) -> Vec<Record> {
         self.frames
             .iter()
-            .map(|(f, ev, h, actor)| Record {
-                seq: ev.seq,
-                time: ev.time.to_string(),
-                time_us: ev.time.0,
-                actor: actor.clone(),
-                action: ev.action.tag(),
-                detail: ev.action.clone(),
-                hash: h.hex(),
-                prev_hash: ev.prev.hex(),
-                signer: ev.signer.to_string(),
-                signer_enrolled_by: self
-                    .state
-                    .signers
-                    .get(&ev.signer)
-                    .map_or("?".into(), |s| s.enrolled_by.clone()),
-                signature: to_hex(&f.sig),
-                offset: f.offset,
-                frame_len: f.len(),
-            })
+            .map(|(f, ev, h, actor)| Record::new(&self.state, f, ev, h, actor))
             .collect()
     }
 }

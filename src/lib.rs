@@ -21,6 +21,7 @@ pub mod judge;
 pub mod ledger;
 pub mod merkle;
 pub mod msgpack;
+pub mod ocsf;
 pub mod ops;
 pub mod pass;
 pub mod pipeline;

@@ -77,6 +77,7 @@ fn every_readme_example_runs_as_written() {
         "alice.key",
         "bob-backup.csv",
         "bob-rotated.csv",
+        "bob.ocsf.jsonl",
         "head.checkpoint",
         "evidence",
         "audit.html",

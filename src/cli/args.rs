@@ -425,12 +425,16 @@ pub struct FilterArgs {
 pub enum ExportFormat {
     Jsonl,
     Csv,
+    /// OCSF 1.6.0 records, one per line (JSON Lines), for SIEMs.
+    Ocsf,
     Bundle,
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct ExportArgs {
-    /// jsonl and csv: one record per event; bundle: a self-verifying evidence directory.
+    /// jsonl and csv: one record per event; ocsf: one OCSF 1.6.0 event per line (Account
+    /// Change, Authentication or Entity Management; the ledger's seq, hashes and signature
+    /// kept); bundle: a self-verifying evidence directory.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// A new file (jsonl, csv) or a new directory (bundle); never overwritten.
@@ -454,6 +458,18 @@ pub struct LogArgs {
     /// until Ctrl-C or until the ledger is removed. With --json: one JSON object per line.
     #[arg(long)]
     pub follow: bool,
+    /// text (a table, or tab-separated lines when following), json (as --json) or ocsf
+    /// (one OCSF 1.6.0 event per line, as `export --format ocsf` writes).
+    #[arg(long, value_enum)]
+    pub format: Option<LogFormat>,
+}
+
+/// Output of `log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+    Ocsf,
 }
 
 #[derive(Debug, Args, Clone, Default)]

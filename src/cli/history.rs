@@ -8,7 +8,10 @@ use keyledger::state::State;
 use keyledger::types::{Hash32, Timestamp};
 use serde_json::json;
 
-use super::args::{FilterArgs, LogArgs};
+use keyledger::export::Record;
+use keyledger::format::RawFrame;
+
+use super::args::{FilterArgs, LogArgs, LogFormat};
 use super::error::CliError;
 use super::output::{clean, json, print, print_raw, table};
 use super::{Ctx, parse_time};
@@ -182,42 +185,67 @@ pub fn to_filter(f: &FilterArgs) -> Result<Filter, CliError> {
     })
 }
 
+/// One OCSF record (ocsf.rs) as a line, described as `log` describes the event.
+pub fn ocsf_line(state: &State, r: &Record) -> String {
+    let owner = state.key_owner(&r.detail);
+    let ledger_id = state.ledger_id.map(|i| i.hex()).unwrap_or_default();
+    let v = keyledger::ocsf::event(r, owner, &ledger_id, &detail(&r.detail));
+    serde_json::to_string(&v).expect("values serialize") + "\n"
+}
+
+/// How `log` prints: a table (or tab-separated lines when following), JSON, or OCSF.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Text,
+    Json,
+    Ocsf,
+}
+
 pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
     let filter = to_filter(&a.filter)?;
     let limit = a.limit.unwrap_or(usize::MAX);
     if limit == 0 {
         return Err(CliError::usage("--limit must be at least 1"));
     }
-    // The last `limit` matching events, oldest first.
-    let mut rows: VecDeque<HistoryRow> = VecDeque::new();
-    let mut keep = |state: &State, ev: &Event, owner: Option<&str>, hash: &Hash32| {
-        let actor = state
-            .signers
-            .get(&ev.signer)
-            .map_or("?", |s| s.principal.as_str());
-        if filter.matches(ev, actor, owner) {
-            if rows.len() == limit {
-                rows.pop_front();
-            }
-            let mut row = history_row(state, ev.clone());
-            row.hash = Some(hash.hex());
-            rows.push_back(row);
-        }
+    let mode = match (a.format, ctx.json) {
+        (Some(LogFormat::Ocsf), _) => Mode::Ocsf,
+        (Some(LogFormat::Json), _) | (None, true) => Mode::Json,
+        _ => Mode::Text,
     };
+    // The last `limit` matching events, oldest first (with their frames, for OCSF).
+    type Kept = (HistoryRow, Option<(RawFrame, Event, Hash32)>);
+    let mut rows: VecDeque<Kept> = VecDeque::new();
+    let mut keep =
+        |state: &State, frame: &RawFrame, ev: &Event, owner: Option<&str>, hash: &Hash32| {
+            let actor = state
+                .signers
+                .get(&ev.signer)
+                .map_or("?", |s| s.principal.as_str());
+            if filter.matches(ev, actor, owner) {
+                if rows.len() == limit {
+                    rows.pop_front();
+                }
+                let mut row = history_row(state, ev.clone());
+                row.hash = Some(hash.hex());
+                let raw = (mode == Mode::Ocsf).then(|| (frame.clone(), ev.clone(), *hash));
+                rows.push_back((row, raw));
+            }
+        };
     // The state behind the rows: `--follow` continues from exactly its head, so that no
     // event appended meanwhile falls between the rows and the following.
     let (state, head, tree) = if let Some(key_id) = &filter.key {
         // Through this user's cache: only the frames that name this key are read.
         let v = ctx.read_head()?;
         let owner = v.state.keys.get(key_id).map(|k| k.user.as_str());
-        for (_, ev, hash) in super::keys::trail_frames(ctx, &v, key_id)? {
-            keep(&v.state, &ev, owner, &hash);
+        for (frame, ev, hash) in super::keys::trail_frames(ctx, &v, key_id)? {
+            keep(&v.state, &frame, &ev, owner, &hash);
         }
         (v.state, v.head, v.tree)
     } else {
         let r = ctx.read(None, |seen| {
             keep(
                 seen.state,
+                seen.frame,
                 seen.event,
                 seen.state.key_owner(&seen.event.action),
                 seen.hash,
@@ -228,23 +256,46 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
     if a.newest_first {
         rows.make_contiguous().reverse();
     }
-    if a.follow {
-        for r in &rows {
-            print_line(ctx, r)?;
+    let mut lines = Vec::with_capacity(rows.len());
+    if mode == Mode::Ocsf {
+        // Shown with their signatures: checked again, as exports are.
+        let raw: Vec<_> = rows.iter().filter_map(|(_, r)| r.as_ref()).collect();
+        let refs: Vec<_> = raw.iter().map(|(f, e, h)| (f, e, h)).collect();
+        keyledger::store::recheck_signatures(&ctx.ledger, &refs)?;
+        for (f, ev, h) in raw {
+            let actor = state
+                .signers
+                .get(&ev.signer)
+                .map_or("?", |s| s.principal.as_str());
+            lines.push(ocsf_line(&state, &Record::new(&state, f, ev, h, actor)));
         }
-        return follow(ctx, &filter, state, head, tree);
     }
-    if ctx.json {
-        let v: Vec<_> = rows.iter().map(HistoryRow::json).collect();
-        return json(&json!({"events": v}));
+    if a.follow {
+        if mode == Mode::Ocsf {
+            print_raw(&lines.concat())?;
+        } else {
+            for (r, _) in &rows {
+                print_line(mode, r)?;
+            }
+        }
+        return follow(ctx, mode, &filter, state, head, tree);
     }
-    let rows: Vec<Vec<String>> = rows.iter().map(HistoryRow::cells).collect();
-    print(&table(&HistoryRow::HEADERS, &rows))
+    match mode {
+        Mode::Ocsf => print_raw(&lines.concat()),
+        Mode::Json => {
+            let v: Vec<_> = rows.iter().map(|(r, _)| r.json()).collect();
+            json(&json!({"events": v}))
+        }
+        Mode::Text => {
+            let rows: Vec<Vec<String>> = rows.iter().map(|(r, _)| r.cells()).collect();
+            print(&table(&HistoryRow::HEADERS, &rows))
+        }
+    }
 }
 
-/// One event as a line: JSON Lines with --json, else tab-separated columns.
-fn print_line(ctx: &Ctx, r: &HistoryRow) -> Result<(), CliError> {
-    if ctx.json {
+/// One event as a line: JSON Lines in JSON mode, else tab-separated columns.
+fn print_line(mode: Mode, r: &HistoryRow) -> Result<(), CliError> {
+    if mode == Mode::Json {
         return print_raw(&format!("{}\n", r.json()));
     }
     let cells: Vec<String> = r.cells().iter().map(|c| clean(c)).collect();
@@ -255,6 +306,7 @@ fn print_line(ctx: &Ctx, r: &HistoryRow) -> Result<(), CliError> {
 /// Every new event is verified (signature, chain, signer, policy) before it is shown.
 fn follow(
     ctx: &Ctx,
+    mode: Mode,
     filter: &Filter,
     state: State,
     head: keyledger::chain::Head,
@@ -323,9 +375,13 @@ fn follow(
                 let actor = state.signers.get(&ev.signer).map_or("?", |s| s.principal.as_str());
                 let owner = state.key_owner(&ev.action);
                 if filter.matches(&ev, actor, owner) {
-                    let mut row = history_row(state, ev);
-                    row.hash = Some(step.hash.hex());
-                    print_line(ctx, &row)?;
+                    if mode == Mode::Ocsf {
+                        print_raw(&ocsf_line(state, &Record::new(state, &frame, &ev, &step.hash, actor)))?;
+                    } else {
+                        let mut row = history_row(state, ev);
+                        row.hash = Some(step.hash.hex());
+                        print_line(mode, &row)?;
+                    }
                 }
             }
         }

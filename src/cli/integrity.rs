@@ -261,6 +261,8 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
         "\nVerification (signatures, chain, policy, anchored to the head):\n{}",
         render(&d.ledger, &d.report)
     ));
+    // A new ledger at this path: what this user's cache said of one removed from here goes.
+    let _ = ctx.cache.forget(&d.ledger);
     let audit = keyledger::audit::audit(
         &d.ledger,
         &keyledger::audit::Options::at(ctx.now),
@@ -331,12 +333,16 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
                 s.events,
             )
         }
-        ExportFormat::Jsonl | ExportFormat::Csv => {
+        ExportFormat::Jsonl | ExportFormat::Csv | ExportFormat::Ocsf => {
             let sel = export::select(&ctx.ledger, &filter, &ctx.cache)?;
             super::warn_torn_tail(sel.torn);
             let records = sel.records();
             let text = match a.format {
                 ExportFormat::Csv => export::to_csv(&records),
+                ExportFormat::Ocsf => records
+                    .iter()
+                    .map(|r| super::history::ocsf_line(&sel.state, r))
+                    .collect(),
                 _ => export::to_jsonl(&records),
             };
             write_exclusive(&a.out, text.as_bytes(), 0o644)?;
