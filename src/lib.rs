@@ -26,6 +26,7 @@ pub mod ops;
 pub mod pass;
 pub mod pipeline;
 pub mod policy;
+pub mod progress;
 pub mod query;
 pub mod report;
 pub mod signing;

@@ -291,6 +291,9 @@ fn ordered<R: Read + Send>(
                 }
             };
             let index = checker.frames();
+            if index % 16_384 == 0 {
+                crate::progress::report(frame.offset, len);
+            }
             if folding
                 && let (Some(u), Ok(ev)) = (spec.until, &decoded)
                 && u.is_past(ev)
@@ -373,6 +376,7 @@ fn ordered<R: Read + Send>(
         }
         Ok(())
     })?;
+    crate::progress::report(len, len);
     if let Some(tx) = jobs
         && !job.is_empty()
     {

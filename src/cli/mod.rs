@@ -223,6 +223,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Man { out } => return docs::man(out),
         _ => {}
     }
+    if !cli.json {
+        show_progress();
+    }
     let now = clock()?;
     let cache = usable_cache();
     let ctx = Ctx {
@@ -267,4 +270,42 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Demo { dir } => integrity::demo(&ctx, dir),
         Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("handled above"),
     }
+}
+
+/// Passes over more than this many bytes show a progress bar (about 40,000 events).
+const PROGRESS_MIN_BYTES: u64 = 8 << 20;
+
+/// A progress bar on stderr for long passes, only when stderr is a terminal (never in
+/// pipes, files or --json). Each pass (verify, then replay, say) gets its own bar.
+fn show_progress() {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let bar: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+    keyledger::progress::set_hook(move |done, total| {
+        if total < PROGRESS_MIN_BYTES {
+            return;
+        }
+        let Ok(mut bar) = bar.lock() else { return };
+        if done >= total {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            return;
+        }
+        let b = bar.get_or_insert_with(|| {
+            let b = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "keyledger: reading the ledger {wide_bar} {decimal_bytes}/{decimal_total_bytes} ({eta} left)",
+            ) {
+                b.set_style(style);
+            }
+            b
+        });
+        b.set_position(done);
+    });
 }
