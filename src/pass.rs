@@ -291,7 +291,7 @@ fn ordered<R: Read + Send>(
                 }
             };
             let index = checker.frames();
-            if index % 16_384 == 0 {
+            if index.is_multiple_of(16_384) {
                 crate::progress::report(frame.offset, len);
             }
             if folding
