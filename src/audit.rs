@@ -149,6 +149,54 @@ pub struct Audit {
     pub state: State,
     /// Every evidence event: seq → (time, actor, tag, one-line detail).
     pub evidence_events: BTreeMap<u64, (Timestamp, String, &'static str, Action)>,
+    /// The findings counted by control and severity at each month end before `as_of`.
+    pub trend: Vec<TrendPoint>,
+}
+
+/// The controls' findings at one moment, counted by control and by severity.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrendPoint {
+    pub at: Timestamp,
+    pub by_control: BTreeMap<&'static str, usize>,
+    pub by_severity: BTreeMap<&'static str, usize>,
+}
+
+impl TrendPoint {
+    fn of(at: Timestamp, findings: &[Finding]) -> Self {
+        let mut p = TrendPoint {
+            at,
+            by_control: BTreeMap::new(),
+            by_severity: BTreeMap::new(),
+        };
+        for f in findings {
+            *p.by_control.entry(f.control).or_default() += 1;
+            *p.by_severity.entry(f.severity.as_str()).or_default() += 1;
+        }
+        p
+    }
+}
+
+/// The last instants of the months from `from`'s month to the month before `to`'s, the
+/// last `max` of them.
+pub fn month_ends(from: Timestamp, to: Timestamp, max: usize) -> Vec<Timestamp> {
+    use chrono::{Datelike, TimeZone, Utc};
+    let (Some(a), Some(b)) = (
+        Utc.timestamp_micros(from.0).single(),
+        Utc.timestamp_micros(to.0).single(),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let (mut y, mut m) = (a.year(), a.month());
+    while (y, m) < (b.year(), b.month()) {
+        let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+        if let Some(next) = Utc.with_ymd_and_hms(ny, nm, 1, 0, 0, 0).single() {
+            out.push(Timestamp(next.timestamp_micros() - 1));
+        }
+        (y, m) = (ny, nm);
+    }
+    let skip = out.len().saturating_sub(max);
+    out.split_off(skip)
 }
 
 /// One rotation (`key-rotated`), as an audit sees it: the old key, its successor, and
@@ -198,69 +246,13 @@ pub enum AuditError {
     Diverged(String),
 }
 
-/// Verifies the whole ledger, replays it up to `opts.as_of` (every event replayed is one
-/// this process just verified), and evaluates every control. `Audit::as_of_seq` and
-/// `Audit::ledger_events` say which part of the ledger was evaluated.
-pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditError> {
-    // A head this user verified earlier is an anchor too: what is left of a ledger cut or
-    // replaced below it does not verify.
-    let vopts = verify::Options {
-        witness: cache.witness(path),
-        ..Default::default()
-    };
-    let (report, verified) =
-        verify::verify_file_full(path, &vopts, true).map_err(|e| AuditError::Io(path.into(), e))?;
-    let (true, Some(v)) = (report.ok, verified) else {
-        return Err(AuditError::NotVerified(Box::new(report)));
-    };
-    let _ = cache.save(path, &v);
-    let trust = Some(Trust {
-        seq: v.head.seq,
-        hash: v.head.hash,
-    });
-    let f = crate::files::open_regular(path, false).map_err(|e| AuditError::Io(path.into(), e))?;
-    let len = f
-        .metadata()
-        .map_err(|e| AuditError::Io(path.into(), e))?
-        .len();
-    let as_of = if opts.whole {
-        opts.as_of.max(v.head.time)
-    } else {
-        opts.as_of
-    };
-    let mut timelines: BTreeMap<String, Vec<Mark>> = BTreeMap::new();
-    let mut denials: BTreeMap<String, Vec<(u64, Timestamp)>> = BTreeMap::new();
-    // Both passes read the same open file up to `as_of`, trusting what was just verified.
-    let window = |visit: &mut dyn FnMut(&store::Seen<'_>)| {
-        store::replay_open(path, &f, len, trust, None, Some(Until::Time(as_of)), visit)
-    };
-    let r = window(&mut |seen| {
-        let ev = seen.event;
-        for k in ev.action.key_ids() {
-            let marks = timelines.entry(k.to_owned()).or_default();
-            // Timelines keep every lifecycle event but only the first 500 authentications.
-            if marks.len() < 500
-                || !matches!(
-                    ev.action,
-                    Action::AuthSucceeded { .. } | Action::AuthFailed { .. }
-                )
-            {
-                marks.push(Mark {
-                    seq: ev.seq,
-                    time: ev.time,
-                    tag: ev.action.tag(),
-                });
-            }
-        }
-        if let Action::ActionDenied { .. } = ev.action {
-            denials
-                .entry(seen.actor().to_owned())
-                .or_default()
-                .push((ev.seq, ev.time));
-        }
-    })?;
-    let s = &r.state;
-    let t = as_of;
+/// The controls evaluated over state `s` at time `t`, with the refusals seen up to then.
+fn evaluate(
+    s: &State,
+    t: Timestamp,
+    denials: &BTreeMap<String, Vec<(u64, Timestamp)>>,
+    opts: &Options,
+) -> Vec<Finding> {
     let mut findings = vec![];
     let mut add = |control,
                    severity,
@@ -491,7 +483,7 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
             vec![signer.enrolled.seq],
         );
     }
-    for (actor, list) in &denials {
+    for (actor, list) in denials {
         // The densest window: the most refusals within burst_window_us.
         let mut best: &[(u64, Timestamp)] = &[];
         let mut lo = 0;
@@ -518,6 +510,93 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
                 best.iter().map(|x| x.0).collect(),
             );
         }
+    }
+    findings
+}
+
+/// Verifies the whole ledger, replays it up to `opts.as_of` (every event replayed is one
+/// this process just verified), and evaluates every control. `Audit::as_of_seq` and
+/// `Audit::ledger_events` say which part of the ledger was evaluated.
+pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditError> {
+    // A head this user verified earlier is an anchor too: what is left of a ledger cut or
+    // replaced below it does not verify.
+    let vopts = verify::Options {
+        witness: cache.witness(path),
+        ..Default::default()
+    };
+    let (report, verified) =
+        verify::verify_file_full(path, &vopts, true).map_err(|e| AuditError::Io(path.into(), e))?;
+    let (true, Some(v)) = (report.ok, verified) else {
+        return Err(AuditError::NotVerified(Box::new(report)));
+    };
+    let _ = cache.save(path, &v);
+    let trust = Some(Trust {
+        seq: v.head.seq,
+        hash: v.head.hash,
+    });
+    let f = crate::files::open_regular(path, false).map_err(|e| AuditError::Io(path.into(), e))?;
+    let len = f
+        .metadata()
+        .map_err(|e| AuditError::Io(path.into(), e))?
+        .len();
+    let as_of = if opts.whole {
+        opts.as_of.max(v.head.time)
+    } else {
+        opts.as_of
+    };
+    let mut timelines: BTreeMap<String, Vec<Mark>> = BTreeMap::new();
+    let mut denials: BTreeMap<String, Vec<(u64, Timestamp)>> = BTreeMap::new();
+    // Both passes read the same open file up to `as_of`, trusting what was just verified.
+    let window = |visit: &mut dyn FnMut(&store::Seen<'_>)| {
+        store::replay_open(path, &f, len, trust, None, Some(Until::Time(as_of)), visit)
+    };
+    let r = window(&mut |seen| {
+        let ev = seen.event;
+        for k in ev.action.key_ids() {
+            let marks = timelines.entry(k.to_owned()).or_default();
+            // Timelines keep every lifecycle event but only the first 500 authentications.
+            if marks.len() < 500
+                || !matches!(
+                    ev.action,
+                    Action::AuthSucceeded { .. } | Action::AuthFailed { .. }
+                )
+            {
+                marks.push(Mark {
+                    seq: ev.seq,
+                    time: ev.time,
+                    tag: ev.action.tag(),
+                });
+            }
+        }
+        if let Action::ActionDenied { .. } = ev.action {
+            denials
+                .entry(seen.actor().to_owned())
+                .or_default()
+                .push((ev.seq, ev.time));
+        }
+    })?;
+    let t = as_of;
+    let mut findings = evaluate(&r.state, t, &denials, opts);
+    // The trend: the same controls at each month end before `t` (at most 24), each over
+    // the state replayed to that moment.
+    let mut trend = Vec::new();
+    let genesis_time = r
+        .state
+        .principals
+        .get(&r.state.account)
+        .map_or(t, |p| p.created.time);
+    for end in month_ends(genesis_time, t, 24) {
+        let at = store::replay_open(path, &f, len, trust, None, Some(Until::Time(end)), |_| {})?;
+        let upto: BTreeMap<String, Vec<(u64, Timestamp)>> = denials
+            .iter()
+            .map(|(a, l)| {
+                (
+                    a.clone(),
+                    l.iter().copied().filter(|x| x.1 <= end).collect(),
+                )
+            })
+            .collect();
+        trend.push(TrendPoint::of(end, &evaluate(&at.state, end, &upto, opts)));
     }
     findings.sort_by(|a, b| {
         b.severity
@@ -557,5 +636,6 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
         timelines,
         state: r.state,
         evidence_events,
+        trend,
     })
 }

@@ -113,6 +113,7 @@ fn mark_style(tag: &str) -> (&'static str, &'static str) {
         "key-disabled" => ("#ca8a04", "disabled"),
         "key-enabled" => ("#0891b2", "enabled"),
         "key-deleted" => ("#dc2626", "deleted"),
+        "key-rotated" => ("#db2777", "rotated"),
         _ => ("#6b7280", "other"),
     }
 }
@@ -175,6 +176,131 @@ fn timeline_svg(audit: &Audit, key_id: &str) -> String {
 }
 
 /// A self-contained HTML report: summary, findings with evidence links, a timeline per key.
+const SEVERITIES: [crate::audit::Severity; 4] = [
+    crate::audit::Severity::Critical,
+    crate::audit::Severity::High,
+    crate::audit::Severity::Medium,
+    crate::audit::Severity::Low,
+];
+
+/// The one-page summary on top: what the ledger holds, findings by control and severity
+/// now, and the same counts at each month end (the ledger replayed there) as a chart and a
+/// table. Everything inline: the report stays one file with no network.
+fn executive_summary(h: &mut String, audit: &Audit) {
+    use crate::audit::TrendPoint;
+    let s = &audit.state;
+    let live_users = s
+        .principals
+        .values()
+        .filter(|p| p.deleted.is_none())
+        .count();
+    let active = s
+        .keys
+        .values()
+        .filter(|k| k.status_at(audit.as_of) == "active")
+        .count();
+    let rotations = audit.rotations().len();
+    let now = TrendPoint {
+        at: audit.as_of,
+        by_control: audit.findings.iter().fold(Default::default(), |mut m, f| {
+            *m.entry(f.control).or_default() += 1;
+            m
+        }),
+        by_severity: audit.findings.iter().fold(Default::default(), |mut m, f| {
+            *m.entry(f.severity.as_str()).or_default() += 1;
+            m
+        }),
+    };
+    let mut points: Vec<&TrendPoint> = audit.trend.iter().collect();
+    points.push(&now);
+    let _ = write!(
+        h,
+        "<section class=\"exec\"><h2>Executive summary</h2><div class=\"tiles\">\
+         <div><b>{}</b>events, all verified</div><div><b>{live_users}</b>principals</div>\
+         <div><b>{active}</b>active access keys</div><div><b>{rotations}</b>key rotations</div>\
+         <div><b>{}</b>findings now</div></div>",
+        audit.events,
+        audit.findings.len()
+    );
+    // Chart: findings by severity at each month end and now, stacked.
+    let max = points
+        .iter()
+        .map(|p| p.by_severity.values().sum::<usize>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (bar_w, gap, chart_h) = (34usize, 14usize, 140usize);
+    let width = points.len() * (bar_w + gap) + 40;
+    let _ = write!(
+        h,
+        "<h3>Findings by severity, at each month end and now</h3><svg class=\"trend\" width=\"{width}\" height=\"{}\" role=\"img\" aria-label=\"findings by severity over time\">",
+        chart_h + 40
+    );
+    for (i, p) in points.iter().enumerate() {
+        let x = 30 + i * (bar_w + gap);
+        let mut y = chart_h + 10;
+        for sev in SEVERITIES.iter().rev() {
+            let n = p.by_severity.get(sev.as_str()).copied().unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let hgt = n * chart_h / max;
+            y -= hgt;
+            let _ = write!(
+                h,
+                "<rect x=\"{x}\" y=\"{y}\" width=\"{bar_w}\" height=\"{hgt}\" class=\"{}\"><title>{} {}: {n}</title></rect>",
+                sev.as_str(),
+                p.at,
+                sev.as_str()
+            );
+        }
+        let total: usize = p.by_severity.values().sum();
+        let label = if std::ptr::eq(*p, &now) {
+            "now".to_owned()
+        } else {
+            p.at.to_string().get(..7).unwrap_or("").to_owned()
+        };
+        let _ = write!(
+            h,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\">{total}</text><text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"10\">{label}</text>",
+            x + bar_w / 2,
+            y.saturating_sub(3).max(9),
+            x + bar_w / 2,
+            chart_h + 26
+        );
+    }
+    let _ = write!(
+        h,
+        "<line x1=\"26\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#94a3b8\"/></svg>",
+        chart_h + 10,
+        width - 6
+    );
+    // Table: control by moment.
+    h.push_str("<h3>Findings by control</h3><table class=\"bycontrol\"><tr><th>Control</th>");
+    for p in &points {
+        let label = if std::ptr::eq(*p, &now) {
+            "now".to_owned()
+        } else {
+            p.at.to_string().get(..7).unwrap_or("").to_owned()
+        };
+        let _ = write!(h, "<th>{label}</th>");
+    }
+    h.push_str("</tr>");
+    for (id, _) in CONTROLS {
+        let _ = write!(h, "<tr><td><code>{id}</code></td>");
+        for p in &points {
+            let n = p.by_control.get(id).copied().unwrap_or(0);
+            let _ = write!(
+                h,
+                "<td class=\"n{}\">{n}</td>",
+                if n == 0 { " zero" } else { "" }
+            );
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table><p class=\"note\">Month-end columns evaluate the controls over the ledger replayed to the last instant of each month (at most 24 months); \"now\" is the evaluation below.</p></section>");
+}
+
 pub fn audit_html(audit: &Audit, ledger: &str) -> String {
     let mut counts = std::collections::BTreeMap::new();
     for f in &audit.findings {
@@ -189,6 +315,10 @@ h1{{font-size:1.4rem}} h2{{font-size:1.1rem;margin-top:2rem}}
 table{{border-collapse:collapse;width:100%}} th,td{{border-bottom:1px solid #e2e8f0;padding:.35rem .5rem;text-align:left;vertical-align:top}}
 th{{background:#f1f5f9}} .sev{{font-weight:600;text-transform:uppercase;font-size:.75rem;padding:.1rem .4rem;border-radius:.25rem;color:#fff}}
 .critical{{background:#7f1d1d}} .high{{background:#dc2626}} .medium{{background:#d97706}} .low{{background:#64748b}}
+.exec{{border:1px solid #e2e8f0;border-radius:.5rem;padding:0 1rem 1rem}} .tiles{{display:flex;gap:1rem;flex-wrap:wrap}} .tiles div{{background:#f8fafc;border-radius:.4rem;padding:.5rem .8rem;min-width:8rem}} .tiles b{{display:block;font-size:1.4rem}}
+h3{{font-size:.95rem;margin:1rem 0 .3rem}} svg.trend rect.critical{{fill:#7f1d1d}} svg.trend rect.high{{fill:#dc2626}} svg.trend rect.medium{{fill:#d97706}} svg.trend rect.low{{fill:#64748b}}
+.bycontrol th{{white-space:nowrap}} td{{overflow-wrap:anywhere}} td:first-child,.sev{{white-space:nowrap;overflow-wrap:normal}} .bycontrol td.n,.bycontrol td.nzero{{text-align:right;width:4rem}} .bycontrol td.nzero{{color:#cbd5e1}} .note{{color:#64748b;font-size:.85em}}
+@media print{{.exec{{page-break-after:always}}}}
 .summary span{{margin-right:1.2rem}} code{{font-size:.85em}} .fields code{{overflow-wrap:anywhere}} .legend span{{margin-right:1rem}} .key{{margin:1rem 0}}
 </style></head><body>"#,
         ledger = esc(ledger),
@@ -217,6 +347,7 @@ th{{background:#f1f5f9}} .sev{{font-weight:600;text-transform:uppercase;font-siz
         );
     }
     let _ = write!(h, "<span>{} findings</span></p>", audit.findings.len());
+    executive_summary(&mut h, audit);
     h.push_str("<h2>Findings</h2><table><tr><th>Severity</th><th>Control</th><th>Principal</th><th>Key</th><th>Finding</th><th>Evidence</th></tr>");
     for f in &audit.findings {
         let ev: Vec<String> = f
@@ -247,6 +378,7 @@ th{{background:#f1f5f9}} .sev{{font-weight:600;text-transform:uppercase;font-siz
         "key-disabled",
         "key-enabled",
         "key-deleted",
+        "key-rotated",
     ] {
         let (c, l) = mark_style(tag);
         let _ = write!(

@@ -334,3 +334,89 @@ fn an_audit_of_a_ledger_that_does_not_verify_fails() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("does not verify"), "{}", stderr(&o));
 }
+
+/// Issue 13, item 10: the HTML report opens with an executive summary: counts by control
+/// and severity now and at each month end, each month end being the audit as of then.
+#[test]
+fn the_executive_summary_is_the_audit_at_each_month_end() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run_in(d.path(), &["demo", "--dir", "d"], None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let l = ["--ledger", "d/demo.ledger"];
+    let o = run_in(
+        d.path(),
+        &[l[0], l[1], "--json", "audit", "--fail-on", "none"],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let a: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let trend = a["trend"].as_array().unwrap();
+    assert!(trend.len() >= 2, "the demo spans several months: {a}");
+    for p in trend {
+        let at = p["at"].as_str().unwrap();
+        assert!(at.ends_with("59.999999Z"), "a month's last instant: {at}");
+        let o = run_in(
+            d.path(),
+            &[
+                l[0],
+                l[1],
+                "--json",
+                "audit",
+                "--fail-on",
+                "none",
+                "--as-of",
+                at,
+            ],
+            None,
+        );
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let then: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let mut by_control = serde_json::Map::new();
+        for f in then["findings"].as_array().unwrap() {
+            let c = f["control"].as_str().unwrap().to_owned();
+            let n = by_control.get(&c).and_then(Value::as_u64).unwrap_or(0);
+            by_control.insert(c, (n + 1).into());
+        }
+        assert_eq!(p["by_control"], Value::Object(by_control), "at {at}");
+    }
+    let o = run_in(
+        d.path(),
+        &[
+            l[0],
+            l[1],
+            "audit",
+            "--format",
+            "html",
+            "--out",
+            "a.html",
+            "--fail-on",
+            "none",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let html = std::fs::read_to_string(d.path().join("a.html")).unwrap();
+    let summary = html.find("Executive summary").expect("a summary");
+    assert!(
+        summary < html.find("<h2>Findings</h2>").unwrap(),
+        "the summary comes first"
+    );
+    assert!(html.contains("<svg class=\"trend\""));
+    for (control, _) in keyledger::audit::CONTROLS {
+        assert!(
+            html.contains(&format!("<tr><td><code>{control}</code></td><td class=")),
+            "{control} row"
+        );
+    }
+    for p in trend {
+        let month = &p["at"].as_str().unwrap()[..7];
+        assert!(
+            html.contains(&format!("<th>{month}</th>")),
+            "{month} column"
+        );
+    }
+    // Still one self-contained file.
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http")
+    );
+}

@@ -75,6 +75,7 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
             "evaluated": {"first_seq": 0, "last_seq": r.as_of_seq, "whole_ledger": r.events == r.ledger_events},
             "findings": r.findings,
             "rotations": r.rotations(),
+            "trend": r.trend,
         }))
         .map_err(CliError::io)?
             + "\n",
