@@ -275,7 +275,6 @@ fn a_reader_never_hangs_behind_a_stalled_writer() {
 
 #[test]
 fn log_follow_sees_appends_by_another_process_and_stops_when_the_ledger_goes() {
-    use std::io::{BufRead, BufReader};
     let d = tempfile::tempdir().unwrap();
     init(d.path());
     let mut child = std::process::Command::new(bin())
@@ -285,17 +284,8 @@ fn log_follow_sees_appends_by_another_process_and_stops_when_the_ledger_goes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Lines arrive through a channel so that a silent follower fails the test instead of
-    // hanging it; the child is killed on any failure.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    // The child is killed on any failure.
+    let rx = stdout_lines(&mut child);
     ok(d.path(), &["user", "create", "alice"]);
     ok(d.path(), &["grant", "alice", "admin"]);
     ok(d.path(), &["user", "create", "bob"]);

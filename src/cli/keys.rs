@@ -198,20 +198,7 @@ fn deliver(
             (Some(p), channel)
         }
         None => (None, {
-            let fields = vec![
-                (
-                    "AccessKey ID:",
-                    "KEYLEDGER_ACCESS_KEY_ID",
-                    "access_key_id",
-                    new.key_id.as_str(),
-                ),
-                (
-                    "AccessKey Secret:",
-                    "KEYLEDGER_ACCESS_KEY_SECRET",
-                    "access_key_secret",
-                    new.secret.expose(),
-                ),
-            ];
+            let fields = id_and_secret(&new.key_id, &new.secret);
             reveal_stdout(
                 format,
                 &fields,
@@ -237,6 +224,27 @@ fn deliver(
         shown_once_warning();
     }
     Ok(csv_path)
+}
+
+/// The ID and secret as `reveal_stdout` shows them: (text label, env name, JSON name, value).
+fn id_and_secret<'a>(
+    id: &'a str,
+    secret: &'a SecretText,
+) -> Vec<(&'static str, &'static str, &'static str, &'a str)> {
+    vec![
+        (
+            "AccessKey ID:",
+            "KEYLEDGER_ACCESS_KEY_ID",
+            "access_key_id",
+            id,
+        ),
+        (
+            "AccessKey Secret:",
+            "KEYLEDGER_ACCESS_KEY_SECRET",
+            "access_key_secret",
+            secret.expose(),
+        ),
+    ]
 }
 
 fn shown_once_warning() {
@@ -635,19 +643,8 @@ pub fn sts(ctx: &Ctx, cmd: StsCmd) -> Result<(), CliError> {
     let (mut l, key) = ctx.open()?;
     let t = l.issue_temporary(&key, &user, us, ctx.now)?;
     let expires = t.expires.to_string();
-    let fields = vec![
-        (
-            "AccessKey ID:",
-            "KEYLEDGER_ACCESS_KEY_ID",
-            "access_key_id",
-            t.key_id.as_str(),
-        ),
-        (
-            "AccessKey Secret:",
-            "KEYLEDGER_ACCESS_KEY_SECRET",
-            "access_key_secret",
-            t.secret.expose(),
-        ),
+    let mut fields = id_and_secret(&t.key_id, &t.secret);
+    fields.extend([
         (
             "Security Token:",
             "KEYLEDGER_SECURITY_TOKEN",
@@ -660,7 +657,7 @@ pub fn sts(ctx: &Ctx, cmd: StsCmd) -> Result<(), CliError> {
             "expiration",
             expires.as_str(),
         ),
-    ];
+    ]);
     let format = if ctx.json { RevealFormat::Json } else { format };
     let channel = reveal_stdout(format, &fields, json!({"user": user, "seq": t.receipt.seq}))?;
     record_reveal(&mut l, &key, &t.key_id, &channel, None, ctx.now)?;

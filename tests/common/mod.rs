@@ -448,3 +448,19 @@ pub fn edit(b: &mut Vec<u8>, kind: u8, at: usize, to: usize, byte: u8) {
         _ => {}
     }
 }
+
+/// The lines a child process writes on stdout, through a channel: a silent child then
+/// fails a test (`recv_timeout`) instead of hanging it.
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().expect("stdout is piped");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
