@@ -97,6 +97,9 @@ pub struct Options {
     /// Refusals by one actor within `burst_window_us` that make a burst.
     pub burst_threshold: usize,
     pub burst_window_us: i64,
+    /// Month ends to evaluate the controls at as well (the trend), latest first: 0 for
+    /// none. Each is one more replay of the ledger up to it.
+    pub trend_months: usize,
 }
 
 impl Options {
@@ -109,6 +112,7 @@ impl Options {
             max_temporary_hours: 12,
             burst_threshold: 5,
             burst_window_us: 3600 * 1_000_000,
+            trend_months: 0,
         }
     }
 }
@@ -577,15 +581,15 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
     })?;
     let t = as_of;
     let mut findings = evaluate(&r.state, t, &denials, opts);
-    // The trend: the same controls at each month end before `t` (at most 24), each over
-    // the state replayed to that moment.
+    // The trend: the same controls at each month end before `t` (the last
+    // `trend_months`), each over the state replayed to that moment.
     let mut trend = Vec::new();
     let genesis_time = r
         .state
         .principals
         .get(&r.state.account)
         .map_or(t, |p| p.created.time);
-    for end in month_ends(genesis_time, t, 24) {
+    for end in month_ends(genesis_time, t, opts.trend_months) {
         let at = store::replay_open(path, &f, len, trust, None, Some(Until::Time(end)), |_| {})?;
         let upto: BTreeMap<String, Vec<(u64, Timestamp)>> = denials
             .iter()

@@ -348,6 +348,24 @@ fn the_executive_summary_is_the_audit_at_each_month_end() {
         &[l[0], l[1], "--json", "audit", "--fail-on", "none"],
         None,
     );
+    let a: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(
+        a["trend"].as_array().unwrap().is_empty(),
+        "the trend costs replays: on request"
+    );
+    let o = run_in(
+        d.path(),
+        &[
+            l[0],
+            l[1],
+            "--json",
+            "audit",
+            "--fail-on",
+            "none",
+            "--trend",
+        ],
+        None,
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let a: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let trend = a["trend"].as_array().unwrap();

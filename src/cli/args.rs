@@ -228,6 +228,10 @@ pub struct AuditArgs {
     /// text for people, json for scripts, html for one self-contained report file.
     #[arg(long, value_enum, default_value = "text")]
     pub format: AuditFormat,
+    /// Also evaluate the controls at each of the last 24 month ends (JSON `trend`; one
+    /// replay of the ledger each). The HTML report always does, for its summary.
+    #[arg(long)]
+    pub trend: bool,
     /// Write the report to this new file instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,

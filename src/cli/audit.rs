@@ -54,6 +54,11 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
         max_unused_days: a.max_unused,
         max_temporary_hours: a.max_temporary,
         burst_threshold: a.burst,
+        // The HTML report's summary shows 24 months; other formats on request.
+        trend_months: match (a.trend, ctx.json, a.format) {
+            (true, _, _) | (false, false, AuditFormat::Html) => 24,
+            _ => 0,
+        },
         ..Options::at(as_of)
     };
     let r = audit::audit(&ctx.ledger, &opts, &ctx.cache).map_err(|e| match e {
