@@ -111,6 +111,12 @@ impl SigningKey {
             },
             _ => io_err(e),
         })?;
+        if path.extension().is_some_and(|e| e == "pub") {
+            return Err(KeyFileError::Malformed {
+                path: path.into(),
+                reason: "it is a public key file (.pub); --key takes the private key file, the same name without .pub",
+            });
+        }
         let meta = f.metadata().map_err(io_err)?;
         if meta.uid() != crate::files::effective_uid() {
             return Err(KeyFileError::NotOwned {

@@ -80,7 +80,9 @@ pub enum StoreError {
         "the time asked for, {asked}, is more than 5 minutes after this machine's clock ({real}); events are never dated in the future (KEYLEDGER_NOW may only set the clock back)"
     )]
     FutureTime { asked: Timestamp, real: Timestamp },
-    #[error("the signing key {0}")]
+    #[error(
+        "the signing key cannot act here: {0}. An account or admin enrolls it with `keyledger signer enroll NAME --public-key @FILE.pub`"
+    )]
     Signer(ApplyError),
     #[error("refused: {refusal}. Recorded as action-denied at seq {}", receipt.seq)]
     Denied { refusal: Refusal, receipt: Receipt },

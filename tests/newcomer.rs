@@ -169,3 +169,52 @@ fn input_mistakes_are_not_evidence() {
         before
     );
 }
+
+/// Found by a new user's walkthrough: acting as the account by default was silent, a
+/// public key given as --key got advice to chmod it, and an unenrolled key no next step.
+#[test]
+fn who_acts_is_said_and_wrong_keys_are_explained() {
+    let dir = ledger();
+    let d = dir.path();
+    let o = run_in(d, &["user", "create", "carol"], None);
+    assert_eq!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("acting as the account (acme"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_in(d, &["keygen", "--out", "alice.key"], None);
+    assert_eq!(code(&o), 0);
+    let o = run_in(
+        d,
+        &["user", "create", "alice", "--public-key", "@alice.key.pub"],
+        None,
+    );
+    assert_eq!(code(&o), 0);
+    let o = run_in(d, &["grant", "alice", "admin"], None);
+    assert_eq!(code(&o), 0);
+    let o = run_in(d, &["--key", "alice.key", "user", "create", "dave"], None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("acting as"), "{}", stderr(&o));
+    let o = run_in(
+        d,
+        &["--key", "alice.key.pub", "user", "create", "erin"],
+        None,
+    );
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("public key file"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("chmod"), "{}", stderr(&o));
+    let o = run_in(d, &["keygen", "--out", "stranger.key"], None);
+    assert_eq!(code(&o), 0);
+    let o = run_in(
+        d,
+        &["--key", "stranger.key", "user", "create", "erin"],
+        None,
+    );
+    assert_eq!(code(&o), 3);
+    assert!(
+        stderr(&o).contains("keyledger signer enroll"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -131,7 +131,7 @@ pub enum Cmd {
         #[arg(long)]
         record: bool,
     },
-    /// Export events: JSON Lines, CSV, or an evidence bundle that verifies offline.
+    /// Export events: JSON Lines, CSV, OCSF (for SIEMs), or an evidence bundle that verifies offline.
     Export(ExportArgs),
     /// Verify an evidence bundle with no access to the ledger.
     ///

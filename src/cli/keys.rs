@@ -214,8 +214,7 @@ fn deliver(
             )?;
         } else {
             print(&format!(
-                "{what} (seq {}); secret written once to {} (mode 0600), recorded at seq {}\n",
-                new.receipt.seq,
+                "{what}; secret written once to {} (mode 0600), recorded at seq {}\n",
                 super::output::clean(path),
                 revealed.seq
             ))?;
@@ -291,7 +290,10 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                     return Err(e.into());
                 }
             };
-            let what = format!("created {} for {user}", new.key_id);
+            let what = format!(
+                "created {} for {user} (seq {})",
+                new.key_id, new.receipt.seq
+            );
             deliver(ctx, &mut l, &key, &user, &new, csv, format, &what).map(|_| ())
         }
         KeyCmd::Rotate {
@@ -320,7 +322,13 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                 }
             };
             let user = user.unwrap_or_default();
-            let what = format!("rotated {key_id} to {} for {user}", new.key_id);
+            // The new key's creation, then the key-rotated event in the same group commit.
+            let what = format!(
+                "rotated {key_id} to {} for {user} (created at seq {}, linked at seq {})",
+                new.key_id,
+                new.receipt.seq,
+                new.receipt.seq + 1
+            );
             deliver(ctx, &mut l, &key, &user, &new, csv, format, &what)?;
             if disable_old {
                 // Only once the new secret has reached its requester.

@@ -63,6 +63,14 @@ impl Ctx {
     pub fn open(&self) -> Result<(Ledger, SigningKey), CliError> {
         let key = self.signing_key()?;
         let l = Ledger::open_with(&self.ledger, self.wait, &self.cache)?;
+        // Acting as the account (root) by default is said, never silent.
+        if self.key.is_none() && l.actor(&key).is_ok_and(|a| a == l.state().account) {
+            output::message(&format!(
+                "acting as the account ({}, with {}); to act as someone else, pass --key FILE before the command",
+                l.state().account,
+                self.key_path().display()
+            ));
+        }
         Ok((l, key))
     }
 
