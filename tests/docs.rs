@@ -40,6 +40,10 @@ fn bash_completion_lists_subcommands_and_flags() {
             "key {sub} not offered: {key}"
         );
     }
+    let perms = complete("keyledger grant alice ''", 3);
+    for p in ["admin", "manage-keys", "manage-own-keys"] {
+        assert!(perms.lines().any(|l| l == p), "{p} not offered: {perms}");
+    }
     let flags = complete("keyledger key create --", 3);
     assert!(flags.lines().any(|l| l == "--confirm-necessary"), "{flags}");
     for shell in ["zsh", "fish", "powershell"] {

@@ -53,6 +53,9 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+/// The permissions `grant` and `revoke` take (and completions offer).
+const PERMISSIONS: [&str; 3] = ["admin", "manage-keys", "manage-own-keys"];
+
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Create a new ledger and the account's signing key; prints the trust anchor.
@@ -83,6 +86,7 @@ pub enum Cmd {
         name: String,
         /// admin (users, permissions and anyone's keys), manage-keys (anyone's keys) or
         /// manage-own-keys (the principal's own keys).
+        #[arg(value_parser = PERMISSIONS)]
         permission: String,
     },
     /// Revoke a permission.
@@ -90,6 +94,7 @@ pub enum Cmd {
         /// The principal (user) who loses it.
         name: String,
         /// admin, manage-keys or manage-own-keys.
+        #[arg(value_parser = PERMISSIONS)]
         permission: String,
     },
     /// Create, disable, enable, delete, list and show access keys.
