@@ -472,7 +472,7 @@ fn sign_all(key: &SigningKey, bodies: &[(Vec<u8>, crate::types::Hash32)]) -> Vec
 }
 
 /// The `action-denied` event recorded instead of a refused action.
-fn denial(action: &Action, refusal: &Refusal) -> Action {
+pub(crate) fn denial(action: &Action, refusal: &Refusal) -> Action {
     let short = |s: &str| s.chars().take(crate::state::MAX_ID).collect::<String>();
     Action::ActionDenied {
         attempted: describe(action),

@@ -92,11 +92,7 @@ impl Ledger {
         };
         let old = match self.state().may_rotate_but_for_new(&actor, old_key_id) {
             Ok(old) => old.clone(),
-            Err(refusal) => {
-                // Recorded as refused, for the old key's reason (the rule checks it first).
-                self.append(signer, rotated, time)?;
-                return Err(StoreError::Invalid(refusal));
-            }
+            Err(refusal) => return Err(self.record_refusal(signer, &rotated, refusal, time)),
         };
         let secret = SecretText::new_secret();
         let scenario: String = format!(
@@ -111,14 +107,9 @@ impl Ledger {
             confirmed_necessary: true,
             root_key_allowed: old.user == self.state().account,
         };
-        if self.state().authorize(&actor, &created, time).is_err() {
+        if let Err(refusal) = self.state().authorize(&actor, &created, time) {
             // No room (R7) or no permission: recorded once, as that refusal.
-            let receipt = self.append(signer, created, time)?;
-            return Ok(NewKey {
-                receipt,
-                key_id,
-                secret,
-            });
+            return Err(self.record_refusal(signer, &created, refusal, time));
         }
         let mut out = self.append_batch(signer, vec![created, rotated], time)?;
         let rotated = out.pop();
@@ -136,6 +127,21 @@ impl Ledger {
                 rule: "R8",
                 message: "the rotation was not recorded".into(),
             })),
+        }
+    }
+
+    /// Records `action` as refused (R12), as an append of it would: the `action-denied`
+    /// event, and the error that names it.
+    fn record_refusal(
+        &mut self,
+        signer: &SigningKey,
+        action: &Action,
+        refusal: crate::state::Refusal,
+        time: Timestamp,
+    ) -> StoreError {
+        match self.append(signer, crate::ledger::denial(action, &refusal), time) {
+            Ok(receipt) => StoreError::Denied { refusal, receipt },
+            Err(e) => e,
         }
     }
 

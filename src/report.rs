@@ -213,6 +213,13 @@ fn executive_summary(h: &mut String, audit: &Audit) {
     };
     let mut points: Vec<&TrendPoint> = audit.trend.iter().collect();
     points.push(&now);
+    // Month ends by their month; the last column is now.
+    let labels: Vec<String> = points
+        .iter()
+        .map(|p| p.at.to_string().get(..7).unwrap_or("").to_owned())
+        .take(points.len() - 1)
+        .chain(["now".to_owned()])
+        .collect();
     let _ = write!(
         h,
         "<section class=\"exec\"><h2>Executive summary</h2><div class=\"tiles\">\
@@ -255,11 +262,7 @@ fn executive_summary(h: &mut String, audit: &Audit) {
             );
         }
         let total: usize = p.by_severity.values().sum();
-        let label = if std::ptr::eq(*p, &now) {
-            "now".to_owned()
-        } else {
-            p.at.to_string().get(..7).unwrap_or("").to_owned()
-        };
+        let label = &labels[i];
         let _ = write!(
             h,
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\">{total}</text><text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"10\">{label}</text>",
@@ -277,12 +280,7 @@ fn executive_summary(h: &mut String, audit: &Audit) {
     );
     // Table: control by moment.
     h.push_str("<h3>Findings by control</h3><table class=\"bycontrol\"><tr><th>Control</th>");
-    for p in &points {
-        let label = if std::ptr::eq(*p, &now) {
-            "now".to_owned()
-        } else {
-            p.at.to_string().get(..7).unwrap_or("").to_owned()
-        };
+    for label in &labels {
         let _ = write!(h, "<th>{label}</th>");
     }
     h.push_str("</tr>");

@@ -343,52 +343,24 @@ fn the_executive_summary_is_the_audit_at_each_month_end() {
     let o = run_in(d.path(), &["demo", "--dir", "d"], None);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let l = ["--ledger", "d/demo.ledger"];
-    let o = run_in(
-        d.path(),
-        &[l[0], l[1], "--json", "audit", "--fail-on", "none"],
-        None,
-    );
-    let a: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let audit_json = |extra: &[&str]| -> Value {
+        let mut args = vec![l[0], l[1], "--json", "audit", "--fail-on", "none"];
+        args.extend_from_slice(extra);
+        let o = run_in(d.path(), &args, None);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
     assert!(
-        a["trend"].as_array().unwrap().is_empty(),
+        audit_json(&[])["trend"].as_array().unwrap().is_empty(),
         "the trend costs replays: on request"
     );
-    let o = run_in(
-        d.path(),
-        &[
-            l[0],
-            l[1],
-            "--json",
-            "audit",
-            "--fail-on",
-            "none",
-            "--trend",
-        ],
-        None,
-    );
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let a: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let a = audit_json(&["--trend"]);
     let trend = a["trend"].as_array().unwrap();
     assert!(trend.len() >= 2, "the demo spans several months: {a}");
     for p in trend {
         let at = p["at"].as_str().unwrap();
         assert!(at.ends_with("59.999999Z"), "a month's last instant: {at}");
-        let o = run_in(
-            d.path(),
-            &[
-                l[0],
-                l[1],
-                "--json",
-                "audit",
-                "--fail-on",
-                "none",
-                "--as-of",
-                at,
-            ],
-            None,
-        );
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
-        let then: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let then = audit_json(&["--as-of", at]);
         let mut by_control = serde_json::Map::new();
         for f in then["findings"].as_array().unwrap() {
             let c = f["control"].as_str().unwrap().to_owned();

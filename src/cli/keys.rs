@@ -172,7 +172,7 @@ fn record_reveal(
 }
 
 /// Hands a new key's secret to its requester, once: into the CSV file made before the key
-/// existed, or on stdout; then records the reveal (R10). Returns the CSV path, if any.
+/// existed, or on stdout; then records the reveal (R10).
 #[allow(clippy::too_many_arguments)]
 fn deliver(
     ctx: &Ctx,
@@ -183,7 +183,7 @@ fn deliver(
     csv: Option<CsvOut>,
     format: RevealFormat,
     what: &str,
-) -> Result<Option<PathBuf>, CliError> {
+) -> Result<(), CliError> {
     let format = if ctx.json { RevealFormat::Json } else { format };
     let (csv_path, channel) = match csv {
         Some(c) => {
@@ -222,7 +222,7 @@ fn deliver(
     } else {
         shown_once_warning();
     }
-    Ok(csv_path)
+    Ok(())
 }
 
 /// The ID and secret as `reveal_stdout` shows them: (text label, env name, JSON name, value).
@@ -294,7 +294,7 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                 "created {} for {user} (seq {})",
                 new.key_id, new.receipt.seq
             );
-            deliver(ctx, &mut l, &key, &user, &new, csv, format, &what).map(|_| ())
+            deliver(ctx, &mut l, &key, &user, &new, csv, format, &what)
         }
         KeyCmd::Rotate {
             key_id,
