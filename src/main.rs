@@ -5,8 +5,6 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// Secrets and tokens are read from stdin, never from arguments or the environment, where
 /// other users can read them (`ps`, shell history): refuse any that look like one, before
 /// anything echoes them.
@@ -42,7 +40,7 @@ fn main() -> ExitCode {
         cli::output::message(&m);
         return ExitCode::from(cli::error::USAGE);
     }
-    let args = match cli::args::Cli::try_parse() {
+    let args = match cli::args::parse() {
         Ok(a) => a,
         Err(e) => {
             // clap repeats what it could not parse; a secret pasted there is never repeated.

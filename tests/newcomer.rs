@@ -30,6 +30,50 @@ fn a_key_file_after_the_command_is_pointed_before_it() {
     );
 }
 
+/// `--ledger` and `--no-wait` mean nothing to commands that open no ledger: absent from
+/// their help, refused when given after them, still taken by commands that open one.
+#[test]
+fn global_flags_appear_only_where_they_mean_something() {
+    let dir = ledger();
+    for cmd in [
+        "demo",
+        "bench",
+        "verify-bundle",
+        "keygen",
+        "completions",
+        "man",
+    ] {
+        let o = run_in(dir.path(), &[cmd, "--help"], None);
+        assert_eq!(code(&o), 0, "{cmd}: {}", stderr(&o));
+        for flag in ["--ledger", "--no-wait"] {
+            assert!(!stdout(&o).contains(flag), "{cmd} --help shows {flag}");
+        }
+        assert!(stdout(&o).contains("--json"), "{cmd} --help lost --json");
+    }
+    let o = run_in(dir.path(), &["demo", "--ledger", "x.ledger"], None);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("--ledger means nothing to `keyledger demo`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_in(dir.path(), &["keygen", "--out", "k", "--no-wait"], None);
+    assert_eq!(code(&o), 2);
+    assert!(
+        !dir.path().join("k").exists(),
+        "a refused keygen wrote a key"
+    );
+    let o = run_in(dir.path(), &["verify", "--help"], None);
+    assert!(stdout(&o).contains("--ledger"), "{}", stdout(&o));
+    let o = run_in(
+        dir.path(),
+        &["user", "list", "--ledger", "keyledger.ledger", "--no-wait"],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("acme"), "{}", stdout(&o));
+}
+
 #[test]
 fn checkpoint_onto_an_existing_file_names_no_key_file() {
     let dir = ledger();

@@ -53,6 +53,78 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+/// Commands that never open a ledger: the global `--ledger` and `--no-wait` mean nothing to
+/// them, so [`command`] hides both from their help and refuses them there.
+const NO_LEDGER: [&str; 6] = [
+    "demo",
+    "bench",
+    "verify-bundle",
+    "keygen",
+    "completions",
+    "man",
+];
+
+/// The command line as parsed, documented and completed: the derive, less the global flags on
+/// commands where they mean nothing (clap propagates a global flag only to a subcommand that
+/// has no argument of the same id, so a hidden refusing one takes its place).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    for name in NO_LEDGER {
+        cmd = cmd.mut_subcommand(name, |s| {
+            s.arg(means_nothing("ledger", "ledger", true))
+                .arg(means_nothing("no_wait", "no-wait", false))
+        });
+    }
+    cmd
+}
+
+/// Parses this process's arguments with [`command`].
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut matches = command().try_get_matches()?;
+    Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut command()))
+}
+
+fn means_nothing(id: &'static str, long: &'static str, takes_value: bool) -> clap::Arg {
+    let a = clap::Arg::new(id)
+        .long(long)
+        .hide(true)
+        .value_parser(MeansNothing(long));
+    if takes_value {
+        a.num_args(1)
+    } else {
+        a.action(clap::ArgAction::SetTrue)
+    }
+}
+
+/// A value parser that refuses its flag: the flag means nothing to its command. Only a flag's
+/// implicit default (`false`, the flag absent) passes.
+#[derive(Clone)]
+struct MeansNothing(&'static str);
+
+impl clap::builder::TypedValueParser for MeansNothing {
+    type Value = bool;
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        let is_flag = arg.is_some_and(|a| matches!(a.get_action(), clap::ArgAction::SetTrue));
+        if is_flag && value == "false" {
+            return Ok(false);
+        }
+        let name = cmd.get_name();
+        let msg = format!(
+            "--{} means nothing to `keyledger {name}`, which opens no ledger; leave it out \
+             (see `keyledger {name} --help`)\n",
+            self.0
+        );
+        Err(clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, msg).with_cmd(cmd))
+    }
+}
+
 /// The permissions `grant` and `revoke` take (and completions offer).
 const PERMISSIONS: [&str; 3] = ["admin", "manage-keys", "manage-own-keys"];
 
@@ -515,7 +587,7 @@ mod tests {
                 walk(sub, &p, missing);
             }
         }
-        let mut cmd = super::Cli::command();
+        let mut cmd = super::command();
         cmd.build();
         let mut missing = Vec::new();
         walk(&cmd, "keyledger", &mut missing);
@@ -526,7 +598,7 @@ mod tests {
     /// debug builds at parse time.
     #[test]
     fn the_cli_definition_is_consistent() {
-        super::Cli::command().debug_assert();
+        super::command().debug_assert();
     }
 
     /// The same duplicate-flag check in any build (`debug_assert` is a no-op in release):
@@ -535,7 +607,11 @@ mod tests {
     fn no_subcommand_reuses_a_global_flag() {
         fn walk(cmd: &clap::Command, globals: &[String], path: &str) {
             let mut seen: Vec<String> = globals.to_vec();
-            for a in cmd.get_arguments().filter(|a| !a.is_global_set()) {
+            // A hidden stand-in for a global (see `command`) replaces it; it is no second one.
+            for a in cmd
+                .get_arguments()
+                .filter(|a| !a.is_global_set() && !a.is_hide_set())
+            {
                 if let Some(l) = a.get_long() {
                     assert!(
                         !seen.contains(&l.to_string()),
@@ -548,7 +624,7 @@ mod tests {
                 walk(sub, globals, &format!("{path} {}", sub.get_name()));
             }
         }
-        let cmd = super::Cli::command();
+        let cmd = super::command();
         let globals: Vec<String> = cmd
             .get_arguments()
             .filter(|a| a.is_global_set())

@@ -3,13 +3,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use clap::CommandFactory;
-
-use super::args::{Cli, Shell};
+use super::args::{Shell, command};
 use super::error::CliError;
 
 pub fn completions(shell: Shell) -> Result<(), CliError> {
-    let mut cmd = Cli::command();
+    let mut cmd = command();
     let mut out = Vec::new();
     let shell = match shell {
         Shell::Bash => clap_complete::Shell::Bash,
@@ -25,7 +23,7 @@ pub fn completions(shell: Shell) -> Result<(), CliError> {
 /// Never overwrites: a page that exists already is an error naming it.
 pub fn man(dir: &Path) -> Result<(), CliError> {
     std::fs::create_dir_all(dir).map_err(|e| CliError::usage(format!("{}: {e}", dir.display())))?;
-    let mut cmd = Cli::command();
+    let mut cmd = command();
     cmd.build();
     let mut written = Vec::new();
     write_pages(&cmd, dir, &mut written)?;
