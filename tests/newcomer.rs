@@ -262,3 +262,40 @@ fn who_acts_is_said_and_wrong_keys_are_explained() {
         stderr(&o)
     );
 }
+
+/// A reader that stops early (`keyledger log | head`) ends a listing quietly with success;
+/// but a secret that could not be shown is said so, with what to do.
+#[test]
+fn a_closed_stdout_is_quiet_unless_a_secret_was_lost() {
+    let dir = ledger();
+    let closed = |args: &[&str]| {
+        let mut c = std::process::Command::new(bin())
+            .current_dir(dir.path())
+            .env("KEYLEDGER_CACHE_DIR", test_cache_dir())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(c.stdout.take());
+        c.wait_with_output().unwrap()
+    };
+    let o = closed(&["log"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("Broken pipe"), "{}", stderr(&o));
+    let o = closed(&[
+        "key",
+        "create",
+        "--user",
+        "bob",
+        "--scenario",
+        "ci-pipeline",
+        "--confirm-necessary",
+    ]);
+    assert_eq!(code(&o), 5);
+    assert!(
+        stderr(&o).contains("never revealed, and cannot be shown again; delete it"),
+        "{}",
+        stderr(&o)
+    );
+}

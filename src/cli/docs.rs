@@ -22,6 +22,12 @@ pub fn completions(shell: Shell) -> Result<(), CliError> {
 /// Writes `keyledger.1` and one page per command and subcommand (`keyledger-key-create.1`).
 /// Never overwrites: a page that exists already is an error naming it.
 pub fn man(dir: &Path) -> Result<(), CliError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "{} is not a directory; --out names the directory the man pages go into",
+            dir.display()
+        )));
+    }
     std::fs::create_dir_all(dir).map_err(|e| CliError::usage(format!("{}: {e}", dir.display())))?;
     let mut cmd = command();
     cmd.build();

@@ -35,6 +35,19 @@ impl CliError {
         }
     }
 
+    /// Whoever read stdout stopped (`keyledger log | head`): like ripgrep, stop quietly with
+    /// success. Where that loses something (a secret never shown), the caller says so instead.
+    pub fn stdout_closed() -> Self {
+        CliError {
+            code: 0,
+            message: String::new(),
+        }
+    }
+
+    pub fn is_stdout_closed(&self) -> bool {
+        self.code == 0
+    }
+
     /// A negative check that was already reported on stdout.
     pub fn check_failed(message: impl Into<String>) -> Self {
         CliError {

@@ -129,7 +129,16 @@ fn reveal_stdout(
             )
         }
     };
-    print_raw(&text)?;
+    print_raw(&text).map_err(|e| {
+        if !e.is_stdout_closed() {
+            return e;
+        }
+        let id = fields.first().map_or("", |f| f.3);
+        CliError::io(format!(
+            "stdout closed before the secret of {id} was shown: it exists, never revealed, and \
+             cannot be shown again; delete it (`keyledger key delete {id}`) and create another"
+        ))
+    })?;
     Ok(format!(
         "stdout:{}",
         match format {

@@ -73,7 +73,10 @@ pub fn print_raw(s: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(s.as_bytes())
         .and_then(|_| out.flush())
-        .map_err(|e| CliError::io(format!("writing to stdout: {e}")))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CliError::stdout_closed(),
+            _ => CliError::io(format!("writing to stdout: {e}")),
+        })
 }
 
 /// A message on stderr (`keyledger: …`): one line, made safe like a recorded value (a
