@@ -10,14 +10,16 @@ fn main() {
     let what = args.get(2).map_or("replay", String::as_str);
     let start = std::time::Instant::now();
     let events = match what {
-        "verify" => keyledger::verify::verify_file(&path, &Default::default())
+        "verify" => keyledger::evidence::verify::verify_file(&path, &Default::default())
             .map(|r| r.events)
             .map_err(|e| e.to_string()),
         _ => {
-            let cache = keyledger::cache::Cache::default_dir()
-                .map_or_else(keyledger::cache::Cache::none, keyledger::cache::Cache::at);
-            let _ = keyledger::store::head(&path, &cache);
-            keyledger::store::replay(&path, &cache, None, |_| {})
+            let cache = keyledger::storage::cache::Cache::default_dir().map_or_else(
+                keyledger::storage::cache::Cache::none,
+                keyledger::storage::cache::Cache::at,
+            );
+            let _ = keyledger::storage::store::head(&path, &cache);
+            keyledger::storage::store::replay(&path, &cache, None, |_| {})
                 .map(|r| r.head.seq + 1)
                 .map_err(|e| e.to_string())
         }

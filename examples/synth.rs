@@ -9,11 +9,11 @@ fn main() {
         }
     };
     let start = std::time::Instant::now();
-    let start_time = keyledger::types::Timestamp::parse("2025-01-01").expect("a date");
-    match keyledger::synth::build(&path, n, start_time, 7) {
+    let start_time = keyledger::core::types::Timestamp::parse("2025-01-01").expect("a date");
+    match keyledger::tools::synth::build(&path, n, start_time, 7) {
         Ok(s) => {
             let key = path.with_extension("key");
-            let _ = s.account.write_new(&key);
+            let _ = keyledger::storage::keyfile::write_new(&s.account, &key);
             println!(
                 "{} events in {:.1?}; account key {}",
                 s.events,

@@ -1,38 +1,24 @@
 //! keyledger: an event-sourced, audit-first ledger of access keys.
 //!
-//! The core is pure and synchronous: bytes in, events, state and reports out.
-//! The library never prints and never exits; the `keyledger` binary is a thin
-//! layer over it. `ledger-format.md` at the repository root is the normative
-//! specification of every byte this crate writes.
+//! The library never prints and never exits; the `keyledger` binary is a thin layer over it.
+//! `ledger-format.md` at the repository root is the normative specification of every byte
+//! this crate writes. Folders by concern, each importing only those listed before it:
+//!
+//! - [`core`]: pure and synchronous; bytes in, events and state out. No files, sockets or
+//!   terminal: the format, canonical MessagePack, events, the chain, signatures, credentials,
+//!   the state fold and policy, the judge of raw frames, Merkle trees.
+//! - [`storage`]: the ledger on disk: files, the writers' lock, the verified-state cache, the
+//!   verifying pass over stored frames, appends and repair.
+//! - [`evidence`]: verification reports, checkpoints, exports, evidence bundles, OCSF.
+//! - [`audit`]: the controls and the credential report, as JSON and HTML.
+//! - [`protocol`]: multi-step operations both front ends run (create and reveal a key, rotate,
+//!   issue temporary credentials, authenticate).
+//! - [`tools`]: the demo, synthetic ledgers and the benchmark.
 #![forbid(unsafe_code)]
 
 pub mod audit;
-pub mod bench;
-pub mod cache;
-pub mod chain;
-pub mod checkpoint;
-pub mod credentials;
-pub mod demo;
-pub mod event;
-pub mod export;
-pub mod files;
-pub mod format;
-pub mod judge;
-pub mod ledger;
-pub mod merkle;
-pub mod msgpack;
-pub mod ocsf;
-pub mod ops;
-pub mod pass;
-pub mod pipeline;
-pub mod policy;
-pub mod progress;
-pub mod query;
-pub mod report;
-pub mod signing;
-pub mod state;
-pub mod store;
-pub mod synth;
-pub mod text;
-pub mod types;
-pub mod verify;
+pub mod core;
+pub mod evidence;
+pub mod protocol;
+pub mod storage;
+pub mod tools;

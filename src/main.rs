@@ -9,8 +9,9 @@ use std::process::ExitCode;
 /// other users can read them (`ps`, shell history): refuse any that look like one, before
 /// anything echoes them.
 fn refuse_credentials_in_arguments() -> Result<(), String> {
-    let looks =
-        |s: &std::ffi::OsStr| keyledger::credentials::looks_like_credential(&s.to_string_lossy());
+    let looks = |s: &std::ffi::OsStr| {
+        keyledger::core::credentials::looks_like_credential(&s.to_string_lossy())
+    };
     if let Some(n) = std::env::args_os().skip(1).position(|a| looks(&a)) {
         return Err(format!(
             "argument {} looks like an access key secret or security token. Secrets never go on the command line, where others can see them: `auth` reads them from stdin. If one was exposed, treat it as leaked",
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
                     "\nThe signing key (`--key FILE`, who acts) goes before the command: keyledger --key alice.key key create …\n",
                 );
             }
-            let text = keyledger::credentials::redact(&text);
+            let text = keyledger::core::credentials::redact(&text);
             if e.use_stderr() {
                 eprint!("{}", cli::output::escape(&text, &['\n', '\t']));
                 return ExitCode::from(cli::error::USAGE);

@@ -128,20 +128,24 @@ fn each_control_fires_on_a_ledger_built_to_break_it() {
     );
     // secret-never-revealed: a key created but never revealed (a crashed session)
     {
-        let mut l = keyledger::ledger::Ledger::open(
+        let mut l = keyledger::storage::ledger::Ledger::open(
             &p.join("keyledger.ledger"),
-            keyledger::store::Wait::Block,
+            keyledger::storage::store::Wait::Block,
         )
         .unwrap();
-        let k = keyledger::signing::SigningKey::load(&p.join("keyledger.key")).unwrap();
-        let req = keyledger::ops::KeyRequest {
+        let k = keyledger::storage::keyfile::load(&p.join("keyledger.key")).unwrap();
+        let req = keyledger::protocol::ops::KeyRequest {
             user: "carol",
             scenario: "s",
             confirmed_necessary: true,
             allow_root_key: false,
         };
-        l.create_key(&k, &req, keyledger::types::Timestamp::parse(T0).unwrap())
-            .unwrap();
+        l.create_key(
+            &k,
+            &req,
+            keyledger::core::types::Timestamp::parse(T0).unwrap(),
+        )
+        .unwrap();
     }
     // keys-of-deleted-users: fed's expired temporary credentials outlive fed
     ok_at(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use keyledger::verify::{Options, verify_reader};
+use keyledger::evidence::verify::{Options, verify_reader};
 
 #[test]
 fn every_single_byte_flip_is_reported() {
@@ -62,7 +62,7 @@ fn every_single_byte_flip_is_reported_by_the_parallel_path() {
     for i in 0..valid.len() {
         b[i] ^= 0x01;
         std::fs::write(&p, &b).unwrap();
-        if keyledger::verify::verify_file(&p, &Options::default())
+        if keyledger::evidence::verify::verify_file(&p, &Options::default())
             .unwrap()
             .ok
         {
@@ -78,20 +78,20 @@ fn every_single_byte_flip_is_reported_by_the_parallel_path() {
 fn bad_signatures_across_batches_are_each_reported() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("s.ledger");
-    keyledger::synth::build(
+    keyledger::tools::synth::build(
         &p,
         1000,
-        keyledger::types::Timestamp::parse("2025-01-01").unwrap(),
+        keyledger::core::types::Timestamp::parse("2025-01-01").unwrap(),
         9,
     )
     .unwrap();
     let good = std::fs::read(&p).unwrap();
     assert!(
-        keyledger::verify::verify_file(&p, &Options::default())
+        keyledger::evidence::verify::verify_file(&p, &Options::default())
             .unwrap()
             .ok
     );
-    let frames: Vec<_> = keyledger::format::FrameReader::new(&good[..])
+    let frames: Vec<_> = keyledger::core::format::FrameReader::new(&good[..])
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -103,12 +103,12 @@ fn bad_signatures_across_batches_are_each_reported() {
         let f = &frames[i];
         b[f.end() as usize - 1 - n] ^= 0x04;
         std::fs::write(&p, &b).unwrap();
-        let r = keyledger::verify::verify_file(&p, &Options::default()).unwrap();
+        let r = keyledger::evidence::verify::verify_file(&p, &Options::default()).unwrap();
         assert!(!r.ok, "flip in the signature of event {i} passed");
         let sig: Vec<u64> = r
             .findings
             .iter()
-            .filter(|x| x.problem == keyledger::verify::Problem::Signature)
+            .filter(|x| x.problem == keyledger::evidence::verify::Problem::Signature)
             .filter_map(|x| x.seq)
             .collect();
         assert_eq!(sig, vec![i as u64], "event {i}");

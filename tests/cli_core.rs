@@ -7,8 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::*;
-use keyledger::ledger::Ledger;
-use keyledger::store::Wait;
+use keyledger::storage::ledger::Ledger;
+use keyledger::storage::store::Wait;
 
 fn init(dir: &Path) -> String {
     let o = run_in(dir, &["--json", "init", "--account", "acme"], None);
@@ -189,10 +189,15 @@ fn a_cut_tail_is_caught_by_head_and_checkpoint_anchors() {
     ok(d.path(), &["verify", "--checkpoint", "cp"]);
     // Cut back to before the anchored head.
     let genesis_end = {
-        let r = keyledger::store::replay(&path, &keyledger::cache::Cache::none(), None, |_| {})
-            .unwrap();
+        let r = keyledger::storage::store::replay(
+            &path,
+            &keyledger::storage::cache::Cache::none(),
+            None,
+            |_| {},
+        )
+        .unwrap();
         assert!(r.head.seq >= 2);
-        let mut frames = keyledger::format::FrameReader::new(&full[..]).unwrap();
+        let mut frames = keyledger::core::format::FrameReader::new(&full[..]).unwrap();
         frames.next().unwrap().unwrap().end() as usize
     };
     std::fs::write(&path, &full[..genesis_end]).unwrap();

@@ -4,8 +4,8 @@
 mod common;
 
 use common::edit;
-use keyledger::event::{ACTION_TAGS, Action, Event, Permission};
-use keyledger::types::{Bytes, Hash32, PublicKey, Timestamp};
+use keyledger::core::event::{ACTION_TAGS, Action, Event, Permission};
+use keyledger::core::types::{Bytes, Hash32, PublicKey, Timestamp};
 use proptest::prelude::*;
 
 fn reference(body: &[u8]) -> Option<Event> {

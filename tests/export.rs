@@ -8,9 +8,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
 use ed25519_dalek::Verifier;
-use keyledger::event::Event;
-use keyledger::export::verify_bundle;
-use keyledger::format::FrameReader;
+use keyledger::core::event::Event;
+use keyledger::core::format::FrameReader;
+use keyledger::evidence::export::verify_bundle;
 use sha2::{Digest, Sha256};
 
 fn ok(dir: &Path, args: &[&str]) -> String {
@@ -70,7 +70,7 @@ fn a_bundle_verifies_offline_and_every_altered_byte_fails_it() {
         &["verify-bundle", "b", "--trusted-key", trusted.trim()],
     );
     assert!(out.contains("bundle OK: 6 events"), "{out}");
-    let pk = keyledger::types::PublicKey::parse(&trusted).unwrap();
+    let pk = keyledger::core::types::PublicKey::parse(&trusted).unwrap();
     let bundle = d.path().join("b");
     let mut flips = 0;
     for entry in std::fs::read_dir(&bundle).unwrap() {
@@ -103,7 +103,7 @@ fn a_bundle_for_one_key_holds_only_that_keys_events() {
     let d = tempfile::tempdir().unwrap();
     let key_id = demo_bundle(d.path());
     let frames = std::fs::read(d.path().join("b/events.frames")).unwrap();
-    let mut header = keyledger::format::header_bytes().to_vec();
+    let mut header = keyledger::core::format::header_bytes().to_vec();
     header.extend_from_slice(&frames);
     let events: Vec<Event> = FrameReader::new(&header[..])
         .unwrap()
@@ -161,7 +161,7 @@ fn jsonl_and_csv_exports_carry_every_field_and_no_secret() {
     assert_eq!(lines.len(), 33);
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["seq"], i as u64);
-        for f in keyledger::export::CSV_COLUMNS {
+        for f in keyledger::evidence::export::CSV_COLUMNS {
             assert!(!l[f].is_null(), "field {f} missing in {l}");
         }
     }
@@ -263,7 +263,7 @@ fn open_note(note: &str, vkey: &str) -> Option<String> {
         .finalize()[..4]
         .try_into()
         .ok()?;
-    if keyledger::types::to_hex(&want_id) != id {
+    if keyledger::core::types::to_hex(&want_id) != id {
         return None;
     }
     let split = note.rfind("\n\n")?;
@@ -297,7 +297,7 @@ fn checkpoints_verify_with_an_independent_signed_note_implementation() {
     assert_eq!(B64.decode(lines[2]).unwrap().len(), 32);
     // Altered text or another key fails.
     assert!(open_note(&note.replacen("\n2\n", "\n3\n", 1), &vkey).is_none());
-    let other = keyledger::checkpoint::verifier_key(lines[0], &key(9).public());
+    let other = keyledger::evidence::checkpoint::verifier_key(lines[0], &key(9).public());
     assert!(open_note(&note, &other).is_none());
 }
 
@@ -309,12 +309,12 @@ fn the_go_reference_signed_note_vector_is_reproduced() {
     let text = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
     let sig_line = "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
     let seed: [u8; 32] = B64.decode(skey).unwrap()[1..].try_into().unwrap();
-    let k = keyledger::signing::SigningKey::from_seed(&seed);
+    let k = keyledger::core::signing::SigningKey::from_seed(&seed);
     assert_eq!(
-        keyledger::checkpoint::verifier_key("PeterNeumann", &k.public()),
+        keyledger::evidence::checkpoint::verifier_key("PeterNeumann", &k.public()),
         vkey
     );
-    let mut blob = keyledger::checkpoint::key_hash("PeterNeumann", &k.public()).to_vec();
+    let mut blob = keyledger::evidence::checkpoint::key_hash("PeterNeumann", &k.public()).to_vec();
     blob.extend_from_slice(&k.sign_bytes(text.as_bytes()));
     assert_eq!(
         format!("\u{2014} PeterNeumann {}\n", B64.encode(blob)),

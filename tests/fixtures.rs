@@ -13,11 +13,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use keyledger::credentials::{self, Form};
-use keyledger::event::{Action, Event, Permission};
-use keyledger::format::HEADER_LEN;
-use keyledger::types::{Bytes, to_hex};
-use keyledger::{checkpoint, merkle};
+use keyledger::core::credentials::{self, Form};
+use keyledger::core::event::{Action, Event, Permission};
+use keyledger::core::format::HEADER_LEN;
+use keyledger::core::merkle;
+use keyledger::core::types::{Bytes, to_hex};
+use keyledger::evidence::checkpoint;
 use serde_json::{Value, json};
 
 fn fixtures_dir() -> PathBuf {

@@ -436,7 +436,7 @@ fn presented_secrets_are_never_echoed() {
 
 mod mutated_ledgers {
     use super::common::*;
-    use keyledger::verify::{Options, verify_file, verify_reader};
+    use keyledger::evidence::verify::{Options, verify_file, verify_reader};
     use proptest::prelude::*;
 
     proptest! {

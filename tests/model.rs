@@ -8,12 +8,12 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use keyledger::event::{Action, Permission};
-use keyledger::ledger::Ledger;
-use keyledger::ops::KeyRequest;
-use keyledger::state::KeyStatus;
-use keyledger::store::{self, StoreError};
-use keyledger::types::Timestamp;
+use keyledger::core::event::{Action, Permission};
+use keyledger::core::state::KeyStatus;
+use keyledger::core::types::Timestamp;
+use keyledger::protocol::ops::KeyRequest;
+use keyledger::storage::ledger::Ledger;
+use keyledger::storage::store::{self, StoreError};
 use proptest::prelude::*;
 
 const ACTORS: [&str; 3] = ["acme", "u0", "u1"];
@@ -234,7 +234,8 @@ fn run_case(ops: Vec<(usize, Op)>) -> Result<(), TestCaseError> {
                 (ok, outcome(r.map(|_| ())))
             }
             Op::Disable(i) | Op::Enable(i) | Op::Delete(i) => {
-                let id = key_at(i).unwrap_or_else(|| keyledger::credentials::new_key_id(false));
+                let id =
+                    key_at(i).unwrap_or_else(|| keyledger::core::credentials::new_key_id(false));
                 let k = m.keys.iter().position(|k| k.0 == id);
                 let (want_from, to): (&[KeyStatus], KeyStatus) = match op {
                     Op::Disable(_) => (&[KeyStatus::Active], KeyStatus::Disabled),
@@ -268,13 +269,19 @@ fn run_case(ops: Vec<(usize, Op)>) -> Result<(), TestCaseError> {
         prop_assert_eq!(&got, &expected, "actor {} model {:?}", actor, m);
     }
     drop(l);
-    let replay = store::replay(&path, &keyledger::cache::Cache::none(), None, |_| {}).unwrap();
+    let replay = store::replay(
+        &path,
+        &keyledger::storage::cache::Cache::none(),
+        None,
+        |_| {},
+    )
+    .unwrap();
     let s = &replay.state;
     for (name, (federated, deleted, perms)) in &m.users {
         let p = &s.principals[name];
         prop_assert_eq!(p.deleted.is_some(), *deleted, "{}", name);
         prop_assert_eq!(
-            p.kind == keyledger::state::PrincipalKind::Federated,
+            p.kind == keyledger::core::state::PrincipalKind::Federated,
             *federated
         );
         prop_assert_eq!(
@@ -288,7 +295,7 @@ fn run_case(ops: Vec<(usize, Op)>) -> Result<(), TestCaseError> {
         prop_assert_eq!(&s.keys[id].user, owner);
         prop_assert_eq!(s.keys[id].status, *status);
     }
-    let report = keyledger::verify::verify_file(&path, &Default::default()).unwrap();
+    let report = keyledger::evidence::verify::verify_file(&path, &Default::default()).unwrap();
     prop_assert!(report.ok, "{:?}", report.findings);
     Ok(())
 }

@@ -110,7 +110,7 @@ fn exported_records_validate_and_keep_the_chain() {
         .iter()
         .map(|r| r["unmapped"]["keyledger"]["action"].as_str().unwrap())
         .collect();
-    for t in keyledger::event::ACTION_TAGS {
+    for t in keyledger::core::event::ACTION_TAGS {
         assert!(tags.contains(t), "no {t} among the exported records");
     }
     // The chain, downstream: each body hashes to its hash, and each prev is the last hash.
@@ -124,7 +124,7 @@ fn exported_records_validate_and_keep_the_chain() {
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
             .collect();
-        let h = keyledger::chain::event_hash(&body).hex();
+        let h = keyledger::core::chain::event_hash(&body).hex();
         assert_eq!(k["hash"], h.as_str(), "seq {i}");
         assert_eq!(r["metadata"]["uid"], h.as_str());
         assert_eq!(k["prev_hash"], prev.as_str(), "seq {i}");

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use keyledger::types::Timestamp;
+use keyledger::core::types::Timestamp;
 
 /// Runs keyledger with stdout and stderr on a pseudo-terminal; returns what it showed.
 fn on_a_terminal(dir: &Path, args: &str) -> String {
@@ -27,7 +27,7 @@ fn long_passes_show_progress_only_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // About 10 MB: over the 8 MiB below which no bar is shown.
-    keyledger::synth::build(&d.join("big.ledger"), 50_000, Timestamp(T0), 7).unwrap();
+    keyledger::tools::synth::build(&d.join("big.ledger"), 50_000, Timestamp(T0), 7).unwrap();
     assert!(std::fs::metadata(d.join("big.ledger")).unwrap().len() > 8 << 20);
     for args in [
         "--ledger big.ledger verify",

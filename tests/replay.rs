@@ -8,18 +8,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::*;
-use keyledger::cache::Cache;
-use keyledger::event::{Action, Event};
-use keyledger::format::FrameReader;
-use keyledger::store::{self, Freshness, Until};
-use keyledger::types::Timestamp;
+use keyledger::core::event::{Action, Event};
+use keyledger::core::format::FrameReader;
+use keyledger::core::types::Timestamp;
+use keyledger::storage::cache::Cache;
+use keyledger::storage::store::{self, Freshness, Until};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 fn synth(dir: &Path, n: u64, seed: u64) -> std::path::PathBuf {
     let p = dir.join("s.ledger");
-    let s = keyledger::synth::build(&p, n, Timestamp::parse("2025-01-01").unwrap(), seed).unwrap();
-    s.account.write_new(&dir.join("s.key")).unwrap();
+    let s = keyledger::tools::synth::build(&p, n, Timestamp::parse("2025-01-01").unwrap(), seed)
+        .unwrap();
+    keyledger::storage::keyfile::write_new(&s.account, &dir.join("s.key")).unwrap();
     p
 }
 
@@ -124,12 +125,12 @@ fn the_cache_never_changes_an_answer() {
             .state
             .keys
             .values()
-            .filter(|k| k.status == keyledger::state::KeyStatus::Active);
+            .filter(|k| k.status == keyledger::core::state::KeyStatus::Active);
         let deleted = v
             .state
             .keys
             .values()
-            .find(|k| k.status == keyledger::state::KeyStatus::Deleted);
+            .find(|k| k.status == keyledger::core::state::KeyStatus::Deleted);
         (
             active.next().unwrap().id.clone(),
             deleted.unwrap().id.clone(),
@@ -171,7 +172,8 @@ fn the_cache_never_changes_an_answer() {
     // Forged: a deleted key shown active, the entry tagged by someone without this user's
     // cache key (here: written through another cache directory, then copied in).
     let (mut forged, _) = store::head(&p, &cache).unwrap();
-    forged.state.keys.get_mut(&deleted_id).unwrap().status = keyledger::state::KeyStatus::Active;
+    forged.state.keys.get_mut(&deleted_id).unwrap().status =
+        keyledger::core::state::KeyStatus::Active;
     let other_dir = d.path().join("other-cache");
     Cache::at(&other_dir).save(&p, &forged).unwrap();
     std::fs::copy(entry(&other_dir), &e).unwrap();

@@ -10,11 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use keyledger::event::Action;
-use keyledger::ledger::Ledger;
-use keyledger::store::{self, StoreError, Wait};
-use keyledger::types::{Hash32, Timestamp};
-use keyledger::verify::{Options, verify_file};
+use keyledger::core::event::Action;
+use keyledger::core::types::{Hash32, Timestamp};
+use keyledger::evidence::verify::{Options, verify_file};
+use keyledger::storage::ledger::Ledger;
+use keyledger::storage::store::{self, StoreError, Wait};
 use rand::{Rng, SeedableRng};
 
 const CHILD_ENV: &str = "KEYLEDGER_CRASH_CHILD_LEDGER";
@@ -52,7 +52,7 @@ fn crash_child() {
 /// Every event of a ledger that opens cleanly: seq -> hash.
 fn hashes(path: &Path) -> Vec<Hash32> {
     let mut v = Vec::new();
-    store::replay(path, &keyledger::cache::Cache::none(), None, |s| {
+    store::replay(path, &keyledger::storage::cache::Cache::none(), None, |s| {
         v.push(*s.hash)
     })
     .expect("the ledger replays");
@@ -66,7 +66,7 @@ fn new_crash_ledger(path: &Path) {
         "acme",
         &key(1),
         Timestamp(T0),
-        keyledger::types::Bytes(LEDGER_ID),
+        keyledger::core::types::Bytes(LEDGER_ID),
     )
     .unwrap();
 }
@@ -157,12 +157,12 @@ fn sigkill_never_loses_an_acknowledged_append() {
             Err(StoreError::Torn { .. }) => {
                 torn += 1;
                 let now = Timestamp(T0 + 1_000_000_000_000);
-                keyledger::ledger::repair(
+                keyledger::storage::ledger::repair(
                     &path,
                     &key(1),
                     now,
                     Wait::Block,
-                    &keyledger::cache::Cache::none(),
+                    &keyledger::storage::cache::Cache::none(),
                 )
                 .unwrap()
                 .expect("a torn tail to repair");
@@ -298,7 +298,7 @@ fn eight_writers_of_200_appends_each_all_land_exactly_once() {
     let mut names = BTreeMap::new();
     store::replay(
         &dir.join("keyledger.ledger"),
-        &keyledger::cache::Cache::none(),
+        &keyledger::storage::cache::Cache::none(),
         None,
         |s| {
             if let Action::UserCreated { name, .. } = &s.event.action {

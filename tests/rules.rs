@@ -282,7 +282,7 @@ fn r3_federated_users_get_only_temporary_credentials_of_15m_to_12h() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("expired"), "{}", stderr(&o));
     // On the real clock: fresh credentials authenticate with the secret and the token.
-    w.now = keyledger::types::Timestamp::now().to_string();
+    w.now = keyledger::core::types::Timestamp::now().to_string();
     let v = w.json(&["sts", "issue", "--user", "fed"]);
     let id = v["access_key_id"].as_str().unwrap().to_owned();
     let secret = v["access_key_secret"].as_str().unwrap().to_owned();
@@ -368,7 +368,7 @@ fn r5_key_ids_are_unique_recognisable_and_checksummed() {
         for _ in 0..2 {
             let (id, _) = w.create_key("keyledger.key", &name);
             assert!(id.starts_with("KLAK") && id.len() == 26, "{id}");
-            assert!(keyledger::credentials::id_form(&id).is_some());
+            assert!(keyledger::core::credentials::id_form(&id).is_some());
             ids.insert(id);
         }
     }
@@ -389,8 +389,8 @@ fn r6_only_a_domain_separated_fingerprint_of_the_secret_is_stored() {
     w.user("bob", &[]);
     let (id, secret) = w.create_key("keyledger.key", "bob");
     assert!(secret.starts_with("klsk_") && secret.len() == 51);
-    assert!(keyledger::credentials::is_valid(
-        keyledger::credentials::Form::Secret,
+    assert!(keyledger::core::credentials::is_valid(
+        keyledger::core::credentials::Form::Secret,
         &secret
     ));
     let ledger = w.ledger();
@@ -609,20 +609,24 @@ fn r10_the_secret_is_revealed_exactly_once_and_the_reveal_recorded() {
     }
     // A crash between creation and reveal leaves the key marked never revealed.
     {
-        let mut l = keyledger::ledger::Ledger::open(
+        let mut l = keyledger::storage::ledger::Ledger::open(
             &w.path().join("keyledger.ledger"),
-            keyledger::store::Wait::Block,
+            keyledger::storage::store::Wait::Block,
         )
         .unwrap();
-        let key = keyledger::signing::SigningKey::load(&w.path().join("keyledger.key")).unwrap();
-        let req = keyledger::ops::KeyRequest {
+        let key = keyledger::storage::keyfile::load(&w.path().join("keyledger.key")).unwrap();
+        let req = keyledger::protocol::ops::KeyRequest {
             user: "acme",
             scenario: "s",
             confirmed_necessary: true,
             allow_root_key: true,
         };
         let k = l
-            .create_key(&key, &req, keyledger::types::Timestamp::parse(NOW).unwrap())
+            .create_key(
+                &key,
+                &req,
+                keyledger::core::types::Timestamp::parse(NOW).unwrap(),
+            )
             .unwrap();
         drop(l);
         let shown = w.json(&["key", "show", &k.key_id]);
@@ -659,7 +663,7 @@ fn r11_auth_checks_the_secret_and_records_last_use_and_failures() {
     );
     w.run(&["key", "disable", &id], 0);
     assert_eq!(code(&w.raw(&["auth", &id], Some(&secret))), 1);
-    let unknown = keyledger::credentials::new_key_id(false);
+    let unknown = keyledger::core::credentials::new_key_id(false);
     assert_eq!(code(&w.raw(&["auth", &unknown], Some(&secret))), 1);
     let fails = w.json(&["log", "--action", "auth-failed"])["events"]
         .as_array()

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::Output;
 
 use common::*;
-use keyledger::event::{Action, Event};
-use keyledger::signing::SigningKey;
-use keyledger::types::{Hash32, PublicKey, Timestamp};
+use keyledger::core::event::{Action, Event};
+use keyledger::core::signing::SigningKey;
+use keyledger::core::types::{Hash32, PublicKey, Timestamp};
 use serde_json::Value;
 
 /// A CLI world in a temporary directory, on the test cache, at the real clock.
@@ -115,7 +115,7 @@ impl W {
         // The head as the file says, unverified: the attacker needs no more.
         let p = self.ledger();
         let bytes = std::fs::read(&p).unwrap();
-        let last = keyledger::format::FrameReader::new(&bytes[..])
+        let last = keyledger::core::format::FrameReader::new(&bytes[..])
             .unwrap()
             .map(Result::unwrap)
             .last()
@@ -124,7 +124,7 @@ impl W {
         let ev = Event {
             seq: head.seq + 1,
             time: time.unwrap_or(head.time.plus_micros(1_000_000)),
-            prev: keyledger::chain::event_hash(&last.body),
+            prev: keyledger::core::chain::event_hash(&last.body),
             signer,
             action,
         };
@@ -136,15 +136,15 @@ impl W {
 /// Appends `ev` to the file at `p`, signed by `sign`, with no check at all.
 pub fn append_frame(p: &Path, ev: &Event, sign: impl FnOnce(&Hash32) -> [u8; 64]) -> Hash32 {
     let body = ev.encode();
-    let h = keyledger::chain::event_hash(&body);
+    let h = keyledger::core::chain::event_hash(&body);
     let mut bytes = std::fs::read(p).unwrap();
-    bytes.extend(keyledger::format::frame_bytes(&body, &sign(&h)));
+    bytes.extend(keyledger::core::format::frame_bytes(&body, &sign(&h)));
     std::fs::write(p, bytes).unwrap();
     h
 }
 
 pub fn load_key(w: &W, name: &str) -> SigningKey {
-    SigningKey::load(&w.path().join(name)).unwrap()
+    keyledger::storage::keyfile::load(&w.path().join(name)).unwrap()
 }
 
 /// Issue 12, item 1: a frame with a garbage signature enrolls the attacker's key for the
@@ -180,7 +180,7 @@ fn w01_decisions_on_forged_events() {
     w.append_raw(
         attacker.public(),
         Action::KeyCreated {
-            fingerprint: keyledger::credentials::fingerprint(&id, &secret),
+            fingerprint: keyledger::core::credentials::fingerprint(&id, &secret),
             key_id: id.clone(),
             user: "bob".into(),
             scenario: "attacker".into(),
@@ -237,7 +237,7 @@ fn w01_decisions_on_forged_events() {
     w.user("carol", &[]);
     w.ok(&["key", "list"]);
     let p = w.ledger();
-    let frames: Vec<_> = keyledger::format::FrameReader::new(&std::fs::read(&p).unwrap()[..])
+    let frames: Vec<_> = keyledger::core::format::FrameReader::new(&std::fs::read(&p).unwrap()[..])
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -462,7 +462,7 @@ fn w04_two_verifiers_two_verdicts() {
         small.as_str(),
         &format!(
             "ed25519:{}",
-            keyledger::types::to_hex(&common::forge::enc(&common::forge::torsion(2)))
+            keyledger::core::types::to_hex(&common::forge::enc(&common::forge::torsion(2)))
         ),
     ] {
         let out = w.fails(&["user", "create", "eve", "--public-key", bad], None, 2);

@@ -569,8 +569,6 @@ pub struct VerifyArgs {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     /// `--help` teaches: every command, subcommand and argument says what it is for.
     #[test]
     fn every_argument_has_help() {

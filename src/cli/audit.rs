@@ -1,25 +1,16 @@
 //! audit and report credentials.
 
+use keyledger::audit::report;
 use keyledger::audit::{self, AuditError, Options, Severity};
-use keyledger::report;
-use keyledger::signing::write_exclusive;
-use keyledger::store::Until;
+use keyledger::storage::keyfile::write_exclusive;
+use keyledger::storage::store::Until;
 use serde_json::json;
 
 use super::args::{AuditArgs, AuditFormat};
 use super::error::CliError;
 use super::output::{or_dash, print, table};
+use super::views::evidence_text;
 use super::{Ctx, parse_time};
-
-/// A finding's evidence seqs for a human line: the first ten, then how many more (JSON and
-/// HTML list them all).
-pub fn evidence_text(seqs: &[u64]) -> String {
-    let mut s: Vec<String> = seqs.iter().take(10).map(u64::to_string).collect();
-    if seqs.len() > 10 {
-        s.push(format!("and {} more", seqs.len() - 10));
-    }
-    s.join(",")
-}
 
 pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
     let as_of = a

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
-use keyledger::bench::{self, Limits};
-use keyledger::cache::Cache;
-use keyledger::store::Wait;
+use keyledger::storage::cache::Cache;
+use keyledger::storage::keyfile;
+use keyledger::storage::store::Wait;
+use keyledger::tools::bench::{self, Limits};
 use serde_json::json;
 
 use super::Ctx;
@@ -27,7 +28,8 @@ struct Row {
 
 pub fn verify_child(path: &std::path::Path) -> Result<(), CliError> {
     let t = Instant::now();
-    let r = keyledger::verify::verify_file(path, &Default::default()).map_err(CliError::io)?;
+    let r = keyledger::evidence::verify::verify_file(path, &Default::default())
+        .map_err(CliError::io)?;
     let secs = t.elapsed().as_secs_f64();
     json(
         &json!({"ok": r.ok, "events": r.events, "secs": secs, "peak_rss_kib": bench::peak_rss_kib()}),
@@ -126,20 +128,14 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
         .ok_or_else(|| CliError::usage("the bench directory must be UTF-8"))?;
     say(&format!("building a ledger of {events} events"));
     let t = Instant::now();
-    let synth = keyledger::synth::build(&path, events, bench::start_time(), 42)?;
+    let synth = keyledger::tools::synth::build(&path, events, bench::start_time(), 42)?;
     let append_rate = synth.events as f64 / t.elapsed().as_secs_f64();
     // This machine's speed drifts over a run (shared cores): each CPU limit is the mean of
     // a measurement before and one right after the figure it is compared with.
     lim.sign_per_s = (lim.sign_per_s + bench::sign_rate()) / 2.0;
     let gateway_key = dir.join("gateway.key");
-    synth
-        .account
-        .write_new(&dir.join("bench.key"))
-        .map_err(CliError::from)?;
-    synth
-        .gateway
-        .write_new(&gateway_key)
-        .map_err(CliError::from)?;
+    keyfile::write_new(&synth.account, &dir.join("bench.key")).map_err(CliError::from)?;
+    keyfile::write_new(&synth.gateway, &gateway_key).map_err(CliError::from)?;
     let bytes = std::fs::metadata(&path).map_err(CliError::io)?.len();
     say("verifying in full, in a child process (for its peak memory)");
     let batch_before = bench::batch_verify_rate();
@@ -166,7 +162,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
     )?;
     say("replaying every event, trusting this user's cache for the signatures");
     let t = Instant::now();
-    keyledger::store::replay(&path, &cache, None, |_| {})?;
+    keyledger::storage::store::replay(&path, &cache, None, |_| {})?;
     let replay_rate = synth.events as f64 / t.elapsed().as_secs_f64();
     say("`key list` and `auth` with a warm cache");
     let key_list_ms = median_of(7, || {
@@ -179,11 +175,11 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
     })?;
     // A key whose secret the bench knows, authenticated through the CLI by the gateway.
     let (key_id, secret) = {
-        let mut l = keyledger::ledger::Ledger::open_with(&path, Wait::Block, &cache)?;
+        let mut l = keyledger::storage::ledger::Ledger::open_with(&path, Wait::Block, &cache)?;
         let now = l.head().time;
         l.append(
             &synth.account,
-            keyledger::event::Action::UserCreated {
+            keyledger::core::event::Action::UserCreated {
                 name: "bench-auth".into(),
                 federated: false,
             },
@@ -191,7 +187,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
         )?;
         let k = l.create_key(
             &synth.admin,
-            &keyledger::ops::KeyRequest {
+            &keyledger::protocol::ops::KeyRequest {
                 user: "bench-auth",
                 scenario: "bench",
                 confirmed_necessary: true,
@@ -216,7 +212,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
     let mut user_list = Vec::new();
     for users in [25_000usize, 100_000] {
         let up = dir.join(format!("principals-{users}.ledger"));
-        keyledger::synth::principals(&up, users, bench::start_time())?;
+        keyledger::tools::synth::principals(&up, users, bench::start_time())?;
         let upath = up.to_str().expect("UTF-8");
         timed_cli(
             &cache_dir,

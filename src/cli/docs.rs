@@ -51,13 +51,14 @@ fn write_pages(
     clap_mangen::Man::new(cmd.clone())
         .render(&mut page)
         .map_err(CliError::io)?;
-    let mut f = keyledger::files::create_new(&path, 0o644).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => CliError::usage(format!(
-            "{} already exists; `man` never overwrites (choose an empty directory)",
-            path.display()
-        )),
-        _ => CliError::usage(format!("{}: {e}", path.display())),
-    })?;
+    let mut f =
+        keyledger::storage::files::create_new(&path, 0o644).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => CliError::usage(format!(
+                "{} already exists; `man` never overwrites (choose an empty directory)",
+                path.display()
+            )),
+            _ => CliError::usage(format!("{}: {e}", path.display())),
+        })?;
     f.write_all(&page).map_err(CliError::io)?;
     written.push(path);
     for sub in cmd

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use keyledger::signing::KeyFileError;
-use keyledger::store::StoreError;
+use keyledger::storage::keyfile::KeyFileError;
+use keyledger::storage::store::StoreError;
 
 pub const CHECK_FAILED: u8 = 1;
 pub const USAGE: u8 = 2;

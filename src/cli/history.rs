@@ -2,196 +2,21 @@
 
 use std::collections::VecDeque;
 
-use keyledger::event::{ACTION_TAGS, Action, Event};
-use keyledger::signing::verify_hash;
-use keyledger::state::State;
-use keyledger::types::{Hash32, Timestamp};
+use keyledger::core::event::Event;
+use keyledger::core::signing::verify_hash;
+use keyledger::core::state::State;
+use keyledger::core::types::{Hash32, Timestamp};
 use serde_json::json;
 
-use keyledger::export::Record;
-use keyledger::format::RawFrame;
+use keyledger::core::format::RawFrame;
+use keyledger::evidence::export::Record;
 
-use super::args::{FilterArgs, LogArgs, LogFormat};
+use super::Ctx;
+use super::args::{LogArgs, LogFormat};
 use super::error::CliError;
 use super::output::{clean, json, print, print_raw, table};
-use super::{Ctx, parse_time};
-use keyledger::query::Filter;
-
-/// One line of human detail for an action. Events carry no secrets, so nothing is hidden.
-pub fn detail(a: &Action) -> String {
-    match a {
-        Action::Genesis {
-            ledger_id,
-            account,
-            public_key,
-        } => format!("ledger {ledger_id}, account {account}, key {public_key}"),
-        Action::SignerEnrolled {
-            principal,
-            public_key,
-        }
-        | Action::SignerRevoked {
-            principal,
-            public_key,
-        } => {
-            format!("{principal} {public_key}")
-        }
-        Action::UserCreated { name, federated } => {
-            format!("{name}{}", if *federated { " (federated)" } else { "" })
-        }
-        Action::UserDeleted { name } => name.clone(),
-        Action::PermissionGranted {
-            principal,
-            permission,
-        }
-        | Action::PermissionRevoked {
-            principal,
-            permission,
-        } => {
-            format!("{principal} {permission}")
-        }
-        Action::KeyCreated {
-            key_id,
-            user,
-            scenario,
-            root_key_allowed,
-            ..
-        } => format!(
-            "{key_id} for {user}{}: {scenario}",
-            if *root_key_allowed {
-                " (root key allowed)"
-            } else {
-                ""
-            }
-        ),
-        Action::TemporaryIssued {
-            key_id,
-            user,
-            expires,
-            ..
-        } => format!("{key_id} for {user} until {expires}"),
-        Action::SecretRevealed {
-            key_id,
-            to,
-            channel,
-        } => format!("{key_id} to {to} via {channel}"),
-        Action::KeyDisabled { key_id }
-        | Action::KeyEnabled { key_id }
-        | Action::KeyDeleted { key_id }
-        | Action::AuthSucceeded { key_id } => key_id.clone(),
-        Action::AuthFailed { key_id, reason } => format!("{key_id}: {reason}"),
-        Action::ActionDenied {
-            attempted, reason, ..
-        } => format!("{attempted}: {reason}"),
-        Action::CheckpointRecorded { size, root } => format!("{size} events, Merkle root {root}"),
-        Action::KeyRotated {
-            old_key_id,
-            new_key_id,
-        } => format!("{old_key_id} replaced by {new_key_id}"),
-        Action::LogRepaired {
-            offset,
-            removed_bytes,
-            removed_blake3,
-            quarantine,
-        } => {
-            format!(
-                "{removed_bytes} bytes at offset {offset} moved to {quarantine} (blake3 {removed_blake3})"
-            )
-        }
-    }
-}
-
-/// One event as `log`, `key show` and `follow` show it: who acted, and who enrolled the
-/// key that signed (L3: the signature vouches for whoever chose that key).
-pub struct HistoryRow {
-    pub seq: u64,
-    pub time: Timestamp,
-    pub actor: String,
-    pub key_enrolled_by: String,
-    pub action: Action,
-    pub hash: Option<String>,
-}
-
-/// The row for `ev`, attributed through `state` (which knows every signer ever enrolled).
-pub fn history_row(state: &State, ev: Event) -> HistoryRow {
-    let (actor, by) = state.signers.get(&ev.signer).map_or(("?", "?"), |s| {
-        (s.principal.as_str(), s.enrolled_by.as_str())
-    });
-    HistoryRow {
-        seq: ev.seq,
-        time: ev.time,
-        actor: actor.to_owned(),
-        key_enrolled_by: by.to_owned(),
-        action: ev.action,
-        hash: None,
-    }
-}
-
-impl HistoryRow {
-    pub const HEADERS: [&'static str; 6] = ["SEQ", "TIME", "ACTOR", "KEY BY", "ACTION", "DETAIL"];
-
-    pub fn json(&self) -> serde_json::Value {
-        let mut v = json!({"seq": self.seq, "time": self.time.to_string(), "actor": self.actor,
-            "key_enrolled_by": self.key_enrolled_by, "action": self.action.tag(), "detail": self.action});
-        if let Some(h) = &self.hash {
-            v["hash"] = json!(h);
-        }
-        v
-    }
-
-    pub fn cells(&self) -> Vec<String> {
-        vec![
-            self.seq.to_string(),
-            self.time.to_string(),
-            self.actor.clone(),
-            self.key_enrolled_by.clone(),
-            self.action.tag().into(),
-            detail(&self.action),
-        ]
-    }
-}
-
-/// The library filter for `--key --user --actor --action --since --until`.
-pub fn to_filter(f: &FilterArgs) -> Result<Filter, CliError> {
-    // A filter that cannot match is a mistake, not an empty answer.
-    if let Some(k) = &f.key {
-        super::keys::check_key_id(k)?;
-    }
-    for name in [&f.user, &f.actor].into_iter().flatten() {
-        super::principals::check_name(name)?;
-    }
-    if let Some(a) = &f.action
-        && !ACTION_TAGS.contains(&a.as_str())
-    {
-        return Err(CliError::usage(format!(
-            "--action {a:?} is not an action tag; use one of: {}",
-            ACTION_TAGS.join(", ")
-        )));
-    }
-    Ok(Filter {
-        key: f.key.clone(),
-        user: f.user.clone(),
-        actor: f.actor.clone(),
-        action: f.action.clone(),
-        since: f
-            .since
-            .as_deref()
-            .map(|s| parse_time("--since", s))
-            .transpose()?,
-        until: f
-            .until
-            .as_deref()
-            .map(|s| parse_time("--until", s))
-            .transpose()?,
-    })
-}
-
-/// One OCSF record (ocsf.rs) as a line, described as `log` describes the event.
-pub fn ocsf_line(state: &State, r: &Record) -> String {
-    let owner = state.key_owner(&r.detail);
-    let ledger_id = state.ledger_id.map(|i| i.hex()).unwrap_or_default();
-    let v = keyledger::ocsf::event(r, owner, &ledger_id, &detail(&r.detail));
-    serde_json::to_string(&v).expect("values serialize") + "\n"
-}
+use super::views::{HistoryRow, history_row, ocsf_line, to_filter};
+use keyledger::core::query::Filter;
 
 /// How `log` prints: a table (or tab-separated lines when following), JSON, or OCSF.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -237,7 +62,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
         // Through this user's cache: only the frames that name this key are read.
         let v = ctx.read_head()?;
         let owner = v.state.keys.get(key_id).map(|k| k.user.as_str());
-        for (frame, ev, hash) in super::keys::trail_frames(ctx, &v, key_id)? {
+        for (frame, ev, hash) in super::views::trail_frames(ctx, &v, key_id)? {
             keep(&v.state, &frame, &ev, owner, &hash);
         }
         (v.state, v.head, v.tree)
@@ -261,7 +86,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
         // Shown with their signatures: checked again, as exports are.
         let raw: Vec<_> = rows.iter().filter_map(|(_, r)| r.as_ref()).collect();
         let refs: Vec<_> = raw.iter().map(|(f, e, h)| (f, e, h)).collect();
-        keyledger::store::recheck_signatures(&ctx.ledger, &refs)?;
+        keyledger::storage::store::recheck_signatures(&ctx.ledger, &refs)?;
         for (f, ev, h) in raw {
             let actor = state
                 .signers
@@ -309,13 +134,15 @@ fn follow(
     mode: Mode,
     filter: &Filter,
     state: State,
-    head: keyledger::chain::Head,
-    tree: keyledger::merkle::TreeBuilder,
+    head: keyledger::core::chain::Head,
+    tree: keyledger::core::merkle::TreeBuilder,
 ) -> Result<(), CliError> {
     use std::os::unix::fs::MetadataExt;
-    let mut file = keyledger::files::open_regular(&ctx.ledger, false).map_err(CliError::io)?;
+    let mut file =
+        keyledger::storage::files::open_regular(&ctx.ledger, false).map_err(CliError::io)?;
     let ino = file.metadata().map_err(CliError::io)?.ino();
-    let mut checker = keyledger::verify::Checker::resume(state, head, tree, Timestamp::now());
+    let mut checker =
+        keyledger::evidence::verify::Checker::resume(state, head, tree, Timestamp::now());
     let mut offset = head.end;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -351,10 +178,10 @@ fn follow(
             let reader = std::io::BufReader::new(std::io::Read::take(&mut file, meta.len() - offset));
             // A frame still being written reads as torn: wait for the rest. Anything else
             // that cannot be framed is the end of following.
-            for item in keyledger::format::FrameReader::at(reader, offset) {
+            for item in keyledger::core::format::FrameReader::at(reader, offset) {
                 let frame = match item {
                     Ok(f) => f,
-                    Err(keyledger::format::ReadError::Format(keyledger::format::FormatError::Torn { .. })) => break,
+                    Err(keyledger::core::format::ReadError::Format(keyledger::core::format::FormatError::Torn { .. })) => break,
                     Err(e) => {
                         return Err(CliError {
                             code: super::error::LEDGER,
@@ -391,7 +218,7 @@ fn follow(
 pub fn inspect(ctx: &Ctx, seq: u64) -> Result<(), CliError> {
     let mut found = None;
     let mut frame = None;
-    ctx.read(Some(keyledger::store::Until::Seq(seq)), |seen| {
+    ctx.read(Some(keyledger::storage::store::Until::Seq(seq)), |seen| {
         if seen.event.seq == seq {
             frame = Some((seen.frame.clone(), seen.event.clone(), *seen.hash));
             found = Some(json!({
@@ -405,11 +232,11 @@ pub fn inspect(ctx: &Ctx, seq: u64) -> Result<(), CliError> {
                 "prev_hash": seen.event.prev.hex(),
                 "hash": seen.hash.hex(),
                 "signer": seen.event.signer.to_string(),
-                "signature": keyledger::types::to_hex(&seen.frame.sig),
+                "signature": keyledger::core::types::to_hex(&seen.frame.sig),
                 "offset": seen.frame.offset,
                 "frame_len": seen.frame.len(),
                 "body_len": seen.frame.body.len(),
-                "body_hex": keyledger::types::to_hex(&seen.frame.body),
+                "body_hex": keyledger::core::types::to_hex(&seen.frame.body),
             }));
         }
     })?;
@@ -418,7 +245,7 @@ pub fn inspect(ctx: &Ctx, seq: u64) -> Result<(), CliError> {
     })?;
     // The signature shown must be the one that verifies, whatever the cache vouched for.
     if let Some((f, ev, h)) = &frame {
-        keyledger::store::recheck_signatures(&ctx.ledger, &[(f, ev, h)])?;
+        keyledger::storage::store::recheck_signatures(&ctx.ledger, &[(f, ev, h)])?;
     }
     if ctx.json {
         return json(&v);

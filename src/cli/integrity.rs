@@ -2,17 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use keyledger::checkpoint::{self, Checkpoint};
-use keyledger::signing::write_exclusive;
-use keyledger::types::Hash32;
-use keyledger::verify::{self, Anchor, Options, Report};
+use keyledger::core::types::Hash32;
+use keyledger::evidence::checkpoint::{self, Checkpoint};
+use keyledger::evidence::verify::{self, Anchor, Options, Report};
+use keyledger::storage::keyfile::write_exclusive;
 use serde_json::json;
 
 use super::Ctx;
 use super::args::{ExportArgs, ExportFormat, VerifyArgs};
 use super::error::CliError;
 use super::output::{json, print};
-use keyledger::export::{self, BundleError};
+use keyledger::evidence::export::{self, BundleError};
 
 fn parse_hash(flag: &str, s: &str) -> Result<Hash32, CliError> {
     Hash32::parse_hex(s)
@@ -77,7 +77,7 @@ fn render(path: &Path, r: &Report) -> String {
 pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
     let anchor = match (&a.checkpoint, &a.expect_head) {
         (Some(p), _) => Some(Anchor::Checkpoint(
-            keyledger::files::read_regular(p, 1 << 20)
+            keyledger::storage::files::read_regular(p, 1 << 20)
                 .map_err(|e| CliError::usage(format!("{}: {e}", p.display())))?,
         )),
         (None, Some(h)) => Some(Anchor::Head(parse_hash("--expect-head", h)?)),
@@ -120,7 +120,7 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
 
 pub fn repair(ctx: &Ctx) -> Result<(), CliError> {
     let key = ctx.signing_key()?;
-    match keyledger::ledger::repair(&ctx.ledger, &key, ctx.now, ctx.wait, &ctx.cache)? {
+    match keyledger::storage::ledger::repair(&ctx.ledger, &key, ctx.now, ctx.wait, &ctx.cache)? {
         None => {
             if ctx.json {
                 return json(&json!({"repaired": false}));
@@ -148,7 +148,7 @@ pub fn repair(ctx: &Ctx) -> Result<(), CliError> {
 
 pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool, record: bool) -> Result<(), CliError> {
     let key = ctx.signing_key()?;
-    let not_signer = |e: keyledger::state::ApplyError| CliError {
+    let not_signer = |e: keyledger::core::state::ApplyError| CliError {
         code: super::error::REFUSED,
         message: format!(
             "the signing key {e}; only an active signing key of this ledger may sign its checkpoints"
@@ -156,14 +156,15 @@ pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool, record: bool) -> Re
     };
     // The root of every verified event, from this user's cache or a fresh verification.
     let (state, tree) = if record {
-        let mut l = keyledger::ledger::Ledger::open_with(&ctx.ledger, ctx.wait, &ctx.cache)?;
+        let mut l =
+            keyledger::storage::ledger::Ledger::open_with(&ctx.ledger, ctx.wait, &ctx.cache)?;
         l.actor(&key).map_err(|e| match e {
-            keyledger::store::StoreError::Signer(a) => not_signer(a),
+            keyledger::storage::store::StoreError::Signer(a) => not_signer(a),
             other => other.into(),
         })?;
-        let action = keyledger::event::Action::CheckpointRecorded {
+        let action = keyledger::core::event::Action::CheckpointRecorded {
             size: l.tree().size(),
-            root: keyledger::types::Bytes(l.tree().root()),
+            root: keyledger::core::types::Bytes(l.tree().root()),
         };
         let tree = l.tree().clone();
         let receipt = l.append(&key, action, ctx.now)?;
@@ -235,8 +236,8 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
             .find(|p| !p.exists())
             .expect("some name is free"),
     };
-    let d = keyledger::demo::build(&dir, ctx.now).map_err(|e| match e {
-        keyledger::demo::DemoError::Store(s) => CliError::from(s),
+    let d = keyledger::tools::demo::build(&dir, ctx.now).map_err(|e| match e {
+        keyledger::tools::demo::DemoError::Store(s) => CliError::from(s),
         other => CliError::io(other),
     })?;
     if ctx.json {
@@ -279,7 +280,7 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
             f.severity.as_str(),
             f.control,
             super::output::clean(&f.message),
-            super::audit::evidence_text(&f.evidence)
+            super::views::evidence_text(&f.evidence)
         ));
     }
     let (kl, hint) = invocation();
@@ -304,7 +305,7 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
 }
 
 pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
-    let filter = super::history::to_filter(&a.filter)?;
+    let filter = super::views::to_filter(&a.filter)?;
     if a.out.exists() {
         return Err(CliError::usage(format!(
             "{} already exists; exports never overwrite",
@@ -341,7 +342,7 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
                 ExportFormat::Csv => export::to_csv(&records),
                 ExportFormat::Ocsf => records
                     .iter()
-                    .map(|r| super::history::ocsf_line(&sel.state, r))
+                    .map(|r| super::views::ocsf_line(&sel.state, r))
                     .collect(),
                 _ => export::to_jsonl(&records),
             };

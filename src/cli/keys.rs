@@ -4,32 +4,21 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use keyledger::credentials::{SecretText, id_form, looks_like_credential};
-use keyledger::event::Action;
-use keyledger::ledger::Ledger;
-use keyledger::ops::KeyRequest;
-use keyledger::signing::SigningKey;
-use keyledger::state::{AccessKey, MAX_TEXT};
-use keyledger::store::{Receipt, Verified};
-use keyledger::types::{Timestamp, parse_duration};
+use keyledger::core::credentials::{SecretText, looks_like_credential};
+use keyledger::core::event::Action;
+use keyledger::core::signing::SigningKey;
+use keyledger::core::state::{AccessKey, MAX_TEXT};
+use keyledger::core::types::{Timestamp, parse_duration};
+use keyledger::protocol::ops::KeyRequest;
+use keyledger::storage::ledger::Ledger;
+use keyledger::storage::store::Receipt;
 use serde_json::json;
 
 use super::args::{KeyCmd, RevealFormat, StsCmd};
 use super::error::CliError;
-use super::history::{HistoryRow, history_row};
 use super::output::{clean, json, or_dash, print, print_raw, table};
-use super::principals::{check_name, done};
+use super::views::{HistoryRow, check_key_id, check_name, done, key_history};
 use super::{Ctx, parse_as_of};
-
-pub(super) fn check_key_id(id: &str) -> Result<(), CliError> {
-    if id_form(id).is_some() {
-        return Ok(());
-    }
-    Err(CliError::usage(format!(
-        "{:?} is not a keyledger access key ID (KLAK… or KLST…, 26 characters, with a valid checksum)",
-        id.chars().take(64).collect::<String>()
-    )))
-}
 
 /// A CSV file created before the key exists, so a bad path never strands a key or a secret:
 /// its channel (`csv:` and the absolute path, recorded in the ledger) is checked first.
@@ -46,13 +35,14 @@ impl CsvOut {
                 "the --csv path must be UTF-8 text: it is recorded in the ledger",
             ));
         }
-        let file = keyledger::files::create_new(path, 0o600).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => CliError::usage(format!(
-                "{} already exists; keyledger never overwrites a file that may hold a secret",
-                path.display()
-            )),
-            _ => CliError::usage(format!("{}: {e}", path.display())),
-        })?;
+        let file =
+            keyledger::storage::files::create_new(path, 0o600).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => CliError::usage(format!(
+                    "{} already exists; keyledger never overwrites a file that may hold a secret",
+                    path.display()
+                )),
+                _ => CliError::usage(format!("{}: {e}", path.display())),
+            })?;
         // The channel names the file by an absolute path (ledger-format.md §5).
         let abs = path
             .canonicalize()
@@ -60,11 +50,13 @@ impl CsvOut {
             .unwrap_or_else(|_| path.into());
         let channel = abs.to_str().map(|p| format!("csv:{p}"));
         match channel {
-            Some(c) if c.len() <= MAX_TEXT && keyledger::policy::valid_channel(&c) => Ok(CsvOut {
-                path: abs,
-                channel: c,
-                file,
-            }),
+            Some(c) if c.len() <= MAX_TEXT && keyledger::core::policy::valid_channel(&c) => {
+                Ok(CsvOut {
+                    path: abs,
+                    channel: c,
+                    file,
+                })
+            }
             _ => {
                 drop(file);
                 let _ = std::fs::remove_file(path);
@@ -188,7 +180,7 @@ fn deliver(
     l: &mut Ledger,
     key: &SigningKey,
     user: &str,
-    new: &keyledger::ops::NewKey,
+    new: &keyledger::protocol::ops::NewKey,
     csv: Option<CsvOut>,
     format: RevealFormat,
     what: &str,
@@ -455,42 +447,6 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
     }
 }
 
-/// The frames naming `key_id`, through this user's cache: only those frames are read, and
-/// they are checked to be exactly the events verified.
-pub fn trail_frames(
-    ctx: &Ctx,
-    v: &Verified,
-    key_id: &str,
-) -> Result<
-    Vec<(
-        keyledger::format::RawFrame,
-        keyledger::event::Event,
-        keyledger::types::Hash32,
-    )>,
-    CliError,
-> {
-    let Some(trail) = v.trails.get(key_id) else {
-        return Ok(Vec::new());
-    };
-    keyledger::store::trail_events(&ctx.ledger, trail)?.ok_or_else(|| CliError {
-        code: super::error::LEDGER,
-        message: format!(
-            "{}: the events of {key_id} changed while they were read (the ledger was rewritten?); run `keyledger verify`",
-            ctx.ledger.display()
-        ),
-    })
-}
-
-/// Every event naming `key_id`, with the verified state at the head.
-pub fn key_history(ctx: &Ctx, key_id: &str) -> Result<(Verified, Vec<HistoryRow>), CliError> {
-    let v = ctx.read_head()?;
-    let rows = trail_frames(ctx, &v, key_id)?
-        .into_iter()
-        .map(|(_, ev, _)| history_row(&v.state, ev))
-        .collect();
-    Ok((v, rows))
-}
-
 /// A key as JSON (the schema in the README), serialized straight from the state.
 #[derive(serde::Serialize)]
 struct KeyView<'a> {
@@ -520,7 +476,7 @@ struct RotationView<'a> {
 }
 
 impl<'a> RotationView<'a> {
-    fn of(r: &'a Option<keyledger::state::Rotation>) -> Option<Self> {
+    fn of(r: &'a Option<keyledger::core::state::Rotation>) -> Option<Self> {
         r.as_ref().map(|r| RotationView {
             key_id: &r.key_id,
             seq: r.at.seq,

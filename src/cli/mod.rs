@@ -1,7 +1,7 @@
 //! Command handlers. Each parses its input, calls the library, and prints.
 
 pub mod args;
-pub(crate) mod audit;
+mod audit;
 mod bench;
 mod docs;
 pub mod error;
@@ -10,14 +10,15 @@ mod integrity;
 mod keys;
 pub mod output;
 mod principals;
+mod views;
 
 use std::path::{Path, PathBuf};
 
-use keyledger::cache::Cache;
-use keyledger::ledger::Ledger;
-use keyledger::signing::SigningKey;
-use keyledger::store::{self, Freshness, Replay, Until, Verified, Wait};
-use keyledger::types::{CLOCK_SKEW_US, PublicKey, Timestamp};
+use keyledger::core::signing::SigningKey;
+use keyledger::core::types::{CLOCK_SKEW_US, PublicKey, Timestamp};
+use keyledger::storage::cache::Cache;
+use keyledger::storage::ledger::Ledger;
+use keyledger::storage::store::{self, Freshness, Replay, Until, Verified, Wait};
 
 use args::{AsOf, Cli, Cmd};
 use error::CliError;
@@ -49,7 +50,7 @@ impl Ctx {
 
     pub fn signing_key(&self) -> Result<SigningKey, CliError> {
         let p = self.key_path();
-        SigningKey::load(&p).map_err(|e| {
+        keyledger::storage::keyfile::load(&p).map_err(|e| {
             let mut e = CliError::from(e);
             if self.key.is_none() && !p.exists() {
                 e.message
@@ -93,7 +94,7 @@ impl Ctx {
     pub fn state_at(
         &self,
         until: Option<Until>,
-    ) -> Result<(keyledger::state::State, keyledger::chain::Head), CliError> {
+    ) -> Result<(keyledger::core::state::State, keyledger::core::chain::Head), CliError> {
         Ok(match until {
             None => {
                 let v = self.read_head()?;
@@ -169,7 +170,7 @@ pub fn parse_time(flag: &str, s: &str) -> Result<Timestamp, CliError> {
 pub fn parse_public_key(s: &str) -> Result<PublicKey, CliError> {
     let text = match s.strip_prefix('@') {
         Some(path) => {
-            let bytes = keyledger::files::read_regular(Path::new(path), 4096)
+            let bytes = keyledger::storage::files::read_regular(Path::new(path), 4096)
                 .map_err(|e| CliError::usage(format!("{path}: {e}")))?;
             String::from_utf8(bytes).map_err(|_| {
                 CliError::usage(format!("{path}: not a public key file (not UTF-8)"))
@@ -183,7 +184,7 @@ pub fn parse_public_key(s: &str) -> Result<PublicKey, CliError> {
             s.chars().take(80).collect::<String>()
         ))
     })?;
-    if let Some(reason) = keyledger::signing::key_problem(&pk) {
+    if let Some(reason) = keyledger::core::signing::key_problem(&pk) {
         return Err(CliError::usage(format!(
             "{pk} cannot be a signing key: {reason}. Generate one with `keyledger keygen`"
         )));
@@ -291,7 +292,7 @@ fn show_progress() {
         return;
     }
     let bar: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
-    keyledger::progress::set_hook(move |done, total| {
+    keyledger::core::progress::set_hook(move |done, total| {
         if total < PROGRESS_MIN_BYTES {
             return;
         }

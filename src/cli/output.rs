@@ -8,14 +8,14 @@ use std::io::Write;
 
 use serde::Serialize;
 
-pub use keyledger::text::escape;
+pub use keyledger::core::text::escape;
 
 use super::error::CliError;
 
 /// One recorded value for a human line: nothing in it can break the line or act on the
 /// terminal, and nothing secret-like is repeated.
 pub fn clean(s: &str) -> String {
-    escape(&keyledger::credentials::redact(s), &[]).into_owned()
+    escape(&keyledger::core::credentials::redact(s), &[]).into_owned()
 }
 
 /// Human layout keeps newlines and tabs; everything else unsafe is escaped.
@@ -64,7 +64,7 @@ pub fn json<T: Serialize>(v: &T) -> Result<(), CliError> {
 /// anything secret-like redacted. Values quoted in it should be `clean`ed by the caller, so
 /// that a newline inside one cannot start a line of its own.
 pub fn print(s: &str) -> Result<(), CliError> {
-    print_raw(&escape(&keyledger::credentials::redact(s), &LAYOUT))
+    print_raw(&escape(&keyledger::core::credentials::redact(s), &LAYOUT))
 }
 
 /// Writes exactly `s` to stdout and flushes (JSON, CSV, a secret for its requester); a

@@ -2,40 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use keyledger::event::{Action, Permission};
-use keyledger::ledger::Ledger;
-use keyledger::signing::SigningKey;
-use keyledger::store::Receipt;
-use keyledger::types::valid_name;
+use keyledger::core::event::{Action, Permission};
+use keyledger::core::signing::SigningKey;
+use keyledger::storage::keyfile;
+use keyledger::storage::ledger::Ledger;
 use serde_json::json;
 
 use super::args::{SignerCmd, UserCmd};
 use super::error::CliError;
 use super::output::{json, or_dash, print, table};
+use super::views::{check_name, done};
 use super::{Ctx, default_key_path, parse_as_of, parse_public_key};
-
-/// A principal name given on the command line must be well-formed before anything is recorded.
-pub(super) fn check_name(name: &str) -> Result<(), CliError> {
-    if valid_name(name) {
-        return Ok(());
-    }
-    Err(CliError::usage(format!(
-        "{name:?} is not a valid name: use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
-    )))
-}
-
-/// Prints what a write did: one line, or JSON.
-pub fn done(ctx: &Ctx, what: &str, receipts: &[Receipt]) -> Result<(), CliError> {
-    if ctx.json {
-        let r: Vec<_> = receipts
-            .iter()
-            .map(|r| json!({"seq": r.seq, "hash": r.hash.hex(), "time": r.time.to_string()}))
-            .collect();
-        return json(&json!({"ok": true, "what": what, "events": r}));
-    }
-    let seqs: Vec<String> = receipts.iter().map(|r| r.seq.to_string()).collect();
-    print(&format!("{what} (seq {})\n", seqs.join(", ")))
-}
 
 pub fn init(ctx: &Ctx, account: &str, key_out: Option<PathBuf>) -> Result<(), CliError> {
     check_name(account)?;
@@ -48,13 +25,13 @@ pub fn init(ctx: &Ctx, account: &str, key_out: Option<PathBuf>) -> Result<(), Cl
     warn_if_others_may_write_beside(&ctx.ledger);
     let key_path = key_out.unwrap_or_else(|| default_key_path(&ctx.ledger));
     let key = SigningKey::generate();
-    key.write_new(&key_path)?;
+    keyfile::write_new(&key, &key_path)?;
     let (l, genesis) = match Ledger::init(&ctx.ledger, account, &key, ctx.now) {
         Ok(v) => v,
         Err(e) => {
             // Leave nothing half-made: the key was never used.
             let _ = std::fs::remove_file(&key_path);
-            let _ = std::fs::remove_file(keyledger::signing::pub_path(&key_path));
+            let _ = std::fs::remove_file(keyfile::pub_path(&key_path));
             return Err(e.into());
         }
     };
@@ -82,7 +59,7 @@ pub fn init(ctx: &Ctx, account: &str, key_out: Option<PathBuf>) -> Result<(), Cl
 
 pub fn keygen(ctx: &Ctx, out: &Path) -> Result<(), CliError> {
     let key = SigningKey::generate();
-    let pub_path = key.write_new(out)?;
+    let pub_path = keyfile::write_new(&key, out)?;
     if ctx.json {
         return json(
             &json!({"public_key": key.public().to_string(), "key_file": out, "public_key_file": pub_path}),
@@ -148,7 +125,7 @@ pub fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CliError> {
                         .collect();
                     let keys = s
                         .keys_of(&p.name)
-                        .filter(|k| k.status != keyledger::state::KeyStatus::Deleted)
+                        .filter(|k| k.status != keyledger::core::state::KeyStatus::Deleted)
                         .count();
                     (p, perms, keys, s.signing_keys_of(&p.name))
                 })
@@ -217,12 +194,12 @@ pub fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CliError> {
 struct PrincipalView<'a> {
     name: &'a str,
     kind: &'static str,
-    created: keyledger::types::Timestamp,
+    created: keyledger::core::types::Timestamp,
     created_seq: u64,
-    deleted: Option<keyledger::types::Timestamp>,
+    deleted: Option<keyledger::core::types::Timestamp>,
     permissions: &'a [&'static str],
     keys: usize,
-    signing_keys: &'a [keyledger::types::PublicKey],
+    signing_keys: &'a [keyledger::core::types::PublicKey],
     signing_keys_enrolled_by: Vec<Option<&'a str>>,
 }
 
@@ -283,7 +260,7 @@ fn warn_if_others_may_write_beside(ledger: &std::path::Path) {
         crate::cli::output::warn(&format!(
             "{} can be written by anyone: they can plant files beside the ledger (such as its writers' lock, {}) and stop its writers. Keep ledgers in a directory that only their writers can write",
             dir.display(),
-            keyledger::store::lock_path(ledger).display()
+            keyledger::storage::store::lock_path(ledger).display()
         ));
     }
 }

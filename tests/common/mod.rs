@@ -6,12 +6,12 @@ pub mod forge;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use keyledger::chain::event_hash;
-use keyledger::credentials::{self, Form, SecretText};
-use keyledger::event::{Action, Event, Permission};
-use keyledger::format::{frame_bytes, header_bytes};
-use keyledger::signing::SigningKey;
-use keyledger::types::{Bytes, Hash32, Timestamp};
+use keyledger::core::chain::event_hash;
+use keyledger::core::credentials::{self, Form, SecretText};
+use keyledger::core::event::{Action, Event, Permission};
+use keyledger::core::format::{frame_bytes, header_bytes};
+use keyledger::core::signing::SigningKey;
+use keyledger::core::types::{Bytes, Hash32, Timestamp};
 
 /// Writes frames directly, bypassing policy: what an attacker holding a key can do.
 pub struct RawLedger {
@@ -66,7 +66,7 @@ impl RawLedger {
     }
 
     /// The next event (seq, time one minute on, chained) with `signer` and `action`.
-    pub fn next(&self, signer: keyledger::types::PublicKey, action: Action) -> Event {
+    pub fn next(&self, signer: keyledger::core::types::PublicKey, action: Action) -> Event {
         Event {
             seq: self.seq,
             time: self.time,

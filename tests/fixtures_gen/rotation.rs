@@ -1,8 +1,8 @@
 //! Fixtures for `key-rotated` (revision 2026-11-24 (2) of ledger-format.md, §5 and §7.3):
 //! one valid rotation, and one ledger per clause of the rule, each breaking only it.
 
-use keyledger::credentials;
-use keyledger::event::{Action, Permission};
+use keyledger::core::credentials;
+use keyledger::core::event::{Action, Permission};
 
 use super::common::*;
 use super::{Fixture, verdict};

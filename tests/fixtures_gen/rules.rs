@@ -5,13 +5,13 @@
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT as B;
 use curve25519_dalek::scalar::Scalar;
-use keyledger::chain::event_hash;
-use keyledger::checkpoint::{self, Checkpoint};
-use keyledger::credentials;
-use keyledger::event::{Action, Permission};
-use keyledger::format::LEN_PREFIX;
-use keyledger::merkle;
-use keyledger::types::{Bytes, PublicKey, Timestamp, to_hex};
+use keyledger::core::chain::event_hash;
+use keyledger::core::credentials;
+use keyledger::core::event::{Action, Permission};
+use keyledger::core::format::LEN_PREFIX;
+use keyledger::core::merkle;
+use keyledger::core::types::{Bytes, PublicKey, Timestamp, to_hex};
+use keyledger::evidence::checkpoint::{self, Checkpoint};
 use serde_json::{Value, json};
 
 use super::common::forge::*;
@@ -499,7 +499,7 @@ fn noncanonical_b64(note: &str) -> String {
 
 /// Checkpoint notes of `valid.ledger` (whose event hashes are `hashes`), and their verdicts.
 pub fn checkpoints(
-    hashes: &[keyledger::types::Hash32],
+    hashes: &[keyledger::core::types::Hash32],
     script: &Script,
 ) -> Vec<(String, Vec<u8>, Value)> {
     let origin = checkpoint::origin(&Bytes(LEDGER_ID));
@@ -875,16 +875,16 @@ pub fn bundles(ledger: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
     std::fs::write(&path, ledger).unwrap();
     let write = |name: &str| -> std::path::PathBuf {
         let dir = tmp.path().join(name);
-        let filter = keyledger::query::Filter {
+        let filter = keyledger::core::query::Filter {
             key: Some(fixed_key_id(false, 'B')),
             ..Default::default()
         };
-        keyledger::export::write_bundle(
+        keyledger::evidence::export::write_bundle(
             &path,
             &dir,
             &filter,
             &key(1),
-            &keyledger::cache::Cache::none(),
+            &keyledger::storage::cache::Cache::none(),
         )
         .unwrap();
         dir
@@ -932,7 +932,7 @@ pub fn bundles(ledger: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
         serde_json::from_slice(&std::fs::read(moved.join("manifest.json")).unwrap()).unwrap();
     m["events"].as_array_mut().unwrap().swap(0, 1);
     let json = serde_json::to_vec_pretty(&m).unwrap();
-    let digest = blake3::derive_key(keyledger::export::MANIFEST_CONTEXT, &json);
+    let digest = blake3::derive_key(keyledger::evidence::export::MANIFEST_CONTEXT, &json);
     std::fs::write(moved.join("manifest.json"), &json).unwrap();
     std::fs::write(
         moved.join("manifest.sig"),

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use super::common::forge::*;
 use super::common::*;
 use super::{W, append_frame, load_key};
-use keyledger::cache::Cache;
-use keyledger::checkpoint::Checkpoint;
-use keyledger::event::Action;
-use keyledger::merkle::ProofTree;
-use keyledger::signing::SigningKey;
-use keyledger::types::{Bytes, Timestamp, to_hex};
-use keyledger::verify::{Options, verify_file, verify_reader};
+use keyledger::core::event::Action;
+use keyledger::core::merkle::ProofTree;
+use keyledger::core::signing::SigningKey;
+use keyledger::core::types::{Bytes, Timestamp, to_hex};
+use keyledger::evidence::checkpoint::Checkpoint;
+use keyledger::evidence::verify::{Options, verify_file, verify_reader};
+use keyledger::storage::cache::Cache;
+use keyledger::storage::keyfile;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -61,21 +62,21 @@ pub fn signature_vectors_get_one_verdict_on_every_path() {
     let honest = SigningKey::from_seed(&[0x33; 32]);
     let mut separated = 0;
     for x in vectors {
-        let hex = |k: &str| keyledger::types::from_hex::<64>(x[k].as_str().unwrap());
+        let hex = |k: &str| keyledger::core::types::from_hex::<64>(x[k].as_str().unwrap());
         let pk_bytes: [u8; 32] =
-            keyledger::types::from_hex(x["public_key"].as_str().unwrap()).unwrap();
-        let pk = keyledger::types::PublicKey(Bytes(pk_bytes));
+            keyledger::core::types::from_hex(x["public_key"].as_str().unwrap()).unwrap();
+        let pk = keyledger::core::types::PublicKey(Bytes(pk_bytes));
         let m = hex_vec(x["message"].as_str().unwrap());
         let s = hex("signature").unwrap();
         let want = x["zip215_valid"].as_bool().unwrap();
         let what = x["description"].as_str().unwrap();
         assert_eq!(
-            keyledger::signing::verify_bytes(&pk, &m, &s),
+            keyledger::core::signing::verify_bytes(&pk, &m, &s),
             want,
             "single: {what}"
         );
         assert_eq!(
-            keyledger::signing::key_problem(&pk).is_none(),
+            keyledger::core::signing::key_problem(&pk).is_none(),
             x["key_acceptable"].as_bool().unwrap(),
             "key: {what}"
         );
@@ -92,14 +93,14 @@ pub fn signature_vectors_get_one_verdict_on_every_path() {
                 let msgs: Vec<Vec<u8>> =
                     (0..before).map(|i| format!("m{i}").into_bytes()).collect();
                 let sigs: Vec<[u8; 64]> = msgs.iter().map(|m| honest.sign_bytes(m)).collect();
-                let mut items: Vec<keyledger::signing::BatchItem<'_>> = msgs
+                let mut items: Vec<keyledger::core::signing::BatchItem<'_>> = msgs
                     .iter()
                     .zip(&sigs)
                     .map(|(m, s)| (&hpoint, &hbytes, m.as_slice(), s))
                     .collect();
                 items.insert(before / 2, (&point, &pk_bytes, &m, &s));
                 assert_eq!(
-                    keyledger::signing::verify_batch(&items),
+                    keyledger::core::signing::verify_batch(&items),
                     want,
                     "batch of {}: {what}",
                     before + 1
@@ -136,7 +137,7 @@ pub fn a_mixed_order_signature_does_not_jam_or_flip() {
         d.path().join("keyledger.ledger"),
     )
     .unwrap();
-    key(1).write_new(&d.path().join("keyledger.key")).unwrap();
+    keyfile::write_new(&key(1), &d.path().join("keyledger.key")).unwrap();
     let ok = |args: &[&str]| {
         let o = run_in(d.path(), args, None);
         assert_eq!(code(&o), 0, "{args:?}: {}{}", stdout(&o), stderr(&o));
@@ -234,10 +235,10 @@ pub fn outsider_bundles_are_untrusted_and_inconsistent_ones_fail() {
     let mut m: Value =
         serde_json::from_slice(&std::fs::read(b.join("manifest.json")).unwrap()).unwrap();
     let frames = std::fs::read(b.join("events.frames")).unwrap();
-    let mut leaves: Vec<_> = keyledger::format::FrameReader::at(&frames[..], 0)
-        .map(|f| keyledger::chain::event_hash(&f.unwrap().body))
+    let mut leaves: Vec<_> = keyledger::core::format::FrameReader::at(&frames[..], 0)
+        .map(|f| keyledger::core::chain::event_hash(&f.unwrap().body))
         .collect();
-    leaves[0] = keyledger::types::Hash32::parse_hex(&vgenesis).unwrap();
+    leaves[0] = keyledger::core::types::Hash32::parse_hex(&vgenesis).unwrap();
     let tree = ProofTree::new(&leaves);
     let n = leaves.len() as u64;
     let origin = format!("keyledger/{vid}");
@@ -389,7 +390,7 @@ fn resign(dir: &Path, m: &mut Value, k: &SigningKey) {
         }
     }
     let json = serde_json::to_vec_pretty(m).unwrap();
-    let digest = blake3::derive_key(keyledger::export::MANIFEST_CONTEXT, &json);
+    let digest = blake3::derive_key(keyledger::evidence::export::MANIFEST_CONTEXT, &json);
     std::fs::write(dir.join("manifest.json"), &json).unwrap();
     std::fs::write(
         dir.join("manifest.sig"),
@@ -413,7 +414,7 @@ pub fn checkpoints_follow_c2sp_and_only_active_keys_sign() {
     let head = w.json(&["verify"]);
     let n = head["report"]["events"].as_u64().unwrap();
     let id = head["report"]["ledger_id"].as_str().unwrap();
-    let r = keyledger::store::replay(&w.ledger(), &Cache::none(), None, |_| {}).unwrap();
+    let r = keyledger::storage::store::replay(&w.ledger(), &Cache::none(), None, |_| {}).unwrap();
     let cp = Checkpoint {
         origin: format!("keyledger/{id}"),
         size: n,
@@ -442,7 +443,8 @@ pub fn checkpoints_follow_c2sp_and_only_active_keys_sign() {
             .replacen(&format!("\n{n}\n"), &format!("\n{bad}\n"), 1);
         let mut note = text.clone();
         let sig = acme.sign_bytes(text.as_bytes());
-        let mut blob = keyledger::checkpoint::key_hash(&cp.origin, &acme.public()).to_vec();
+        let mut blob =
+            keyledger::evidence::checkpoint::key_hash(&cp.origin, &acme.public()).to_vec();
         blob.extend_from_slice(&sig);
         use base64::Engine;
         note.push_str(&format!(
@@ -458,7 +460,7 @@ pub fn checkpoints_follow_c2sp_and_only_active_keys_sign() {
     let zero = Checkpoint {
         origin: cp.origin.clone(),
         size: 0,
-        root: keyledger::merkle::empty_root(),
+        root: keyledger::core::merkle::empty_root(),
     };
     std::fs::write(w.path().join("zero.cp"), zero.sign(&acme)).unwrap();
     w.ok(&["verify", "--checkpoint", "zero.cp"]);
@@ -698,8 +700,8 @@ pub fn reads_grow_no_worse_than_n_log_n() {
     let mut times = vec![];
     for n in [6_000usize, 24_000] {
         let p = d.path().join(format!("p{n}.ledger"));
-        keyledger::synth::principals(&p, n, start).unwrap();
-        keyledger::store::head(&p, &Cache::at(&cache)).unwrap();
+        keyledger::tools::synth::principals(&p, n, start).unwrap();
+        keyledger::storage::store::head(&p, &Cache::at(&cache)).unwrap();
         let p = p.to_str().unwrap().to_owned();
         let t: Vec<f64> = [
             &["--json", "user", "list"][..],
@@ -738,13 +740,16 @@ pub fn reads_grow_no_worse_than_n_log_n() {
 pub fn appends_verify_only_what_the_cache_does_not_vouch_for() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("s.ledger");
-    let s =
-        keyledger::synth::build(&p, 20_000, Timestamp::parse("2025-01-01").unwrap(), 9).unwrap();
-    s.account.write_new(&d.path().join("s.key")).unwrap();
+    let s = keyledger::tools::synth::build(&p, 20_000, Timestamp::parse("2025-01-01").unwrap(), 9)
+        .unwrap();
+    keyfile::write_new(&s.account, &d.path().join("s.key")).unwrap();
     let cdir = d.path().join("cache");
     let cache = Cache::at(&cdir);
-    let (_, f) = keyledger::store::head(&p, &cache).unwrap();
-    assert!(matches!(f, keyledger::store::Freshness::Rebuilt(_)));
+    let (_, f) = keyledger::storage::store::head(&p, &cache).unwrap();
+    assert!(matches!(
+        f,
+        keyledger::storage::store::Freshness::Rebuilt(_)
+    ));
     let env = [("KEYLEDGER_CACHE_DIR", cdir.to_str().unwrap())];
     for i in 0..3 {
         let o = run_env(
@@ -765,11 +770,15 @@ pub fn appends_verify_only_what_the_cache_does_not_vouch_for() {
     }
     // The three appends each verified only the events after the cached head.
     assert_eq!(
-        keyledger::store::head(&p, &cache).unwrap().1,
-        keyledger::store::Freshness::Cached { verified: 3 }
+        keyledger::storage::store::head(&p, &cache).unwrap().1,
+        keyledger::storage::store::Freshness::Cached { verified: 3 }
     );
-    let mut l =
-        keyledger::ledger::Ledger::open_with(&p, keyledger::store::Wait::Block, &cache).unwrap();
+    let mut l = keyledger::storage::ledger::Ledger::open_with(
+        &p,
+        keyledger::storage::store::Wait::Block,
+        &cache,
+    )
+    .unwrap();
     let now = l.head().time;
     for i in 0..300 {
         l.append(
@@ -783,11 +792,11 @@ pub fn appends_verify_only_what_the_cache_does_not_vouch_for() {
         .unwrap();
     }
     drop(l);
-    let (v, f) = keyledger::store::head(&p, &cache).unwrap();
+    let (v, f) = keyledger::storage::store::head(&p, &cache).unwrap();
     match f {
-        keyledger::store::Freshness::Cached { verified } => {
+        keyledger::storage::store::Freshness::Cached { verified } => {
             assert!(
-                verified < keyledger::store::CACHE_EVERY,
+                verified < keyledger::storage::store::CACHE_EVERY,
                 "the cache was saved as the head moved: {verified}"
             )
         }
@@ -796,7 +805,7 @@ pub fn appends_verify_only_what_the_cache_does_not_vouch_for() {
     assert!(v.head.seq > 20_000);
     // And an append after a forged frame is still refused: the tail is always verified.
     let acme = load_key_at(&d.path().join("s.key"));
-    let ev = keyledger::event::Event {
+    let ev = keyledger::core::event::Event {
         seq: v.head.seq + 1,
         time: v.head.time,
         prev: v.head.hash,
@@ -819,7 +828,7 @@ pub fn appends_verify_only_what_the_cache_does_not_vouch_for() {
 }
 
 fn load_key_at(p: &Path) -> SigningKey {
-    SigningKey::load(p).unwrap()
+    keyfile::load(p).unwrap()
 }
 
 /// Item 1, on a ledger large enough for batched checks: one flipped signature deep inside
@@ -828,11 +837,11 @@ fn load_key_at(p: &Path) -> SigningKey {
 pub fn a_bad_signature_deep_inside_is_named() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("s.ledger");
-    let s =
-        keyledger::synth::build(&p, 20_000, Timestamp::parse("2025-01-01").unwrap(), 4).unwrap();
-    s.account.write_new(&d.path().join("s.key")).unwrap();
+    let s = keyledger::tools::synth::build(&p, 20_000, Timestamp::parse("2025-01-01").unwrap(), 4)
+        .unwrap();
+    keyfile::write_new(&s.account, &d.path().join("s.key")).unwrap();
     let mut b = std::fs::read(&p).unwrap();
-    let frames: Vec<_> = keyledger::format::FrameReader::new(&b[..])
+    let frames: Vec<_> = keyledger::core::format::FrameReader::new(&b[..])
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -927,7 +936,7 @@ pub fn overwritten_signatures_are_never_shown_or_exported() {
     let (id, _) = w.key("keyledger.key", "bob", "ci");
     w.ok(&["verify"]);
     let mut b = std::fs::read(w.ledger()).unwrap();
-    let frames: Vec<_> = keyledger::format::FrameReader::new(&b[..])
+    let frames: Vec<_> = keyledger::core::format::FrameReader::new(&b[..])
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -962,15 +971,15 @@ pub fn overwritten_signatures_are_never_shown_or_exported() {
 pub fn a_forged_event_is_named_not_its_victim() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("s.ledger");
-    let s =
-        keyledger::synth::build(&p, 12_000, Timestamp::parse("2025-01-01").unwrap(), 6).unwrap();
-    s.account.write_new(&d.path().join("s.key")).unwrap();
+    let s = keyledger::tools::synth::build(&p, 12_000, Timestamp::parse("2025-01-01").unwrap(), 6)
+        .unwrap();
+    keyfile::write_new(&s.account, &d.path().join("s.key")).unwrap();
     let bob = SigningKey::from_seed(&[0xb0; 32]);
-    let mut last = keyledger::store::replay(&p, &Cache::none(), None, |_| {})
+    let mut last = keyledger::storage::store::replay(&p, &Cache::none(), None, |_| {})
         .unwrap()
         .head;
     let mut push = |action: Action, by: &SigningKey, forge: bool| {
-        let ev = keyledger::event::Event {
+        let ev = keyledger::core::event::Event {
             seq: last.seq + 1,
             time: last.time,
             prev: last.hash,
@@ -982,7 +991,7 @@ pub fn a_forged_event_is_named_not_its_victim() {
             &ev,
             |h| if forge { [0x11; 64] } else { by.sign_hash(h) },
         );
-        last = keyledger::chain::Head {
+        last = keyledger::core::chain::Head {
             seq: ev.seq,
             hash: h,
             time: ev.time,
@@ -1386,7 +1395,7 @@ pub fn the_head_note_only_moves_forward() {
     let d = tempfile::tempdir().unwrap();
     let cache = Cache::at(d.path().join("cache"));
     let ledger = d.path().join("x.ledger");
-    let head = |seq: u64| keyledger::chain::Head {
+    let head = |seq: u64| keyledger::core::chain::Head {
         seq,
         hash: Bytes([seq as u8; 32]),
         time: Timestamp::now(),
@@ -1418,11 +1427,12 @@ pub fn verify_never_adopts_another_ledger() {
     let cache = Cache::at(test_cache_dir());
     let witness = cache.witness(&w.ledger()).expect("a head verified here");
     // The other ledger's bytes, judged against this path's witness: a finding, nothing kept.
-    let opts = keyledger::verify::Options {
+    let opts = keyledger::evidence::verify::Options {
         witness: Some(witness),
         ..Default::default()
     };
-    let (report, kept) = keyledger::verify::verify_file_full(&other.ledger(), &opts, true).unwrap();
+    let (report, kept) =
+        keyledger::evidence::verify::verify_file_full(&other.ledger(), &opts, true).unwrap();
     assert!(!report.ok && kept.is_none());
     assert!(
         report.findings[0].message.contains("another ledger"),
@@ -1431,13 +1441,15 @@ pub fn verify_never_adopts_another_ledger() {
     );
     // Nor can a verified state of the other ledger be saved over this path's.
     let (_, theirs) =
-        keyledger::verify::verify_file_full(&other.ledger(), &Default::default(), true).unwrap();
+        keyledger::evidence::verify::verify_file_full(&other.ledger(), &Default::default(), true)
+            .unwrap();
     assert!(cache.save(&w.ledger(), &theirs.unwrap()).is_err());
     assert_eq!(cache.witness(&w.ledger()), Some(witness));
     // A cut is judged the same way: the head verified is missing from what was read.
-    let (_, mine) = keyledger::verify::verify_file_full(&w.ledger(), &opts, true).unwrap();
+    let (_, mine) =
+        keyledger::evidence::verify::verify_file_full(&w.ledger(), &opts, true).unwrap();
     assert!(mine.is_some());
-    let f0 = keyledger::format::FrameReader::new(&std::fs::read(w.ledger()).unwrap()[..])
+    let f0 = keyledger::core::format::FrameReader::new(&std::fs::read(w.ledger()).unwrap()[..])
         .unwrap()
         .next()
         .unwrap()
@@ -1448,7 +1460,7 @@ pub fn verify_never_adopts_another_ledger() {
         &std::fs::read(w.ledger()).unwrap()[..f0.end() as usize],
     )
     .unwrap();
-    let (report, kept) = keyledger::verify::verify_file_full(&cut, &opts, true).unwrap();
+    let (report, kept) = keyledger::evidence::verify::verify_file_full(&cut, &opts, true).unwrap();
     assert!(!report.ok && kept.is_none());
     assert!(
         report.findings[0].message.contains("no longer holds"),
@@ -1522,7 +1534,7 @@ pub fn events_visited_before_a_failed_batch_never_come_back() {
     let f = std::fs::File::open(&p).unwrap();
     let len = f.metadata().unwrap().len();
     let mut seen_forged = false;
-    let r = keyledger::store::replay_open(&p, &f, len, None, None, None, |seen| {
+    let r = keyledger::storage::store::replay_open(&p, &f, len, None, None, None, |seen| {
         if seen.event.seq == forged {
             seen_forged = true;
             // The attacker puts the honest file back before the re-read.
@@ -1538,7 +1550,10 @@ pub fn events_visited_before_a_failed_batch_never_come_back() {
         panic!("a replay that visited a forged event must not succeed")
     };
     assert!(
-        matches!(e, keyledger::store::StoreError::ChangedWhileRead { .. }),
+        matches!(
+            e,
+            keyledger::storage::store::StoreError::ChangedWhileRead { .. }
+        ),
         "{e}"
     );
 }

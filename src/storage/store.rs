@@ -12,19 +12,19 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::cache::note_key_event;
-pub use crate::cache::{Cache, Verified};
-use crate::chain::{Head, event_hash};
-use crate::event::Event;
-use crate::format::{
+use crate::core::chain::{Head, event_hash};
+use crate::core::event::Event;
+use crate::core::format::{
     self, FormatError, FrameReader, HEADER_LEN, LEN_PREFIX, MAX_BODY, RawFrame, ReadError, SIG_LEN,
 };
-use crate::judge::{Checker, Finding};
-use crate::merkle::TreeBuilder;
-use crate::pass::{self, Spec};
-pub use crate::pass::{Seen, TornTail, Trust, Until, Witness};
-use crate::state::{ApplyError, Refusal, State};
-use crate::types::{Hash32, Timestamp};
+use crate::core::judge::{Checker, Finding};
+use crate::core::merkle::TreeBuilder;
+use crate::core::state::{ApplyError, Refusal, State};
+use crate::core::types::{Hash32, Timestamp};
+use crate::storage::cache::note_key_event;
+pub use crate::storage::cache::{Cache, Verified};
+use crate::storage::pass::{self, Spec};
+pub use crate::storage::pass::{Seen, TornTail, Trust, Until, Witness};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -158,7 +158,7 @@ pub(crate) fn read_error(path: &Path, e: ReadError) -> StoreError {
 
 /// Opens an existing ledger file: a regular file only, never blocking on a FIFO.
 pub(crate) fn open_existing(path: &Path, write: bool) -> Result<File, StoreError> {
-    crate::files::open_regular(path, write).map_err(|e| match e.kind() {
+    crate::storage::files::open_regular(path, write).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => StoreError::NotFound { path: path.into() },
         _ => StoreError::Io {
             path: path.into(),
@@ -611,7 +611,7 @@ pub fn recheck_signatures(
             .or_insert_with(|| CompressedEdwardsY(*ev.signer.bytes()).decompress());
     }
     for chunk in events.chunks(256) {
-        let items: Option<Vec<crate::signing::BatchItem<'_>>> = chunk
+        let items: Option<Vec<crate::core::signing::BatchItem<'_>>> = chunk
             .iter()
             .map(|(f, ev, h)| {
                 points[&ev.signer]
@@ -619,12 +619,12 @@ pub fn recheck_signatures(
                     .map(|a| (a, ev.signer.bytes(), &h.0[..], &f.sig))
             })
             .collect();
-        if items.is_some_and(|i| crate::signing::verify_batch(&i)) {
+        if items.is_some_and(|i| crate::core::signing::verify_batch(&i)) {
             continue;
         }
         let (f, ev, h) = chunk
             .iter()
-            .find(|(f, ev, h)| !crate::signing::verify_hash(&ev.signer, h, &f.sig))
+            .find(|(f, ev, h)| !crate::core::signing::verify_hash(&ev.signer, h, &f.sig))
             .expect("a failing batch holds a bad signature");
         return Err(StoreError::Integrity {
             path: path.into(),
@@ -646,7 +646,7 @@ pub type TrailEvent = (RawFrame, Event, Hash32);
 /// to be exactly the events verified (the trail's digest); `None` if the file changed.
 pub fn trail_events(
     path: &Path,
-    trail: &crate::cache::KeyTrail,
+    trail: &crate::storage::cache::KeyTrail,
 ) -> Result<Option<Vec<TrailEvent>>, StoreError> {
     let f = open_existing(path, false)?;
     let len = f.metadata().map_err(StoreError::io(path, "stat"))?.len();
@@ -657,7 +657,7 @@ pub fn trail_events(
             return Ok(None);
         };
         let h = event_hash(&frame.body);
-        digest = crate::cache::trail_digest(&digest, &h);
+        digest = crate::storage::cache::trail_digest(&digest, &h);
         let Ok(ev) = Event::decode(&frame.body) else {
             return Ok(None);
         };
@@ -715,7 +715,7 @@ pub fn lock_writers(
         });
     }
     let real = std::fs::canonicalize(ledger).unwrap_or_else(|_| ledger.to_path_buf());
-    if crate::files::is_mount_point(&real) == Some(true) {
+    if crate::storage::files::is_mount_point(&real) == Some(true) {
         return Err(StoreError::UnsafeLock {
             path,
             reason: "the ledger file is mounted on its own (a bind mount of the file), and writers through another mount of it would take another lock; mount the directory that holds it instead".into(),
@@ -756,11 +756,11 @@ pub fn lock_writers(
 fn open_lock_file(path: &Path, meta: &std::fs::Metadata) -> Result<File, StoreError> {
     let path = path.to_path_buf();
     let mode = lock_mode(meta.mode());
-    let open = || crate::files::open_regular_nofollow(&path, true);
+    let open = || crate::storage::files::open_regular_nofollow(&path, true);
     let file = match open() {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match crate::files::create_new(&path, mode) {
+            match crate::storage::files::create_new(&path, mode) {
                 Ok(created) => {
                     // Exactly the ledger's writers: its group, and the mode whatever the umask.
                     let _ = std::os::unix::fs::fchown(&created, None, Some(meta.gid()));
@@ -800,7 +800,7 @@ fn open_lock_file(path: &Path, meta: &std::fs::Metadata) -> Result<File, StoreEr
             ),
         });
     }
-    let me = crate::files::effective_uid();
+    let me = crate::storage::files::effective_uid();
     if m.uid() != meta.uid() && m.uid() != 0 && m.uid() != me {
         return Err(StoreError::UnsafeLock {
             path,

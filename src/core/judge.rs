@@ -5,12 +5,12 @@
 
 use serde::Serialize;
 
-use crate::chain::{Head, event_hash};
-use crate::event::{Action, DecodeError, Event};
-use crate::format::RawFrame;
-use crate::merkle::TreeBuilder;
-use crate::state::State;
-use crate::types::{CLOCK_SKEW_US, Hash32, Timestamp};
+use crate::core::chain::{Head, event_hash};
+use crate::core::event::{Action, DecodeError, Event};
+use crate::core::format::RawFrame;
+use crate::core::merkle::TreeBuilder;
+use crate::core::state::State;
+use crate::core::types::{CLOCK_SKEW_US, Hash32, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

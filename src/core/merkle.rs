@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::types::Hash32;
+use crate::core::types::Hash32;
 
 pub type Sha = [u8; 32];
 
@@ -79,7 +79,7 @@ pub fn root_of(leaves: &[Hash32]) -> Sha {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Bytes;
+    use crate::core::types::Bytes;
 
     #[test]
     fn incremental_root_equals_recursive_definition() {
@@ -262,7 +262,7 @@ pub fn verify_consistency(m: u64, n: u64, old: &Sha, new: &Sha, proof: &[Sha]) -
 #[cfg(test)]
 mod proof_tests {
     use super::*;
-    use crate::types::Bytes;
+    use crate::core::types::Bytes;
 
     fn leaves(n: u32) -> Vec<Hash32> {
         (0..n)

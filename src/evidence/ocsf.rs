@@ -7,8 +7,8 @@
 
 use serde_json::{Value, json};
 
-use crate::event::Action;
-use crate::export::Record;
+use crate::core::event::Action;
+use crate::evidence::export::Record;
 
 pub const OCSF_VERSION: &str = "1.6.0";
 

@@ -12,14 +12,14 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 
-use crate::event::Event;
-use crate::format::{FormatError, FrameReader, HEADER_LEN, RawFrame, ReadError};
-use crate::judge::{Checker, Finding, Problem};
-use crate::merkle::TreeBuilder;
-use crate::pipeline::{Prepared, pipelined};
-use crate::signing::verify_hash;
-use crate::state::State;
-use crate::types::{Hash32, PublicKey, Timestamp};
+use crate::core::event::Event;
+use crate::core::format::{FormatError, FrameReader, HEADER_LEN, RawFrame, ReadError};
+use crate::core::judge::{Checker, Finding, Problem};
+use crate::core::merkle::TreeBuilder;
+use crate::core::signing::verify_hash;
+use crate::core::state::State;
+use crate::core::types::{Hash32, PublicKey, Timestamp};
+use crate::storage::pipeline::{Prepared, pipelined};
 
 /// A seq and the hash of the event there, verified earlier by this user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,11 +172,11 @@ fn batch_ok(job: &SigJob, cache: &mut KeyCache) -> bool {
             curve25519_dalek::edwards::CompressedEdwardsY(*pk.bytes()).decompress()
         });
     }
-    let items: Option<Vec<crate::signing::BatchItem<'_>>> = job
+    let items: Option<Vec<crate::core::signing::BatchItem<'_>>> = job
         .iter()
         .map(|(pk, h, sig)| cache[pk].as_ref().map(|a| (a, pk.bytes(), &h.0[..], sig)))
         .collect();
-    items.is_some_and(|items| crate::signing::verify_batch(&items))
+    items.is_some_and(|items| crate::core::signing::verify_batch(&items))
 }
 
 /// Runs one pass over `frames` (a file of `len` bytes), continuing `checker`, calling
@@ -292,7 +292,7 @@ fn ordered<R: Read + Send>(
             };
             let index = checker.frames();
             if index.is_multiple_of(16_384) {
-                crate::progress::report(frame.offset, len);
+                crate::core::progress::report(frame.offset, len);
             }
             if folding
                 && let (Some(u), Ok(ev)) = (spec.until, &decoded)
@@ -376,7 +376,7 @@ fn ordered<R: Read + Send>(
         }
         Ok(())
     })?;
-    crate::progress::report(len, len);
+    crate::core::progress::report(len, len);
     if let Some(tx) = jobs
         && !job.is_empty()
     {

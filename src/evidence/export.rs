@@ -20,16 +20,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::cache::Cache;
-use crate::chain::event_hash;
-use crate::checkpoint::{self, Checkpoint};
-use crate::event::Event;
-use crate::format::{FRAME_OVERHEAD, LEN_PREFIX, RawFrame, SIG_LEN};
-use crate::merkle::{ProofTree, Sha, leaf_hash, verify_inclusion};
-use crate::query::Filter;
-use crate::signing::{SigningKey, verify_bytes, verify_hash, write_exclusive};
-use crate::store::{self, StoreError};
-use crate::types::{Bytes, Hash32, PublicKey, from_hex, to_hex};
+use crate::core::chain::event_hash;
+use crate::core::event::Event;
+use crate::core::format::{FRAME_OVERHEAD, LEN_PREFIX, RawFrame, SIG_LEN};
+use crate::core::merkle::{ProofTree, Sha, leaf_hash, verify_inclusion};
+use crate::core::query::Filter;
+use crate::core::signing::{SigningKey, verify_bytes, verify_hash};
+use crate::core::types::{Bytes, Hash32, PublicKey, from_hex, to_hex};
+use crate::evidence::checkpoint::{self, Checkpoint};
+use crate::storage::cache::Cache;
+use crate::storage::keyfile::write_exclusive;
+use crate::storage::store::{self, StoreError};
 
 pub const BUNDLE_FORMAT: &str = "keyledger-bundle 1";
 pub const MANIFEST_CONTEXT: &str = "keyledger 2026-11-22 bundle manifest v1";
@@ -42,7 +43,7 @@ pub struct Record {
     pub time_us: i64,
     pub actor: String,
     pub action: &'static str,
-    pub detail: crate::event::Action,
+    pub detail: crate::core::event::Action,
     pub hash: String,
     pub prev_hash: String,
     pub signer: String,
@@ -60,7 +61,7 @@ pub struct Record {
 impl Record {
     /// The record of one verified event; `state` knows every signer ever enrolled.
     pub fn new(
-        state: &crate::state::State,
+        state: &crate::core::state::State,
         frame: &RawFrame,
         ev: &Event,
         hash: &Hash32,
@@ -109,7 +110,7 @@ pub const CSV_COLUMNS: [&str; 13] = [
 pub struct Selection {
     pub frames: Vec<(RawFrame, Event, Hash32, String)>,
     pub hashes: Vec<Hash32>,
-    pub state: crate::state::State,
+    pub state: crate::core::state::State,
     /// A torn tail after the last whole event, left out of the selection.
     pub torn: Option<store::TornTail>,
 }
@@ -351,7 +352,7 @@ pub fn write_bundle(
     }];
     for (f, ev, h, actor) in &sel.frames {
         let offset = frames.len() as u64;
-        frames.extend(crate::format::frame_bytes(&f.body, &f.sig));
+        frames.extend(crate::core::format::frame_bytes(&f.body, &f.sig));
         events.push(ManifestEvent {
             seq: ev.seq,
             frame_offset: offset,
@@ -489,14 +490,16 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
     }
     let read = |name: &str| {
         let p = dir.join(name);
-        let f = crate::files::open_regular_nofollow(&p, false).map_err(|e| match e.kind() {
-            io::ErrorKind::InvalidInput => bad(format!("{name} is not a regular file")),
-            _ => BundleError::Io {
-                path: p.clone(),
-                source: e,
-            },
+        let f = crate::storage::files::open_regular_nofollow(&p, false).map_err(|e| {
+            match e.kind() {
+                io::ErrorKind::InvalidInput => bad(format!("{name} is not a regular file")),
+                _ => BundleError::Io {
+                    path: p.clone(),
+                    source: e,
+                },
+            }
         })?;
-        crate::files::read_file(f, &p, MAX_BUNDLE_FILE).map_err(io_err(&p))
+        crate::storage::files::read_file(f, &p, MAX_BUNDLE_FILE).map_err(io_err(&p))
     };
     let json = read("manifest.json")?;
     let manifest: Manifest = serde_json::from_slice(&json)
@@ -570,7 +573,9 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
                     k.public_key
                 ))
             })?;
-        if !crate::types::valid_name(&k.principal) || !crate::types::valid_name(&k.enrolled_by) {
+        if !crate::core::types::valid_name(&k.principal)
+            || !crate::core::types::valid_name(&k.enrolled_by)
+        {
             return Err(bad(format!(
                 "manifest key {pk} names no valid principal or enroller"
             )));
@@ -647,7 +652,7 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
         }
         if e.seq == 0 {
             match &ev.action {
-                crate::event::Action::Genesis { ledger_id: id, .. }
+                crate::core::event::Action::Genesis { ledger_id: id, .. }
                     if h.0 == genesis && id.0 == ledger_id => {}
                 _ => {
                     return Err(bad(

@@ -14,7 +14,7 @@ use std::fmt;
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-use crate::types::{Bytes, Hash32};
+use crate::core::types::{Bytes, Hash32};
 
 pub const PERMANENT_PREFIX: &str = "KLAK";
 pub const TEMPORARY_PREFIX: &str = "KLST";

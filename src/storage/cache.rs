@@ -31,12 +31,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain::Head;
-use crate::files;
-use crate::merkle::TreeBuilder;
-use crate::pass::{TornTail, Trust, Witness};
-use crate::state::State;
-use crate::types::{Bytes, Hash32};
+use crate::core::chain::Head;
+use crate::core::merkle::TreeBuilder;
+use crate::core::state::State;
+use crate::core::types::{Bytes, Hash32};
+use crate::storage::files;
+use crate::storage::pass::{TornTail, Trust, Witness};
 
 const MAGIC: &[u8; 8] = b"KLCACHE1";
 const HEAD_MAGIC: &[u8; 8] = b"KLHEAD01";
@@ -278,7 +278,7 @@ impl Cache {
                 return None;
             }
             let text = files::read_file(f, &path, 200).ok()?;
-            crate::types::from_hex::<32>(std::str::from_utf8(&text).ok()?.trim())
+            crate::core::types::from_hex::<32>(std::str::from_utf8(&text).ok()?.trim())
         };
         if let Some(k) = read() {
             return Some(k);
@@ -287,7 +287,7 @@ impl Cache {
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
         match files::write_new(
             &path,
-            format!("{}\n", crate::types::to_hex(&k)).as_bytes(),
+            format!("{}\n", crate::core::types::to_hex(&k)).as_bytes(),
             0o600,
         ) {
             Ok(()) => Some(k),

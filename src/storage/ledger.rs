@@ -9,18 +9,19 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::cache::{Cache, Verified};
-use crate::chain::{Head, event_hash};
-use crate::event::{Action, Event};
-use crate::format::{self, MAX_BODY};
-use crate::merkle::TreeBuilder;
-use crate::signing::{SigningKey, write_exclusive};
-use crate::state::{Refusal, State};
-use crate::store::{
+use crate::core::chain::{Head, event_hash};
+use crate::core::event::{Action, Event};
+use crate::core::format::{self, MAX_BODY};
+use crate::core::merkle::TreeBuilder;
+use crate::core::signing::SigningKey;
+use crate::core::state::{Refusal, State};
+use crate::core::types::{Bytes, CLOCK_SKEW_US, LedgerId, Timestamp};
+use crate::storage::cache::{Cache, Verified};
+use crate::storage::keyfile::{KeyFileError, write_exclusive};
+use crate::storage::store::{
     CACHE_EVERY, Receipt, StoreError, TornTail, Wait, WriterLock, lock_writers, open_existing,
     verify_to_end,
 };
-use crate::types::{Bytes, CLOCK_SKEW_US, LedgerId, Timestamp};
 
 /// One action of a batch: appended, or refused and recorded as `action-denied`.
 pub type Outcome = Result<Receipt, (Refusal, Receipt)>;
@@ -33,7 +34,7 @@ pub struct Ledger {
     v: Verified,
     cache: Cache,
     /// Where the last head is noted after each append (see `cache`).
-    note: Option<crate::cache::HeadNote>,
+    note: Option<crate::storage::cache::HeadNote>,
     /// The head seq this user's cache holds (saved again `CACHE_EVERY` events later).
     cached_seq: Option<u64>,
     /// Set when a write failed: the in-memory state may be ahead of the file.
@@ -101,8 +102,8 @@ impl Ledger {
         let mut bytes = format::header_bytes().to_vec();
         bytes.extend(format::frame_bytes(&body, &key.sign_hash(&hash)));
         write_exclusive(path, &bytes, 0o644).map_err(|e| match e {
-            crate::signing::KeyFileError::Exists { .. } => StoreError::Exists { path: path.into() },
-            crate::signing::KeyFileError::Io { source, .. } => StoreError::Io {
+            KeyFileError::Exists { .. } => StoreError::Exists { path: path.into() },
+            KeyFileError::Io { source, .. } => StoreError::Io {
                 path: path.into(),
                 op: "create",
                 source,
@@ -157,15 +158,15 @@ impl Ledger {
         let len = file.metadata().map_err(StoreError::io(path, "stat"))?.len();
         let (v, freshness) = verify_to_end(path, &file, len, cache)?;
         let cached_seq = match freshness {
-            crate::store::Freshness::Cached { verified } => Some(v.head.seq - verified),
+            crate::storage::store::Freshness::Cached { verified } => Some(v.head.seq - verified),
             // Appending to a ledger cut below what this user verified would bury the cut.
-            crate::store::Freshness::Diverged(reason) => {
+            crate::storage::store::Freshness::Diverged(reason) => {
                 return Err(StoreError::Diverged {
                     reason,
                     files: cache.entry_files(path),
                 });
             }
-            crate::store::Freshness::Rebuilt(_) => None,
+            crate::storage::store::Freshness::Rebuilt(_) => None,
         };
         let mut l = Ledger {
             path: path.into(),
@@ -296,7 +297,8 @@ impl Ledger {
         let time = self.event_time(now)?;
         let start = self.head();
         // Bodies and hashes are chained in order; signatures (over the hashes) come after.
-        let mut bodies: Vec<(Vec<u8>, crate::types::Hash32)> = Vec::with_capacity(actions.len());
+        let mut bodies: Vec<(Vec<u8>, crate::core::types::Hash32)> =
+            Vec::with_capacity(actions.len());
         let mut end = start.end;
         let mut out = Vec::with_capacity(actions.len());
         let mut head = start;
@@ -312,7 +314,7 @@ impl Ledger {
                     .map_err(StoreError::Signer)?
                     .to_owned();
                 // What the request itself gets wrong is a usage error, never evidence.
-                crate::policy::check_form(&action, time).map_err(StoreError::Usage)?;
+                crate::core::policy::check_form(&action, time).map_err(StoreError::Usage)?;
                 self.check_structural(&action, end)?;
                 let (action, refusal) = match self.authorize(&self.v.state, &actor, &action, time) {
                     Ok(()) => (action, None),
@@ -447,7 +449,7 @@ fn check_clock(asked: Timestamp) -> Result<(), StoreError> {
 }
 
 /// Signatures of the event hashes, in order; large batches are signed on every core.
-fn sign_all(key: &SigningKey, bodies: &[(Vec<u8>, crate::types::Hash32)]) -> Vec<[u8; 64]> {
+fn sign_all(key: &SigningKey, bodies: &[(Vec<u8>, crate::core::types::Hash32)]) -> Vec<[u8; 64]> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if bodies.len() < 64 || cores == 1 {
         return bodies.iter().map(|(_, h)| key.sign_hash(h)).collect();
@@ -473,7 +475,11 @@ fn sign_all(key: &SigningKey, bodies: &[(Vec<u8>, crate::types::Hash32)]) -> Vec
 
 /// The `action-denied` event recorded instead of a refused action.
 pub(crate) fn denial(action: &Action, refusal: &Refusal) -> Action {
-    let short = |s: &str| s.chars().take(crate::state::MAX_ID).collect::<String>();
+    let short = |s: &str| {
+        s.chars()
+            .take(crate::core::state::MAX_ID)
+            .collect::<String>()
+    };
     Action::ActionDenied {
         attempted: describe(action),
         user: action.subject().map(short),
@@ -512,7 +518,7 @@ pub fn describe(action: &Action) -> String {
 pub struct Repaired {
     pub torn: TornTail,
     pub quarantine: PathBuf,
-    pub removed_blake3: crate::types::Hash32,
+    pub removed_blake3: crate::core::types::Hash32,
     pub receipt: Receipt,
 }
 
@@ -557,7 +563,7 @@ pub fn repair(
     l.state()
         .authorize(&actor, &action(stem.clone()), time)
         .map_err(StoreError::Invalid)?;
-    let (mut f, quarantine) = crate::files::create_fresh(&dir, &stem, 0o600)
+    let (mut f, quarantine) = crate::storage::files::create_fresh(&dir, &stem, 0o600)
         .map_err(StoreError::io(path, "create quarantine"))?;
     std::io::Write::write_all(&mut f, &removed)
         .and_then(|_| f.sync_all())

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::event::Action;
-use crate::ledger::Ledger;
-use crate::signing::SigningKey;
-use crate::store::{StoreError, Wait};
-use crate::types::Timestamp;
+use crate::core::event::Action;
+use crate::core::signing::SigningKey;
+use crate::core::types::Timestamp;
+use crate::storage::ledger::Ledger;
+use crate::storage::store::{StoreError, Wait};
 
 /// Raw limits of this machine, measured in the same run.
 #[derive(Debug, Clone, Serialize)]
@@ -122,7 +122,12 @@ pub fn single_verify_rates() -> (f64, f64) {
         .expect("a valid key");
     let t = Instant::now();
     for (m, s) in msgs.iter().zip(&sigs) {
-        assert!(crate::signing::verify_with_point(&a, pk.bytes(), m, s));
+        assert!(crate::core::signing::verify_with_point(
+            &a,
+            pk.bytes(),
+            m,
+            s
+        ));
     }
     let zip215 = rate(msgs.len(), t.elapsed());
     let vk = ed25519_dalek::VerifyingKey::from_bytes(pk.bytes()).expect("a valid key");
@@ -139,7 +144,7 @@ pub fn single_appends(
     path: &Path,
     key: &SigningKey,
     n: usize,
-    cache: &crate::cache::Cache,
+    cache: &crate::storage::cache::Cache,
 ) -> Result<(f64, f64), StoreError> {
     let mut l = Ledger::open_with(path, Wait::Block, cache)?;
     let mut lat = Vec::with_capacity(n);

@@ -2,14 +2,14 @@
 //! it? The one rule book for appends, replays and `verify`, so a ledger that verifies obeyed
 //! exactly the rules its writer enforced.
 
-use crate::credentials::{self, Form};
-use crate::event::{Action, Permission};
-use crate::signing::key_problem;
-use crate::state::{
+use crate::core::credentials::{self, Form};
+use crate::core::event::{Action, Permission};
+use crate::core::signing::key_problem;
+use crate::core::state::{
     AccessKey, KeyStatus, MAX_ID, MAX_KEYS_PER_USER, MAX_TEMPORARY_US, MAX_TEXT, MAX_TORN,
     MIN_TEMPORARY_US, Principal, PrincipalKind, Refusal, State,
 };
-use crate::types::{PublicKey, Timestamp, valid_name};
+use crate::core::types::{PublicKey, Timestamp, valid_name};
 
 fn refuse<T>(rule: &'static str, message: impl Into<String>) -> Result<T, Refusal> {
     Err(Refusal {

@@ -1,7 +1,7 @@
 //! Event filters shared by `log` and `export`.
 
-use crate::event::Event;
-use crate::types::Timestamp;
+use crate::core::event::Event;
+use crate::core::types::Timestamp;
 
 /// Which events to select. Every set field must match.
 #[derive(Debug, Clone, Default)]

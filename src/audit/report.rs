@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use crate::audit::{Audit, CONTROLS};
-use crate::state::{KeyStatus, PrincipalKind, State};
-use crate::types::Timestamp;
+use crate::core::state::{KeyStatus, PrincipalKind, State};
+use crate::core::types::Timestamp;
 
 /// The AWS IAM credential report columns, in AWS's order.
 pub const CREDENTIAL_REPORT_COLUMNS: [&str; 22] = [
@@ -96,7 +96,7 @@ pub fn credential_report(state: &State) -> String {
 
 /// HTML-escaped, with control and direction-changing characters shown as escapes.
 fn esc(s: &str) -> String {
-    crate::text::escape(s, &[])
+    crate::core::text::escape(s, &[])
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

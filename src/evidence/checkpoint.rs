@@ -7,9 +7,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::merkle::Sha;
-use crate::signing::{SigningKey, verify_bytes};
-use crate::types::{LedgerId, PublicKey};
+use crate::core::merkle::Sha;
+use crate::core::signing::{SigningKey, verify_bytes};
+use crate::core::types::{LedgerId, PublicKey};
 
 /// Signed-note signature type byte for Ed25519.
 const ED25519_TYPE: u8 = 0x01;
@@ -70,7 +70,7 @@ pub fn verifier_key(name: &str, pk: &PublicKey) -> String {
     k.extend_from_slice(pk.bytes());
     format!(
         "{name}+{}+{}",
-        crate::types::to_hex(&key_hash(name, pk)),
+        crate::core::types::to_hex(&key_hash(name, pk)),
         B64.encode(k)
     )
 }

@@ -3,17 +3,19 @@
 //! events that prove it. An audit first verifies the whole ledger; one that does not verify
 //! is not audited.
 
+pub mod report;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cache::Cache;
-use crate::event::Action;
-use crate::state::{AccessKey, KeyStatus, PrincipalKind, State};
-use crate::store::{self, StoreError, Trust, Until};
-use crate::types::Timestamp;
-use crate::verify::{self, Report};
+use crate::core::event::Action;
+use crate::core::state::{AccessKey, KeyStatus, PrincipalKind, State};
+use crate::core::types::Timestamp;
+use crate::evidence::verify::{self, Report};
+use crate::storage::cache::Cache;
+use crate::storage::store::{self, StoreError, Trust, Until};
 
 const DAY_US: i64 = 86_400_000_000;
 
@@ -538,7 +540,8 @@ pub fn audit(path: &Path, opts: &Options, cache: &Cache) -> Result<Audit, AuditE
         seq: v.head.seq,
         hash: v.head.hash,
     });
-    let f = crate::files::open_regular(path, false).map_err(|e| AuditError::Io(path.into(), e))?;
+    let f = crate::storage::files::open_regular(path, false)
+        .map_err(|e| AuditError::Io(path.into(), e))?;
     let len = f
         .metadata()
         .map_err(|e| AuditError::Io(path.into(), e))?

@@ -7,8 +7,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::msgpack::{Reader, WireError};
-use crate::types::{Bytes, Hash32, LedgerId, PublicKey, Timestamp};
+use crate::core::msgpack::{Reader, WireError};
+use crate::core::types::{Bytes, Hash32, LedgerId, PublicKey, Timestamp};
 
 /// One ledger event. Field order is the wire order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -467,7 +467,7 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Bytes;
+    use crate::core::types::Bytes;
 
     #[test]
     fn round_trip_every_action_and_reject_trailing_bytes() {
@@ -547,7 +547,7 @@ mod tests {
 #[cfg(test)]
 mod wire_tests {
     use super::*;
-    use crate::types::Bytes;
+    use crate::core::types::Bytes;
 
     #[test]
     fn wire_uses_bin_and_ints_json_uses_text() {

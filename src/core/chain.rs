@@ -2,7 +2,7 @@
 //! for domain separation) over the exact body bytes as stored; each body carries the
 //! previous event's hash. The signature is ed25519 over this 32-byte hash.
 
-use crate::types::{Bytes, Hash32, Timestamp};
+use crate::core::types::{Bytes, Hash32, Timestamp};
 
 /// blake3 derive-key context for event hashes. Changing it changes every hash.
 pub const EVENT_HASH_CONTEXT: &str = "keyledger 2026-11-22 event hash v1";

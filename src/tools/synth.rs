@@ -8,12 +8,12 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::credentials::{SecretText, fingerprint, new_key_id};
-use crate::event::{Action, Permission};
-use crate::ledger::Ledger;
-use crate::signing::SigningKey;
-use crate::store::StoreError;
-use crate::types::Timestamp;
+use crate::core::credentials::{SecretText, fingerprint, new_key_id};
+use crate::core::event::{Action, Permission};
+use crate::core::signing::SigningKey;
+use crate::core::types::Timestamp;
+use crate::storage::ledger::Ledger;
+use crate::storage::store::StoreError;
 
 /// Group commit size used when building.
 pub const BATCH: usize = 1024;

@@ -3,10 +3,10 @@
 
 use std::io::Read;
 
-use crate::chain::event_hash;
-use crate::event::{DecodeError, Event};
-use crate::format::{FrameReader, RawFrame, ReadError};
-use crate::types::Hash32;
+use crate::core::chain::event_hash;
+use crate::core::event::{DecodeError, Event};
+use crate::core::format::{FrameReader, RawFrame, ReadError};
+use crate::core::types::Hash32;
 
 /// A frame with the work that needs no state: its hash and its decoded body.
 pub struct Prepared {

@@ -9,13 +9,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cache::{KeyTrail, Verified, note_key_event};
-use crate::checkpoint::{self, Checkpoint};
-use crate::format::{FrameReader, ReadError};
-pub use crate::judge::{Checker, Finding, Problem, Step};
-use crate::merkle::Sha;
-use crate::pass::{self, Seen, Spec, TornTail, Witness};
-use crate::types::{Hash32, PublicKey, Timestamp};
+use crate::core::format::{FrameReader, ReadError};
+pub use crate::core::judge::{Checker, Finding, Problem, Step};
+use crate::core::merkle::Sha;
+use crate::core::types::{Hash32, PublicKey, Timestamp};
+use crate::evidence::checkpoint::{self, Checkpoint};
+use crate::storage::cache::{KeyTrail, Verified, note_key_event};
+use crate::storage::pass::{self, Seen, Spec, TornTail, Witness};
 
 /// An outside anchor for the tail (L5).
 #[derive(Debug, Clone)]
@@ -109,7 +109,7 @@ pub fn verify_file_full(
     keep: bool,
 ) -> io::Result<(Report, Option<Verified>)> {
     let open = || -> io::Result<_> {
-        let file = crate::files::open_regular(path, false)?;
+        let file = crate::storage::files::open_regular(path, false)?;
         let len = file.metadata()?.len();
         Ok((BufReader::with_capacity(1 << 20, file.take(len)), len))
     };
@@ -166,7 +166,7 @@ fn verify_pass<R: Read + Send>(
         // The checkpoint's keys are those active after its first max(size, 1) events.
         if cp_size.is_some_and(|n| n.max(1) == seen.tree.size()) {
             let root = if cp_size == Some(0) {
-                crate::merkle::empty_root()
+                crate::core::merkle::empty_root()
             } else {
                 seen.tree.root()
             };
@@ -262,7 +262,7 @@ fn finish(
         } else {
             findings.push(file_finding(
                 Problem::Anchor,
-                crate::format::HEADER_LEN,
+                crate::core::format::HEADER_LEN,
                 format!(
                     "genesis hash is {}, not the trusted {want}: this is a different ledger",
                     genesis_hash.map_or("absent".into(), |h| h.hex())

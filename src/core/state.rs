@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::event::{Action, Event, Permission};
-use crate::types::{Hash32, LedgerId, PublicKey, Timestamp, valid_name};
+use crate::core::event::{Action, Event, Permission};
+use crate::core::types::{Hash32, LedgerId, PublicKey, Timestamp, valid_name};
 
 /// Temporary credentials live between these bounds (R3), in microseconds.
 pub const MIN_TEMPORARY_US: i64 = 15 * 60 * 1_000_000;
@@ -21,7 +21,8 @@ pub const MAX_TEXT: usize = 1024;
 /// Longest key ID or principal name an `auth-failed` or `action-denied` event may name.
 pub const MAX_ID: usize = 64;
 /// Largest torn tail `log-repaired` can record: less than one whole frame of the largest size.
-pub const MAX_TORN: u64 = crate::format::FRAME_OVERHEAD + crate::format::MAX_BODY as u64 - 1;
+pub const MAX_TORN: u64 =
+    crate::core::format::FRAME_OVERHEAD + crate::core::format::MAX_BODY as u64 - 1;
 
 /// Where and when something happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,7 +293,7 @@ impl State {
                 named: *public_key,
             });
         }
-        if let Some(reason) = crate::signing::key_problem(public_key) {
+        if let Some(reason) = crate::core::signing::key_problem(public_key) {
             return Err(ApplyError::GenesisKey {
                 key: *public_key,
                 reason,

@@ -1,13 +1,13 @@
 //! Domain operations over an open ledger that create or check secrets. Secrets exist only
 //! in the returned values (zeroized on drop); the events carry fingerprints alone.
 
-use crate::credentials::{self, SecretText};
-use crate::event::Action;
-use crate::ledger::Ledger;
-use crate::signing::SigningKey;
-use crate::state::KeyStatus;
-use crate::store::{Receipt, StoreError};
-use crate::types::Timestamp;
+use crate::core::credentials::{self, SecretText};
+use crate::core::event::Action;
+use crate::core::signing::SigningKey;
+use crate::core::state::KeyStatus;
+use crate::core::types::Timestamp;
+use crate::storage::ledger::Ledger;
+use crate::storage::store::{Receipt, StoreError};
 
 /// A permanent key just created. Its secret has not been revealed yet.
 #[derive(Debug)]
@@ -103,7 +103,7 @@ impl Ledger {
             key_id: key_id.clone(),
             user: old.user.clone(),
             fingerprint: credentials::fingerprint(&key_id, &secret),
-            scenario: truncate(&scenario, crate::state::MAX_TEXT),
+            scenario: truncate(&scenario, crate::core::state::MAX_TEXT),
             confirmed_necessary: true,
             root_key_allowed: old.user == self.state().account,
         };
@@ -123,7 +123,7 @@ impl Ledger {
             (_, Some(Err((refusal, receipt)))) | (Some(Err((refusal, receipt))), _) => {
                 Err(StoreError::Denied { refusal, receipt })
             }
-            _ => Err(StoreError::Invalid(crate::state::Refusal {
+            _ => Err(StoreError::Invalid(crate::core::state::Refusal {
                 rule: "R8",
                 message: "the rotation was not recorded".into(),
             })),
@@ -136,10 +136,14 @@ impl Ledger {
         &mut self,
         signer: &SigningKey,
         action: &Action,
-        refusal: crate::state::Refusal,
+        refusal: crate::core::state::Refusal,
         time: Timestamp,
     ) -> StoreError {
-        match self.append(signer, crate::ledger::denial(action, &refusal), time) {
+        match self.append(
+            signer,
+            crate::storage::ledger::denial(action, &refusal),
+            time,
+        ) {
             Ok(receipt) => StoreError::Denied { refusal, receipt },
             Err(e) => e,
         }
@@ -241,7 +245,7 @@ impl Ledger {
         };
         let key_id = key_id
             .chars()
-            .take(crate::state::MAX_ID)
+            .take(crate::core::state::MAX_ID)
             .collect::<String>();
         let action = match &reason {
             None => Action::AuthSucceeded { key_id },

@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::event::{Action, Permission};
-use crate::ledger::Ledger;
-use crate::ops::KeyRequest;
-use crate::signing::{SigningKey, write_exclusive};
-use crate::store::{StoreError, Wait};
-use crate::types::Timestamp;
-use crate::verify::{self, Report};
+use crate::core::event::{Action, Permission};
+use crate::core::signing::SigningKey;
+use crate::core::types::Timestamp;
+use crate::evidence::verify::{self, Report};
+use crate::protocol::ops::KeyRequest;
+use crate::storage::keyfile::{self, write_exclusive};
+use crate::storage::ledger::Ledger;
+use crate::storage::store::{StoreError, Wait};
 
 /// What the demo built.
 #[derive(Debug)]
@@ -55,7 +56,7 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
     let new_key = |name: &str| -> Result<SigningKey, DemoError> {
         let k = SigningKey::generate();
         let p = keys_dir.join(format!("{name}.key"));
-        k.write_new(&p).map_err(|e| file_err(&p, &e))?;
+        keyfile::write_new(&k, &p).map_err(|e| file_err(&p, &e))?;
         Ok(k)
     };
     let acme = new_key("acme")?;
@@ -151,7 +152,7 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
 
     let reveal_to_csv = |l: &mut Ledger,
                          signer: &SigningKey,
-                         key: crate::ops::NewKey,
+                         key: crate::protocol::ops::NewKey,
                          name: &str,
                          t: Timestamp|
      -> Result<String, DemoError> {
@@ -181,7 +182,7 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
         ),
         tick(),
     )?;
-    let ci_secret = crate::credentials::SecretText::from_input(ci_key.secret.expose());
+    let ci_secret = crate::core::credentials::SecretText::from_input(ci_key.secret.expose());
     let ci_id = reveal_to_csv(&mut l, &alice, ci_key, "ci-deploy-1", tick())?;
     steps.push(format!(
         "alice created {ci_id} for ci-deploy; secret revealed once into secrets/ci-deploy-1.csv"
@@ -192,7 +193,7 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
     l.authenticate(
         &ci,
         &ci_id,
-        &crate::credentials::SecretText::from_input("klsk_wrong"),
+        &crate::core::credentials::SecretText::from_input("klsk_wrong"),
         None,
         tick(),
     )?;
@@ -309,7 +310,7 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
 }
 
 /// Principals and keys by status, as derived at `t`.
-pub fn summarize(s: &crate::state::State, t: Timestamp) -> String {
+pub fn summarize(s: &crate::core::state::State, t: Timestamp) -> String {
     let deleted = s
         .principals
         .values()

@@ -1,0 +1,7 @@
+//! What a third party checks: verification reports, signed checkpoints, exports and
+//! evidence bundles, and the OCSF mapping for SIEMs.
+
+pub mod checkpoint;
+pub mod export;
+pub mod ocsf;
+pub mod verify;

@@ -1,0 +1,3 @@
+//! Multi-step operations on a ledger that every front end runs the same way.
+
+pub mod ops;

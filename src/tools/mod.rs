@@ -1,0 +1,5 @@
+//! The demo, synthetic ledgers for tests and benchmarks, and the benchmark itself.
+
+pub mod bench;
+pub mod demo;
+pub mod synth;
