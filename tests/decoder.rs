@@ -146,6 +146,7 @@ fn event() -> impl Strategy<Value = Event> {
             prev,
             signer: PublicKey(signer),
             action,
+            request: None,
         })
 }
 

@@ -4,6 +4,8 @@
 //! Regenerate after a deliberate format change: `KEYLEDGER_WRITE_FIXTURES=1 cargo test --test fixtures`.
 
 mod common;
+#[path = "fixtures_gen/requests.rs"]
+mod requests;
 #[path = "fixtures_gen/rotation.rs"]
 mod rotation;
 #[path = "fixtures_gen/rules.rs"]
@@ -339,12 +341,12 @@ fn all_fixtures() -> Vec<Fixture> {
         )],
     );
     let mut b = v.bytes.clone();
-    b[9] = 2;
+    b[9] = 3;
     add(
         "unknown-version.ledger",
         b,
         vec![verdict(
-            "header says format version 2",
+            "header says format version 3 (this format knows 1 and 2)",
             &[],
             1,
             None,
@@ -414,6 +416,7 @@ fn all_fixtures() -> Vec<Fixture> {
     );
     out.extend(rules::ledgers());
     out.extend(rotation::ledgers());
+    out.extend(requests::ledgers());
     out
 }
 

@@ -127,6 +127,7 @@ impl W {
             prev: keyledger::core::chain::event_hash(&last.body),
             signer,
             action,
+            request: None,
         };
         append_frame(&p, &ev, sign);
         ev.seq

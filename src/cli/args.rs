@@ -127,7 +127,7 @@ impl clap::builder::TypedValueParser for MeansNothing {
 }
 
 /// The permissions `grant` and `revoke` take (and completions offer).
-const PERMISSIONS: [&str; 3] = ["admin", "manage-keys", "manage-own-keys"];
+const PERMISSIONS: [&str; 4] = ["admin", "manage-keys", "manage-own-keys", "server"];
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
@@ -153,12 +153,13 @@ pub enum Cmd {
     /// Enroll and revoke signing keys of principals.
     #[command(subcommand)]
     Signer(SignerCmd),
-    /// Grant a permission: admin, manage-keys or manage-own-keys.
+    /// Grant a permission: admin, manage-keys, manage-own-keys or server.
     Grant {
         /// The principal (user) who receives it.
         name: String,
         /// admin (users, permissions and anyone's keys), manage-keys (anyone's keys) or
-        /// manage-own-keys (the principal's own keys).
+        /// manage-own-keys (the principal's own keys), or server (may run `keyledger serve`,
+        /// signing the frames of other principals' requests; it confers nothing else).
         #[arg(value_parser = PERMISSIONS)]
         permission: String,
     },
@@ -166,7 +167,7 @@ pub enum Cmd {
     Revoke {
         /// The principal (user) who loses it.
         name: String,
-        /// admin, manage-keys or manage-own-keys.
+        /// admin, manage-keys, manage-own-keys or server.
         #[arg(value_parser = PERMISSIONS)]
         permission: String,
     },

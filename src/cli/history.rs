@@ -42,10 +42,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
     let mut rows: VecDeque<Kept> = VecDeque::new();
     let mut keep =
         |state: &State, frame: &RawFrame, ev: &Event, owner: Option<&str>, hash: &Hash32| {
-            let actor = state
-                .signers
-                .get(&ev.signer)
-                .map_or("?", |s| s.principal.as_str());
+            let actor = state.actor_and_enroller(ev).0;
             if filter.matches(ev, actor, owner) {
                 if rows.len() == limit {
                     rows.pop_front();
@@ -88,10 +85,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Result<(), CliError> {
         let refs: Vec<_> = raw.iter().map(|(f, e, h)| (f, e, h)).collect();
         keyledger::storage::store::recheck_signatures(&ctx.ledger, &refs)?;
         for (f, ev, h) in raw {
-            let actor = state
-                .signers
-                .get(&ev.signer)
-                .map_or("?", |s| s.principal.as_str());
+            let actor = state.actor_and_enroller(ev).0;
             lines.push(ocsf_line(&state, &Record::new(&state, f, ev, h, actor)));
         }
     }
@@ -199,7 +193,7 @@ fn follow(
                 offset = frame.end();
                 let ev = step.event.expect("a frame without findings decodes");
                 let state = &checker.state;
-                let actor = state.signers.get(&ev.signer).map_or("?", |s| s.principal.as_str());
+                let actor = state.actor_and_enroller(&ev).0;
                 let owner = state.key_owner(&ev.action);
                 if filter.matches(&ev, actor, owner) {
                     if mode == Mode::Ocsf {
@@ -226,7 +220,14 @@ pub fn inspect(ctx: &Ctx, seq: u64) -> Result<(), CliError> {
                 "time": seen.event.time.to_string(),
                 "time_us": seen.event.time.0,
                 "actor": seen.actor(),
-                "key_enrolled_by": seen.state.signers.get(&seen.event.signer).map(|s| s.enrolled_by.as_str()),
+                "key_enrolled_by": seen.state.actor_and_enroller(seen.event).1,
+                "request": seen.event.request.as_ref().map(|r| json!({
+                    "key": r.key.to_string(),
+                    "time": r.time.to_string(),
+                    "nonce": r.nonce.hex(),
+                    "refused": r.refused,
+                    "signature": r.sig.hex(),
+                })),
                 "action": seen.event.action.tag(),
                 "fields": seen.event.action,
                 "prev_hash": seen.event.prev.hex(),

@@ -111,9 +111,7 @@ pub struct HistoryRow {
 
 /// The row for `ev`, attributed through `state` (which knows every signer ever enrolled).
 pub fn history_row(state: &State, ev: Event) -> HistoryRow {
-    let (actor, by) = state.signers.get(&ev.signer).map_or(("?", "?"), |s| {
-        (s.principal.as_str(), s.enrolled_by.as_str())
-    });
+    let (actor, by) = state.actor_and_enroller(&ev);
     HistoryRow {
         seq: ev.seq,
         time: ev.time,

@@ -20,6 +20,25 @@ pub struct Event {
     /// The public key whose signature follows the body. The actor is the principal it is enrolled to.
     pub signer: PublicKey,
     pub action: Action,
+    /// Through a server (format version 2): the actor's signed request (§4.1). Absent from
+    /// the body when `None`, so a direct event keeps its 5-element form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Request>,
+}
+
+/// The actor's own signed request inside an event a server wrote (ledger-format.md §4.1).
+/// Field order is the wire order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The key that signed the request: the actor's.
+    pub key: PublicKey,
+    /// The client's clock when it signed.
+    pub time: Timestamp,
+    pub nonce: Bytes<16>,
+    /// The refused action of an `action-denied` event; `None` otherwise (the event's own
+    /// action is the one requested).
+    pub refused: Option<Action>,
+    pub sig: Bytes<64>,
 }
 
 /// A permission (R4).
@@ -29,16 +48,25 @@ pub enum Permission {
     Admin,
     ManageKeys,
     ManageOwnKeys,
+    /// R15 (format version 2): its holder's keys may sign the frames of events that carry
+    /// another principal's request. It confers nothing else.
+    Server,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 3] = [Self::Admin, Self::ManageKeys, Self::ManageOwnKeys];
+    pub const ALL: [Permission; 4] = [
+        Self::Admin,
+        Self::ManageKeys,
+        Self::ManageOwnKeys,
+        Self::Server,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admin => "admin",
             Self::ManageKeys => "manage-keys",
             Self::ManageOwnKeys => "manage-own-keys",
+            Self::Server => "server",
         }
     }
 
@@ -266,6 +294,69 @@ impl Action {
         }
     }
 
+    /// Whether only format version 2 may hold this action (it names `server`).
+    pub fn needs_version_2(&self) -> bool {
+        matches!(
+            self,
+            Self::PermissionGranted {
+                permission: Permission::Server,
+                ..
+            } | Self::PermissionRevoked {
+                permission: Permission::Server,
+                ..
+            }
+        )
+    }
+
+    /// Every string field, in wire order (what §7.1–7.2 bound and scan).
+    pub fn strings(&self) -> Vec<&str> {
+        match self {
+            Self::Genesis { account, .. } => vec![account],
+            Self::SignerEnrolled { principal, .. }
+            | Self::SignerRevoked { principal, .. }
+            | Self::PermissionGranted { principal, .. }
+            | Self::PermissionRevoked { principal, .. } => vec![principal],
+            Self::UserCreated { name, .. } | Self::UserDeleted { name } => vec![name],
+            Self::KeyCreated {
+                key_id,
+                user,
+                scenario,
+                ..
+            } => vec![key_id, user, scenario],
+            Self::TemporaryIssued { key_id, user, .. } => vec![key_id, user],
+            Self::SecretRevealed {
+                key_id,
+                to,
+                channel,
+            } => vec![key_id, to, channel],
+            Self::KeyDisabled { key_id }
+            | Self::KeyEnabled { key_id }
+            | Self::KeyDeleted { key_id }
+            | Self::AuthSucceeded { key_id } => vec![key_id],
+            Self::AuthFailed { key_id, reason } => vec![key_id, reason],
+            Self::ActionDenied {
+                attempted,
+                user,
+                key_id,
+                reason,
+            } => [
+                Some(attempted.as_str()),
+                user.as_deref(),
+                key_id.as_deref(),
+                Some(reason),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            Self::CheckpointRecorded { .. } => vec![],
+            Self::LogRepaired { quarantine, .. } => vec![quarantine],
+            Self::KeyRotated {
+                old_key_id,
+                new_key_id,
+            } => vec![old_key_id, new_key_id],
+        }
+    }
+
     /// The principal this action concerns (not the actor), if any.
     pub fn subject(&self) -> Option<&str> {
         match self {
@@ -443,14 +534,28 @@ impl Event {
     /// event has one byte form.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
-        r.array(5)?;
+        let arity = r.array_of(&[5, 6])?;
         let seq = r.uint()?;
         let time = Timestamp(r.int()?);
         let prev = Bytes(r.bin()?);
         let signer = public_key(&mut r)?;
-        r.map(1)?;
-        let tag = r.str()?;
-        let action = action(&mut r, tag)?;
+        let action = tagged_action(&mut r)?;
+        let request = if arity == 6 {
+            r.array(5)?;
+            Some(Request {
+                key: public_key(&mut r)?,
+                time: Timestamp(r.int()?),
+                nonce: Bytes(r.bin()?),
+                refused: if r.nil() {
+                    None
+                } else {
+                    Some(tagged_action(&mut r)?)
+                },
+                sig: Bytes(r.bin()?),
+            })
+        } else {
+            None
+        };
         if r.remaining() > 0 {
             return Err(DecodeError::Trailing(r.remaining()));
         }
@@ -460,8 +565,26 @@ impl Event {
             prev,
             signer,
             action,
+            request,
         })
     }
+
+    /// The key of the actor: the request's signer through a server, else the frame's.
+    pub fn actor_key(&self) -> &PublicKey {
+        self.request.as_ref().map_or(&self.signer, |r| &r.key)
+    }
+
+    /// What only format version 2 may hold: a request, or the `server` permission.
+    pub fn needs_version_2(&self) -> bool {
+        self.request.is_some() || self.action.needs_version_2()
+    }
+}
+
+/// An action map: `{ tag: [fields] }`.
+fn tagged_action(r: &mut Reader<'_>) -> Result<Action, DecodeError> {
+    r.map(1)?;
+    let tag = r.str()?;
+    action(r, tag)
 }
 
 #[cfg(test)]
@@ -496,6 +619,7 @@ mod tests {
                 prev: Bytes([2; 32]),
                 signer: pk,
                 action,
+                request: None,
             };
             let mut b = ev.encode();
             assert_eq!(Event::decode(&b).unwrap(), ev);
@@ -512,6 +636,7 @@ mod tests {
             prev: Bytes([0; 32]),
             signer: PublicKey(Bytes([1; 32])),
             action: Action::KeyDeleted { key_id: "K".into() },
+            request: None,
         };
         let good = ev.encode();
         // seq as uint16 instead of a positive fixint.
@@ -557,6 +682,7 @@ mod wire_tests {
             prev: Bytes([0xab; 32]),
             signer: PublicKey(Bytes([1; 32])),
             action: Action::KeyDeleted { key_id: "K".into() },
+            request: None,
         };
         let b = ev.encode();
         // [seq=1, time=5, bin8(32) ...]
@@ -566,5 +692,54 @@ mod wire_tests {
         assert_eq!(j["prev"], "ab".repeat(32));
         assert_eq!(j["signer"], format!("ed25519:{}", "01".repeat(32)));
         assert_eq!(j["action"]["key-deleted"]["key_id"], "K");
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    fn through_server(refused: Option<Action>) -> Event {
+        Event {
+            seq: 7,
+            time: Timestamp(1_767_225_600_000_000),
+            prev: Bytes([9; 32]),
+            signer: PublicKey(Bytes([5; 32])),
+            action: Action::KeyDisabled {
+                key_id: "KLAKAAAAAAAAAAAAAAAALP5KS6".into(),
+            },
+            request: Some(Request {
+                key: PublicKey(Bytes([3; 32])),
+                time: Timestamp(1_767_225_599_000_000),
+                nonce: Bytes([1; 16]),
+                refused,
+                sig: Bytes([4; 64]),
+            }),
+        }
+    }
+
+    /// A request rides as the body's 6th element (an array of 5) and decodes back; a direct
+    /// event keeps its 5 elements, and a nil 6th element is not a form either has.
+    #[test]
+    fn a_request_is_the_sixth_element_and_only_present_when_there_is_one() {
+        for refused in [None, Some(Action::UserDeleted { name: "bob".into() })] {
+            let ev = through_server(refused);
+            let body = ev.encode();
+            assert_eq!(body[0], 0x96);
+            assert_eq!(Event::decode(&body).unwrap(), ev);
+        }
+        let mut direct = through_server(None);
+        direct.request = None;
+        let body = direct.encode();
+        assert_eq!(body[0], 0x95);
+        assert_eq!(Event::decode(&body).unwrap(), direct);
+        let mut nil_sixth = body.clone();
+        nil_sixth[0] = 0x96;
+        nil_sixth.push(0xc0);
+        assert!(Event::decode(&nil_sixth).is_err());
+        let mut seventh = through_server(None).encode();
+        seventh[0] = 0x97;
+        seventh.push(0xc0);
+        assert!(Event::decode(&seventh).is_err());
     }
 }

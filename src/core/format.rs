@@ -12,7 +12,9 @@ use std::io::{self, Read};
 use thiserror::Error;
 
 pub const MAGIC: [u8; 8] = *b"KEYLEDGR";
-pub const VERSION: u16 = 1;
+/// The version this keyledger writes for a new ledger; it reads 1 and 2 (ledger-format.md §1).
+pub const VERSION: u16 = 2;
+pub const OLDEST_VERSION: u16 = 1;
 pub const HEADER_LEN: u64 = 16;
 /// Largest body a frame may carry; a larger length field is a format error.
 pub const MAX_BODY: u32 = 65_536;
@@ -47,7 +49,7 @@ pub enum FormatError {
     #[error("bad magic {found:?} at offset 0: not a keyledger ledger")]
     BadMagic { found: String },
     #[error(
-        "format version {found} is not supported (this keyledger reads version {VERSION}); use a newer keyledger"
+        "format version {found} is not supported (this keyledger reads versions {OLDEST_VERSION} to {VERSION}); use a newer keyledger"
     )]
     UnsupportedVersion { found: u16 },
     #[error("reserved header bytes 10..16 are not zero: the header was altered")]
@@ -62,8 +64,8 @@ pub enum FormatError {
     BadLength { offset: u64, len: u32 },
 }
 
-/// Checks the 16 header bytes.
-pub fn check_header(h: &[u8]) -> Result<(), FormatError> {
+/// Checks the 16 header bytes; returns the format version.
+pub fn check_header(h: &[u8]) -> Result<u16, FormatError> {
     if h.is_empty() {
         return Err(FormatError::Empty);
     }
@@ -78,13 +80,13 @@ pub fn check_header(h: &[u8]) -> Result<(), FormatError> {
         });
     }
     let version = u16::from_be_bytes([h[8], h[9]]);
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(FormatError::UnsupportedVersion { found: version });
     }
     if h[10..16].iter().any(|&b| b != 0) {
         return Err(FormatError::ReservedNonZero);
     }
-    Ok(())
+    Ok(version)
 }
 
 /// One frame as stored. `body` is the exact bytes that are hashed.
@@ -124,6 +126,8 @@ pub struct FrameReader<R> {
     r: R,
     offset: u64,
     done: bool,
+    /// The header's version, when this reader read the header.
+    version: Option<u16>,
 }
 
 /// Reads until `buf` is full or EOF; returns how many bytes were read.
@@ -145,11 +149,12 @@ impl<R: Read> FrameReader<R> {
     pub fn new(mut r: R) -> Result<Self, ReadError> {
         let mut h = [0u8; HEADER_LEN as usize];
         let n = read_full(&mut r, &mut h)?;
-        check_header(&h[..n])?;
+        let version = check_header(&h[..n])?;
         Ok(FrameReader {
             r,
             offset: HEADER_LEN,
             done: false,
+            version: Some(version),
         })
     }
 
@@ -159,7 +164,13 @@ impl<R: Read> FrameReader<R> {
             r,
             offset,
             done: false,
+            version: None,
         }
+    }
+
+    /// The header's format version, if this reader read the header (`new`, not `at`).
+    pub fn version(&self) -> Option<u16> {
+        self.version
     }
 
     /// Byte offset just past the last complete frame returned.
@@ -302,11 +313,15 @@ mod tests {
             Err(FormatError::ShortHeader { have: 5 })
         ));
         let mut h = header_bytes();
-        h[9] = 2;
-        assert_eq!(
-            check_header(&h),
-            Err(FormatError::UnsupportedVersion { found: 2 })
-        );
+        for (v, verdict) in [
+            (0, Err(FormatError::UnsupportedVersion { found: 0 })),
+            (1, Ok(1)),
+            (2, Ok(2)),
+            (3, Err(FormatError::UnsupportedVersion { found: 3 })),
+        ] {
+            h[9] = v;
+            assert_eq!(check_header(&h), verdict);
+        }
         let mut h = header_bytes();
         h[0] = b'X';
         assert!(matches!(

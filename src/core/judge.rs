@@ -24,6 +24,8 @@ pub enum Problem {
     Time,
     Signature,
     Signer,
+    /// The request inside an event written through a server (§8 check 7a).
+    Request,
     Policy,
     Genesis,
     /// The ledger does not match an anchor (genesis hash, head hash, checkpoint, a recorded
@@ -41,6 +43,7 @@ impl Problem {
             Self::Time => "time",
             Self::Signature => "signature",
             Self::Signer => "signer",
+            Self::Request => "request",
             Self::Policy => "policy",
             Self::Genesis => "genesis",
             Self::Anchor => "anchor",
@@ -156,6 +159,16 @@ impl Checker {
                 message,
             })
         };
+        // What only version 2 may hold is a format error in an older file (§1).
+        let decoded = decoded.and_then(|ev| {
+            if ev.needs_version_2() && self.state.format_version < 2 {
+                return Err(DecodeError::Invalid(format!(
+                    "a request or the server permission needs format version 2; this file is version {}",
+                    self.state.format_version
+                )));
+            }
+            Ok(ev)
+        });
         let ev = match decoded {
             Ok(ev) => ev,
             Err(e) => {
@@ -246,6 +259,8 @@ impl Checker {
                 Err(e) => {
                     let problem = if e.is_signer_problem() {
                         Problem::Signer
+                    } else if e.is_request_problem() {
+                        Problem::Request
                     } else {
                         Problem::Policy
                     };

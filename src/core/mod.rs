@@ -11,6 +11,7 @@ pub mod msgpack;
 pub mod policy;
 pub mod progress;
 pub mod query;
+pub mod request;
 pub mod signing;
 pub mod state;
 pub mod text;

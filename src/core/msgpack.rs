@@ -175,8 +175,7 @@ impl<'a> Reader<'a> {
 
     /// nil, or a string.
     pub fn opt_string(&mut self) -> Result<Option<String>, WireError> {
-        if self.buf.get(self.pos) == Some(&0xc0) {
-            self.pos += 1;
+        if self.nil() {
             return Ok(None);
         }
         self.string().map(Some)
@@ -211,6 +210,13 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// nil, consumed, if it comes next.
+    pub fn nil(&mut self) -> bool {
+        let nil = self.buf.get(self.pos) == Some(&0xc0);
+        self.pos += usize::from(nil);
+        nil
+    }
+
     /// A container header (array or map) with exactly `n` entries, `n` < 16.
     fn container(
         &mut self,
@@ -219,6 +225,17 @@ impl<'a> Reader<'a> {
         wide: [u8; 2],
         what: &'static str,
     ) -> Result<(), WireError> {
+        self.container_of(&[n], fix, wide, what).map(|_| ())
+    }
+
+    /// A container header whose entry count is one of `allowed` (each < 16); returns it.
+    fn container_of(
+        &mut self,
+        allowed: &[usize],
+        fix: u8,
+        wide: [u8; 2],
+        what: &'static str,
+    ) -> Result<usize, WireError> {
         let (at, m) = self.marker()?;
         let len = if m & 0xf0 == fix {
             u64::from(m & 0x0f)
@@ -229,17 +246,23 @@ impl<'a> Reader<'a> {
         } else {
             return Self::wrong(at, what, m);
         };
-        if len != n as u64 {
+        let Some(&n) = allowed.iter().find(|&&n| n as u64 == len) else {
+            let want: Vec<String> = allowed.iter().map(usize::to_string).collect();
             return Err(WireError::Type {
                 at,
                 expected: what,
-                found: format!("{len} entries where {n} were expected"),
+                found: format!("{len} entries where {} were expected", want.join(" or ")),
             });
-        }
+        };
         if m & 0xf0 != fix {
             return Err(WireError::NonCanonical { at, what });
         }
-        Ok(())
+        Ok(n)
+    }
+
+    /// An array header of one of the `allowed` lengths; returns it.
+    pub fn array_of(&mut self, allowed: &[usize]) -> Result<usize, WireError> {
+        self.container_of(allowed, 0x90, [0xdc, 0xdd], "an array")
     }
 
     /// An array header of exactly `n` elements.

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::core::event::{Action, Event, Permission};
+use crate::core::credentials::contains_credential;
+use crate::core::event::{Action, Event, Permission, Request};
+use crate::core::request::{self, REQUEST_SKEW_US};
 use crate::core::types::{Hash32, LedgerId, PublicKey, Timestamp, valid_name};
 
 /// Temporary credentials live between these bounds (R3), in microseconds.
@@ -176,6 +178,9 @@ pub enum ApplyError {
     GenesisAccount(String),
     #[error("signer {0} is not an enrolled signing key of this ledger")]
     NotEnrolled(PublicKey),
+    /// The request inside an event written through a server fails check 7a (§8).
+    #[error("request: {0}")]
+    Request(String),
     #[error("signer {key} (of {principal}) was revoked at seq {revoked_seq}")]
     Revoked {
         key: PublicKey,
@@ -194,6 +199,10 @@ pub enum ApplyError {
 
 impl ApplyError {
     /// Signer problems are integrity failures (L3); the rest are policy (L4).
+    pub fn is_request_problem(&self) -> bool {
+        matches!(self, Self::Request(_))
+    }
+
     pub fn is_signer_problem(&self) -> bool {
         matches!(
             self,
@@ -213,6 +222,11 @@ pub struct State {
     pub keys: BTreeMap<String, AccessKey>,
     /// Events applied so far (the next event's seq).
     pub events: u64,
+    /// The file's format version (§1): a request or the `server` permission needs 2.
+    pub format_version: u16,
+    /// Requests applied so far, by `request::replay_id`, with the seq that applied each:
+    /// a request is never applied twice (§8 7a e).
+    pub requests: HashMap<Hash32, u64>,
 }
 
 impl State {
@@ -234,6 +248,14 @@ impl State {
             });
         }
         Ok(&s.principal)
+    }
+
+    /// The principal who acted in `ev` (the request's signer through a server, §6.2), and
+    /// the principal who enrolled that key; `?` for a key never enrolled.
+    pub fn actor_and_enroller(&self, ev: &Event) -> (&str, &str) {
+        self.signers.get(ev.actor_key()).map_or(("?", "?"), |s| {
+            (s.principal.as_str(), s.enrolled_by.as_str())
+        })
     }
 
     pub fn has(&self, who: &str, p: Permission) -> bool {
@@ -346,7 +368,10 @@ impl State {
             seq: ev.seq,
             time: ev.time,
         };
-        let actor = self.actor_of(&ev.signer)?;
+        let actor = match &ev.request {
+            None => self.actor_of(&ev.signer)?,
+            Some(req) => self.request_actor(ev, req)?,
+        };
         self.authorize(actor, &ev.action, ev.time)?;
         // Only new keys and signers keep their actor's name; nothing else needs a copy.
         let actor = match ev.action {
@@ -355,9 +380,75 @@ impl State {
             | Action::SignerEnrolled { .. } => actor.to_owned(),
             _ => String::new(),
         };
+        if let Some(req) = &ev.request {
+            self.requests.insert(request::replay_id(req), ev.seq);
+        }
         self.mutate(actor, &ev.action, at);
         self.events += 1;
         Ok(())
+    }
+
+    /// Check 7a (§8) of an event with a request; the actor is the request's signer.
+    fn request_actor(&self, ev: &Event, req: &Request) -> Result<&str, ApplyError> {
+        let bad = |m: String| Err(ApplyError::Request(m));
+        let server = self.actor_of(&ev.signer)?;
+        if !self.has(server, Permission::Server) {
+            return bad(format!(
+                "the frame is signed by {server}, who does not hold the server permission, so it cannot carry another principal's request"
+            ));
+        }
+        let actor = match self.actor_of(&req.key) {
+            Ok(a) => a,
+            Err(e) => return bad(format!("the request's key: {e}")),
+        };
+        match (&ev.action, &req.refused) {
+            (Action::ActionDenied { .. }, None) => {
+                return bad("an action-denied event through a server must carry the refused action its actor signed".into());
+            }
+            (
+                Action::ActionDenied { .. },
+                Some(Action::Genesis { .. } | Action::ActionDenied { .. }),
+            ) => {
+                return bad("the refused action cannot be a genesis or an action-denied".into());
+            }
+            (Action::ActionDenied { .. }, Some(r)) => {
+                if let Some(f) = r
+                    .strings()
+                    .into_iter()
+                    .find(|f| f.len() > MAX_TEXT || contains_credential(f))
+                {
+                    return bad(format!(
+                        "a field of the refused action is longer than {MAX_TEXT} bytes or holds a credential ({} bytes)",
+                        f.len()
+                    ));
+                }
+            }
+            (_, Some(_)) => {
+                return bad("only an action-denied event carries a refused action".into());
+            }
+            (_, None) => {}
+        }
+        if req.time.0.abs_diff(ev.time.0) > REQUEST_SKEW_US as u64 {
+            return bad(format!(
+                "signed at {}, more than 5 minutes from the event's time {}",
+                req.time, ev.time
+            ));
+        }
+        if let Some(seq) = self.requests.get(&request::replay_id(req)) {
+            return bad(format!(
+                "nonce {} of key {} was already used by the request of seq {seq}: a request is applied once",
+                req.nonce.hex(),
+                req.key
+            ));
+        }
+        let ledger_id = self.ledger_id.expect("checked by apply");
+        if !request::verify(&ledger_id, req, request::requested(req, &ev.action)) {
+            return bad(format!(
+                "the request signature does not verify for key {} over this ledger's id, the request's time and nonce and the action",
+                req.key
+            ));
+        }
+        Ok(actor)
     }
 
     fn enroll(&mut self, principal: &str, key: PublicKey, by: &str, at: At) {

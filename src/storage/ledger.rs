@@ -90,6 +90,7 @@ impl Ledger {
                 account: account.to_owned(),
                 public_key: key.public(),
             },
+            request: None,
         };
         let body = genesis.encode();
         let hash = event_hash(&body);
@@ -315,6 +316,15 @@ impl Ledger {
                     .to_owned();
                 // What the request itself gets wrong is a usage error, never evidence.
                 crate::core::policy::check_form(&action, time).map_err(StoreError::Usage)?;
+                if action.needs_version_2() && self.v.state.format_version < 2 {
+                    return Err(StoreError::Usage(Refusal {
+                        rule: "L1",
+                        message: format!(
+                            "{} is a format-version-1 ledger, which has no server permission (ledger-format.md §1); a ledger made by `keyledger init` today is version 2",
+                            self.path.display()
+                        ),
+                    }));
+                }
                 self.check_structural(&action, end)?;
                 let (action, refusal) = match self.authorize(&self.v.state, &actor, &action, time) {
                     Ok(()) => (action, None),
@@ -326,6 +336,7 @@ impl Ledger {
                     prev: head.hash,
                     signer: key.public(),
                     action,
+                    request: None,
                 };
                 let body = ev.encode();
                 if body.len() > MAX_BODY as usize {

@@ -104,12 +104,9 @@ pub struct Seen<'a> {
 }
 
 impl Seen<'_> {
-    /// The principal whose key signed this event.
+    /// The principal who acted (the request's signer through a server).
     pub fn actor(&self) -> &str {
-        self.state
-            .signers
-            .get(&self.event.signer)
-            .map_or("?", |s| s.principal.as_str())
+        self.state.actor_and_enroller(self.event).0
     }
 }
 
@@ -184,10 +181,13 @@ fn batch_ok(job: &SigJob, cache: &mut KeyCache) -> bool {
 pub fn run<R: Read + Send>(
     frames: FrameReader<R>,
     len: u64,
-    checker: Checker,
+    mut checker: Checker,
     spec: &Spec,
     visit: &mut dyn FnMut(&Seen<'_>),
 ) -> io::Result<Outcome> {
+    if let Some(v) = frames.version() {
+        checker.state.format_version = v;
+    }
     let bad = AtomicBool::new(false);
     if !spec.batched {
         return ordered(frames, len, checker, spec, visit, None, &bad);

@@ -25,9 +25,16 @@ pub struct RawLedger {
 pub const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
 
 impl RawLedger {
+    /// A format-version-1 ledger (what every fixture before the server was).
     pub fn new() -> Self {
+        Self::with_version(1)
+    }
+
+    pub fn with_version(version: u16) -> Self {
+        let mut bytes = header_bytes().to_vec();
+        bytes[8..10].copy_from_slice(&version.to_be_bytes());
         RawLedger {
-            bytes: header_bytes().to_vec(),
+            bytes,
             hashes: vec![],
             offsets: vec![],
             seq: 0,
@@ -44,6 +51,7 @@ impl RawLedger {
             prev,
             signer: key.public(),
             action,
+            request: None,
         };
         self.push_event(key, &ev)
     }
@@ -73,6 +81,7 @@ impl RawLedger {
             prev: self.hashes.last().copied().unwrap_or(Bytes::ZERO),
             signer,
             action,
+            request: None,
         }
     }
 
@@ -337,6 +346,7 @@ pub fn build_tweaked(
             prev: l.hashes.last().copied().unwrap_or(Bytes::ZERO),
             signer: key(k).public(),
             action: action.clone(),
+            request: None,
         };
         // A repair records where it is written: the torn tail it removed began there.
         if let Action::LogRepaired { offset, .. } = &mut ev.action {

@@ -814,6 +814,7 @@ pub fn appends_verify_only_what_the_cache_does_not_vouch_for() {
             name: "forged".into(),
             federated: false,
         },
+        request: None,
     };
     append_frame(&p, &ev, |_| [7; 64]);
     let o = run_env(
@@ -985,6 +986,7 @@ pub fn a_forged_event_is_named_not_its_victim() {
             prev: last.hash,
             signer: by.public(),
             action,
+            request: None,
         };
         let h = append_frame(
             &p,
