@@ -129,6 +129,27 @@ pub fn genesis() -> Action {
     }
 }
 
+/// A `user-created` of a (not federated) user.
+pub fn user(name: &str) -> Action {
+    Action::UserCreated {
+        name: name.into(),
+        federated: false,
+    }
+}
+
+/// A well-formed `key-created` of a permanent key (fixed ID and secret from `fill`) for `owner`.
+pub fn permanent(fill: char, owner: &str) -> Action {
+    let id = fixed_key_id(false, fill);
+    Action::KeyCreated {
+        fingerprint: credentials::fingerprint(&id, &fixed_secret(fill)),
+        key_id: id,
+        user: owner.into(),
+        scenario: "service".into(),
+        confirmed_necessary: true,
+        root_key_allowed: false,
+    }
+}
+
 /// The worked example of ledger-format.md: five events.
 pub fn worked_example() -> RawLedger {
     let (acme, alice) = (key(1), key(2));

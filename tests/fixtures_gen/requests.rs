@@ -3,7 +3,6 @@
 //! each breaking only that clause (the frame re-signed by the server, so the frame itself
 //! is authentic: only the request is wrong).
 
-use keyledger::core::credentials;
 use keyledger::core::event::{Action, Event, Permission, Request};
 use keyledger::core::request::{REQUEST_SKEW_US, request_hash};
 use keyledger::core::types::{Bytes, LedgerId, Timestamp};
@@ -36,18 +35,6 @@ fn request(signer: u8, time: Timestamp, n: u8, ledger: &LedgerId, action: &Actio
         nonce,
         refused: None,
         sig: Bytes(key(signer).sign_hash(&h)),
-    }
-}
-
-fn permanent(fill: char, owner: &str) -> Action {
-    let id = fixed_key_id(false, fill);
-    Action::KeyCreated {
-        fingerprint: credentials::fingerprint(&id, &fixed_secret(fill)),
-        key_id: id,
-        user: owner.into(),
-        scenario: "service".into(),
-        confirmed_necessary: true,
-        root_key_allowed: false,
     }
 }
 
@@ -158,6 +145,13 @@ fn disable_a() -> Action {
     }
 }
 
+/// Appends alice's key A disabled through `server`, with the request `req` makes for it.
+fn disable(l: &mut RawLedger, server: u8, req: impl FnOnce(&RawLedger, &Action) -> Request) {
+    let a = disable_a();
+    let r = req(l, &a);
+    through(l, server, a, r);
+}
+
 pub fn ledgers() -> Vec<Fixture> {
     let mut out = vec![];
     let mut add = |file: &'static str, l: RawLedger, verdicts| {
@@ -189,14 +183,15 @@ pub fn ledgers() -> Vec<Fixture> {
         ("requests-time-byte.ledger", "time", 2),
     ] {
         let l = then(|l| {
-            let a = disable_a();
-            let mut r = by(l, ALICE, 4, &a);
-            match byte {
-                0 => r.sig.0[17] ^= 0x01,
-                1 => r.nonce.0[5] ^= 0x01,
-                _ => r.time = r.time.plus_micros(1),
-            }
-            through(l, GW, a, r);
+            disable(l, GW, |l, a| {
+                let mut r = by(l, ALICE, 4, a);
+                match byte {
+                    0 => r.sig.0[17] ^= 0x01,
+                    1 => r.nonce.0[5] ^= 0x01,
+                    _ => r.time = r.time.plus_micros(1),
+                }
+                r
+            })
         });
         add(
             file,
@@ -235,15 +230,10 @@ pub fn ledgers() -> Vec<Fixture> {
     add(
         "requests-skew.ledger",
         then(|l| {
-            let a = disable_a();
-            let r = request(
-                ALICE,
-                l.time.plus_micros(-REQUEST_SKEW_US - 1),
-                4,
-                &ledger_id(),
-                &a,
-            );
-            through(l, GW, a, r);
+            disable(l, GW, |l, a| {
+                let t = l.time.plus_micros(-REQUEST_SKEW_US - 1);
+                request(ALICE, t, 4, &ledger_id(), a)
+            })
         }),
         bad(
             "seq 10's request was signed 5 minutes and 1 µs before its event",
@@ -253,11 +243,7 @@ pub fn ledgers() -> Vec<Fixture> {
     );
     add(
         "requests-server-lacks-permission.ledger",
-        then(|l| {
-            let a = disable_a();
-            let r = by(l, ALICE, 4, &a);
-            through(l, BOB, a, r);
-        }),
+        then(|l| disable(l, BOB, |l, a| by(l, ALICE, 4, a))),
         bad(
             "seq 10 carries alice's request in a frame signed by bob, who does not hold server",
             10,
@@ -266,11 +252,7 @@ pub fn ledgers() -> Vec<Fixture> {
     );
     add(
         "requests-unknown-key.ledger",
-        then(|l| {
-            let a = disable_a();
-            let r = by(l, 9, 4, &a);
-            through(l, GW, a, r);
-        }),
+        then(|l| disable(l, GW, |l, a| by(l, 9, 4, a))),
         bad(
             "seq 10's request is signed by a key enrolled to no one",
             10,
@@ -287,9 +269,7 @@ pub fn ledgers() -> Vec<Fixture> {
                     public_key: key(ALICE).public(),
                 },
             );
-            let a = disable_a();
-            let r = by(l, ALICE, 4, &a);
-            through(l, GW, a, r);
+            disable(l, GW, |l, a| by(l, ALICE, 4, a));
         }),
         bad(
             "seq 11's request is signed by alice's key, revoked at seq 10",
@@ -300,9 +280,9 @@ pub fn ledgers() -> Vec<Fixture> {
     add(
         "requests-other-ledger.ledger",
         then(|l| {
-            let a = disable_a();
-            let r = request(ALICE, l.time, 4, &Bytes([0x77; 16]), &a);
-            through(l, GW, a, r);
+            disable(l, GW, |l, a| {
+                request(ALICE, l.time, 4, &Bytes([0x77; 16]), a)
+            })
         }),
         bad(
             "seq 10's request was signed for another ledger id",
@@ -331,10 +311,10 @@ pub fn ledgers() -> Vec<Fixture> {
     add(
         "requests-refused-on-allowed.ledger",
         then(|l| {
-            let a = disable_a();
-            let mut r = by(l, ALICE, 4, &a);
-            r.refused = Some(a.clone());
-            through(l, GW, a, r);
+            disable(l, GW, |l, a| Request {
+                refused: Some(a.clone()),
+                ..by(l, ALICE, 4, a)
+            })
         }),
         bad(
             "seq 10 is a key-disabled that also carries a refused action",

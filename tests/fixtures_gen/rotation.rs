@@ -7,25 +7,6 @@ use keyledger::core::event::{Action, Permission};
 use super::common::*;
 use super::{Fixture, verdict};
 
-fn user(name: &str) -> Action {
-    Action::UserCreated {
-        name: name.into(),
-        federated: false,
-    }
-}
-
-fn permanent(fill: char, owner: &str) -> Action {
-    let id = fixed_key_id(false, fill);
-    Action::KeyCreated {
-        fingerprint: credentials::fingerprint(&id, &fixed_secret(fill)),
-        key_id: id,
-        user: owner.into(),
-        scenario: "service".into(),
-        confirmed_necessary: true,
-        root_key_allowed: false,
-    }
-}
-
 fn rotated(old: char, new: char) -> Action {
     Action::KeyRotated {
         old_key_id: fixed_key_id(false, old),

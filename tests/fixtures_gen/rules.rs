@@ -18,13 +18,6 @@ use super::common::forge::*;
 use super::common::*;
 use super::{Fixture, verdict};
 
-fn user(name: &str) -> Action {
-    Action::UserCreated {
-        name: name.into(),
-        federated: false,
-    }
-}
-
 /// Genesis by acme (key 1), then `actions` signed by acme.
 fn by_acme(actions: Vec<Action>) -> RawLedger {
     let mut l = RawLedger::new();
