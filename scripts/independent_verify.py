@@ -2,22 +2,25 @@
 """An independent keyledger verifier, written from ledger-format.md ALONE.
 
 No Rust source of keyledger was read to write it: every rule below cites the section of
-ledger-format.md (version 1, revision 2026-11-24 (2), which adds `key-rotated`) it
-implements. Where the specification left a choice open, the comment says "SPEC GAP" and
+ledger-format.md (versions 1 and 2: version 1 up to its revision 2026-11-24 (2), which adds
+`key-rotated`, and version 2, which adds the `server` permission, the request element of
+an event written through a server, check 7a and the actor rule of §6.2) it implements. Where the specification left a choice open, the comment says "SPEC GAP" and
 states the reading taken.
 
 It implements:
 
-  §1  header            magic, version 1, reserved bytes
+  §1  header            magic, version 1 or 2, reserved bytes
   §2  frames            body_len 1..=65536, torn frames, unframable bytes
   §3  event hash        BLAKE3 derive-key over the body as stored, the chain of `prev`
   §4  event body        canonical MessagePack (decode, type-check, re-encode, compare bytes)
+  §4.1 requests (v2)    the 6th body element, the request hash, the requested action
   §5  actions           every tag and the type of every field
   §6.1 signatures       the ZIP-215 rule, with Ed25519 arithmetic written out here in pure
                         Python (no OpenSSL / `cryptography`: it applies a different rule)
   §6.2 signing keys     acceptable keys; who may sign which event
   §7  state and policy  the whole fold, every row of §7.3, §7.1 bounds, §7.2 credential scan
-  §8  verification      problem kinds, seqs, offsets, which checks apply to which frames
+  §8  verification      problem kinds, seqs, offsets, which checks apply to which frames,
+                        check 7a (`request`) for version 2
   §9  trust anchors     --expect-genesis, --expect-head, --checkpoint (strict C2SP note)
   §11 credentials       key ID / secret / token checksums (used by §7.1 and §7.2)
 
@@ -48,6 +51,7 @@ import msgpack
 # ---------------------------------------------------------------------------------------
 
 EVENT_HASH_CONTEXT = "keyledger 2026-11-22 event hash v1"
+REQUEST_HASH_CONTEXT = "keyledger 2026-11-24 request v1"                 # §4.1, version 2
 CHECKSUM_CONTEXT = "keyledger 2026-11-22 credential checksum v1"
 
 
@@ -297,6 +301,8 @@ def utf8_len(s):
 # ---------------------------------------------------------------------------------------
 
 PERMISSIONS = ("admin", "manage-keys", "manage-own-keys")
+# §4: "and in a version-2 file also `server`"; in a version-1 file it is a format error (§1).
+PERMISSIONS_V2 = PERMISSIONS + ("server",)
 
 # §5: tag -> fields in order, as (name, type). Types: bin16, bin32, str, str?, bool, uint,
 # int, perm (a str that is one of PERMISSIONS, §4).
@@ -334,7 +340,7 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def type_ok(v, t):
+def type_ok(v, t, perms=PERMISSIONS):
     """§4/§5 field types. An `int` (time, expires) is a signed 64-bit integer
     (-2^63..2^63-1: a uint 64 of 2^63 or more is a format error), a `uint` 0..2^64-1; a
     permission string other than the three of §4 is a format error."""
@@ -353,7 +359,7 @@ def type_ok(v, t):
     if t == "int":
         return _is_int(v) and -2**63 <= v < 2**63
     if t == "perm":
-        return isinstance(v, str) and v in PERMISSIONS
+        return isinstance(v, str) and v in perms
     raise AssertionError(t)
 
 
@@ -361,26 +367,73 @@ class FormatError(Exception):
     pass
 
 
-class Event:
-    """A decoded body (§4): seq, time, prev, signer, tag and fields (a dict by §5 name)."""
+class Request:
+    """§4.1 (version 2): the request element of an event written through a server."""
 
-    def __init__(self, seq, time, prev, signer, tag, fields):
+    def __init__(self, key, time, nonce, refused, sig):
+        self.key, self.time, self.nonce, self.sig = key, time, nonce, sig
+        self.refused = refused            # None, or the decoded action map {tag: [fields]}
+        self.refused_tag = self.refused_fields = None
+        if refused is not None:
+            (self.refused_tag, values), = refused.items()
+            self.refused_fields = dict((n, v) for (n, _), v in zip(ACTIONS[self.refused_tag], values))
+
+
+class Event:
+    """A decoded body (§4): seq, time, prev, signer, tag and fields (a dict by §5 name);
+    `action` is the decoded action map itself, `request` a Request or None (§4.1)."""
+
+    def __init__(self, seq, time, prev, signer, tag, fields, action=None, request=None):
         self.seq, self.time, self.prev, self.signer = seq, time, prev, signer
         self.tag, self.fields = tag, fields
+        self.action, self.request = action, request
 
     def strings(self):
-        return [v for v in self.fields.values() if isinstance(v, str)]
+        """Every string field of the event, §7.2. The refused action of a request is part
+        of the event and "its fields follow §4 and §7.1-7.2 like any action's" (§4.1)."""
+        out = [v for v in self.fields.values() if isinstance(v, str)]
+        if self.request is not None and self.request.refused is not None:
+            out += [v for v in self.request.refused_fields.values() if isinstance(v, str)]
+        return out
 
 
-def decode_body(body):
-    """§4: exactly one MessagePack value, canonical, an array of 5 with the stated types."""
+def check_action(action, perms, what="action"):
+    """§4/§5: a map of exactly one entry, a known str tag, an array of the tag's fields
+    with their types. Returns the tag; raises FormatError."""
+    if not (isinstance(action, dict) and len(action) == 1):
+        raise FormatError(f"{what} is not a map of 1 entry")
+    (tag, fields), = action.items()
+    if not isinstance(tag, str):
+        raise FormatError(f"{what} tag is not a str")
+    if tag not in ACTIONS:
+        raise FormatError(f"{what}: unknown tag {tag!r}")
+    if not isinstance(fields, list):
+        raise FormatError(f"{what} fields are not an array")
+    spec = ACTIONS[tag]
+    if len(fields) != len(spec):
+        raise FormatError(f"{what} {tag}: {len(fields)} fields, expected {len(spec)}")
+    for (name, t), v in zip(spec, fields):
+        if not type_ok(v, t, perms):
+            raise FormatError(f"{what} {tag}: field {name} is not of type {t}")
+    return tag
+
+
+def decode_body(body, version=1):
+    """§4: exactly one MessagePack value, canonical, an array of 5 with the stated types,
+    or (version 2 only, §1, §4) of 6 whose 6th is the request of §4.1 (never nil)."""
     try:
         value = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except Exception as e:  # ExtraData, invalid UTF-8, truncated, ...
         raise FormatError(f"not one MessagePack value: {type(e).__name__}")
-    if not (isinstance(value, list) and len(value) == 5):
-        raise FormatError("body is not an array of 5 elements")
-    seq, time, prev, signer, action = value
+    if not isinstance(value, list):
+        raise FormatError("body is not an array")
+    if len(value) == 6 and version == 1:
+        # §1: "In a version-1 file either one is a `format` finding".
+        raise FormatError("a request element (6th) in a version-1 file")
+    if len(value) not in (5, 6):
+        raise FormatError(f"body is an array of {len(value)} elements, not 5 (or 6 with a request)")
+    perms = PERMISSIONS_V2 if version >= 2 else PERMISSIONS
+    seq, time, prev, signer, action = value[:5]
     if not type_ok(seq, "uint"):
         raise FormatError("seq is not a uint")
     if not type_ok(time, "int"):
@@ -389,21 +442,31 @@ def decode_body(body):
         raise FormatError("prev is not bin 32")
     if not type_ok(signer, "bin32"):
         raise FormatError("signer is not bin 32")
-    if not (isinstance(action, dict) and len(action) == 1):
-        raise FormatError("action is not a map of 1 entry")
-    (tag, fields), = action.items()
-    if not isinstance(tag, str):
-        raise FormatError("action tag is not a str")
-    if tag not in ACTIONS:
-        raise FormatError(f"unknown tag {tag!r}")
-    if not isinstance(fields, list):
-        raise FormatError("action fields are not an array")
-    spec = ACTIONS[tag]
-    if len(fields) != len(spec):
-        raise FormatError(f"{tag}: {len(fields)} fields, expected {len(spec)}")
-    for (name, t), v in zip(spec, fields):
-        if not type_ok(v, t):
-            raise FormatError(f"{tag}: field {name} is not of type {t}")
+    tag = check_action(action, perms)
+    fields = action[tag]
+    request = None
+    if len(value) == 6:
+        # §4.1: an array of exactly 5: key (bin 32), time (int), nonce (bin 16),
+        # refused (nil or an action map as in §4), sig (bin 64). "the 6th is never nil".
+        req = value[5]
+        if req is None:
+            raise FormatError("the 6th element is nil (an event without a request has 5)")
+        if not (isinstance(req, list) and len(req) == 5):
+            raise FormatError("request is not an array of 5 elements")
+        r_key, r_time, r_nonce, r_refused, r_sig = req
+        if not type_ok(r_key, "bin32"):
+            raise FormatError("request key is not bin 32")
+        if not type_ok(r_time, "int"):
+            raise FormatError("request time is not an int")
+        if not (isinstance(r_nonce, bytes) and len(r_nonce) == 16):
+            raise FormatError("request nonce is not bin 16")
+        if r_refused is not None:
+            # Its fields follow §4 (types: a format error). Being a `genesis` or an
+            # `action-denied`, or present on a non-denial, is check 7a(f)'s, not §4's.
+            check_action(r_refused, perms, "request refused action")
+        if not (isinstance(r_sig, bytes) and len(r_sig) == 64):
+            raise FormatError("request sig is not bin 64")
+        request = Request(r_key, r_time, r_nonce, r_refused, r_sig)
     # Canonical form: re-encoding the decoded value gives the same bytes (§4). The type
     # checks above ensure no float, ext, or non-str key survived to this point.
     try:
@@ -412,7 +475,17 @@ def decode_body(body):
         raise FormatError(f"cannot re-encode: {e}")
     if again != body:
         raise FormatError("body is not in canonical MessagePack form")
-    return Event(seq, time, prev, signer, tag, dict((n, v) for (n, _), v in zip(spec, fields)))
+    spec = ACTIONS[tag]
+    return Event(seq, time, prev, signer, tag, dict((n, v) for (n, _), v in zip(spec, fields)),
+                 action, request)
+
+
+def request_hash(ledger_id, req, requested_action):
+    """§4.1: BLAKE3 derive-key ("keyledger 2026-11-24 request v1") over the canonical
+    MessagePack of [ledger_id (bin 16), time (int), nonce (bin 16), requested action]. The
+    action is canonical in the body, so re-encoding the decoded map gives its body bytes."""
+    msg = msgpack.packb([ledger_id, req.time, req.nonce, requested_action], use_bin_type=True)
+    return blake3.blake3(msg, derive_key_context=REQUEST_HASH_CONTEXT).digest()
 
 
 # ---------------------------------------------------------------------------------------
@@ -468,6 +541,45 @@ class AccessKey:
         self.predecessor = None         # key-rotated: the key ID this one replaced
 
 
+# §7.1 bounds per tag, in bytes of UTF-8 (the rows stated as a number of bytes).
+TEXT_BOUNDS = {
+    "key-created": [("scenario", 1024)],
+    "secret-revealed": [("channel", 1024)],
+    "auth-failed": [("reason", 1024), ("key_id", 64)],
+    "action-denied": [("attempted", 1024), ("reason", 1024), ("user", 64), ("key_id", 64)],
+    "log-repaired": [("quarantine", 1024)],
+}
+
+
+def refused_text_problems(tag, f):
+    """§7.1 applied to a request's refused action (§4.1). A refused action is never applied
+    and the state need not hold what it names, so the last row of the §7.1 table ("must
+    name an existing principal or key, so is a name or a key ID") is read as its stated
+    consequence only. SPEC GAP: whether existence or only the form is asked of a refused
+    action's fields is not said; the form (a name or a well-formed key ID) is taken."""
+    why = []
+    bounded = dict(TEXT_BOUNDS.get(tag, []))
+    for (name, t) in ACTIONS[tag]:
+        v = f[name]
+        if not isinstance(v, str):
+            continue
+        if name in bounded:
+            if utf8_len(v) > bounded[name]:
+                why.append(f"refused {tag}: {name} is longer than {bounded[name]} bytes (§7.1)")
+        elif tag == "key-created" and name == "key_id":
+            if not well_formed(v, "permanent"):
+                why.append("refused key-created: key_id is not a well-formed permanent key ID (§7.1)")
+        elif tag == "temporary-issued" and name == "key_id":
+            if not well_formed(v, "temporary"):
+                why.append("refused temporary-issued: key_id is not a well-formed temporary key ID (§7.1)")
+        elif (tag, name) in (("user-created", "name"), ("genesis", "account")):
+            if not is_name(v):
+                why.append(f"refused {tag}: {name} is not a name (§7.1)")
+        elif not (is_name(v) or well_formed(v, "permanent") or well_formed(v, "temporary")):
+            why.append(f"refused {tag}: {name} is neither a name nor a key ID (§7.1)")
+    return why
+
+
 class State:
     """§7: a pure fold over the events that change the state (§8: decoded, authentic, and
     passing the genesis checks (frame 0) or the signer and policy checks)."""
@@ -481,6 +593,8 @@ class State:
         # Indexes (derived, for speed only): principal -> its access keys / signing keys.
         self.keys_of = {}             # user name -> [AccessKey]
         self.signing_of = {}          # principal name -> [public key bytes]
+        # §8 check 7a(e): (key, nonce) of the requests of frames that changed the state.
+        self.requests_seen = set()
 
     # -- definitions of §7 -------------------------------------------------------------
     def live(self, name):
@@ -513,6 +627,50 @@ class State:
         if not self.live(sk.principal):
             return f"the signing key's principal {sk.principal!r} is deleted"
         return None
+
+    def request_problems(self, ev):
+        """§8 check 7a, against this state (the state before the event); the reasons, empty
+        when the request passes. Only reached once check 7 passed for the frame's signer."""
+        why = []
+        req = ev.request
+        # (a) the frame's signer belongs to a principal holding `server`.
+        server = self.signing[ev.signer].principal
+        if server != self.account and not self.holds(server, "server"):
+            why.append(f"the frame's signer belongs to {server!r}, who does not hold server")
+        # (b) the request's key is enrolled, unrevoked and its principal live (§6.2).
+        problem = self.signer_problem(req.key)
+        if problem is not None:
+            why.append("the request's key: " + problem)
+        # (f) `refused` is a map exactly when the action is `action-denied`, and is not a
+        # `genesis` or `action-denied` action. The requested action (§4.1) is the event's
+        # own action, except in an `action-denied` event, where it is `refused`.
+        if ev.tag == "action-denied" and req.refused is None:
+            why.append("an action-denied request without the refused action")
+        if ev.tag != "action-denied" and req.refused is not None:
+            why.append(f"a refused action in a request of a {ev.tag} event")
+        if req.refused_tag in ("genesis", "action-denied"):
+            why.append(f"the refused action is a {req.refused_tag}")
+        # (c) `sig` verifies over the request hash (§6.1, A = key, M = the request hash).
+        requested = req.refused if ev.tag == "action-denied" else ev.action
+        if requested is None:
+            # SPEC GAP: an action-denied without `refused` has no requested action and so
+            # no request hash; (f) has already failed, and (c) is counted failed too.
+            why.append("no requested action to verify the request signature over")
+        elif not verify_signature(req.key, req.sig, request_hash(self.ledger_id, req, requested)):
+            why.append("the request signature does not verify over the request hash (§4.1, §6.1)")
+        # (d) the request's time is within 5 minutes of the event's time, either way.
+        if abs(req.time - ev.time) > FUTURE_SLACK:
+            why.append(f"request time {req.time} is more than 5 minutes from the event's {ev.time}")
+        # (e) no earlier frame that changed the state had a request with this key and nonce.
+        if (req.key, req.nonce) in self.requests_seen:
+            why.append("an earlier applied request has the same key and nonce (replay)")
+        return why
+
+    def actor_of(self, ev):
+        """§6.2: the principal the signer is enrolled to; with a request, the principal the
+        request's key is enrolled to (the server that signed the frame is never the actor)."""
+        pk = ev.request.key if ev.request is not None else ev.signer
+        return self.signing[pk].principal
 
     def signers_active_after(self, m):
         """§9.3: the keys active (enrolled, not revoked, principal live) in the state after
@@ -568,6 +726,11 @@ class State:
             bound("key_id", 64)
         elif tag == "log-repaired":
             bound("quarantine", 1024)
+
+        # §4.1: the refused action's "fields follow §4 and §7.1-7.2 like any action's"
+        # (§7.2 is covered by ev.strings() above).
+        if ev.request is not None and ev.request.refused is not None:
+            why += refused_text_problems(ev.request.refused_tag, ev.request.refused_fields)
 
         # §7.3 row by row.
         acct = self.account
@@ -758,6 +921,11 @@ class State:
             why.append("genesis outside frame 0")  # not reached: §8.6 handles it
         return why
 
+    def note_request(self, ev):
+        """§8 check 7a(e): remember the (key, nonce) of a frame that changed the state."""
+        if ev.request is not None:
+            self.requests_seen.add((ev.request.key, ev.request.nonce))
+
     def add_key(self, key_id, k):
         self.keys[key_id] = k
         self.keys_of.setdefault(k.user, []).append(k)
@@ -830,6 +998,7 @@ class Result:
         self.state = State()
         self.frames = 0
         self.end = 0              # offset just after the last complete frame
+        self.version = None       # the header's format version (§1)
 
     def add(self, *args):
         self.findings.append(Finding(*args))
@@ -852,9 +1021,10 @@ def verify_ledger(data, now=None):
         r.add("format", None, None, 0, "wrong magic")
         return r
     version = struct.unpack(">H", data[8:10])[0]
-    if version != 1:
-        r.add("format", None, None, 0, f"format version {version}, not 1")
+    if version not in (1, 2):
+        r.add("format", None, None, 0, f"format version {version}, not 1 or 2")
         return r
+    r.version = version
     if any(data[10:16]):
         r.add("format", None, None, 0, "reserved header bytes are not zero")
         return r
@@ -887,7 +1057,7 @@ def verify_ledger(data, now=None):
 
         # §8.1 format: an undecodable frame is one finding; the checks below are skipped.
         try:
-            ev = decode_body(body)
+            ev = decode_body(body, version)
         except FormatError as e:
             # §8: a finding about a frame that does not decode carries no seq (a body that
             # is MessagePack but fails §4/§5 does not decode in the sense of §8.1).
@@ -921,18 +1091,21 @@ def verify_ledger(data, now=None):
         sig_ok = verify_signature(ev.signer, sig, h)
         if not sig_ok:
             r.add("signature", seq, index, off, "the signature does not verify (§6.1)")
-        # §8.6 genesis, then §8.7 signer and §8.8 policy. A frame changes the state only
-        # if it decodes, its signature verifies, and it passes the genesis checks (frame 0)
-        # or the signer and policy checks (other frames); sequence, chain and time findings
-        # do not stop it.
+        # §8.6 genesis, then §8.7 signer, §8.7a request and §8.8 policy. A frame changes
+        # the state only if it decodes, its signature verifies, and it passes the genesis
+        # checks (frame 0) or the signer, request and policy checks (other frames);
+        # sequence, chain and time findings do not stop it.
         changed = False
         if index == 0:
             # Frame 0 is judged by checks 1-6 and 9 alone: the genesis checks take the
             # place of 7 and 8. A bad signature is check 5's finding, not a genesis one.
+            # §8.6: "a `genesis` action, with no request (§4.1)".
             why = []
             if ev.tag != "genesis":
                 why.append(f"frame 0 is {ev.tag}, not genesis")
             else:
+                if ev.request is not None:
+                    why.append("the genesis carries a request")
                 if ev.signer != ev.fields["public_key"]:
                     why.append("the signer field is not the public_key the genesis names")
                 if not key_acceptable(ev.fields["public_key"]):
@@ -949,20 +1122,28 @@ def verify_ledger(data, now=None):
             # 7 or 8), never applied.
             r.add("genesis", seq, index, off, "a genesis action outside frame 0 (never applied)")
         elif sig_ok:
-            # Check 7 only for an authentic frame; check 8 only if check 7 passes.
+            # Check 7 only for an authentic frame; check 7a only if check 7 passes and the
+            # event has a request; check 8 only if checks 7 and 7a pass.
             problem = st.signer_problem(ev.signer)
+            req_why = []
             if problem is not None:
                 if not genesis_ok:
                     problem += " (frame 0 is not a valid genesis)"
                 r.add("signer", seq, index, off, problem)
+            elif ev.request is not None and (req_why := st.request_problems(ev)):
+                r.add("request", seq, index, off, "; ".join(req_why))
             else:
-                actor = st.signing[ev.signer].principal
+                # §6.2 / §8.8: the actor is the request's key's principal when there is a
+                # request, else the signer's.
+                actor = st.actor_of(ev)
                 why = st.policy_problems(ev, actor, off)
                 if why:
                     r.add("policy", seq, index, off, f"{ev.tag} by {actor!r}: " + "; ".join(why))
                 else:
                     st.apply(ev, actor, index)
                     changed = True
+        if changed:
+            st.note_request(ev)       # §8 check 7a(e)
 
         # §8.9 anchor: a recorded checkpoint must match the frames before it.
         if ev.tag == "checkpoint-recorded":

@@ -176,6 +176,8 @@ pub enum ApplyError {
     },
     #[error("the genesis names the account {0:?}, which is not a valid name")]
     GenesisAccount(String),
+    #[error("the genesis carries a request; the ledger's first event is its account's own")]
+    GenesisRequest,
     #[error("signer {0} is not an enrolled signing key of this ledger")]
     NotEnrolled(PublicKey),
     /// The request inside an event written through a server fails check 7a (§8).
@@ -309,6 +311,9 @@ impl State {
         else {
             return Err(ApplyError::NoGenesis);
         };
+        if ev.request.is_some() {
+            return Err(ApplyError::GenesisRequest);
+        }
         if ev.signer != *public_key {
             return Err(ApplyError::GenesisSigner {
                 signer: ev.signer,

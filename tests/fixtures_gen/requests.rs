@@ -335,6 +335,23 @@ pub fn ledgers() -> Vec<Fixture> {
             "policy",
         ),
     );
+    let mut l = RawLedger::with_version(2);
+    let g = genesis();
+    let r = by(&l, ACME, 1, &g);
+    let mut ev: Event = l.next(key(ACME).public(), g);
+    ev.request = Some(r);
+    l.push_event(&key(ACME), &ev);
+    add(
+        "requests-on-genesis.ledger",
+        l,
+        vec![verdict(
+            "a genesis carrying a (validly signed) request: the first event is the account's own",
+            &[],
+            1,
+            Some(0),
+            &["genesis"],
+        )],
+    );
     let mut v1 = valid();
     v1.bytes[9] = 1;
     add(
