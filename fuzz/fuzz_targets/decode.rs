@@ -2,8 +2,8 @@
 //! unchecked length, and every body that decodes is canonical (re-encodes to itself).
 #![no_main]
 
-use keyledger::event::Event;
-use keyledger::format::FrameReader;
+use keyledger::core::event::Event;
+use keyledger::core::format::FrameReader;
 use libfuzzer_sys::fuzz_target;
 
 fn check_body(body: &[u8]) {
@@ -15,7 +15,7 @@ fn check_body(body: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     check_body(data);
     // The same bytes as a ledger file: after a valid header, and as they are.
-    let mut file = keyledger::format::header_bytes().to_vec();
+    let mut file = keyledger::core::format::header_bytes().to_vec();
     file.extend_from_slice(data);
     for bytes in [&file[..], data] {
         if let Ok(frames) = FrameReader::new(bytes) {
