@@ -58,3 +58,29 @@ pub fn replay_id(req: &Request) -> Hash32 {
     h.update(&req.nonce.0);
     Bytes(*h.finalize().as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A signed request verifies for its ledger and action, and for nothing else.
+    #[test]
+    fn a_request_verifies_only_for_its_ledger_and_action() {
+        let key = SigningKey::from_seed(&[3; 32]);
+        let ledger = Bytes([1; 16]);
+        let action = Action::KeyDisabled {
+            key_id: "KLAKAAAAAAAAAAAAAAAALP5KS6".into(),
+        };
+        let req = sign(&key, &ledger, Timestamp(1_767_225_600_000_000), &action);
+        assert_eq!(req.key, key.public());
+        assert!(verify(&ledger, &req, &action));
+        assert!(!verify(&Bytes([2; 16]), &req, &action));
+        let other = Action::KeyEnabled {
+            key_id: "KLAKAAAAAAAAAAAAAAAALP5KS6".into(),
+        };
+        assert!(!verify(&ledger, &req, &other));
+        let again = sign(&key, &ledger, req.time, &action);
+        assert_ne!(again.nonce, req.nonce, "each request draws a fresh nonce");
+        assert_ne!(replay_id(&again), replay_id(&req));
+    }
+}
