@@ -4,6 +4,7 @@
 
 mod common;
 
+use keyledger::protocol::ops::Ops;
 use std::path::Path;
 use std::process::Output;
 

@@ -5,6 +5,8 @@
 
 mod common;
 
+use keyledger::protocol::ops::Ops;
+use keyledger::storage::ledger::Appender;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use keyledger::storage::ledger::Appender;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use keyledger::protocol::ops::Ops;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;

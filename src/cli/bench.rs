@@ -1,5 +1,7 @@
 //! bench: every figure beside the machine limit it is judged against, measured in one run.
 
+use keyledger::protocol::ops::Ops;
+use keyledger::storage::ledger::Appender;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use keyledger::core::state::RequestFault;
 use keyledger::storage::keyfile::KeyFileError;
 use keyledger::storage::store::StoreError;
 
@@ -76,7 +77,15 @@ impl From<StoreError> for CliError {
             | StoreError::UnsafeLock { .. }
             | StoreError::Diverged { .. }
             | StoreError::ChangedWhileRead { .. } => LEDGER,
-            StoreError::Signer(_) | StoreError::Denied { .. } | StoreError::Invalid(_) => REFUSED,
+            StoreError::Signer(_)
+            | StoreError::Denied { .. }
+            | StoreError::Invalid(_)
+            | StoreError::AlreadyApplied(_) => REFUSED,
+            StoreError::Request { fault, .. } => match fault {
+                RequestFault::Key | RequestFault::Signature | RequestFault::Server => REFUSED,
+                RequestFault::Shape | RequestFault::Time | RequestFault::Replay => USAGE,
+            },
+            StoreError::Remote(_) => IO,
         };
         CliError {
             code,

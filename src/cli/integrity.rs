@@ -1,5 +1,6 @@
 //! verify, repair, checkpoint, demo.
 
+use keyledger::storage::ledger::Appender;
 use std::path::{Path, PathBuf};
 
 use keyledger::core::types::Hash32;

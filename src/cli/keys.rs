@@ -1,5 +1,7 @@
 //! key create|disable|enable|delete|list|show, sts issue, auth.
 
+use keyledger::protocol::ops::Ops;
+use keyledger::storage::ledger::Appender;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -12,6 +12,7 @@ pub mod output;
 mod principals;
 mod views;
 
+use keyledger::storage::ledger::Appender;
 use std::path::{Path, PathBuf};
 
 use keyledger::core::signing::SigningKey;

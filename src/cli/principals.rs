@@ -1,5 +1,7 @@
 //! init, keygen, user, signer, grant, revoke.
 
+use keyledger::protocol::ops::Ops;
+use keyledger::storage::ledger::Appender;
 use std::path::{Path, PathBuf};
 
 use keyledger::core::event::{Action, Permission};

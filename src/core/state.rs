@@ -181,8 +181,8 @@ pub enum ApplyError {
     #[error("signer {0} is not an enrolled signing key of this ledger")]
     NotEnrolled(PublicKey),
     /// The request inside an event written through a server fails check 7a (§8).
-    #[error("request: {0}")]
-    Request(String),
+    #[error("request: {1}")]
+    Request(RequestFault, String),
     #[error("signer {key} (of {principal}) was revoked at seq {revoked_seq}")]
     Revoked {
         key: PublicKey,
@@ -202,7 +202,7 @@ pub enum ApplyError {
 impl ApplyError {
     /// Signer problems are integrity failures (L3); the rest are policy (L4).
     pub fn is_request_problem(&self) -> bool {
-        matches!(self, Self::Request(_))
+        matches!(self, Self::Request(..))
     }
 
     pub fn is_signer_problem(&self) -> bool {
@@ -210,6 +210,80 @@ impl ApplyError {
             self,
             Self::NotEnrolled(_) | Self::Revoked { .. } | Self::PrincipalDeleted { .. }
         )
+    }
+}
+
+/// What part of check 7a a request fails: a server answers a client by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFault {
+    /// The frame's signer may not carry requests (no `server` permission).
+    Server,
+    /// The request's key is not an enrolled, live signing key.
+    Key,
+    /// The request's shape: a `refused` action where none belongs, or one too long.
+    Shape,
+    /// The request's time is too far from the event's.
+    Time,
+    /// The (key, nonce) was applied before.
+    Replay,
+    /// The signature does not verify (another ledger, another action, a changed byte).
+    Signature,
+}
+
+/// A request applied to the ledger: where, and enough to recognise it again, so that a
+/// retried request is answered with its original receipt instead of being applied twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub seq: u64,
+    pub time: Timestamp,
+    pub hash: Hash32,
+    /// Recorded as `action-denied` (or `auth-failed`): the request was refused.
+    pub refused: bool,
+    /// The first 8 bytes of the request's signature: the same request, not only its nonce.
+    pub tag: [u8; 8],
+}
+
+impl Applied {
+    pub fn same_request(&self, req: &Request) -> bool {
+        req.sig.0[..8] == self.tag
+    }
+}
+
+/// Why the `refused` element of a request does not fit its event's action, if it does not
+/// (§8 7a b): an `action-denied` carries the action its actor signed (never a genesis or a
+/// denial; bounded and credential-free); an `auth-failed` carries the `auth-succeeded`
+/// its gateway asked for, for the same key; every other event carries none.
+fn refused_shape(action: &Action, refused: Option<&Action>) -> Option<String> {
+    match (action, refused) {
+        (Action::ActionDenied { .. }, None) => Some(
+            "an action-denied event through a server must carry the refused action its actor signed".into(),
+        ),
+        (
+            Action::ActionDenied { .. },
+            Some(Action::Genesis { .. } | Action::ActionDenied { .. }),
+        ) => Some("the refused action cannot be a genesis or an action-denied".into()),
+        (Action::ActionDenied { .. }, Some(r)) => r
+            .strings()
+            .into_iter()
+            .find(|f| f.len() > MAX_TEXT || contains_credential(f))
+            .map(|f| {
+                format!(
+                    "a field of the refused action is longer than {MAX_TEXT} bytes or holds a credential ({} bytes)",
+                    f.len()
+                )
+            }),
+        (Action::AuthFailed { key_id, .. }, Some(Action::AuthSucceeded { key_id: asked }))
+            if asked == key_id =>
+        {
+            None
+        }
+        (Action::AuthFailed { .. }, Some(_)) => Some(
+            "an auth-failed event can carry only the auth-succeeded its gateway asked for, for the same key".into(),
+        ),
+        (_, Some(_)) => Some(
+            "only an action-denied or auth-failed event carries a refused action".into(),
+        ),
+        (_, None) => None,
     }
 }
 
@@ -226,9 +300,9 @@ pub struct State {
     pub events: u64,
     /// The file's format version (§1): a request or the `server` permission needs 2.
     pub format_version: u16,
-    /// Requests applied so far, by `request::replay_id`, with the seq that applied each:
-    /// a request is never applied twice (§8 7a e).
-    pub requests: HashMap<Hash32, u64>,
+    /// Requests applied so far, by `request::replay_id`: a request is never applied twice
+    /// (§8 7a e).
+    pub requests: HashMap<Hash32, Applied>,
 }
 
 impl State {
@@ -361,7 +435,19 @@ impl State {
 
     /// Applies one event after genesis: identifies the actor by its signer, authorizes,
     /// mutates. On error the state is unchanged.
-    pub fn apply(&mut self, ev: &Event, _hash: &Hash32) -> Result<(), ApplyError> {
+    pub fn apply(&mut self, ev: &Event, hash: &Hash32) -> Result<(), ApplyError> {
+        self.apply_with(ev, hash, false)
+    }
+
+    /// As `apply`; with `request_sig_checked`, the request's signature (never anything
+    /// else of check 7a) is taken as verified by the caller, who checked it over this
+    /// event's requested action.
+    pub fn apply_with(
+        &mut self,
+        ev: &Event,
+        hash: &Hash32,
+        request_sig_checked: bool,
+    ) -> Result<(), ApplyError> {
         if matches!(ev.action, Action::Genesis { .. }) {
             return Err(ApplyError::LateGenesis);
         }
@@ -375,7 +461,7 @@ impl State {
         };
         let actor = match &ev.request {
             None => self.actor_of(&ev.signer)?,
-            Some(req) => self.request_actor(ev, req)?,
+            Some(req) => self.request_actor(ev, req, request_sig_checked)?,
         };
         self.authorize(actor, &ev.action, ev.time)?;
         // Only new keys and signers keep their actor's name; nothing else needs a copy.
@@ -386,7 +472,14 @@ impl State {
             _ => String::new(),
         };
         if let Some(req) = &ev.request {
-            self.requests.insert(request::replay_id(req), ev.seq);
+            let applied = Applied {
+                seq: ev.seq,
+                time: ev.time,
+                hash: *hash,
+                refused: req.refused.is_some(),
+                tag: req.sig.0[..8].try_into().expect("8 bytes"),
+            };
+            self.requests.insert(request::replay_id(req), applied);
         }
         self.mutate(actor, &ev.action, at);
         self.events += 1;
@@ -394,64 +487,60 @@ impl State {
     }
 
     /// Check 7a (§8) of an event with a request; the actor is the request's signer.
-    fn request_actor(&self, ev: &Event, req: &Request) -> Result<&str, ApplyError> {
-        let bad = |m: String| Err(ApplyError::Request(m));
+    /// With `sig_checked`, the signature is taken as verified (see `apply_with`).
+    pub fn request_actor(
+        &self,
+        ev: &Event,
+        req: &Request,
+        sig_checked: bool,
+    ) -> Result<&str, ApplyError> {
+        use RequestFault as F;
+        let bad = |f: RequestFault, m: String| Err(ApplyError::Request(f, m));
         let server = self.actor_of(&ev.signer)?;
         if !self.has(server, Permission::Server) {
-            return bad(format!(
-                "the frame is signed by {server}, who does not hold the server permission, so it cannot carry another principal's request"
-            ));
+            return bad(
+                F::Server,
+                format!(
+                    "the frame is signed by {server}, who does not hold the server permission, so it cannot carry another principal's request"
+                ),
+            );
         }
         let actor = match self.actor_of(&req.key) {
             Ok(a) => a,
-            Err(e) => return bad(format!("the request's key: {e}")),
+            Err(e) => return bad(F::Key, format!("the request's key: {e}")),
         };
-        match (&ev.action, &req.refused) {
-            (Action::ActionDenied { .. }, None) => {
-                return bad("an action-denied event through a server must carry the refused action its actor signed".into());
-            }
-            (
-                Action::ActionDenied { .. },
-                Some(Action::Genesis { .. } | Action::ActionDenied { .. }),
-            ) => {
-                return bad("the refused action cannot be a genesis or an action-denied".into());
-            }
-            (Action::ActionDenied { .. }, Some(r)) => {
-                if let Some(f) = r
-                    .strings()
-                    .into_iter()
-                    .find(|f| f.len() > MAX_TEXT || contains_credential(f))
-                {
-                    return bad(format!(
-                        "a field of the refused action is longer than {MAX_TEXT} bytes or holds a credential ({} bytes)",
-                        f.len()
-                    ));
-                }
-            }
-            (_, Some(_)) => {
-                return bad("only an action-denied event carries a refused action".into());
-            }
-            (_, None) => {}
+        if let Some(m) = refused_shape(&ev.action, req.refused.as_ref()) {
+            return bad(F::Shape, m);
         }
         if req.time.0.abs_diff(ev.time.0) > REQUEST_SKEW_US as u64 {
-            return bad(format!(
-                "signed at {}, more than 5 minutes from the event's time {}",
-                req.time, ev.time
-            ));
+            return bad(
+                F::Time,
+                format!(
+                    "signed at {}, more than 5 minutes from the event's time {}",
+                    req.time, ev.time
+                ),
+            );
         }
-        if let Some(seq) = self.requests.get(&request::replay_id(req)) {
-            return bad(format!(
-                "nonce {} of key {} was already used by the request of seq {seq}: a request is applied once",
-                req.nonce.hex(),
-                req.key
-            ));
+        if let Some(a) = self.requests.get(&request::replay_id(req)) {
+            return bad(
+                F::Replay,
+                format!(
+                    "nonce {} of key {} was already used by the request of seq {}: a request is applied once",
+                    req.nonce.hex(),
+                    req.key,
+                    a.seq
+                ),
+            );
         }
         let ledger_id = self.ledger_id.expect("checked by apply");
-        if !request::verify(&ledger_id, req, request::requested(req, &ev.action)) {
-            return bad(format!(
-                "the request signature does not verify for key {} over this ledger's id, the request's time and nonce and the action",
-                req.key
-            ));
+        if !sig_checked && !request::verify(&ledger_id, req, request::requested(req, &ev.action)) {
+            return bad(
+                F::Signature,
+                format!(
+                    "the request signature does not verify for key {} over this ledger's id, the request's time and nonce and the action",
+                    req.key
+                ),
+            );
         }
         Ok(actor)
     }

@@ -6,7 +6,7 @@ use crate::core::event::Action;
 use crate::core::signing::SigningKey;
 use crate::core::state::KeyStatus;
 use crate::core::types::Timestamp;
-use crate::storage::ledger::Ledger;
+use crate::storage::ledger::{Appender, Ledger};
 use crate::storage::store::{Receipt, StoreError};
 
 /// A permanent key just created. Its secret has not been revealed yet.
@@ -45,9 +45,23 @@ pub struct KeyRequest<'a> {
     pub allow_root_key: bool,
 }
 
-impl Ledger {
+/// The domain operations that create or check secrets, over any writer: the file itself,
+/// or a server through the client. Only `authenticate` differs: through a server, the
+/// server (which alone holds every fingerprint in memory) checks the secret.
+pub trait Ops: Appender {
+    /// Checks a presented secret (and, for temporary credentials, the security token that
+    /// came with them) against `key_id`, and records the outcome (R11).
+    fn authenticate(
+        &mut self,
+        signer: &SigningKey,
+        key_id: &str,
+        presented: &SecretText,
+        token: Option<&SecretText>,
+        now: Timestamp,
+    ) -> Result<AuthOutcome, StoreError>;
+
     /// Creates a permanent key (R5–R9). Policy refusals are recorded (R12).
-    pub fn create_key(
+    fn create_key(
         &mut self,
         signer: &SigningKey,
         req: &KeyRequest<'_>,
@@ -77,7 +91,7 @@ impl Ledger {
     /// reveal (`Action::KeyDisabled`), so a secret that never reached its requester never
     /// costs the working key. A refusal (the old key, or R7: no room for a second key) is
     /// recorded once, as for any append.
-    pub fn rotate_key(
+    fn rotate_key(
         &mut self,
         signer: &SigningKey,
         old_key_id: &str,
@@ -150,7 +164,7 @@ impl Ledger {
     }
 
     /// Issues temporary credentials valid for `duration_us` (R3).
-    pub fn issue_temporary(
+    fn issue_temporary(
         &mut self,
         signer: &SigningKey,
         user: &str,
@@ -180,7 +194,7 @@ impl Ledger {
     }
 
     /// Records that the secret of `key_id` was handed to the signer through `channel` (R10).
-    pub fn record_reveal(
+    fn record_reveal(
         &mut self,
         signer: &SigningKey,
         key_id: &str,
@@ -199,12 +213,59 @@ impl Ledger {
         )
     }
 
+    /// Deletes a user (R2); with `delete_keys`, each of its undeleted keys first, each as
+    /// its own event (in one group commit). A refused key deletion stops before the user.
+    fn delete_user(
+        &mut self,
+        signer: &SigningKey,
+        name: &str,
+        delete_keys: bool,
+        now: Timestamp,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        let mut receipts = Vec::new();
+        // Keys are deleted first only when the user deletion itself would be allowed apart
+        // from them: a refused deletion must not have deleted keys on its way.
+        let may_delete_user = self
+            .actor(signer)
+            .is_ok_and(|a| self.state().may_delete_user_but_for_keys(&a, name).is_ok());
+        if delete_keys && may_delete_user {
+            let deletions: Vec<Action> = self
+                .state()
+                .keys_of(name)
+                .filter(|k| k.status != KeyStatus::Deleted)
+                .map(|k| Action::KeyDeleted {
+                    key_id: k.id.clone(),
+                })
+                .collect();
+            let outcomes = match deletions.is_empty() {
+                true => Vec::new(),
+                false => self.append_batch(signer, deletions, now)?,
+            };
+            for outcome in outcomes {
+                match outcome {
+                    Ok(r) => receipts.push(r),
+                    Err((refusal, receipt)) => return Err(StoreError::Denied { refusal, receipt }),
+                }
+            }
+        }
+        receipts.push(self.append(
+            signer,
+            Action::UserDeleted {
+                name: name.to_owned(),
+            },
+            now,
+        )?);
+        Ok(receipts)
+    }
+}
+
+impl Ops for Ledger {
     /// Checks a presented secret (and, for temporary credentials, the security token that
     /// came with them) against `key_id` in constant time, and records the outcome (R11).
     /// A temporary key authenticates only with both; every comparison runs whatever the
     /// others gave, and a failure never says which part was wrong. Expiry is decided on
     /// this machine's real clock (L9). Failure reasons never contain secret material.
-    pub fn authenticate(
+    fn authenticate(
         &mut self,
         signer: &SigningKey,
         key_id: &str,
@@ -261,51 +322,6 @@ impl Ledger {
             user,
             receipt,
         })
-    }
-
-    /// Deletes a user (R2); with `delete_keys`, each of its undeleted keys first, each as
-    /// its own event (in one group commit). A refused key deletion stops before the user.
-    pub fn delete_user(
-        &mut self,
-        signer: &SigningKey,
-        name: &str,
-        delete_keys: bool,
-        now: Timestamp,
-    ) -> Result<Vec<Receipt>, StoreError> {
-        let mut receipts = Vec::new();
-        // Keys are deleted first only when the user deletion itself would be allowed apart
-        // from them: a refused deletion must not have deleted keys on its way.
-        let may_delete_user = self
-            .actor(signer)
-            .is_ok_and(|a| self.state().may_delete_user_but_for_keys(&a, name).is_ok());
-        if delete_keys && may_delete_user {
-            let deletions: Vec<Action> = self
-                .state()
-                .keys_of(name)
-                .filter(|k| k.status != KeyStatus::Deleted)
-                .map(|k| Action::KeyDeleted {
-                    key_id: k.id.clone(),
-                })
-                .collect();
-            let outcomes = match deletions.is_empty() {
-                true => Vec::new(),
-                false => self.append_batch(signer, deletions, now)?,
-            };
-            for outcome in outcomes {
-                match outcome {
-                    Ok(r) => receipts.push(r),
-                    Err((refusal, receipt)) => return Err(StoreError::Denied { refusal, receipt }),
-                }
-            }
-        }
-        receipts.push(self.append(
-            signer,
-            Action::UserDeleted {
-                name: name.to_owned(),
-            },
-            now,
-        )?);
-        Ok(receipts)
     }
 }
 

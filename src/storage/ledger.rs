@@ -10,11 +10,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::core::chain::{Head, event_hash};
-use crate::core::event::{Action, Event};
+use crate::core::event::{Action, Event, Request};
 use crate::core::format::{self, MAX_BODY};
 use crate::core::merkle::TreeBuilder;
 use crate::core::signing::SigningKey;
-use crate::core::state::{Refusal, State};
+use crate::core::state::{ApplyError, Refusal, RequestFault, State};
 use crate::core::types::{Bytes, CLOCK_SKEW_US, LedgerId, Timestamp};
 use crate::storage::cache::{Cache, Verified};
 use crate::storage::keyfile::{KeyFileError, write_exclusive};
@@ -25,6 +25,27 @@ use crate::storage::store::{
 
 /// One action of a batch: appended, or refused and recorded as `action-denied`.
 pub type Outcome = Result<Receipt, (Refusal, Receipt)>;
+
+/// One action to append; with a request, the action its signer asked for (§4.1).
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub action: Action,
+    pub request: Option<Request>,
+    /// The request's signature was verified over `action` by the caller (a server
+    /// checks them on all cores before they reach the single writer).
+    pub sig_checked: bool,
+}
+
+impl Item {
+    /// An action of the frame signer's own.
+    pub fn own(action: Action) -> Self {
+        Item {
+            action,
+            request: None,
+            sig_checked: false,
+        }
+    }
+}
 
 /// A ledger open for writing: holds the writers' lock until dropped.
 pub struct Ledger {
@@ -56,6 +77,93 @@ fn expiry_decides(action: &Action) -> bool {
         action,
         Action::AuthSucceeded { .. } | Action::KeyEnabled { .. }
     )
+}
+
+/// A ledger open for writing, as the domain operations (`protocol::ops`) see it: the file
+/// itself (`Ledger`), or a server reached through the client.
+pub trait Appender {
+    /// The verified state, head and tree this writer appends to.
+    fn verified(&self) -> &Verified;
+
+    /// Group commit: appends `actions` signed by `key` (or, through a server, by `key`'s
+    /// signed requests) with one write and one fdatasync. Each action is validated against
+    /// the state left by the ones before it; a refused one is recorded as `action-denied`
+    /// (R12) and reported as `Err((refusal, receipt))`. Nothing is acknowledged before it
+    /// is on disk. An action that cannot be recorded at all (a usage error) fails the batch.
+    fn append_batch(
+        &mut self,
+        key: &SigningKey,
+        actions: Vec<Action>,
+        now: Timestamp,
+    ) -> Result<Vec<Outcome>, StoreError>;
+
+    /// The time the next event gets when `now` is asked (never before the head; L9).
+    fn event_time(&self, now: Timestamp) -> Result<Timestamp, StoreError>;
+
+    fn state(&self) -> &State {
+        &self.verified().state
+    }
+
+    /// The principal `key` signs for.
+    fn actor(&self, key: &SigningKey) -> Result<String, StoreError> {
+        self.state()
+            .actor_of(&key.public())
+            .map(str::to_owned)
+            .map_err(StoreError::Signer)
+    }
+
+    /// Appends `action` signed by `key`, dated `now` (or the last event's time if that is
+    /// later). A policy refusal appends an `action-denied` event instead (R12) and returns
+    /// `StoreError::Denied`. A key that is not an enrolled signer cannot sign anything, so
+    /// nothing is appended for it.
+    fn append(
+        &mut self,
+        key: &SigningKey,
+        action: Action,
+        now: Timestamp,
+    ) -> Result<Receipt, StoreError> {
+        let mut out = self.append_batch(key, vec![action], now)?;
+        match out.pop().expect("one outcome per action") {
+            Ok(receipt) => Ok(receipt),
+            Err((refusal, receipt)) => Err(StoreError::Denied { refusal, receipt }),
+        }
+    }
+}
+
+impl Appender for Ledger {
+    fn verified(&self) -> &Verified {
+        &self.v
+    }
+
+    fn append_batch(
+        &mut self,
+        key: &SigningKey,
+        actions: Vec<Action>,
+        now: Timestamp,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let items = actions.into_iter().map(Item::own).collect();
+        self.append_items(key, items, now, true)?
+            .into_iter()
+            .collect()
+    }
+
+    fn event_time(&self, now: Timestamp) -> Result<Timestamp, StoreError> {
+        check_clock(now)?;
+        let head = self.head();
+        let real = Timestamp::now();
+        if head.time > real.plus_micros(CLOCK_SKEW_US) {
+            return Err(StoreError::Integrity {
+                path: self.path.clone(),
+                seq: head.seq,
+                offset: self.v.head_offset,
+                message: format!(
+                    "it is dated {}, more than 5 minutes after this machine's clock ({real}); no event can follow it until the clock reaches it. Check this machine's clock",
+                    head.time
+                ),
+            });
+        }
+        Ok(now.max(head.time))
+    }
 }
 
 impl Ledger {
@@ -199,10 +307,6 @@ impl Ledger {
         &self.path
     }
 
-    pub fn state(&self) -> &State {
-        &self.v.state
-    }
-
     pub fn head(&self) -> Head {
         self.v.head
     }
@@ -210,55 +314,6 @@ impl Ledger {
     /// The Merkle tree over every event so far (§9.1).
     pub fn tree(&self) -> &TreeBuilder {
         &self.v.tree
-    }
-
-    pub fn verified(&self) -> &Verified {
-        &self.v
-    }
-
-    /// The principal `key` signs for.
-    pub fn actor(&self, key: &SigningKey) -> Result<String, StoreError> {
-        self.state()
-            .actor_of(&key.public())
-            .map(str::to_owned)
-            .map_err(StoreError::Signer)
-    }
-
-    /// Appends `action` signed by `key`, dated `now` (or the last event's time if that is
-    /// later). A policy refusal appends an `action-denied` event instead (R12) and returns
-    /// `StoreError::Denied`. A key that is not an enrolled signer cannot sign anything, so
-    /// nothing is appended for it.
-    pub fn append(
-        &mut self,
-        key: &SigningKey,
-        action: Action,
-        now: Timestamp,
-    ) -> Result<Receipt, StoreError> {
-        let mut out = self.append_batch(key, vec![action], now)?;
-        match out.pop().expect("one outcome per action") {
-            Ok(receipt) => Ok(receipt),
-            Err((refusal, receipt)) => Err(StoreError::Denied { refusal, receipt }),
-        }
-    }
-
-    /// The time the next event gets when `now` is asked: never earlier than the head, and
-    /// refused if it would be more than the skew after this machine's clock.
-    pub fn event_time(&self, now: Timestamp) -> Result<Timestamp, StoreError> {
-        check_clock(now)?;
-        let head = self.head();
-        let real = Timestamp::now();
-        if head.time > real.plus_micros(CLOCK_SKEW_US) {
-            return Err(StoreError::Integrity {
-                path: self.path.clone(),
-                seq: head.seq,
-                offset: self.v.head_offset,
-                message: format!(
-                    "it is dated {}, more than 5 minutes after this machine's clock ({real}); no event can follow it until the clock reaches it. Check this machine's clock",
-                    head.time
-                ),
-            });
-        }
-        Ok(now.max(head.time))
     }
 
     /// Is `action` by `actor` allowed now: by the state at the event's `time`, and, where
@@ -277,17 +332,19 @@ impl Ledger {
         Ok(())
     }
 
-    /// Group commit: appends `actions` signed by `key` with one write and one fdatasync.
-    /// Each action is validated against the state left by the ones before it; a refused
-    /// one is recorded as `action-denied` (R12) and reported as `Err((refusal, receipt))`.
-    /// Nothing is acknowledged before the fdatasync; if the write fails, the file is cut
-    /// back to its previous end and this handle refuses further appends.
-    pub fn append_batch(
+    /// Group commit of `items`, the frames signed by `key` (L6): each is validated against
+    /// the state the ones before it left. An item with a request is its signer's (§4.1):
+    /// policy is decided for that actor, a refusal records the request with its `refused`
+    /// action, and a request applied before is answered `StoreError::AlreadyApplied`.
+    /// An item that cannot be recorded at all gets its own error and changes nothing; with
+    /// `all_or_nothing`, it fails the whole batch instead (and nothing is written).
+    pub fn append_items(
         &mut self,
         key: &SigningKey,
-        actions: Vec<Action>,
+        items: Vec<Item>,
         now: Timestamp,
-    ) -> Result<Vec<Outcome>, StoreError> {
+        all_or_nothing: bool,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         if self.poisoned {
             return Err(StoreError::Io {
                 path: self.path.clone(),
@@ -299,87 +356,58 @@ impl Ledger {
         let start = self.head();
         // Bodies and hashes are chained in order; signatures (over the hashes) come after.
         let mut bodies: Vec<(Vec<u8>, crate::core::types::Hash32)> =
-            Vec::with_capacity(actions.len());
-        let mut end = start.end;
-        let mut out = Vec::with_capacity(actions.len());
+            Vec::with_capacity(items.len());
+        let mut out = Vec::with_capacity(items.len());
         let mut head = start;
         let mut head_offset = self.v.head_offset;
-        // Checked against a copy-free view first; the state advances in place below, and
-        // if anything fails after that, the handle is poisoned.
-        let prepared = (|| {
-            for action in actions {
-                let actor = self
-                    .v
-                    .state
-                    .actor_of(&key.public())
-                    .map_err(StoreError::Signer)?
-                    .to_owned();
-                // What the request itself gets wrong is a usage error, never evidence.
-                crate::core::policy::check_form(&action, time).map_err(StoreError::Usage)?;
-                if action.needs_version_2() && self.v.state.format_version < 2 {
-                    return Err(StoreError::Usage(Refusal {
-                        rule: "L1",
-                        message: format!(
-                            "{} is a format-version-1 ledger, which has no server permission (ledger-format.md §1); a ledger made by `keyledger init` today is version 2",
-                            self.path.display()
-                        ),
-                    }));
+        for item in items {
+            // Everything that can refuse the item runs before the state changes.
+            let prepared = self.prepare(key, item, head, time);
+            let (ev, body, hash, refusal) = match prepared {
+                Ok(p) => p,
+                Err(e) if all_or_nothing => {
+                    // Bodies already applied moved the state ahead of the file.
+                    self.poisoned = !bodies.is_empty();
+                    return Err(e);
                 }
-                self.check_structural(&action, end)?;
-                let (action, refusal) = match self.authorize(&self.v.state, &actor, &action, time) {
-                    Ok(()) => (action, None),
-                    Err(r) => (denial(&action, &r), Some(r)),
-                };
-                let ev = Event {
-                    seq: head.seq + 1,
-                    time,
-                    prev: head.hash,
-                    signer: key.public(),
-                    action,
-                    request: None,
-                };
-                let body = ev.encode();
-                if body.len() > MAX_BODY as usize {
-                    return Err(StoreError::TooLarge(body.len()));
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
                 }
-                let hash = event_hash(&body);
-                let offset = end;
-                end += format::FRAME_OVERHEAD + body.len() as u64;
-                bodies.push((body, hash));
-                self.v
-                    .state
-                    .apply(&ev, &hash)
-                    .expect("an authorized event applies");
-                self.v.tree.push(&hash);
-                for k in ev.action.key_ids() {
-                    self.v.note_key_event(k, offset, &hash);
-                }
-                head = Head {
-                    seq: ev.seq,
-                    hash,
-                    time,
-                    end,
-                };
-                head_offset = offset;
-                let receipt = Receipt {
-                    seq: ev.seq,
-                    hash,
-                    offset,
-                    time,
-                };
-                out.push(match refusal {
-                    None => Ok(receipt),
-                    Some(r) => Err((r, receipt)),
-                });
+            };
+            self.v
+                .state
+                .apply_with(&ev, &hash, true)
+                .expect("a prepared event applies");
+            self.v.tree.push(&hash);
+            let offset = head.end;
+            for k in ev.action.key_ids() {
+                self.v.note_key_event(k, offset, &hash);
             }
-            Ok(())
-        })();
-        if let Err(e) = prepared {
-            self.poisoned = !bodies.is_empty();
-            return Err(e);
+            head = Head {
+                seq: ev.seq,
+                hash,
+                time,
+                end: offset + format::FRAME_OVERHEAD + body.len() as u64,
+            };
+            head_offset = offset;
+            bodies.push((body, hash));
+            let receipt = Receipt {
+                seq: ev.seq,
+                hash,
+                offset,
+                time,
+            };
+            out.push(Ok(match refusal {
+                None => Ok(receipt),
+                Some(r) => Err((r, receipt)),
+            }));
+        }
+        if bodies.is_empty() {
+            return Ok(out);
         }
         let sigs = sign_all(key, &bodies);
-        let mut buf = Vec::with_capacity((end - start.end) as usize);
+        let mut buf = Vec::with_capacity((head.end - start.end) as usize);
         for ((body, _), sig) in bodies.iter().zip(&sigs) {
             buf.extend(format::frame_bytes(body, sig));
         }
@@ -411,6 +439,89 @@ impl Ledger {
             let _ = note.write(g, &head, head_offset);
         }
         Ok(out)
+    }
+
+    /// The event `item` becomes after `head` at `time`, its body and hash, and the policy
+    /// refusal it records if it is refused; or why it cannot be recorded at all. Reads the
+    /// state, never changes it.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        key: &SigningKey,
+        item: Item,
+        head: Head,
+        time: Timestamp,
+    ) -> Result<(Event, Vec<u8>, crate::core::types::Hash32, Option<Refusal>), StoreError> {
+        let state = &self.v.state;
+        let Item {
+            action,
+            mut request,
+            sig_checked,
+        } = item;
+        let mut ev = Event {
+            seq: head.seq + 1,
+            time,
+            prev: head.hash,
+            signer: key.public(),
+            action,
+            request: None,
+        };
+        let actor = match &request {
+            None => state.actor_of(&key.public()).map_err(StoreError::Signer)?,
+            Some(req) => {
+                if let Some(a) = state.requests.get(&crate::core::request::replay_id(req)) {
+                    return Err(match a.same_request(req) {
+                        true => StoreError::AlreadyApplied(*a),
+                        false => StoreError::Request {
+                            fault: RequestFault::Replay,
+                            message: format!(
+                                "nonce {} of key {} was already used by another request (seq {}); sign each request with a fresh nonce",
+                                req.nonce.hex(),
+                                req.key,
+                                a.seq
+                            ),
+                        },
+                    });
+                }
+                state
+                    .request_actor(&ev, req, sig_checked)
+                    .map_err(|e| match e {
+                        ApplyError::Request(fault, message) => StoreError::Request { fault, message },
+                        other => StoreError::Signer(other),
+                    })?
+            }
+        }
+        .to_owned();
+        // What the request itself gets wrong is a usage error, never evidence.
+        crate::core::policy::check_form(&ev.action, time).map_err(StoreError::Usage)?;
+        if (ev.action.needs_version_2() || request.is_some()) && state.format_version < 2 {
+            return Err(StoreError::Usage(Refusal {
+                rule: "L1",
+                message: format!(
+                    "{} is a format-version-1 ledger, which has no server permission or signed requests (ledger-format.md §1); a ledger made by `keyledger init` today is version 2",
+                    self.path.display()
+                ),
+            }));
+        }
+        self.check_structural(&ev.action, head.end)?;
+        let refusal = match self.authorize(state, &actor, &ev.action, time) {
+            Ok(()) => None,
+            Err(r) => {
+                let denied = denial(&ev.action, &r);
+                let asked = std::mem::replace(&mut ev.action, denied);
+                if let Some(req) = &mut request {
+                    req.refused = Some(asked);
+                }
+                Some(r)
+            }
+        };
+        ev.request = request;
+        let body = ev.encode();
+        if body.len() > MAX_BODY as usize {
+            return Err(StoreError::TooLarge(body.len()));
+        }
+        let hash = event_hash(&body);
+        Ok((ev, body, hash, refusal))
     }
 
     /// Checks an action against what only the file knows (§8.9, `log-repaired`): a recorded

@@ -92,6 +92,18 @@ pub enum StoreError {
     Usage(Refusal),
     #[error("the event would be {0} bytes, more than the {MAX_BODY}-byte limit; shorten its text")]
     TooLarge(usize),
+    /// A signed request (through a server) fails check 7a; nothing was recorded.
+    #[error("the signed request is refused: {message}. Nothing was recorded")]
+    Request {
+        fault: crate::core::state::RequestFault,
+        message: String,
+    },
+    /// The same signed request was applied before: it is never applied twice.
+    #[error("this request was applied before, at seq {}", .0.seq)]
+    AlreadyApplied(crate::core::state::Applied),
+    /// A server could not be reached or did not answer as the protocol says.
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl StoreError {

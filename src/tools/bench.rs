@@ -2,6 +2,7 @@
 //! Every figure is returned beside the limit it is compared with; nothing here is a
 //! pass/fail test, only measurement.
 
+use crate::storage::ledger::Appender;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

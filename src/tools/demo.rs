@@ -1,6 +1,8 @@
 //! The demo: a realistic ledger built through the same API the CLI uses. Events are spread
 //! over the 120 days before `now` so that audits have history to look at.
 
+use crate::protocol::ops::Ops;
+use crate::storage::ledger::Appender;
 use std::path::{Path, PathBuf};
 
 use crate::core::event::{Action, Permission};

@@ -3,6 +3,7 @@
 //! disabled and refused, in proportions like a real estate (mostly authentications).
 //! Written through the normal append path with group commits.
 
+use crate::storage::ledger::Appender;
 use std::path::Path;
 
 use rand::rngs::StdRng;

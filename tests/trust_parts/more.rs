@@ -16,6 +16,7 @@ use keyledger::evidence::checkpoint::Checkpoint;
 use keyledger::evidence::verify::{Options, verify_file, verify_reader};
 use keyledger::storage::cache::Cache;
 use keyledger::storage::keyfile;
+use keyledger::storage::ledger::Appender;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
