@@ -552,32 +552,11 @@ TEXT_BOUNDS = {
 
 
 def refused_text_problems(tag, f):
-    """§7.1 applied to a request's refused action (§4.1). A refused action is never applied
-    and the state need not hold what it names, so the last row of the §7.1 table ("must
-    name an existing principal or key, so is a name or a key ID") is read as its stated
-    consequence only. SPEC GAP: whether existence or only the form is asked of a refused
-    action's fields is not said; the form (a name or a well-formed key ID) is taken."""
-    why = []
-    bounded = dict(TEXT_BOUNDS.get(tag, []))
-    for (name, t) in ACTIONS[tag]:
-        v = f[name]
-        if not isinstance(v, str):
-            continue
-        if name in bounded:
-            if utf8_len(v) > bounded[name]:
-                why.append(f"refused {tag}: {name} is longer than {bounded[name]} bytes (§7.1)")
-        elif tag == "key-created" and name == "key_id":
-            if not well_formed(v, "permanent"):
-                why.append("refused key-created: key_id is not a well-formed permanent key ID (§7.1)")
-        elif tag == "temporary-issued" and name == "key_id":
-            if not well_formed(v, "temporary"):
-                why.append("refused temporary-issued: key_id is not a well-formed temporary key ID (§7.1)")
-        elif (tag, name) in (("user-created", "name"), ("genesis", "account")):
-            if not is_name(v):
-                why.append(f"refused {tag}: {name} is not a name (§7.1)")
-        elif not (is_name(v) or well_formed(v, "permanent") or well_formed(v, "temporary")):
-            why.append(f"refused {tag}: {name} is neither a name nor a key ID (§7.1)")
-    return why
+    """§4.1 on a request's refused action: each string field is at most 1,024 bytes (its
+    credential scan is §7.2's, over ev.strings()); "nothing else about it is judged"."""
+    return [f"refused {tag}: {name} is longer than 1024 bytes (§4.1)"
+            for (name, _), v in zip(ACTIONS[tag], [f[n] for (n, _) in ACTIONS[tag]])
+            if isinstance(v, str) and utf8_len(v) > 1024]
 
 
 class State:
@@ -646,12 +625,18 @@ class State:
         # own action, except in an `action-denied` event, where it is `refused`.
         if ev.tag == "action-denied" and req.refused is None:
             why.append("an action-denied request without the refused action")
-        if ev.tag != "action-denied" and req.refused is not None:
-            why.append(f"a refused action in a request of a {ev.tag} event")
-        if req.refused_tag in ("genesis", "action-denied"):
+        if ev.tag == "action-denied" and req.refused_tag in ("genesis", "action-denied"):
             why.append(f"the refused action is a {req.refused_tag}")
+        if ev.tag == "auth-failed" and req.refused is not None and not (
+                req.refused_tag == "auth-succeeded"
+                and req.refused_fields.get("key_id") == ev.fields.get("key_id")):
+            why.append("an auth-failed request's refused action is not auth-succeeded for its key")
+        if ev.tag not in ("action-denied", "auth-failed") and req.refused is not None:
+            why.append(f"a refused action in a request of a {ev.tag} event")
         # (c) `sig` verifies over the request hash (§6.1, A = key, M = the request hash).
-        requested = req.refused if ev.tag == "action-denied" else ev.action
+        # The requested action is `refused` where that is a map, else the event's own.
+        requested = req.refused if req.refused is not None else (
+            None if ev.tag == "action-denied" else ev.action)
         if requested is None:
             # SPEC GAP: an action-denied without `refused` has no requested action and so
             # no request hash; (f) has already failed, and (c) is counted failed too.
@@ -729,7 +714,7 @@ class State:
 
         # §4.1: the refused action's "fields follow §4 and §7.1-7.2 like any action's"
         # (§7.2 is covered by ev.strings() above).
-        if ev.request is not None and ev.request.refused is not None:
+        if ev.tag == "action-denied" and ev.request is not None and ev.request.refused is not None:
             why += refused_text_problems(ev.request.refused_tag, ev.request.refused_fields)
 
         # §7.3 row by row.

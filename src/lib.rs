@@ -17,8 +17,10 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod client;
 pub mod core;
 pub mod evidence;
 pub mod protocol;
+pub mod server;
 pub mod storage;
 pub mod tools;

@@ -50,6 +50,15 @@ pub struct Cli {
     /// Fail at once (exit 4) if another process holds the ledger's write lock, instead of waiting.
     #[arg(long, global = true)]
     pub no_wait: bool,
+    /// Run the command through the keyledger server at URL (`keyledger serve`) instead of
+    /// on the ledger file: every write is a request signed with --key; reads verify a copy of
+    /// the server's ledger kept in the cache directory. Output and exit codes are the same.
+    #[arg(long, global = true, env = "KEYLEDGER_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// With an https:// --server: trust the CA certificate(s) in FILE (PEM) instead of the
+    /// system's.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -75,6 +84,8 @@ pub fn command() -> clap::Command {
         cmd = cmd.mut_subcommand(name, |s| {
             s.arg(means_nothing("ledger", "ledger", true))
                 .arg(means_nothing("no_wait", "no-wait", false))
+                .arg(means_nothing("server", "server", true))
+                .arg(means_nothing("ca", "ca", true))
         });
     }
     cmd
@@ -124,6 +135,27 @@ impl clap::builder::TypedValueParser for MeansNothing {
         );
         Err(clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, msg).with_cmd(cmd))
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one (the `listening on` line says which).
+    /// Only a loopback address may serve without TLS.
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// TLS certificate chain (PEM); with --tls-key, serve https.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Record at most one auth-succeeded per key per this many seconds: the last-used
+    /// granularity (R11). Failures are always recorded. 0 records every success.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub auth_coalesce: u64,
+    /// Connections served at once; more are answered 503 and closed.
+    #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
 }
 
 /// The permissions `grant` and `revoke` take (and completions offer).
@@ -226,6 +258,12 @@ pub enum Cmd {
     },
     /// Run the compliance controls over the state at a time; each finding cites its events.
     Audit(AuditArgs),
+    /// Serve the ledger to many clients and gateways over HTTP(S) (README "Server"). Signs
+    /// the frames it writes with --key, whose principal must hold the server permission;
+    /// every event still carries its actor's own signed request. Holds the ledger's writer
+    /// lock while it runs; prints `listening on URL` once it accepts requests; drains and
+    /// exits 0 on SIGTERM or SIGINT.
+    Serve(ServeArgs),
     /// Reports in formats other tools read.
     #[command(subcommand)]
     Report(ReportCmd),

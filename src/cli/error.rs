@@ -86,6 +86,12 @@ impl From<StoreError> for CliError {
                 RequestFault::Shape | RequestFault::Time | RequestFault::Replay => USAGE,
             },
             StoreError::Remote(_) => IO,
+            StoreError::Server { code, .. } => match code.as_str() {
+                "unknown-key" | "bad-signature" | "server-key" | "forbidden" => REFUSED,
+                "unavailable" | "timeout" | "too-many-connections" => IO,
+                "past-end" => LEDGER,
+                _ => USAGE,
+            },
         };
         CliError {
             code,

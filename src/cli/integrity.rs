@@ -1,6 +1,5 @@
 //! verify, repair, checkpoint, demo.
 
-use keyledger::storage::ledger::Appender;
 use std::path::{Path, PathBuf};
 
 use keyledger::core::types::Hash32;
@@ -157,17 +156,16 @@ pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool, record: bool) -> Re
     };
     // The root of every verified event, from this user's cache or a fresh verification.
     let (state, tree) = if record {
-        let mut l =
-            keyledger::storage::ledger::Ledger::open_with(&ctx.ledger, ctx.wait, &ctx.cache)?;
+        let (mut l, _) = ctx.open()?;
         l.actor(&key).map_err(|e| match e {
             keyledger::storage::store::StoreError::Signer(a) => not_signer(a),
             other => other.into(),
         })?;
         let action = keyledger::core::event::Action::CheckpointRecorded {
-            size: l.tree().size(),
-            root: keyledger::core::types::Bytes(l.tree().root()),
+            size: l.verified().tree.size(),
+            root: keyledger::core::types::Bytes(l.verified().tree.root()),
         };
-        let tree = l.tree().clone();
+        let tree = l.verified().tree.clone();
         let receipt = l.append(&key, action, ctx.now)?;
         super::output::message(&format!(
             "recorded the checkpoint of {} events at seq {}",

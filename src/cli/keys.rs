@@ -1,7 +1,6 @@
 //! key create|disable|enable|delete|list|show, sts issue, auth.
 
 use keyledger::protocol::ops::Ops;
-use keyledger::storage::ledger::Appender;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +11,6 @@ use keyledger::core::signing::SigningKey;
 use keyledger::core::state::{AccessKey, MAX_TEXT};
 use keyledger::core::types::{Timestamp, parse_duration};
 use keyledger::protocol::ops::KeyRequest;
-use keyledger::storage::ledger::Ledger;
 use keyledger::storage::store::Receipt;
 use serde_json::json;
 
@@ -147,7 +145,7 @@ fn reveal_stdout(
 /// (a full disk, say), a secret exists with no record of its reveal: a CSV copy is removed,
 /// and the error says so and what to do.
 fn record_reveal(
-    l: &mut Ledger,
+    l: &mut dyn Ops,
     key: &SigningKey,
     key_id: &str,
     channel: &str,
@@ -179,7 +177,7 @@ fn record_reveal(
 #[allow(clippy::too_many_arguments)]
 fn deliver(
     ctx: &Ctx,
-    l: &mut Ledger,
+    l: &mut dyn Ops,
     key: &SigningKey,
     user: &str,
     new: &keyledger::protocol::ops::NewKey,
@@ -297,7 +295,7 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                 "created {} for {user} (seq {})",
                 new.key_id, new.receipt.seq
             );
-            deliver(ctx, &mut l, &key, &user, &new, csv, format, &what)
+            deliver(ctx, l.as_mut(), &key, &user, &new, csv, format, &what)
         }
         KeyCmd::Rotate {
             key_id,
@@ -332,7 +330,7 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
                 new.receipt.seq,
                 new.receipt.seq + 1
             );
-            deliver(ctx, &mut l, &key, &user, &new, csv, format, &what)?;
+            deliver(ctx, l.as_mut(), &key, &user, &new, csv, format, &what)?;
             if disable_old {
                 // Only once the new secret has reached its requester.
                 let r = l.append(
@@ -635,7 +633,7 @@ pub fn sts(ctx: &Ctx, cmd: StsCmd) -> Result<(), CliError> {
     ]);
     let format = if ctx.json { RevealFormat::Json } else { format };
     let channel = reveal_stdout(format, &fields, json!({"user": user, "seq": t.receipt.seq}))?;
-    record_reveal(&mut l, &key, &t.key_id, &channel, None, ctx.now)?;
+    record_reveal(l.as_mut(), &key, &t.key_id, &channel, None, ctx.now)?;
     shown_once_warning();
     Ok(())
 }
@@ -667,15 +665,19 @@ pub fn auth(ctx: &Ctx, key_id: &str) -> Result<(), CliError> {
     }
     let (mut l, key) = ctx.open()?;
     let out = l.authenticate(&key, key_id, &presented, token.as_ref(), ctx.now)?;
+    let seq = out.receipt.as_ref().map(|r| r.seq);
+    let recorded = match seq {
+        Some(s) => format!("recorded at seq {s}"),
+        None => "coalesced into the key's last recorded use, as the server records one success per key per window".into(),
+    };
     if ctx.json {
         json(
-            &json!({"ok": out.ok, "key_id": key_id, "user": out.user, "reason": out.reason, "seq": out.receipt.seq}),
+            &json!({"ok": out.ok, "key_id": key_id, "user": out.user, "reason": out.reason, "seq": seq, "coalesced": seq.is_none()}),
         )?;
     } else if out.ok {
         print(&format!(
-            "authenticated {key_id} as {} (recorded at seq {})\n",
+            "authenticated {key_id} as {} ({recorded})\n",
             out.user.as_deref().unwrap_or("?"),
-            out.receipt.seq
         ))?;
     }
     match out.reason {
@@ -684,8 +686,7 @@ pub fn auth(ctx: &Ctx, key_id: &str) -> Result<(), CliError> {
             "authentication failed: {r}"
         ))),
         Some(r) => Err(CliError::check_failed(format!(
-            "authentication failed for {key_id}: {r} (recorded at seq {})",
-            out.receipt.seq
+            "authentication failed for {key_id}: {r} ({recorded})"
         ))),
     }
 }

@@ -10,14 +10,15 @@ mod integrity;
 mod keys;
 pub mod output;
 mod principals;
+mod serve;
 mod views;
 
-use keyledger::storage::ledger::Appender;
 use std::path::{Path, PathBuf};
 
 use keyledger::core::signing::SigningKey;
 use keyledger::core::types::{CLOCK_SKEW_US, PublicKey, Timestamp};
 use keyledger::storage::cache::Cache;
+use keyledger::protocol::ops::Ops;
 use keyledger::storage::ledger::Ledger;
 use keyledger::storage::store::{self, Freshness, Replay, Until, Verified, Wait};
 
@@ -35,6 +36,9 @@ pub struct Ctx {
     pub now: Timestamp,
     /// This user's cache of verified state (L8).
     pub cache: Cache,
+    /// `--server URL` (and `--ca FILE`): run through a server; `ledger` is then this user's
+    /// verified copy of the server's ledger.
+    pub server: Option<(String, Option<PathBuf>)>,
 }
 
 /// The key file `init` writes beside a ledger: the same path with extension `.key`.
@@ -61,10 +65,20 @@ impl Ctx {
         })
     }
 
-    /// Opens the ledger for writing with the signing key.
-    pub fn open(&self) -> Result<(Ledger, SigningKey), CliError> {
+    /// Opens the ledger for writing with the signing key: the file, or (with `--server`)
+    /// the server, through signed requests.
+    pub fn open(&self) -> Result<(Box<dyn Ops>, SigningKey), CliError> {
         let key = self.signing_key()?;
-        let l = Ledger::open_with(&self.ledger, self.wait, &self.cache)?;
+        let l: Box<dyn Ops> = match &self.server {
+            None => Box::new(Ledger::open_with(&self.ledger, self.wait, &self.cache)?),
+            Some((url, ca)) => Box::new(keyledger::client::Remote::connect(
+                url,
+                ca.as_deref(),
+                &key,
+                &self.ledger,
+                &self.cache,
+            )?),
+        };
         // Acting as the account (root) by default is said, never silent.
         if self.key.is_none() && l.actor(&key).is_ok_and(|a| a == l.state().account) {
             output::message(&format!(
@@ -238,10 +252,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
     let now = clock()?;
     let cache = usable_cache();
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         cache,
         ledger: cli.ledger,
         key: cli.key,
+        server: None,
         json: cli.json,
         wait: if cli.no_wait {
             Wait::NoWait
@@ -250,7 +265,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         },
         now,
     };
+    if let Some(url) = cli.server {
+        through_server(&mut ctx, &cli.cmd, url, cli.ca)?;
+    } else if cli.ca.is_some() {
+        return Err(CliError::usage("--ca is for an https:// --server"));
+    }
     match cli.cmd {
+        Cmd::Serve(a) => serve::serve(&ctx, a),
         Cmd::Init { account, key_out } => principals::init(&ctx, &account, key_out),
         Cmd::Keygen { out } => principals::keygen(&ctx, &out),
         Cmd::User(c) => principals::user(&ctx, c),
@@ -280,6 +301,41 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Demo { dir } => integrity::demo(&ctx, dir),
         Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("handled above"),
     }
+}
+
+/// `--server URL`: the key stays the one named by --key (or beside --ledger); the ledger
+/// becomes this user's verified copy of the server's, brought up to date now, so that every
+/// read command runs unchanged on verified frames and every write goes to the server.
+fn through_server(
+    ctx: &mut Ctx,
+    cmd: &Cmd,
+    url: String,
+    ca: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let direct = match cmd {
+        Cmd::Init { .. } => Some("init creates a ledger file"),
+        Cmd::Repair => Some("repair works on the ledger file itself"),
+        Cmd::Serve(_) => Some("serve serves a ledger file"),
+        _ => None,
+    };
+    if let Some(why) = direct {
+        return Err(CliError::usage(format!(
+            "{why}; run it on the server's machine without --server (or unset KEYLEDGER_SERVER)"
+        )));
+    }
+    let dir = ctx.cache.check_dir().map_err(|why| {
+        CliError::usage(format!(
+            "--server keeps a verified copy of the server's ledger in this user's cache directory, which is not usable ({why}); set KEYLEDGER_CACHE_DIR to a directory only you can write"
+        ))
+    })?;
+    let mirror = keyledger::client::mirror_path(dir, &url);
+    ctx.key = Some(ctx.key_path());
+    let key = ctx.signing_key()?;
+    let mut client = keyledger::client::Client::new(&url, ca.as_deref()).map_err(CliError::usage)?;
+    keyledger::client::sync_mirror(&mut client, &key, &mirror, &ctx.cache)?;
+    ctx.ledger = mirror;
+    ctx.server = Some((url, ca));
+    Ok(())
 }
 
 /// Passes over more than this many bytes show a progress bar (about 40,000 events).

@@ -1,6 +1,5 @@
 //! init, keygen, user, signer, grant, revoke.
 
-use keyledger::protocol::ops::Ops;
 use keyledger::storage::ledger::Appender;
 use std::path::{Path, PathBuf};
 

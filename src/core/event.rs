@@ -540,21 +540,9 @@ impl Event {
         let prev = Bytes(r.bin()?);
         let signer = public_key(&mut r)?;
         let action = tagged_action(&mut r)?;
-        let request = if arity == 6 {
-            r.array(5)?;
-            Some(Request {
-                key: public_key(&mut r)?,
-                time: Timestamp(r.int()?),
-                nonce: Bytes(r.bin()?),
-                refused: if r.nil() {
-                    None
-                } else {
-                    Some(tagged_action(&mut r)?)
-                },
-                sig: Bytes(r.bin()?),
-            })
-        } else {
-            None
+        let request = match arity {
+            6 => Some(request(&mut r)?),
+            _ => None,
         };
         if r.remaining() > 0 {
             return Err(DecodeError::Trailing(r.remaining()));
@@ -578,6 +566,42 @@ impl Event {
     pub fn needs_version_2(&self) -> bool {
         self.request.is_some() || self.action.needs_version_2()
     }
+}
+
+impl Request {
+    /// A signed request as a client sends it (ledger-format.md §4.1, the server API):
+    /// `[action, request]`, canonical, every byte accounted for.
+    pub fn decode_signed(body: &[u8]) -> Result<(Action, Request), DecodeError> {
+        let mut r = Reader::new(body);
+        r.array(2)?;
+        let action = tagged_action(&mut r)?;
+        let req = request(&mut r)?;
+        if r.remaining() > 0 {
+            return Err(DecodeError::Trailing(r.remaining()));
+        }
+        Ok((action, req))
+    }
+
+    /// The bytes `decode_signed` reads.
+    pub fn encode_signed(action: &Action, req: &Request) -> Vec<u8> {
+        rmp_serde::to_vec(&(action, req)).expect("a request encodes")
+    }
+}
+
+/// A request: `[key, time, nonce, refused | nil, sig]`.
+fn request(r: &mut Reader<'_>) -> Result<Request, DecodeError> {
+    r.array(5)?;
+    Ok(Request {
+        key: public_key(r)?,
+        time: Timestamp(r.int()?),
+        nonce: Bytes(r.bin()?),
+        refused: if r.nil() {
+            None
+        } else {
+            Some(tagged_action(r)?)
+        },
+        sig: Bytes(r.bin()?),
+    })
 }
 
 /// An action map: `{ tag: [fields] }`.

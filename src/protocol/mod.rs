@@ -1,3 +1,4 @@
 //! Multi-step operations on a ledger that every front end runs the same way.
 
 pub mod ops;
+pub mod wire;

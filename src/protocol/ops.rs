@@ -4,7 +4,7 @@
 use crate::core::credentials::{self, SecretText};
 use crate::core::event::Action;
 use crate::core::signing::SigningKey;
-use crate::core::state::KeyStatus;
+use crate::core::state::{KeyStatus, State};
 use crate::core::types::Timestamp;
 use crate::storage::ledger::{Appender, Ledger};
 use crate::storage::store::{Receipt, StoreError};
@@ -33,7 +33,9 @@ pub struct AuthOutcome {
     pub ok: bool,
     pub reason: Option<String>,
     pub user: Option<String>,
-    pub receipt: Receipt,
+    /// Where it was recorded; `None` for a success a server coalesced into the key's last
+    /// recorded use (R11: at most one `auth-succeeded` per key per coalescing window).
+    pub receipt: Option<Receipt>,
 }
 
 /// Options of `key create` (R1, R9).
@@ -275,35 +277,7 @@ impl Ops for Ledger {
     ) -> Result<AuthOutcome, StoreError> {
         let time = self.event_time(now)?;
         let decide = time.max(Timestamp::now());
-        let state = self.state();
-        let (reason, user) = match state.keys.get(key_id) {
-            None => (Some("no such access key".to_owned()), None),
-            Some(k) => {
-                let secret_ok = credentials::matches(key_id, presented, &k.fingerprint);
-                let token_ok = match (&k.token_fingerprint, token) {
-                    (Some(fp), Some(t)) => credentials::matches(key_id, t, fp),
-                    (None, None) => true,
-                    _ => false,
-                };
-                let reason =
-                    if !(secret_ok & token_ok) {
-                        Some(match (k.token_fingerprint.is_some(), token.is_some()) {
-                        (true, false) => {
-                            "temporary credentials need their security token with the secret"
-                        }
-                        (false, true) => "a permanent key takes no security token",
-                        (true, true) => "the secret or the security token does not match",
-                        (false, false) => "the secret does not match",
-                    }
-                    .to_owned())
-                    } else if k.status != KeyStatus::Active || k.expired_at(decide) {
-                        Some(format!("the key is {}", k.status_at(decide)))
-                    } else {
-                        None
-                    };
-                (reason, Some(k.user.clone()))
-            }
-        };
+        let (reason, user) = judge_auth(self.state(), key_id, presented, token, decide);
         let key_id = key_id
             .chars()
             .take(crate::core::state::MAX_ID)
@@ -320,9 +294,47 @@ impl Ops for Ledger {
             ok: reason.is_none(),
             reason,
             user,
-            receipt,
+            receipt: Some(receipt),
         })
     }
+}
+
+/// The verdict on a presented secret (and token) for `key_id`, decided at `decide` (R11):
+/// the failure reason, if any (never secret material), and the key's user. Every
+/// comparison runs in constant time whatever the others gave, and a failure never says
+/// which part was wrong.
+pub fn judge_auth(
+    state: &State,
+    key_id: &str,
+    presented: &SecretText,
+    token: Option<&SecretText>,
+    decide: Timestamp,
+) -> (Option<String>, Option<String>) {
+    let Some(k) = state.keys.get(key_id) else {
+        return (Some("no such access key".to_owned()), None);
+    };
+    let secret_ok = credentials::matches(key_id, presented, &k.fingerprint);
+    let token_ok = match (&k.token_fingerprint, token) {
+        (Some(fp), Some(t)) => credentials::matches(key_id, t, fp),
+        (None, None) => true,
+        _ => false,
+    };
+    let reason = if !(secret_ok & token_ok) {
+        Some(
+            match (k.token_fingerprint.is_some(), token.is_some()) {
+                (true, false) => "temporary credentials need their security token with the secret",
+                (false, true) => "a permanent key takes no security token",
+                (true, true) => "the secret or the security token does not match",
+                (false, false) => "the secret does not match",
+            }
+            .to_owned(),
+        )
+    } else if k.status != KeyStatus::Active || k.expired_at(decide) {
+        Some(format!("the key is {}", k.status_at(decide)))
+    } else {
+        None
+    };
+    (reason, Some(k.user.clone()))
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.

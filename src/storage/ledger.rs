@@ -20,7 +20,7 @@ use crate::storage::cache::{Cache, Verified};
 use crate::storage::keyfile::{KeyFileError, write_exclusive};
 use crate::storage::store::{
     CACHE_EVERY, Receipt, StoreError, TornTail, Wait, WriterLock, lock_writers, open_existing,
-    verify_to_end,
+    verify_all_to_end, verify_to_end,
 };
 
 /// One action of a batch: appended, or refused and recorded as `action-denied`.
@@ -248,7 +248,17 @@ impl Ledger {
 
     /// As `open`, verifying only what this user's `cache` does not already vouch for.
     pub fn open_with(path: &Path, wait: Wait, cache: &Cache) -> Result<Ledger, StoreError> {
-        let l = Self::open_allow_torn(path, wait, cache)?;
+        Self::open_checked(path, wait, cache, false)
+    }
+
+    /// As `open_with`, verifying every event again (a server's start): the cache's saved
+    /// state is not used, only its note of the last head.
+    pub fn open_verifying_all(path: &Path, wait: Wait, cache: &Cache) -> Result<Ledger, StoreError> {
+        Self::open_checked(path, wait, cache, true)
+    }
+
+    fn open_checked(path: &Path, wait: Wait, cache: &Cache, all: bool) -> Result<Ledger, StoreError> {
+        let l = Self::open_allow_torn(path, wait, cache, all)?;
         if let Some(t) = l.v.torn {
             return Err(StoreError::Torn {
                 path: path.into(),
@@ -259,13 +269,21 @@ impl Ledger {
         Ok(l)
     }
 
-    fn open_allow_torn(path: &Path, wait: Wait, cache: &Cache) -> Result<Ledger, StoreError> {
+    fn open_allow_torn(
+        path: &Path,
+        wait: Wait,
+        cache: &Cache,
+        all: bool,
+    ) -> Result<Ledger, StoreError> {
         let file = open_existing(path, true)?;
         let meta = file.metadata().map_err(StoreError::io(path, "stat"))?;
         let lock = lock_writers(path, &meta, wait)?;
         // Under the lock the length is settled: no append is in flight.
         let len = file.metadata().map_err(StoreError::io(path, "stat"))?.len();
-        let (v, freshness) = verify_to_end(path, &file, len, cache)?;
+        let (v, freshness) = match all {
+            true => verify_all_to_end(path, &file, len, cache)?,
+            false => verify_to_end(path, &file, len, cache)?,
+        };
         let cached_seq = match freshness {
             crate::storage::store::Freshness::Cached { verified } => Some(v.head.seq - verified),
             // Appending to a ledger cut below what this user verified would bury the cut.
@@ -654,7 +672,7 @@ pub fn repair(
     wait: Wait,
     cache: &Cache,
 ) -> Result<Option<Repaired>, StoreError> {
-    let mut l = Ledger::open_allow_torn(path, wait, cache)?;
+    let mut l = Ledger::open_allow_torn(path, wait, cache, false)?;
     let Some(torn) = l.v.torn else {
         return Ok(None);
     };

@@ -104,6 +104,9 @@ pub enum StoreError {
     /// A server could not be reached or did not answer as the protocol says.
     #[error("{0}")]
     Remote(String),
+    /// A server refused a request with this API error code (README, Server API).
+    #[error("{message}")]
+    Server { code: String, message: String },
 }
 
 impl StoreError {
@@ -311,6 +314,17 @@ pub(crate) fn verify_to_end(
     verify_from_cache(path, f, len, cache, true)
 }
 
+/// As `verify_to_end`, but every event is verified again: the cache's saved state is not
+/// used, only its note of the last head (so a cut below it is still caught).
+pub(crate) fn verify_all_to_end(
+    path: &Path,
+    f: &File,
+    len: u64,
+    cache: &Cache,
+) -> Result<(Verified, Freshness), StoreError> {
+    verify_with(path, f, len, cache, true, true)
+}
+
 /// `verify_consulted` after consulting the cache.
 fn verify_from_cache(
     path: &Path,
@@ -319,8 +333,22 @@ fn verify_from_cache(
     cache: &Cache,
     may_batch: bool,
 ) -> Result<(Verified, Freshness), StoreError> {
+    verify_with(path, f, len, cache, may_batch, false)
+}
+
+fn verify_with(
+    path: &Path,
+    f: &File,
+    len: u64,
+    cache: &Cache,
+    may_batch: bool,
+    all: bool,
+) -> Result<(Verified, Freshness), StoreError> {
     let (note, len) = note_then_len(path, f, cache, len);
-    let consulted = consult(path, f, len, cache, note.as_ref());
+    let consulted = match consult(path, f, len, cache, note.as_ref()) {
+        Consulted::Use(_) if all => Consulted::Nothing("every event verified again".into()),
+        other => other,
+    };
     verify_consulted(
         path,
         f,

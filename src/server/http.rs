@@ -1,0 +1,445 @@
+//! Routes and handlers. A handler decodes and checks what needs no state (shape, ledger id,
+//! time, the request's signature, on whichever core it runs) and leaves the rest to the
+//! writer; every refusal is a JSON `ErrorBody` with a 4xx (5xx: the server's own trouble).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::credentials::SecretText;
+use crate::core::event::{Action, Request as Signed};
+use crate::core::request::{self, REQUEST_SKEW_US};
+use crate::core::types::{LedgerId, Timestamp};
+use crate::protocol::wire::{
+    self, AppendBody, AppendReply, AuthBody, ErrorBody, H_END, ItemReply, LedgerInfo, ReadAuth,
+};
+use crate::storage::ledger::Item;
+use crate::storage::store::StoreError;
+
+use super::writer::{AuthCheck, ItemResult, Job, MAX_AUTH_KEY_ID};
+use super::{Fail, Shared};
+
+/// At most this many signed requests in one append.
+const MAX_ITEMS: usize = 256;
+
+#[derive(Clone)]
+struct App {
+    shared: Arc<Shared>,
+    jobs: mpsc::Sender<Job>,
+}
+
+pub fn router(shared: Arc<Shared>, jobs: mpsc::Sender<Job>) -> Router {
+    let app = App { shared, jobs };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/ledger", get(ledger_info))
+        .route("/v1/frames", get(frames))
+        .route("/v1/append", post(append))
+        .route("/v1/auth", post(auth))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), log_request))
+        .with_state(app)
+}
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let body = ErrorBody {
+            error: self.code.into(),
+            message: self.message,
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+fn json<T: Serialize>(status: u16, v: &T) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    (status, axum::Json(v)).into_response()
+}
+
+/// One line per request on the log sink: time, method, path, status, microseconds. Never a
+/// body or a header value (a body may hold a secret).
+async fn log_request(State(app): State<App>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let endpoint = match path.as_str() {
+        "/healthz" | "/metrics" | "/v1/ledger" | "/v1/frames" | "/v1/append" | "/v1/auth" => {
+            path.clone()
+        }
+        _ => "other".into(),
+    };
+    let res = next.run(req).await;
+    let elapsed = started.elapsed();
+    let status = res.status().as_u16();
+    let m = &app.shared.metrics;
+    m.count_request(&endpoint, &status.to_string());
+    m.request_seconds.observe(elapsed.as_secs_f64());
+    let line = serde_json::json!({
+        "time": Timestamp::now().to_string(),
+        "method": method.as_str(),
+        "path": endpoint,
+        "status": status,
+        "micros": elapsed.as_micros() as u64,
+    });
+    (app.shared.log)(&line.to_string());
+    res
+}
+
+async fn not_found() -> Fail {
+    Fail::new(
+        404,
+        "not-found",
+        "no such endpoint; see the README's Server API: /healthz, /metrics, /v1/ledger, /v1/frames, /v1/append, /v1/auth",
+    )
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    let head = *app.shared.head.lock().unwrap_or_else(|p| p.into_inner());
+    json(200, &serde_json::json!({"status": "ok", "seq": head.seq}))
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    let mut res = app.shared.metrics.render().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    res
+}
+
+async fn ledger_info(State(app): State<App>) -> Response {
+    let s = &app.shared;
+    let head = *s.head.lock().unwrap_or_else(|p| p.into_inner());
+    json(
+        200,
+        &LedgerInfo {
+            ledger_id: s.ledger_id.hex(),
+            format_version: s.format_version,
+            seq: head.seq,
+            head: head.hash.hex(),
+            end: head.end,
+            server_key: s.server_key.clone(),
+            auth_coalesce_seconds: s.coalesce_us / 1_000_000,
+        },
+    )
+}
+
+/// The body, read within the client timeout and the size limit.
+async fn body(app: &App, req: Request) -> Result<axum::body::Bytes, Fail> {
+    let read = axum::body::to_bytes(req.into_body(), wire::MAX_REQUEST_BODY);
+    match tokio::time::timeout(app.shared.client_timeout, read).await {
+        Err(_) => Err(Fail::new(
+            408,
+            "timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                app.shared.client_timeout.as_secs()
+            ),
+        )),
+        Ok(Err(_)) => Err(Fail::new(
+            413,
+            "too-large",
+            format!(
+                "the request body is larger than {} bytes (or was cut off)",
+                wire::MAX_REQUEST_BODY
+            ),
+        )),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+fn malformed(what: impl std::fmt::Display) -> Fail {
+    Fail::new(400, "malformed", format!("malformed request: {what}"))
+}
+
+fn check_ledger(app: &App, id: &str) -> Result<(), Fail> {
+    match LedgerId::parse_hex(id) {
+        Some(i) if i == app.shared.ledger_id => Ok(()),
+        Some(_) => Err(Fail::new(
+            400,
+            "wrong-ledger",
+            format!(
+                "the request is for ledger {id}; this server holds ledger {}",
+                app.shared.ledger_id.hex()
+            ),
+        )),
+        None => Err(malformed("ledger_id is not 32 hex digits")),
+    }
+}
+
+/// A request's time must be within the skew of this server's clock (§8 7a d), checked
+/// again by the writer against the event's time.
+fn check_time(t: Timestamp) -> Result<(), Fail> {
+    let now = Timestamp::now();
+    if t.0.abs_diff(now.0) > REQUEST_SKEW_US as u64 {
+        return Err(Fail::new(
+            400,
+            "stale-request",
+            format!(
+                "the request was signed at {t}, more than 5 minutes from this server's clock ({now}); check the client's clock"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes one signed write and checks its signature.
+fn signed(app: &App, text: &str) -> Result<(Action, Signed), Fail> {
+    let bytes = wire::unb64(text).ok_or_else(|| malformed("a request is not base64"))?;
+    let (action, req) = Signed::decode_signed(&bytes).map_err(malformed)?;
+    if req.refused.is_some() {
+        return Err(malformed(
+            "a client's request carries no refused action; the server records refusals",
+        ));
+    }
+    check_time(req.time)?;
+    if !request::verify(&app.shared.ledger_id, &req, &action) {
+        return Err(Fail::new(
+            401,
+            "bad-signature",
+            format!(
+                "the request's signature does not verify for key {} over this ledger's id, its time, nonce and action",
+                req.key
+            ),
+        ));
+    }
+    Ok((action, req))
+}
+
+async fn ask<T>(app: &App, job: Job, answer: oneshot::Receiver<Result<T, Fail>>) -> Result<T, Fail> {
+    let gone = || Fail::unavailable("the server is stopping; retry with the same request".into());
+    app.jobs.send(job).await.map_err(|_| gone())?;
+    answer.await.map_err(|_| gone())?
+}
+
+async fn append(State(app): State<App>, req: Request) -> Response {
+    match append_inner(&app, req).await {
+        Ok(r) => r,
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn append_inner(app: &App, req: Request) -> Result<Response, Fail> {
+    let bytes = body(app, req).await?;
+    let b: AppendBody = serde_json::from_slice(&bytes).map_err(malformed)?;
+    check_ledger(app, &b.ledger_id)?;
+    if b.requests.is_empty() || b.requests.len() > MAX_ITEMS {
+        return Err(malformed(format!(
+            "an append holds 1 to {MAX_ITEMS} requests, not {}",
+            b.requests.len()
+        )));
+    }
+    let mut items = Vec::with_capacity(b.requests.len());
+    for r in &b.requests {
+        let (action, req) = signed(app, r)?;
+        items.push(Item {
+            action,
+            request: Some(req),
+            sig_checked: true,
+        });
+    }
+    let (tx, rx) = oneshot::channel();
+    let results = ask(app, Job::Append { items, reply: tx }, rx).await?;
+    let replies: Vec<ItemReply> = results.into_iter().map(item_reply).collect();
+    // The status of the first item not appended, so a one-request client can go by it.
+    let status = replies
+        .iter()
+        .find_map(|r| match r.status.as_str() {
+            "denied" => Some(403),
+            "rejected" => Some(rejected_status(r.code.as_deref())),
+            _ => None,
+        })
+        .unwrap_or(200);
+    Ok(json(status, &AppendReply { results: replies }))
+}
+
+fn rejected_status(code: Option<&str>) -> u16 {
+    match code {
+        Some("unknown-key" | "bad-signature") => 401,
+        Some("replayed") => 409,
+        Some("unavailable" | "server-key") => 503,
+        _ => 400,
+    }
+}
+
+fn item_reply(r: ItemResult) -> ItemReply {
+    let receipt = |status: &str, r: &crate::storage::store::Receipt| ItemReply {
+        status: status.into(),
+        seq: Some(r.seq),
+        hash: Some(r.hash.hex()),
+        time: Some(r.time.to_string()),
+        offset: Some(r.offset),
+        replayed: false,
+        code: None,
+        message: None,
+    };
+    match r {
+        Ok(Ok(r)) => receipt("appended", &r),
+        Ok(Err((refusal, r))) => ItemReply {
+            code: Some(refusal.rule.into()),
+            message: Some(refusal.message),
+            ..receipt("denied", &r)
+        },
+        Err(StoreError::AlreadyApplied(a)) => ItemReply {
+            status: if a.refused { "denied" } else { "appended" }.into(),
+            seq: Some(a.seq),
+            hash: Some(a.hash.hex()),
+            time: Some(a.time.to_string()),
+            offset: None,
+            replayed: true,
+            code: None,
+            message: Some(format!(
+                "this request was applied before, at seq {}; nothing new was appended",
+                a.seq
+            )),
+        },
+        Err(e) => {
+            let f = Fail::from_store(e);
+            ItemReply {
+                status: "rejected".into(),
+                seq: None,
+                hash: None,
+                time: None,
+                offset: None,
+                replayed: false,
+                code: Some(f.code.into()),
+                message: Some(f.message),
+            }
+        }
+    }
+}
+
+async fn auth(State(app): State<App>, req: Request) -> Response {
+    let r = async {
+        let bytes = body(&app, req).await?;
+        let b: AuthBody = serde_json::from_slice(&bytes).map_err(malformed)?;
+        if b.key_id.len() > MAX_AUTH_KEY_ID {
+            return Err(malformed(format!(
+                "key_id is longer than {MAX_AUTH_KEY_ID} bytes"
+            )));
+        }
+        let (action, request) = signed(&app, &b.request)?;
+        if action
+            != (Action::AuthSucceeded {
+                key_id: b.key_id.clone(),
+            })
+        {
+            return Err(malformed(
+                "an auth request signs auth-succeeded for the key_id it presents",
+            ));
+        }
+        let check = AuthCheck {
+            request,
+            key_id: b.key_id,
+            secret: SecretText::from_input(&b.secret),
+            token: b.token.as_deref().map(SecretText::from_input),
+        };
+        let (tx, rx) = oneshot::channel();
+        ask(
+            &app,
+            Job::Auth {
+                check: Box::new(check),
+                reply: tx,
+            },
+            rx,
+        )
+        .await
+    }
+    .await;
+    match r {
+        Ok(reply) => json(200, &reply),
+        Err(f) => f.into_response(),
+    }
+}
+
+/// `GET /v1/frames?from=OFFSET`: the ledger file's bytes from OFFSET to the last event on
+/// disk (at most `MAX_FRAMES_REPLY`), for a signed reader; the client verifies them.
+async fn frames(State(app): State<App>, req: Request) -> Response {
+    let r = async {
+        let target = format!(
+            "GET {}",
+            req.uri()
+                .path_and_query()
+                .map_or("/v1/frames", |p| p.as_str())
+        );
+        let from: u64 = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("from="))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| malformed("give ?from=OFFSET (a byte offset, 0 for the start)"))?;
+        let headers = req.headers().clone();
+        drop(req);
+        let auth = ReadAuth::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+            .ok_or_else(|| {
+                Fail::new(
+                    401,
+                    "unsigned",
+                    "a read is signed: keyledger-key, keyledger-time, keyledger-nonce and keyledger-signature headers (README, Server API)",
+                )
+            })?;
+        check_time(auth.time)?;
+        if !auth.verify(&app.shared.ledger_id, &target) {
+            return Err(Fail::new(
+                401,
+                "bad-signature",
+                format!("the read's signature does not verify for key {}", auth.key),
+            ));
+        }
+        let mut h = blake3::Hasher::new_derive_key("keyledger 2026-11-24 read replay id v1");
+        h.update(auth.key.bytes());
+        h.update(&auth.nonce.0);
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Reader {
+            key: auth.key,
+            replay: crate::core::types::Bytes(*h.finalize().as_bytes()),
+            time: auth.time,
+            reply: tx,
+        };
+        ask(&app, job, rx).await?;
+        let end = app.shared.durable_end.load(Ordering::Acquire);
+        if from > end {
+            return Err(Fail::new(
+                416,
+                "past-end",
+                format!("the ledger ends at byte {end}; ask from at most that"),
+            ));
+        }
+        let upto = end.min(from + wire::MAX_FRAMES_REPLY);
+        let path = app.shared.ledger_path.clone();
+        let bytes = tokio::task::spawn_blocking(move || read_range(&path, from, upto))
+            .await
+            .map_err(|e| Fail::unavailable(e.to_string()))?
+            .map_err(|e| Fail::unavailable(format!("reading the ledger: {e}")))?;
+        let mut res = Response::new(Body::from(bytes));
+        let hs = res.headers_mut();
+        hs.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        hs.insert(H_END, HeaderValue::from(upto));
+        Ok(res)
+    }
+    .await;
+    r.unwrap_or_else(|f: Fail| f.into_response())
+}
+
+fn read_range(path: &std::path::Path, from: u64, upto: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; (upto - from) as usize];
+    f.read_exact_at(&mut buf, from)?;
+    Ok(buf)
+}

@@ -1,0 +1,262 @@
+//! `keyledger serve`: one ledger, many clients (README "Server").
+//!
+//! Every write is the actor's own signed request (ledger-format.md §4.1); this process
+//! signs the frames with its key, whose principal holds `server` (R15). It holds the
+//! writers' lock for its lifetime, verifies every event at start, keeps the state in memory,
+//! and answers a write only after its event is on disk (group commit, `writer`).
+
+mod http;
+mod listen;
+pub mod metrics;
+mod writer;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+
+use crate::core::chain::Head;
+use crate::core::event::Permission;
+use crate::core::signing::SigningKey;
+use crate::core::state::RequestFault;
+use crate::core::types::LedgerId;
+use crate::storage::cache::Cache;
+use crate::storage::ledger::{Appender, Ledger};
+use crate::storage::store::{StoreError, Wait};
+
+/// Where one log line per request goes (the caller's stderr); never given a secret.
+pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+pub struct Config {
+    pub ledger: PathBuf,
+    pub key: SigningKey,
+    pub listen: SocketAddr,
+    /// `(certificate chain, private key)`, PEM.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub wait: Wait,
+    pub cache: Cache,
+    /// Successes of one key within this many seconds are recorded once (R11); 0 records all.
+    pub auth_coalesce_seconds: u64,
+    pub max_connections: usize,
+    /// A client must send its headers, and then its body, within this time.
+    pub client_timeout: Duration,
+    pub log: LogSink,
+}
+
+impl Config {
+    pub fn new(ledger: PathBuf, key: SigningKey, listen: SocketAddr, log: LogSink) -> Self {
+        Config {
+            ledger,
+            key,
+            listen,
+            tls: None,
+            wait: Wait::NoWait,
+            cache: Cache::none(),
+            auth_coalesce_seconds: 60,
+            max_connections: 512,
+            client_timeout: Duration::from_secs(10),
+            log,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "refusing to listen on {0} without TLS: only a loopback address may serve plain http. Give --tls-cert FILE --tls-key FILE, or listen on 127.0.0.1"
+    )]
+    NotLoopback(SocketAddr),
+    #[error(
+        "{principal} does not hold the server permission, so its key cannot sign the frames of other principals' requests (R15). An admin grants it: keyledger grant {principal} server"
+    )]
+    NoServerPermission { principal: String },
+    #[error("TLS: {path}: {message}")]
+    Tls { path: PathBuf, message: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("starting the server: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A refusal as the API gives it: HTTP status, stable code, message.
+#[derive(Debug, Clone)]
+pub struct Fail {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Fail {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Fail {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable(message: String) -> Self {
+        Fail::new(503, "unavailable", message)
+    }
+
+    pub fn fault(fault: RequestFault, message: String) -> Self {
+        let (status, code) = match fault {
+            RequestFault::Key => (401, "unknown-key"),
+            RequestFault::Signature => (401, "bad-signature"),
+            RequestFault::Time => (400, "stale-request"),
+            RequestFault::Replay => (409, "replayed"),
+            RequestFault::Shape => (400, "malformed"),
+            RequestFault::Server => (503, "server-key"),
+        };
+        Fail::new(status, code, message)
+    }
+
+    /// A store error about one item (never an acknowledged write).
+    pub fn from_store(e: StoreError) -> Self {
+        match e {
+            StoreError::Request { fault, message } => Fail::fault(fault, message),
+            StoreError::Usage(_) | StoreError::TooLarge(_) | StoreError::FutureTime { .. } => {
+                Fail::new(400, "usage", e.to_string())
+            }
+            StoreError::Invalid(_) => Fail::new(400, "invalid", e.to_string()),
+            StoreError::Signer(_) => Fail::new(
+                503,
+                "server-key",
+                format!("this server's own key cannot sign: {e}"),
+            ),
+            other => Fail::unavailable(other.to_string()),
+        }
+    }
+}
+
+/// What handlers share with the writer.
+pub struct Shared {
+    pub ledger_id: LedgerId,
+    pub format_version: u16,
+    pub server_key: String,
+    pub coalesce_us: u64,
+    /// The file's length up to the last event on disk: readers serve nothing past it.
+    pub durable_end: AtomicU64,
+    pub head: Mutex<Head>,
+    pub metrics: metrics::Metrics,
+    pub ledger_path: PathBuf,
+    pub log: LogSink,
+    pub client_timeout: Duration,
+}
+
+/// A server accepting requests.
+pub struct Running {
+    /// `http://ADDR` or `https://ADDR`, the address actually bound.
+    pub url: String,
+    runtime: tokio::runtime::Runtime,
+    stop: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+/// Opens the ledger (every event verified again, the writers' lock held from now on),
+/// checks the key may serve, binds, and starts accepting.
+pub fn start(config: Config) -> Result<Running, ServerError> {
+    if config.tls.is_none() && !config.listen.ip().is_loopback() {
+        return Err(ServerError::NotLoopback(config.listen));
+    }
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(listen::tls_acceptor(cert, key)?),
+        None => None,
+    };
+    let ledger = Ledger::open_verifying_all(&config.ledger, config.wait, &config.cache)?;
+    let state = ledger.state();
+    let principal = ledger.actor(&config.key)?;
+    if !state.has(&principal, Permission::Server) {
+        return Err(ServerError::NoServerPermission { principal });
+    }
+    let shared = Arc::new(Shared {
+        ledger_id: state.ledger_id.expect("a verified ledger has a genesis"),
+        format_version: state.format_version,
+        server_key: config.key.public().to_string(),
+        coalesce_us: config.auth_coalesce_seconds.saturating_mul(1_000_000),
+        durable_end: AtomicU64::new(0),
+        head: Mutex::new(ledger.head()),
+        metrics: metrics::Metrics::default(),
+        ledger_path: config.ledger.clone(),
+        log: config.log.clone(),
+        client_timeout: config.client_timeout,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("keyledger-serve")
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(config.listen))
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServerError::Runtime)?;
+    let (tx, rx) = mpsc::channel(4096);
+    let w = writer::Writer::new(ledger, config.key, shared.clone());
+    let writer = std::thread::Builder::new()
+        .name("keyledger-writer".into())
+        .spawn(move || w.run(rx))
+        .map_err(ServerError::Runtime)?;
+    let router = http::router(shared.clone(), tx);
+    let (stop, stopped) = watch::channel(false);
+    let url = format!(
+        "{}://{addr}",
+        if tls.is_some() { "https" } else { "http" }
+    );
+    let accept = runtime.spawn(listen::accept_loop(
+        listener,
+        tls,
+        router,
+        config.max_connections,
+        shared,
+        stopped,
+    ));
+    Ok(Running {
+        url,
+        runtime,
+        stop,
+        accept,
+        writer,
+    })
+}
+
+impl Running {
+    /// Serves until SIGTERM or SIGINT, then drains (`stop`).
+    pub fn run_until_signal(self) -> Result<(), ServerError> {
+        self.runtime.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .map_err(ServerError::Runtime)?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            Ok::<(), ServerError>(())
+        })?;
+        self.stop();
+        Ok(())
+    }
+
+    /// Graceful drain: no new connections; requests in flight are answered (their writes
+    /// committed) within 10 s; then the writer finishes its queue and releases the ledger.
+    pub fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.runtime.block_on(self.accept);
+        // The router (holding the writer's channel) is gone with the accept loop and its
+        // connections; the writer ends when the last sender is dropped.
+        self.runtime.shutdown_timeout(Duration::from_secs(1));
+        let _ = self.writer.join();
+    }
+}
