@@ -12,7 +12,12 @@
 //! - [`evidence`]: verification reports, checkpoints, exports, evidence bundles, OCSF.
 //! - [`audit`]: the controls and the credential report, as JSON and HTML.
 //! - [`protocol`]: multi-step operations both front ends run (create and reveal a key, rotate,
-//!   issue temporary credentials, authenticate).
+//!   issue temporary credentials, authenticate) over any writer (`storage::ledger::Appender`),
+//!   and the server API's messages (`wire`).
+//! - [`server`]: `keyledger serve`: HTTP(S) over one ledger, a single writer thread with group
+//!   commit, signed requests checked on all cores. Knows nothing of the client.
+//! - [`client`]: signs requests with the actor's key and keeps a verified copy of the server's
+//!   ledger; a writer (`Appender`) like the file. Knows nothing of the server.
 //! - [`tools`]: the demo, synthetic ledgers and the benchmark.
 #![forbid(unsafe_code)]
 

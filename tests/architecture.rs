@@ -5,7 +5,9 @@
 use std::path::Path;
 
 /// Library folders, lowest first: a folder may use only those before it.
-const LAYERS: [&str; 6] = ["core", "storage", "evidence", "audit", "protocol", "tools"];
+const LAYERS: [&str; 8] = [
+    "core", "storage", "evidence", "audit", "protocol", "server", "client", "tools",
+];
 
 fn rust_files(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -80,6 +82,20 @@ fn cli_command_modules_do_not_import_each_other() {
         for c in commands {
             if text.contains(&format!("super::{c}::")) && !path.ends_with("cli/mod.rs") {
                 bad.push(format!("{path} uses super::{c}"));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn the_server_and_the_client_share_only_the_protocol() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut bad = Vec::new();
+    for (from, to) in [("server", "client"), ("client", "server")] {
+        for (path, text) in rust_files(&src.join(from)) {
+            if text.contains(&format!("crate::{to}::")) {
+                bad.push(format!("{path} uses crate::{to}"));
             }
         }
     }

@@ -153,9 +153,27 @@ pub struct ServeArgs {
     /// granularity (R11). Failures are always recorded. 0 records every success.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub auth_coalesce: u64,
+    /// A client must send its request headers, and then its body, within this many seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub client_timeout: u64,
     /// Connections served at once; more are answered 503 and closed.
     #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_connections: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Start a server on loopback over a new ledger and drive it with concurrent signed
+    /// writers, then gateways checking keys; report writes/s, auth checks/s and their
+    /// p50/p99 beside this machine's fdatasync rate and Ed25519 sign and verify rates.
+    Server {
+        /// Concurrent clients (each its own connection).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        clients: u32,
+        /// Seconds of load in all (half writes, half auth checks).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
 }
 
 /// The permissions `grant` and `revoke` take (and completions offer).
@@ -267,8 +285,12 @@ pub enum Cmd {
     /// Reports in formats other tools read.
     #[command(subcommand)]
     Report(ReportCmd),
-    /// Measure append, replay, verify, memory and query speed against this machine's limits.
+    /// Measure append, replay, verify, memory and query speed against this machine's limits
+    /// (`bench server`: a server under concurrent clients).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        #[command(subcommand)]
+        what: Option<BenchCmd>,
         /// Events in the generated ledger.
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,

@@ -338,12 +338,37 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: user_list[1] < 8.0 * user_list[0],
         },
     ];
+    let head = format!(
+        "keyledger bench: {} events, {} cores; limits measured in this run: sign {:.0}/s, verify_batch {:.0}/s/core (each the mean of a measurement just before and just after its figure), blake3 {:.0}/s, fdatasync {:.0} us",
+        synth.events,
+        lim.cores,
+        lim.sign_per_s,
+        lim.batch_verify_per_s_per_core,
+        lim.blake3_per_s,
+        lim.fdatasync_us,
+    );
+    report(
+        ctx,
+        &head,
+        &rows,
+        json!({"events": synth.events, "limits": lim, "kept": dir}),
+    )
+}
+
+/// Prints the rows as a table under `head`, or (with --json) as `figures` in `extra`.
+fn report(
+    ctx: &Ctx,
+    head: &str,
+    rows: &[Row],
+    mut extra: serde_json::Value,
+) -> Result<(), CliError> {
     if ctx.json {
         let r: Vec<_> = rows
             .iter()
             .map(|r| json!({"figure": r.figure, "value": r.value, "unit": r.unit, "limit": r.limit.map(|l| l.0), "limit_of": r.limit.map(|l| l.1), "ratio": r.limit.map(|l| r.value / l.0), "target": r.target, "met": r.met}))
             .collect();
-        return json(&json!({"events": synth.events, "limits": lim, "figures": r, "kept": dir}));
+        extra["figures"] = json!(r);
+        return json(&extra);
     }
     let fmt = |v: f64| {
         if v >= 1000.0 {
@@ -368,16 +393,95 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
         })
         .collect();
     print(&format!(
-        "keyledger bench: {} events, {} cores; limits measured in this run: sign {:.0}/s, verify_batch {:.0}/s/core (each the mean of a measurement just before and just after its figure), blake3 {:.0}/s, fdatasync {:.0} us\n\n{}",
-        synth.events,
-        lim.cores,
-        lim.sign_per_s,
-        lim.batch_verify_per_s_per_core,
-        lim.blake3_per_s,
-        lim.fdatasync_us,
+        "{head}\n\n{}",
         table(
             &["FIGURE", "MEASURED", "LIMIT", "RATIO", "TARGET", "MET"],
             &table_rows
         )
     ))
+}
+
+/// `bench server`: the server's figures beside the limits of the same run (issue 14's
+/// targets on this 2-core machine).
+pub fn server(ctx: &Ctx, clients: usize, seconds: f64) -> Result<(), CliError> {
+    if !(1.0..=600.0).contains(&seconds) {
+        return Err(CliError::usage("--seconds must be between 1 and 600"));
+    }
+    let dir = std::env::temp_dir().join(format!("keyledger-bench-server-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(CliError::io)?;
+    let f = keyledger::tools::bench_server::run(&dir, clients, seconds);
+    let _ = std::fs::remove_dir_all(&dir);
+    let f = f?;
+    let rows = vec![
+        Row {
+            figure: "signed writes/s vs one fsync per event",
+            value: f.writes_per_s,
+            unit: "/s",
+            limit: Some((f.fsync_per_s, "fdatasync/s")),
+            target: ">= 4",
+            met: f.writes_per_s >= 4.0 * f.fsync_per_s,
+        },
+        Row {
+            figure: "signed writes/s vs crypto limit",
+            value: f.writes_per_s,
+            unit: "/s",
+            limit: Some((f.crypto_limit_per_s, "verify+sign, all cores")),
+            target: ">= 0.5",
+            met: f.writes_per_s >= 0.5 * f.crypto_limit_per_s,
+        },
+        Row {
+            figure: "write p50",
+            value: f.write_p50_ms,
+            unit: "ms",
+            limit: None,
+            target: "-",
+            met: true,
+        },
+        Row {
+            figure: "write p99",
+            value: f.write_p99_ms,
+            unit: "ms",
+            limit: None,
+            target: "<= 25 ms",
+            met: f.write_p99_ms <= 25.0,
+        },
+        Row {
+            figure: "auth checks/s",
+            value: f.auth_per_s,
+            unit: "/s",
+            limit: None,
+            target: ">= 20000",
+            met: f.auth_per_s >= 20_000.0,
+        },
+        Row {
+            figure: "auth p50",
+            value: f.auth_p50_ms,
+            unit: "ms",
+            limit: None,
+            target: "-",
+            met: true,
+        },
+        Row {
+            figure: "auth p99",
+            value: f.auth_p99_ms,
+            unit: "ms",
+            limit: None,
+            target: "<= 5 ms",
+            met: f.auth_p99_ms <= 5.0,
+        },
+    ];
+    let head = format!(
+        "keyledger bench server: {} clients, {:.0} s ({} writes, {} auth checks recorded as {} events, {} failed requests), {} cores; limits measured in this run: fdatasync {:.0}/s, sign {:.0}/s/core, verify {:.0}/s/core",
+        f.clients,
+        f.seconds,
+        f.writes,
+        f.auths,
+        f.auth_events,
+        f.failed_requests,
+        f.cores,
+        f.fsync_per_s,
+        f.sign_per_s_per_core,
+        f.verify_per_s_per_core,
+    );
+    report(ctx, &head, &rows, json!({"server": f}))
 }

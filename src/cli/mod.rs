@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use keyledger::core::signing::SigningKey;
 use keyledger::core::types::{CLOCK_SKEW_US, PublicKey, Timestamp};
-use keyledger::storage::cache::Cache;
 use keyledger::protocol::ops::Ops;
+use keyledger::storage::cache::Cache;
 use keyledger::storage::ledger::Ledger;
 use keyledger::storage::store::{self, Freshness, Replay, Until, Verified, Wait};
 
@@ -296,7 +296,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Report(args::ReportCmd::Credentials { as_of }) => {
             audit::credentials(&ctx, as_of.as_deref())
         }
-        Cmd::Bench { events, keep } => bench::bench(&ctx, events, keep),
+        Cmd::Bench {
+            what: Some(args::BenchCmd::Server { clients, seconds }),
+            ..
+        } => bench::server(&ctx, clients as usize, seconds),
+        Cmd::Bench { events, keep, .. } => bench::bench(&ctx, events, keep),
         Cmd::BenchVerifyChild { path } => bench::verify_child(&path),
         Cmd::Demo { dir } => integrity::demo(&ctx, dir),
         Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("handled above"),
@@ -331,7 +335,8 @@ fn through_server(
     let mirror = keyledger::client::mirror_path(dir, &url);
     ctx.key = Some(ctx.key_path());
     let key = ctx.signing_key()?;
-    let mut client = keyledger::client::Client::new(&url, ca.as_deref()).map_err(CliError::usage)?;
+    let mut client =
+        keyledger::client::Client::new(&url, ca.as_deref()).map_err(CliError::usage)?;
     keyledger::client::sync_mirror(&mut client, &key, &mirror, &ctx.cache)?;
     ctx.ledger = mirror;
     ctx.server = Some((url, ca));

@@ -18,6 +18,7 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<(), CliError> {
     config.cache = ctx.cache.clone();
     config.auth_coalesce_seconds = a.auth_coalesce;
     config.max_connections = a.max_connections as usize;
+    config.client_timeout = std::time::Duration::from_secs(a.client_timeout);
     let running = server::start(config).map_err(|e| {
         let code = match &e {
             ServerError::Store(_) => 0,
@@ -35,5 +36,7 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<(), CliError> {
     })?;
     // Exactly one line on stdout, once requests are accepted (scripts wait for it).
     print(&format!("listening on {}\n", running.url))?;
-    running.run_until_signal().map_err(|e| CliError::io(e.to_string()))
+    running
+        .run_until_signal()
+        .map_err(|e| CliError::io(e.to_string()))
 }

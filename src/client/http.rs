@@ -39,16 +39,22 @@ pub struct Client {
 impl Client {
     /// A client of `url` (`http://HOST:PORT` or `https://HOST:PORT`); connects lazily.
     pub fn new(url: &str, ca: Option<&Path>) -> Result<Client, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("{url:?} is not a server URL ({e}); give http://HOST:PORT or https://HOST:PORT"))?;
+        let uri: Uri = url.parse().map_err(|e| {
+            format!("{url:?} is not a server URL ({e}); give http://HOST:PORT or https://HOST:PORT")
+        })?;
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
-            _ => return Err(format!("{url:?}: the server URL starts with http:// or https://")),
+            _ => {
+                return Err(format!(
+                    "{url:?}: the server URL starts with http:// or https://"
+                ));
+            }
         };
         if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
-            return Err(format!("{url:?}: give the server's address only, without a path"));
+            return Err(format!(
+                "{url:?}: give the server's address only, without a path"
+            ));
         }
         let host = uri
             .host()
@@ -144,7 +150,10 @@ impl Client {
                 }
             }
         }
-        Err(format!("the connection to {} failed: {last}", self.authority))
+        Err(format!(
+            "the connection to {} failed: {last}",
+            self.authority
+        ))
     }
 
     fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>, String> {
@@ -154,7 +163,11 @@ impl Client {
             let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect((host.as_str(), port)))
                 .await
                 .map_err(|_| format!("connecting to {authority} timed out"))?
-                .map_err(|e| format!("cannot connect to {authority}: {e}; is `keyledger serve` running there?"))?;
+                .map_err(|e| {
+                    format!(
+                        "cannot connect to {authority}: {e}; is `keyledger serve` running there?"
+                    )
+                })?;
             let _ = tcp.set_nodelay(true);
             match tls {
                 None => {

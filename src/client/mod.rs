@@ -61,8 +61,11 @@ pub fn ledger_info(client: &mut Client) -> Result<LedgerInfo, StoreError> {
     if r.status != StatusCode::OK {
         return Err(refused(r.status, &r.body));
     }
-    serde_json::from_slice(&r.body)
-        .map_err(|e| remote(format!("the server's /v1/ledger answer does not parse: {e}")))
+    serde_json::from_slice(&r.body).map_err(|e| {
+        remote(format!(
+            "the server's /v1/ledger answer does not parse: {e}"
+        ))
+    })
 }
 
 /// Brings `mirror` up to the server's last durable event, then verifies it (with this
@@ -95,7 +98,10 @@ pub fn sync_mirror(
     let meta = file.metadata().map_err(StoreError::io(mirror, "stat"))?;
     let _lock = store::lock_writers(mirror, &meta, Wait::Block)?;
     loop {
-        let have = file.metadata().map_err(StoreError::io(mirror, "stat"))?.len();
+        let have = file
+            .metadata()
+            .map_err(StoreError::io(mirror, "stat"))?
+            .len();
         if have >= info.end {
             break;
         }
@@ -184,40 +190,57 @@ impl Remote {
         self.ledger_id
     }
 
-    /// Sends signed requests, resending the same bytes (same nonces) if no answer came:
-    /// the server applies a request once and answers a resend with the original receipt.
+    /// Sends signed requests (see `submit`).
     pub fn submit(&mut self, signed: &[(Action, Request)]) -> Result<Vec<ItemReply>, StoreError> {
-        let body = AppendBody {
-            ledger_id: self.ledger_id.hex(),
-            requests: signed
-                .iter()
-                .map(|(a, r)| wire::encode_request(a, r))
-                .collect(),
-        };
-        let body = serde_json::to_vec(&body).expect("encodes");
-        let r = self.post("/v1/append", body)?;
-        match serde_json::from_slice::<AppendReply>(&r.1) {
-            Ok(a) if a.results.len() == signed.len() => Ok(a.results),
-            _ => Err(refused(r.0, &r.1)),
-        }
+        submit(&mut self.client, &self.ledger_id, signed)
     }
+}
 
-    fn post(&mut self, path: &str, body: Vec<u8>) -> Result<(StatusCode, Vec<u8>), StoreError> {
-        let mut last = String::new();
-        for attempt in 0..3 {
-            if attempt > 0 {
-                std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
-            }
-            match self.client.request(Method::POST, path, &[], body.clone()) {
-                Ok(r) if r.status == StatusCode::SERVICE_UNAVAILABLE => {
-                    last = String::from_utf8_lossy(&r.body).into_owned();
-                }
-                Ok(r) => return Ok((r.status, r.body)),
-                Err(e) => last = e,
-            }
-        }
-        Err(remote(format!("{last} (tried 3 times; a later retry is safe)")))
+/// Sends signed requests to `POST /v1/append`, resending the same bytes (same nonces) if no
+/// answer came: the server applies a request once and answers a resend with the original
+/// receipt.
+pub fn submit(
+    client: &mut Client,
+    ledger_id: &LedgerId,
+    signed: &[(Action, Request)],
+) -> Result<Vec<ItemReply>, StoreError> {
+    let body = AppendBody {
+        ledger_id: ledger_id.hex(),
+        requests: signed
+            .iter()
+            .map(|(a, r)| wire::encode_request(a, r))
+            .collect(),
+    };
+    let body = serde_json::to_vec(&body).expect("encodes");
+    let r = post(client, "/v1/append", body)?;
+    match serde_json::from_slice::<AppendReply>(&r.1) {
+        Ok(a) if a.results.len() == signed.len() => Ok(a.results),
+        _ => Err(refused(r.0, &r.1)),
     }
+}
+
+/// POSTs `body`, up to 3 times while there is no answer or the server is unavailable.
+pub fn post(
+    client: &mut Client,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Vec<u8>), StoreError> {
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
+        }
+        match client.request(Method::POST, path, &[], body.clone()) {
+            Ok(r) if r.status == StatusCode::SERVICE_UNAVAILABLE => {
+                last = String::from_utf8_lossy(&r.body).into_owned();
+            }
+            Ok(r) => return Ok((r.status, r.body)),
+            Err(e) => last = e,
+        }
+    }
+    Err(remote(format!(
+        "{last} (tried 3 times; a later retry is safe)"
+    )))
 }
 
 /// A receipt from the server's answer.
@@ -241,8 +264,8 @@ fn receipt(r: &ItemReply) -> Result<Receipt, StoreError> {
 
 /// The rules a refusal may name, as the static strings `Refusal` holds.
 const RULES: [&str; 26] = [
-    "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "R11", "R12", "R13", "R14",
-    "R15", "L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10", "L11",
+    "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15",
+    "L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10", "L11",
 ];
 
 fn outcome(r: &ItemReply) -> Result<Outcome, StoreError> {
@@ -319,7 +342,7 @@ impl Ops for Remote {
             request: wire::encode_request(&action, &req),
         };
         let body = zeroize::Zeroizing::new(serde_json::to_vec(&body).expect("encodes"));
-        let (status, reply) = self.post("/v1/auth", body.to_vec())?;
+        let (status, reply) = post(&mut self.client, "/v1/auth", body.to_vec())?;
         let a: AuthReply = match serde_json::from_slice(&reply) {
             Ok(a) if status == StatusCode::OK => a,
             _ => return Err(refused(status, &reply)),

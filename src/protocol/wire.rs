@@ -84,6 +84,12 @@ pub struct ItemReply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppendReply {
     pub results: Vec<ItemReply>,
+    /// When a request was not appended: the first such one's code and message, as in
+    /// `ErrorBody` (the answer's status is that request's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// `POST /v1/auth`: a gateway presents an access key it received. `request` is the

@@ -218,7 +218,11 @@ fn signed(app: &App, text: &str) -> Result<(Action, Signed), Fail> {
     Ok((action, req))
 }
 
-async fn ask<T>(app: &App, job: Job, answer: oneshot::Receiver<Result<T, Fail>>) -> Result<T, Fail> {
+async fn ask<T>(
+    app: &App,
+    job: Job,
+    answer: oneshot::Receiver<Result<T, Fail>>,
+) -> Result<T, Fail> {
     let gone = || Fail::unavailable("the server is stopping; retry with the same request".into());
     app.jobs.send(job).await.map_err(|_| gone())?;
     answer.await.map_err(|_| gone())?
@@ -253,16 +257,29 @@ async fn append_inner(app: &App, req: Request) -> Result<Response, Fail> {
     let (tx, rx) = oneshot::channel();
     let results = ask(app, Job::Append { items, reply: tx }, rx).await?;
     let replies: Vec<ItemReply> = results.into_iter().map(item_reply).collect();
-    // The status of the first item not appended, so a one-request client can go by it.
-    let status = replies
-        .iter()
-        .find_map(|r| match r.status.as_str() {
-            "denied" => Some(403),
-            "rejected" => Some(rejected_status(r.code.as_deref())),
-            _ => None,
-        })
-        .unwrap_or(200);
-    Ok(json(status, &AppendReply { results: replies }))
+    // The first request not appended gives the status and the error, so a one-request
+    // client can go by them as by any refusal.
+    let first = replies.iter().find_map(|r| match r.status.as_str() {
+        "denied" => Some((403, "denied".to_owned(), r)),
+        "rejected" => Some((
+            rejected_status(r.code.as_deref()),
+            r.code.clone().unwrap_or_default(),
+            r,
+        )),
+        _ => None,
+    });
+    let (status, error, message) = match first {
+        Some((s, e, r)) => (s, Some(e), r.message.clone()),
+        None => (200, None, None),
+    };
+    Ok(json(
+        status,
+        &AppendReply {
+            results: replies,
+            error,
+            message,
+        },
+    ))
 }
 
 fn rejected_status(code: Option<&str>) -> u16 {

@@ -69,9 +69,7 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            shared
-                .metrics
-                .count_request("connection", "503");
+            shared.metrics.count_request("connection", "503");
             tokio::spawn(async move {
                 let mut stream = stream;
                 let _ = stream.write_all(BUSY).await;

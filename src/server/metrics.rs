@@ -20,7 +20,9 @@ pub const LATENCY: &[f64] = &[
     2.5, 5.0,
 ];
 /// Events per batch.
-pub const SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+pub const SIZES: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
 
 impl Histogram {
     pub fn new(bounds: &'static [f64]) -> Self {

@@ -211,10 +211,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         .map_err(ServerError::Runtime)?;
     let router = http::router(shared.clone(), tx);
     let (stop, stopped) = watch::channel(false);
-    let url = format!(
-        "{}://{addr}",
-        if tls.is_some() { "https" } else { "http" }
-    );
+    let url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
     let accept = runtime.spawn(listen::accept_loop(
         listener,
         tls,

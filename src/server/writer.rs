@@ -130,26 +130,22 @@ impl Writer {
                     time,
                     reply,
                 } => {
-                    let r = self
-                        .known(&key)
-                        .and_then(|_| self.fresh(replay, time, now));
+                    let r = self.known(&key).and_then(|_| self.fresh(replay, time, now));
                     let _ = reply.send(r);
                 }
-                Job::Auth { check, reply } => {
-                    match self.auth(*check, now, &mut coalescing) {
-                        Ok((item, user, reason)) => {
-                            items.push(item);
-                            pending.push(Pending::Auth {
-                                user,
-                                reason,
-                                reply,
-                            });
-                        }
-                        Err(answer) => {
-                            let _ = reply.send(answer);
-                        }
+                Job::Auth { check, reply } => match self.auth(*check, now, &mut coalescing) {
+                    Ok((item, user, reason)) => {
+                        items.push(item);
+                        pending.push(Pending::Auth {
+                            user,
+                            reason,
+                            reply,
+                        });
                     }
-                }
+                    Err(answer) => {
+                        let _ = reply.send(answer);
+                    }
+                },
             }
         }
         if items.is_empty() {
@@ -212,8 +208,7 @@ impl Writer {
 
     /// A (key, nonce) never seen, within the skew; remembered from now on.
     fn fresh(&mut self, replay: Hash32, time: Timestamp, now: Timestamp) -> Result<(), Fail> {
-        if self.ledger.state().requests.contains_key(&replay) || self.recent.contains_key(&replay)
-        {
+        if self.ledger.state().requests.contains_key(&replay) || self.recent.contains_key(&replay) {
             return Err(Fail::fault(
                 RequestFault::Replay,
                 "this (key, nonce) was used before; sign each request with a fresh nonce".into(),
@@ -244,8 +239,7 @@ impl Writer {
         } = check;
         self.known(&request.key).map_err(Err)?;
         let replay = replay_id(&request);
-        if self.ledger.state().requests.contains_key(&replay) || self.recent.contains_key(&replay)
-        {
+        if self.ledger.state().requests.contains_key(&replay) || self.recent.contains_key(&replay) {
             return Err(Err(Fail::fault(
                 RequestFault::Replay,
                 "this (key, nonce) was used before; sign each request with a fresh nonce".into(),

@@ -253,11 +253,20 @@ impl Ledger {
 
     /// As `open_with`, verifying every event again (a server's start): the cache's saved
     /// state is not used, only its note of the last head.
-    pub fn open_verifying_all(path: &Path, wait: Wait, cache: &Cache) -> Result<Ledger, StoreError> {
+    pub fn open_verifying_all(
+        path: &Path,
+        wait: Wait,
+        cache: &Cache,
+    ) -> Result<Ledger, StoreError> {
         Self::open_checked(path, wait, cache, true)
     }
 
-    fn open_checked(path: &Path, wait: Wait, cache: &Cache, all: bool) -> Result<Ledger, StoreError> {
+    fn open_checked(
+        path: &Path,
+        wait: Wait,
+        cache: &Cache,
+        all: bool,
+    ) -> Result<Ledger, StoreError> {
         let l = Self::open_allow_torn(path, wait, cache, all)?;
         if let Some(t) = l.v.torn {
             return Err(StoreError::Torn {
