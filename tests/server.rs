@@ -458,6 +458,16 @@ fn bad_clients_get_a_4xx_and_change_nothing() {
         );
         unchanged(what);
     }
+    // A request whose refusal could not be recorded (a genesis: its denial cannot carry
+    // it) is rejected, and the server lives on (the denial below is recorded).
+    let g = Action::Genesis {
+        ledger_id: id,
+        account: "x".into(),
+        public_key: ops.public(),
+    };
+    let r = one(&mut c, &id, signed(&ops, &id, g));
+    assert_eq!(r.status, "rejected", "{r:?}");
+    unchanged("a signed genesis");
     // A revoked key: enrolled, revoked, then refused.
     let d = site.dir.path();
     ok(d, &["keygen", "--out", "old.key"]);

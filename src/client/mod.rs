@@ -16,7 +16,7 @@ use crate::core::event::{Action, Request};
 use crate::core::request;
 use crate::core::signing::SigningKey;
 use crate::core::state::Refusal;
-use crate::core::types::{Bytes, Hash32, LedgerId, Timestamp};
+use crate::core::types::{Hash32, LedgerId, Timestamp};
 use crate::protocol::ops::{AuthOutcome, Ops};
 use crate::protocol::wire::{
     self, AppendBody, AppendReply, AuthBody, AuthReply, ErrorBody, H_END, ItemReply, LedgerInfo,
@@ -245,20 +245,21 @@ pub fn post(
 
 /// A receipt from the server's answer.
 fn receipt(r: &ItemReply) -> Result<Receipt, StoreError> {
+    receipt_of(r.seq, r.hash.as_deref(), r.time.as_deref(), r.offset)
+}
+
+fn receipt_of(
+    seq: Option<u64>,
+    hash: Option<&str>,
+    time: Option<&str>,
+    offset: Option<u64>,
+) -> Result<Receipt, StoreError> {
     let bad = || remote("the server's receipt is incomplete".into());
     Ok(Receipt {
-        seq: r.seq.ok_or_else(bad)?,
-        hash: r
-            .hash
-            .as_deref()
-            .and_then(Hash32::parse_hex)
-            .ok_or_else(bad)?,
-        offset: r.offset.unwrap_or(0),
-        time: r
-            .time
-            .as_deref()
-            .and_then(Timestamp::parse)
-            .ok_or_else(bad)?,
+        seq: seq.ok_or_else(bad)?,
+        hash: hash.and_then(Hash32::parse_hex).ok_or_else(bad)?,
+        offset: offset.unwrap_or(0),
+        time: time.and_then(Timestamp::parse).ok_or_else(bad)?,
     })
 }
 
@@ -349,20 +350,12 @@ impl Ops for Remote {
         };
         let receipt = match a.seq {
             None => None,
-            Some(seq) => Some(Receipt {
-                seq,
-                hash: a
-                    .hash
-                    .as_deref()
-                    .and_then(Hash32::parse_hex)
-                    .unwrap_or(Bytes::ZERO),
-                offset: 0,
-                time: a
-                    .time
-                    .as_deref()
-                    .and_then(Timestamp::parse)
-                    .unwrap_or(Timestamp(0)),
-            }),
+            Some(_) => Some(receipt_of(
+                a.seq,
+                a.hash.as_deref(),
+                a.time.as_deref(),
+                None,
+            )?),
         };
         Ok(AuthOutcome {
             ok: a.ok,

@@ -402,10 +402,20 @@ impl Ledger {
                     continue;
                 }
             };
-            self.v
-                .state
-                .apply_with(&ev, &hash, true)
-                .expect("a prepared event applies");
+            // What the event became (a denial carrying the refused action) is judged again;
+            // a failure leaves the state as it was, and the item is not recorded.
+            if let Err(e) = self.v.state.apply_with(&ev, &hash, true) {
+                let e = match e {
+                    ApplyError::Request(fault, message) => StoreError::Request { fault, message },
+                    other => StoreError::Signer(other),
+                };
+                if all_or_nothing {
+                    self.poisoned = !bodies.is_empty();
+                    return Err(e);
+                }
+                out.push(Err(e));
+                continue;
+            }
             self.v.tree.push(&hash);
             let offset = head.end;
             for k in ev.action.key_ids() {
