@@ -81,6 +81,8 @@ fn every_readme_example_runs_as_written() {
         "head.checkpoint",
         "evidence",
         "audit.html",
+        "carol.csv",
+        "serve.log",
     ] {
         assert!(dir.path().join(f).exists(), "{f} was not made");
     }
