@@ -322,6 +322,40 @@ pub fn ledgers() -> Vec<Fixture> {
             "request",
         ),
     );
+    // A gateway (bob) presents key A through gw and the secret is wrong: the auth-failed
+    // carries bob's signed auth-succeeded for the same key as its refused action (§4.1).
+    let failed_auth = |asked: String| {
+        then(move |l| {
+            let wanted = Action::AuthSucceeded { key_id: asked };
+            let mut r = by(l, BOB, 4, &wanted);
+            r.refused = Some(wanted);
+            let failed = Action::AuthFailed {
+                key_id: fixed_key_id(false, 'A'),
+                reason: "the secret does not match".into(),
+            };
+            through(l, GW, failed, r);
+        })
+    };
+    add(
+        "requests-auth-failed.ledger",
+        failed_auth(fixed_key_id(false, 'A')),
+        vec![verdict(
+            "seq 10: a gateway's failed check of key A through gw, its auth-succeeded for A carried as the refused action: valid",
+            &[],
+            0,
+            None,
+            &[],
+        )],
+    );
+    add(
+        "requests-auth-failed-other-key.ledger",
+        failed_auth(fixed_key_id(false, 'B')),
+        bad(
+            "seq 10 is an auth-failed for key A whose refused auth-succeeded names key B",
+            10,
+            "request",
+        ),
+    );
     add(
         "requests-policy-is-the-actors.ledger",
         then(|l| {
