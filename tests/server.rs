@@ -128,10 +128,7 @@ impl Server {
                 .unwrap()
                 .success()
         );
-        let o = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
-            .wait_with_output()
-            .unwrap();
-        o.status.code().unwrap_or(-1)
+        self.child.wait().unwrap().code().unwrap_or(-1)
     }
 
     fn kill9(mut self) {
@@ -458,6 +455,10 @@ fn bad_clients_get_a_4xx_and_change_nothing() {
         );
         unchanged(what);
     }
+    // A malformed auth body never comes back quoted: it may hold a secret.
+    let (status, text) = post(&addr, "/v1/auth", "\"klsk_NOT-TO-BE-ECHOED\"");
+    assert_eq!(status, 400, "{text}");
+    assert!(!text.contains("NOT-TO-BE-ECHOED"), "{text}");
     // A request whose refusal could not be recorded (a genesis: its denial cannot carry
     // it) is rejected, and the server lives on (the denial below is recorded).
     let g = Action::Genesis {

@@ -10,12 +10,13 @@ Rule codes in messages ([R7], [L3]) name the rules listed in the README under \"
 Exit codes: 0 success (also when a reader stops early, as in `keyledger log | head`); 1 check
 failed (verify, auth negative, audit findings); 2 bad usage or input; 3 refused by policy
 (recorded as action-denied) or key not enrolled; 4 ledger needs attention (torn tail: run
-`keyledger repair`; an event fails its checks; locked with --no-wait; unsafe lock file); 5 I/O
-or system error; 6 verify-bundle: the bundle is intact but signed by a key you have not said
+`keyledger repair`; an event fails its checks; locked with --no-wait; unsafe lock file; a
+--server whose history does not continue the one verified before); 5 I/O or system error
+(also a server unreachable); 6 verify-bundle: the bundle is intact but signed by a key you have not said
 you trust (pass --trusted-key).
 
 Environment: KEYLEDGER_LEDGER (default --ledger), KEYLEDGER_KEY (default --key),
-KEYLEDGER_CACHE_DIR (this user's cache of verified state; default
+KEYLEDGER_SERVER (default --server), KEYLEDGER_CACHE_DIR (this user's cache of verified state; default
 $XDG_CACHE_HOME/keyledger or ~/.cache/keyledger), KEYLEDGER_NOW (RFC 3339; sets the clock
 back for tests and reproducible runs; never more than 5 minutes ahead of the real clock).";
 

@@ -172,6 +172,14 @@ impl ReadAuth {
         })
     }
 
+    /// What the server remembers a read by, so that it is answered once: (key, nonce).
+    pub fn replay_id(&self) -> Hash32 {
+        let mut h = blake3::Hasher::new_derive_key("keyledger 2026-11-24 read replay id v1");
+        h.update(self.key.bytes());
+        h.update(&self.nonce.0);
+        Bytes(*h.finalize().as_bytes())
+    }
+
     pub fn verify(&self, ledger_id: &LedgerId, target: &str) -> bool {
         let h = read_hash(ledger_id, self.time, &self.nonce, target);
         verify_bytes(&self.key, &h.0, &self.sig.0)

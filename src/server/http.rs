@@ -26,8 +26,9 @@ use crate::protocol::wire::{
 use crate::storage::ledger::Item;
 use crate::storage::store::StoreError;
 
-use super::writer::{AuthCheck, ItemResult, Job, MAX_AUTH_KEY_ID};
+use super::writer::{AuthCheck, ItemResult, Job};
 use super::{Fail, Shared};
+use crate::core::state::MAX_ID;
 
 /// At most this many signed requests in one append.
 const MAX_ITEMS: usize = 256;
@@ -256,20 +257,19 @@ async fn append_inner(app: &App, req: Request) -> Result<Response, Fail> {
     }
     let (tx, rx) = oneshot::channel();
     let results = ask(app, Job::Append { items, reply: tx }, rx).await?;
-    let replies: Vec<ItemReply> = results.into_iter().map(item_reply).collect();
+    let (replies, statuses): (Vec<ItemReply>, Vec<u16>) =
+        results.into_iter().map(item_reply).unzip();
     // The first request not appended gives the status and the error, so a one-request
     // client can go by them as by any refusal.
-    let first = replies.iter().find_map(|r| match r.status.as_str() {
-        "denied" => Some((403, "denied".to_owned(), r)),
-        "rejected" => Some((
-            rejected_status(r.code.as_deref()),
-            r.code.clone().unwrap_or_default(),
-            r,
-        )),
-        _ => None,
-    });
+    let first = replies.iter().zip(&statuses).find(|(_, s)| **s != 200);
     let (status, error, message) = match first {
-        Some((s, e, r)) => (s, Some(e), r.message.clone()),
+        Some((r, s)) => {
+            let code = match r.status.as_str() {
+                "denied" => "denied".into(),
+                _ => r.code.clone().unwrap_or_default(),
+            };
+            (*s, Some(code), r.message.clone())
+        }
         None => (200, None, None),
     };
     Ok(json(
@@ -282,16 +282,8 @@ async fn append_inner(app: &App, req: Request) -> Result<Response, Fail> {
     ))
 }
 
-fn rejected_status(code: Option<&str>) -> u16 {
-    match code {
-        Some("unknown-key" | "bad-signature") => 401,
-        Some("replayed") => 409,
-        Some("unavailable" | "server-key") => 503,
-        _ => 400,
-    }
-}
-
-fn item_reply(r: ItemResult) -> ItemReply {
+/// One request's reply, and the HTTP status it alone would get.
+fn item_reply(r: ItemResult) -> (ItemReply, u16) {
     let receipt = |status: &str, r: &crate::storage::store::Receipt| ItemReply {
         status: status.into(),
         seq: Some(r.seq),
@@ -303,28 +295,35 @@ fn item_reply(r: ItemResult) -> ItemReply {
         message: None,
     };
     match r {
-        Ok(Ok(r)) => receipt("appended", &r),
-        Ok(Err((refusal, r))) => ItemReply {
-            code: Some(refusal.rule.into()),
-            message: Some(refusal.message),
-            ..receipt("denied", &r)
-        },
-        Err(StoreError::AlreadyApplied(a)) => ItemReply {
-            status: if a.refused { "denied" } else { "appended" }.into(),
-            seq: Some(a.seq),
-            hash: Some(a.hash.hex()),
-            time: Some(a.time.to_string()),
-            offset: None,
-            replayed: true,
-            code: None,
-            message: Some(format!(
-                "this request was applied before, at seq {}; nothing new was appended",
-                a.seq
-            )),
-        },
+        Ok(Ok(r)) => (receipt("appended", &r), 200),
+        Ok(Err((refusal, r))) => {
+            let reply = ItemReply {
+                code: Some(refusal.rule.into()),
+                message: Some(refusal.message),
+                ..receipt("denied", &r)
+            };
+            (reply, 403)
+        }
+        Err(StoreError::AlreadyApplied(a)) => {
+            let reply = ItemReply {
+                status: if a.refused { "denied" } else { "appended" }.into(),
+                seq: Some(a.seq),
+                hash: Some(a.hash.hex()),
+                time: Some(a.time.to_string()),
+                offset: None,
+                replayed: true,
+                code: None,
+                message: Some(format!(
+                    "this request was applied before, at seq {}; nothing new was appended",
+                    a.seq
+                )),
+            };
+            // The original answer again: a denial stays a 403.
+            (reply, if a.refused { 403 } else { 200 })
+        }
         Err(e) => {
             let f = Fail::from_store(e);
-            ItemReply {
+            let reply = ItemReply {
                 status: "rejected".into(),
                 seq: None,
                 hash: None,
@@ -333,7 +332,8 @@ fn item_reply(r: ItemResult) -> ItemReply {
                 replayed: false,
                 code: Some(f.code.into()),
                 message: Some(f.message),
-            }
+            };
+            (reply, f.status)
         }
     }
 }
@@ -341,11 +341,12 @@ fn item_reply(r: ItemResult) -> ItemReply {
 async fn auth(State(app): State<App>, req: Request) -> Response {
     let r = async {
         let bytes = body(&app, req).await?;
-        let b: AuthBody = serde_json::from_slice(&bytes).map_err(malformed)?;
-        if b.key_id.len() > MAX_AUTH_KEY_ID {
-            return Err(malformed(format!(
-                "key_id is longer than {MAX_AUTH_KEY_ID} bytes"
-            )));
+        // Never serde's words: they may quote a value of the body, which holds a secret.
+        let b: AuthBody = serde_json::from_slice(&bytes).map_err(|_| {
+            malformed("the body is not {\"key_id\", \"secret\", \"token\", \"request\"} as JSON")
+        })?;
+        if b.key_id.len() > MAX_ID {
+            return Err(malformed(format!("key_id is longer than {MAX_ID} bytes")));
         }
         let (action, request) = signed(&app, &b.request)?;
         if action
@@ -415,13 +416,10 @@ async fn frames(State(app): State<App>, req: Request) -> Response {
                 format!("the read's signature does not verify for key {}", auth.key),
             ));
         }
-        let mut h = blake3::Hasher::new_derive_key("keyledger 2026-11-24 read replay id v1");
-        h.update(auth.key.bytes());
-        h.update(&auth.nonce.0);
         let (tx, rx) = oneshot::channel();
         let job = Job::Reader {
             key: auth.key,
-            replay: crate::core::types::Bytes(*h.finalize().as_bytes()),
+            replay: auth.replay_id(),
             time: auth.time,
             reply: tx,
         };

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::core::event::{Action, Request};
 use crate::core::request::{REQUEST_SKEW_US, replay_id};
 use crate::core::signing::SigningKey;
-use crate::core::state::{MAX_ID, RequestFault, State};
+use crate::core::state::{RequestFault, State};
 use crate::core::types::{Hash32, PublicKey, Timestamp};
 use crate::protocol::ops::judge_auth;
 use crate::protocol::wire::AuthReply;
@@ -206,14 +206,20 @@ impl Writer {
             .map_err(|e| Fail::fault(RequestFault::Key, format!("the request's key: {e}")))
     }
 
-    /// A (key, nonce) never seen, within the skew; remembered from now on.
-    fn fresh(&mut self, replay: Hash32, time: Timestamp, now: Timestamp) -> Result<(), Fail> {
-        if self.ledger.state().requests.contains_key(&replay) || self.recent.contains_key(&replay) {
+    /// Refuses a (key, nonce) applied or answered before.
+    fn unseen(&self, replay: &Hash32) -> Result<(), Fail> {
+        if self.ledger.state().requests.contains_key(replay) || self.recent.contains_key(replay) {
             return Err(Fail::fault(
                 RequestFault::Replay,
                 "this (key, nonce) was used before; sign each request with a fresh nonce".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// A (key, nonce) never seen, within the skew; remembered from now on.
+    fn fresh(&mut self, replay: Hash32, time: Timestamp, now: Timestamp) -> Result<(), Fail> {
+        self.unseen(&replay)?;
         if self.recent.len() >= 1 << 16 {
             let horizon = now.plus_micros(-2 * REQUEST_SKEW_US);
             self.recent.retain(|_, t| *t >= horizon);
@@ -239,12 +245,7 @@ impl Writer {
         } = check;
         self.known(&request.key).map_err(Err)?;
         let replay = replay_id(&request);
-        if self.ledger.state().requests.contains_key(&replay) || self.recent.contains_key(&replay) {
-            return Err(Err(Fail::fault(
-                RequestFault::Replay,
-                "this (key, nonce) was used before; sign each request with a fresh nonce".into(),
-            )));
-        }
+        self.unseen(&replay).map_err(Err)?;
         let state: &State = self.ledger.state();
         let decide = now.max(self.ledger.head().time);
         let (reason, user) = judge_auth(state, &key_id, &secret, token.as_ref(), decide);
@@ -317,6 +318,3 @@ fn auth_answer(
         coalesced: false,
     })
 }
-
-/// The longest key ID a gateway may ask about (longer ones are refused before any check).
-pub const MAX_AUTH_KEY_ID: usize = MAX_ID;

@@ -79,10 +79,6 @@ pub fn run(dir: &Path, clients: usize, seconds: f64) -> Result<ServerFigures, St
         setup.push(Action::permission_change(true, name.into(), perm));
         setup.push(Action::signer_change(true, name.into(), key.public()));
     }
-    setup.push(Action::UserCreated {
-        name: "app".into(),
-        federated: false,
-    });
     l.append_batch(&account, setup, now)?;
     // Keys the gateways check, one per client (each user holds at most two).
     let mut keys = Vec::new();
@@ -132,7 +128,6 @@ pub fn run(dir: &Path, clients: usize, seconds: f64) -> Result<ServerFigures, St
         let r = request::sign(&ops, id, Timestamp::now(), &a);
         submit(c, id, &[(a, r)]).is_ok_and(|r| r[0].status == "appended")
     });
-    let before_auth = std::fs::metadata(&path).map_err(io)?.len();
     let events_before = events_of(&url)?;
     let keys = Arc::new(keys);
     let gw = Arc::new(gw);
@@ -154,7 +149,6 @@ pub fn run(dir: &Path, clients: usize, seconds: f64) -> Result<ServerFigures, St
         })
     });
     let auth_events = events_of(&url)? - events_before;
-    let _ = before_auth;
     running.stop();
     let stats = |mut v: Vec<f64>, secs: f64| {
         let n = v.len();
