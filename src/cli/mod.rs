@@ -36,9 +36,11 @@ pub struct Ctx {
     pub now: Timestamp,
     /// This user's cache of verified state (L8).
     pub cache: Cache,
-    /// `--server URL` (and `--ca FILE`): run through a server; `ledger` is then this user's
-    /// verified copy of the server's ledger.
-    pub server: Option<(String, Option<PathBuf>)>,
+    /// `--server URL`: the server, reached and its copy verified once (`through_server`);
+    /// `ledger` is then this user's verified copy of the server's ledger.
+    pub server: std::cell::RefCell<Option<keyledger::client::Remote>>,
+    /// Whether `--server` was given (the copy in `ledger` is never written to directly).
+    pub through_server: bool,
 }
 
 /// The key file `init` writes beside a ledger: the same path with extension `.key`.
@@ -69,15 +71,14 @@ impl Ctx {
     /// the server, through signed requests.
     pub fn open(&self) -> Result<(Box<dyn Ops>, SigningKey), CliError> {
         let key = self.signing_key()?;
-        let l: Box<dyn Ops> = match &self.server {
+        let l: Box<dyn Ops> = match self.server.take() {
+            Some(remote) => Box::new(remote),
+            None if self.through_server => {
+                return Err(CliError::io(
+                    "the server connection was already used by this command",
+                ));
+            }
             None => Box::new(Ledger::open_with(&self.ledger, self.wait, &self.cache)?),
-            Some((url, ca)) => Box::new(keyledger::client::Remote::connect(
-                url,
-                ca.as_deref(),
-                &key,
-                &self.ledger,
-                &self.cache,
-            )?),
         };
         // Acting as the account (root) by default is said, never silent.
         if self.key.is_none() && l.actor(&key).is_ok_and(|a| a == l.state().account) {
@@ -256,7 +257,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         cache,
         ledger: cli.ledger,
         key: cli.key,
-        server: None,
+        server: Default::default(),
+        through_server: false,
         json: cli.json,
         wait: if cli.no_wait {
             Wait::NoWait
@@ -335,11 +337,11 @@ fn through_server(
     let mirror = keyledger::client::mirror_path(dir, &url);
     ctx.key = Some(ctx.key_path());
     let key = ctx.signing_key()?;
-    let mut client =
-        keyledger::client::Client::new(&url, ca.as_deref()).map_err(CliError::usage)?;
-    keyledger::client::sync_mirror(&mut client, &key, &mirror, &ctx.cache)?;
+    let client = keyledger::client::Client::new(&url, ca.as_deref()).map_err(CliError::usage)?;
+    let remote = keyledger::client::Remote::over(client, &key, &mirror, &ctx.cache)?;
     ctx.ledger = mirror;
-    ctx.server = Some((url, ca));
+    ctx.server = std::cell::RefCell::new(Some(remote));
+    ctx.through_server = true;
     Ok(())
 }
 

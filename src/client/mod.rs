@@ -177,7 +177,16 @@ impl Remote {
         mirror: &Path,
         cache: &Cache,
     ) -> Result<Remote, StoreError> {
-        let mut client = Client::new(url, ca).map_err(remote)?;
+        Self::over(Client::new(url, ca).map_err(remote)?, key, mirror, cache)
+    }
+
+    /// As `connect`, over a client already made.
+    pub fn over(
+        mut client: Client,
+        key: &SigningKey,
+        mirror: &Path,
+        cache: &Cache,
+    ) -> Result<Remote, StoreError> {
         let (ledger_id, v) = sync_mirror(&mut client, key, mirror, cache)?;
         Ok(Remote {
             client,
