@@ -471,13 +471,16 @@ pub fn server(ctx: &Ctx, clients: usize, seconds: f64) -> Result<(), CliError> {
         },
     ];
     let head = format!(
-        "keyledger bench server: {} clients, {:.0} s ({} writes, {} auth checks recorded as {} events, {} failed requests), {} cores; limits measured in this run: fdatasync {:.0}/s, sign {:.0}/s/core, verify {:.0}/s/core",
+        "keyledger bench server: {} clients, {:.0} s ({} writes, {} auth checks recorded as {} events, {} failed requests; writes in {} group commits of {:.1} events and {:.2} ms each), {} cores; limits measured in this run: fdatasync {:.0}/s, sign {:.0}/s/core, verify {:.0}/s/core",
         f.clients,
         f.seconds,
         f.writes,
         f.auths,
         f.auth_events,
         f.failed_requests,
+        f.write_commits,
+        f.write_batch_mean,
+        f.write_commit_ms,
         f.cores,
         f.fsync_per_s,
         f.sign_per_s_per_core,

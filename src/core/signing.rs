@@ -122,6 +122,82 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> bool {
         .is_identity()
 }
 
+/// Decompressed signer keys, by their bytes (`None`: not a curve point). A ledger has few
+/// signers, and decompressing a key costs about as much as verifying a signature.
+pub type KeyPoints = std::collections::HashMap<PublicKey, Option<EdwardsPoint>>;
+
+/// One signature to check: the key, the 32-byte message (a hash), the signature.
+pub type Check = (PublicKey, Hash32, [u8; 64]);
+
+/// Decompresses (once) the keys of `checks` into `points`.
+pub fn learn_points(checks: &[Check], points: &mut KeyPoints) {
+    for (pk, _, _) in checks {
+        points
+            .entry(*pk)
+            .or_insert_with(|| CompressedEdwardsY(*pk.bytes()).decompress());
+    }
+}
+
+/// True if every signature of `checks` verifies (`verify_batch`); the keys must be in
+/// `points` (`learn_points`).
+pub fn all_valid(checks: &[Check], points: &KeyPoints) -> bool {
+    let items: Option<Vec<BatchItem<'_>>> = checks
+        .iter()
+        .map(|(pk, h, sig)| {
+            points
+                .get(pk)
+                .and_then(Option::as_ref)
+                .map(|a| (a, pk.bytes(), &h.0[..], sig))
+        })
+        .collect();
+    items.is_some_and(|items| verify_batch(&items))
+}
+
+/// The verdict on each signature of `checks`, in order, by exactly the rule of
+/// `verify_bytes`: one batch per core (`threads`), checked one at a time only in a batch
+/// that fails. The keys must be in `points` (`learn_points`); a key missing there fails.
+pub fn verify_each(checks: &[Check], points: &KeyPoints, threads: usize) -> Vec<bool> {
+    let one_by_one = |part: &[Check]| -> Vec<bool> {
+        if all_valid(part, points) {
+            return vec![true; part.len()];
+        }
+        part.iter()
+            .map(
+                |(pk, h, sig)| match points.get(pk).and_then(Option::as_ref) {
+                    Some(a) => verify_with_point(a, pk.bytes(), &h.0, sig),
+                    None => false,
+                },
+            )
+            .collect()
+    };
+    on_cores(checks, threads, 64, one_by_one)
+}
+
+/// `work` over `items` split in `threads` chunks, one thread each, results in order; on the
+/// calling thread alone below `min` items (a thread costs more than a few signatures).
+pub fn on_cores<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    min: usize,
+    work: impl Fn(&[T]) -> Vec<R> + Sync,
+) -> Vec<R> {
+    if threads < 2 || items.len() < min.max(2) {
+        return work(items);
+    }
+    let chunk = items.len().div_ceil(threads);
+    let work = &work;
+    std::thread::scope(|s| {
+        let parts: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| s.spawn(move || work(part)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("signature work does not panic"))
+            .collect()
+    })
+}
+
 /// `k = SHA-512(R || A || message) mod L`, over the bytes as given.
 fn challenge(r_bytes: &[u8; 32], a_bytes: &[u8; 32], msg: &[u8]) -> Scalar {
     Scalar::from_bytes_mod_order_wide(
@@ -156,6 +232,35 @@ pub fn key_problem(pk: &PublicKey) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch gives each signature the verdict it gets alone, whatever else is in it.
+    #[test]
+    fn verify_each_names_exactly_the_bad_signatures() {
+        let keys: Vec<SigningKey> = (0..3u8)
+            .map(|i| SigningKey::from_seed(&[i + 1; 32]))
+            .collect();
+        let mut checks: Vec<Check> = (0..80u8)
+            .map(|i| {
+                let k = &keys[i as usize % 3];
+                let h = Bytes([i; 32]);
+                (k.public(), h, k.sign_hash(&h))
+            })
+            .collect();
+        checks[7].2[3] ^= 1;
+        checks[31].1 = Bytes([99; 32]);
+        checks[20].0 = keys[0].public(); // signed by keys[2]
+        let mut points = KeyPoints::new();
+        learn_points(&checks, &mut points);
+        for threads in [1, 2, 3] {
+            let v = verify_each(&checks, &points, threads);
+            assert_eq!(v.len(), checks.len());
+            let bad: Vec<usize> = (0..v.len()).filter(|&i| !v[i]).collect();
+            assert_eq!(bad, [7, 20, 31], "threads {threads}");
+        }
+        assert!(verify_each(&checks[..7], &points, 2).iter().all(|&ok| ok));
+        // A key never learned fails, never panics.
+        assert_eq!(verify_each(&checks[..1], &KeyPoints::new(), 1), [false]);
+    }
 
     #[test]
     fn signatures_verify_and_flips_fail() {

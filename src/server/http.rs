@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::core::credentials::SecretText;
 use crate::core::event::{Action, Request as Signed};
 use crate::core::request::{self, REQUEST_SKEW_US};
-use crate::core::types::{LedgerId, Timestamp};
+use crate::core::types::{Hash32, LedgerId, Timestamp};
 use crate::protocol::wire::{
     self, AppendBody, AppendReply, AuthBody, ErrorBody, H_END, ItemReply, LedgerInfo, ReadAuth,
 };
@@ -196,8 +196,9 @@ fn check_time(t: Timestamp) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Decodes one signed write and checks its signature.
-fn signed(app: &App, text: &str) -> Result<(Action, Signed), Fail> {
+/// Decodes one signed write and the hash its signature must cover; the writer checks the
+/// signatures of everything waiting in one batch on every core (`writer::Writer::batch`).
+fn signed(app: &App, text: &str) -> Result<(Action, Signed, Hash32), Fail> {
     let bytes = wire::unb64(text).ok_or_else(|| malformed("a request is not base64"))?;
     let (action, req) = Signed::decode_signed(&bytes).map_err(malformed)?;
     if req.refused.is_some() {
@@ -206,17 +207,8 @@ fn signed(app: &App, text: &str) -> Result<(Action, Signed), Fail> {
         ));
     }
     check_time(req.time)?;
-    if !request::verify(&app.shared.ledger_id, &req, &action) {
-        return Err(Fail::new(
-            401,
-            "bad-signature",
-            format!(
-                "the request's signature does not verify for key {} over this ledger's id, its time, nonce and action",
-                req.key
-            ),
-        ));
-    }
-    Ok((action, req))
+    let hash = request::request_hash(&app.shared.ledger_id, req.time, &req.nonce, &action);
+    Ok((action, req, hash))
 }
 
 async fn ask<T>(
@@ -248,15 +240,17 @@ async fn append_inner(app: &App, req: Request) -> Result<Response, Fail> {
     }
     let mut items = Vec::with_capacity(b.requests.len());
     for r in &b.requests {
-        let (action, req) = signed(app, r)?;
-        items.push(Item {
+        let (action, req, hash) = signed(app, r)?;
+        let item = Item {
             action,
             request: Some(req),
-            sig_checked: true,
-        });
+            sig_checked: false,
+        };
+        items.push((item, hash));
     }
     let (tx, rx) = oneshot::channel();
-    let results = ask(app, Job::Append { items, reply: tx }, rx).await?;
+    let job = Job::Append { items, reply: tx };
+    let results = ask(app, job, rx).await?;
     let (replies, statuses): (Vec<ItemReply>, Vec<u16>) =
         results.into_iter().map(item_reply).unzip();
     // The first request not appended gives the status and the error, so a one-request
@@ -348,7 +342,7 @@ async fn auth(State(app): State<App>, req: Request) -> Response {
         if b.key_id.len() > MAX_ID {
             return Err(malformed(format!("key_id is longer than {MAX_ID} bytes")));
         }
-        let (action, request) = signed(&app, &b.request)?;
+        let (action, request, hash) = signed(&app, &b.request)?;
         if action
             != (Action::AuthSucceeded {
                 key_id: b.key_id.clone(),
@@ -360,6 +354,7 @@ async fn auth(State(app): State<App>, req: Request) -> Response {
         }
         let check = AuthCheck {
             request,
+            hash,
             key_id: b.key_id,
             secret: SecretText::from_input(&b.secret),
             token: b.token.as_deref().map(SecretText::from_input),
@@ -410,11 +405,7 @@ async fn frames(State(app): State<App>, req: Request) -> Response {
             })?;
         check_time(auth.time)?;
         if !auth.verify(&app.shared.ledger_id, &target) {
-            return Err(Fail::new(
-                401,
-                "bad-signature",
-                format!("the read's signature does not verify for key {}", auth.key),
-            ));
+            return Err(Fail::bad_signature(&auth.key));
         }
         let (tx, rx) = oneshot::channel();
         let job = Job::Reader {

@@ -120,6 +120,17 @@ impl Fail {
         Fail::new(status, code, message)
     }
 
+    /// A request whose signature does not verify.
+    pub fn bad_signature(key: &crate::core::types::PublicKey) -> Self {
+        Fail::new(
+            401,
+            "bad-signature",
+            format!(
+                "the request's signature does not verify for key {key}: it covers this ledger's id, the request's time and nonce, and what it asks (README, Server API)"
+            ),
+        )
+    }
+
     /// A store error about one item (never an acknowledged write).
     pub fn from_store(e: StoreError) -> Self {
         match e {
@@ -161,6 +172,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
+    shared: Arc<Shared>,
 }
 
 /// Opens the ledger (every event verified again, the writers' lock held from now on),
@@ -217,7 +229,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         tls,
         router,
         config.max_connections,
-        shared,
+        shared.clone(),
         stopped,
     ));
     Ok(Running {
@@ -226,10 +238,15 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         stop,
         accept,
         writer,
+        shared,
     })
 }
 
 impl Running {
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.shared.metrics
+    }
+
     /// Serves until SIGTERM or SIGINT, then drains (`stop`).
     pub fn run_until_signal(self) -> Result<(), ServerError> {
         self.runtime.block_on(async {

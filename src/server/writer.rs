@@ -4,7 +4,7 @@
 //! and only then answers each job. Answers that record nothing (a coalesced auth success,
 //! a reader's key check) are given at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::event::{Action, Request};
 use crate::core::request::{REQUEST_SKEW_US, replay_id};
-use crate::core::signing::SigningKey;
+use crate::core::signing::{Check, KeyPoints, SigningKey, learn_points, verify_each};
 use crate::core::state::{RequestFault, State};
 use crate::core::types::{Hash32, PublicKey, Timestamp};
 use crate::protocol::ops::judge_auth;
@@ -28,25 +28,37 @@ const MAX_BATCH: usize = 1024;
 
 pub type ItemResult = Result<Outcome, StoreError>;
 
-/// A gateway's check of an access key (R11); the request's signature is already checked.
+/// A gateway's check of an access key (R11), signed over `hash`.
 pub struct AuthCheck {
     pub request: Request,
+    pub hash: Hash32,
     pub key_id: String,
     pub secret: crate::core::credentials::SecretText,
     pub token: Option<crate::core::credentials::SecretText>,
 }
 
+impl Job {
+    /// Answers the job with `fail`, appending nothing.
+    fn refuse(self, fail: Fail) {
+        match self {
+            Job::Append { reply, .. } => drop(reply.send(Err(fail))),
+            Job::Auth { reply, .. } => drop(reply.send(Err(fail))),
+            Job::Reader { reply, .. } => drop(reply.send(Err(fail))),
+        }
+    }
+}
+
 pub enum Job {
-    /// Signed requests whose signatures the handler verified.
+    /// Signed requests, each with the hash its signature covers (checked here, in batches).
     Append {
-        items: Vec<Item>,
+        items: Vec<(Item, Hash32)>,
         reply: oneshot::Sender<Result<Vec<ItemResult>, Fail>>,
     },
     Auth {
         check: Box<AuthCheck>,
         reply: oneshot::Sender<Result<AuthReply, Fail>>,
     },
-    /// May this key read, and is this (key, nonce) new? (The signature is checked.)
+    /// May this key read, and is this (key, nonce) new? (The handler checked the signature.)
     Reader {
         key: PublicKey,
         replay: Hash32,
@@ -72,9 +84,11 @@ pub struct Writer {
     pub ledger: Ledger,
     pub key: SigningKey,
     pub shared: Arc<Shared>,
-    /// Nonces of requests answered without an event (reads, coalesced auths), with their
-    /// times; forgotten once outside twice the skew, when their time alone refuses them.
-    recent: HashMap<Hash32, Timestamp>,
+    /// (key, nonce)s of requests answered without an event (reads, coalesced auths).
+    recent: RecentNonces,
+    /// Request signers' keys, decompressed once.
+    points: KeyPoints,
+    cores: usize,
 }
 
 impl Writer {
@@ -83,7 +97,9 @@ impl Writer {
             ledger,
             key,
             shared,
-            recent: HashMap::new(),
+            recent: RecentNonces::default(),
+            points: KeyPoints::new(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         w.publish();
         w
@@ -110,7 +126,79 @@ impl Writer {
         self.shared.durable_end.store(head.end, Ordering::Release);
     }
 
+    /// Checks the request signatures of every job in one batch per core; a job with a bad
+    /// one is answered 401 here and goes no further, the others go on with those requests
+    /// marked checked. Only keys of live enrolled signers are checked (and their points
+    /// cached), so unknown keys cost no curve work: an append's request by an unknown or
+    /// revoked key stays unchecked and is rejected by its key alone, per item, as before;
+    /// an auth or read by one is answered here.
+    fn checked(&mut self, jobs: Vec<Job>) -> Vec<Job> {
+        // Per job: which of its requests are checked here (indexes), and their checks.
+        let mut waiting: Vec<(Job, Vec<usize>, Vec<Check>)> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut idx = Vec::new();
+            let mut checks = Vec::new();
+            let refusal = match &job {
+                Job::Append { items, .. } => {
+                    let mut unsigned = false;
+                    for (i, (item, h)) in items.iter().enumerate() {
+                        match &item.request {
+                            None => unsigned = true,
+                            Some(r) if self.known(&r.key).is_ok() => {
+                                idx.push(i);
+                                checks.push((r.key, *h, r.sig.0));
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    // Never the server's own action: every item is someone's request.
+                    unsigned.then(|| Fail::new(400, "malformed", "an append holds signed requests"))
+                }
+                Job::Auth { check, .. } => {
+                    let r = &check.request;
+                    checks.push((r.key, check.hash, r.sig.0));
+                    self.known(&r.key).err()
+                }
+                Job::Reader { .. } => None,
+            };
+            match refusal {
+                Some(fail) => job.refuse(fail),
+                None => waiting.push((job, idx, checks)),
+            }
+        }
+        let all: Vec<Check> = waiting
+            .iter()
+            .flat_map(|(_, _, c)| c.iter().copied())
+            .collect();
+        learn_points(&all, &mut self.points);
+        let verdicts = verify_each(&all, &self.points, self.cores);
+        let mut verdicts = verdicts.into_iter();
+        let mut out = Vec::with_capacity(waiting.len());
+        for (job, idx, checks) in waiting {
+            let mine: Vec<bool> = verdicts.by_ref().take(checks.len()).collect();
+            // Every check has its verdict and every verdict is good; anything less fails.
+            let bad = (mine.len() != checks.len())
+                .then_some(0)
+                .or_else(|| mine.iter().position(|ok| !ok));
+            match (bad, job) {
+                (Some(i), job) => job.refuse(match checks.get(i) {
+                    Some(c) => Fail::bad_signature(&c.0),
+                    None => Fail::unavailable("a signature was left unchecked".into()),
+                }),
+                (None, Job::Append { mut items, reply }) => {
+                    for i in idx {
+                        items[i].0.sig_checked = true;
+                    }
+                    out.push(Job::Append { items, reply });
+                }
+                (None, job) => out.push(job),
+            }
+        }
+        out
+    }
+
     fn batch(&mut self, jobs: Vec<Job>) {
+        let jobs = self.checked(jobs);
         let now = Timestamp::now();
         let mut items = Vec::new();
         let mut pending = Vec::new();
@@ -122,7 +210,7 @@ impl Writer {
                         items: its.len(),
                         reply,
                     });
-                    items.extend(its);
+                    items.extend(its.into_iter().map(|(i, _)| i));
                 }
                 Job::Reader {
                     key,
@@ -208,7 +296,7 @@ impl Writer {
 
     /// Refuses a (key, nonce) applied or answered before.
     fn unseen(&self, replay: &Hash32) -> Result<(), Fail> {
-        if self.ledger.state().requests.contains_key(replay) || self.recent.contains_key(replay) {
+        if self.ledger.state().requests.contains_key(replay) || self.recent.seen.contains(replay) {
             return Err(Fail::fault(
                 RequestFault::Replay,
                 "this (key, nonce) was used before; sign each request with a fresh nonce".into(),
@@ -217,14 +305,19 @@ impl Writer {
         Ok(())
     }
 
-    /// A (key, nonce) never seen, within the skew; remembered from now on.
+    /// A (key, nonce) never seen, signed within the skew of `now`; remembered from now on.
+    /// (The time is checked again here, on the clock `RecentNonces` forgets by.)
     fn fresh(&mut self, replay: Hash32, time: Timestamp, now: Timestamp) -> Result<(), Fail> {
-        self.unseen(&replay)?;
-        if self.recent.len() >= 1 << 16 {
-            let horizon = now.plus_micros(-2 * REQUEST_SKEW_US);
-            self.recent.retain(|_, t| *t >= horizon);
+        if time.0.abs_diff(now.0) > REQUEST_SKEW_US as u64 {
+            return Err(Fail::fault(
+                RequestFault::Time,
+                format!(
+                    "the request was signed at {time}, more than 5 minutes from this server's clock ({now})"
+                ),
+            ));
         }
-        self.recent.insert(replay, time);
+        self.unseen(&replay)?;
+        self.recent.remember(replay, now);
         Ok(())
     }
 
@@ -240,6 +333,7 @@ impl Writer {
         let AuthCheck {
             mut request,
             key_id,
+            hash: _,
             secret,
             token,
         } = check;
@@ -290,9 +384,51 @@ impl Writer {
         let item = Item {
             action,
             request: Some(request),
+            // Checked in `checked`; the refused action of a failure is the signed one.
             sig_checked: true,
         };
         Ok((item, user, reason))
+    }
+}
+
+/// The (key, nonce)s of requests answered without an event, in the order they came. One is
+/// forgotten once the server's clock is twice the skew past its arrival: its time was within
+/// the skew of its arrival, so from then on `fresh` refuses it by its time. At most
+/// `MAX_RECENT` are kept (the oldest go first), so a flood cannot grow the server without
+/// bound; a request forgotten early by that cap could be answered a second time (a read
+/// served again, or a coalesced success recorded once), never applied twice.
+struct RecentNonces {
+    seen: HashSet<Hash32>,
+    order: VecDeque<(Timestamp, Hash32)>,
+    cap: usize,
+}
+
+/// About 220 MB at most (the set's table and the queue).
+const MAX_RECENT: usize = 1 << 21;
+
+impl Default for RecentNonces {
+    fn default() -> Self {
+        RecentNonces {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            cap: MAX_RECENT,
+        }
+    }
+}
+
+impl RecentNonces {
+    fn remember(&mut self, replay: Hash32, now: Timestamp) {
+        let horizon = now.plus_micros(-2 * REQUEST_SKEW_US);
+        while let Some(&(t, r)) = self.order.front() {
+            if t >= horizon && self.order.len() < self.cap {
+                break;
+            }
+            self.seen.remove(&r);
+            self.order.pop_front();
+        }
+        if self.seen.insert(replay) {
+            self.order.push_back((now, replay));
+        }
     }
 }
 
@@ -317,4 +453,35 @@ fn auth_answer(
         time: Some(receipt.time.to_string()),
         coalesced: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::types::Bytes;
+
+    /// Each arrival costs O(1) however many are remembered; one is kept until twice the
+    /// skew has passed, and at most `cap` are kept.
+    #[test]
+    fn recent_nonces_are_forgotten_by_age_and_by_count() {
+        let mut r = RecentNonces {
+            cap: 3,
+            ..RecentNonces::default()
+        };
+        let t0 = Timestamp(1_767_225_600_000_000);
+        let n = |i: u8| Bytes([i; 32]);
+        r.remember(n(1), t0);
+        r.remember(n(2), t0.plus_micros(1));
+        assert!(r.seen.contains(&n(1)) && r.seen.contains(&n(2)));
+        // Just within twice the skew: still remembered.
+        r.remember(n(3), t0.plus_micros(2 * REQUEST_SKEW_US));
+        assert!(r.seen.contains(&n(1)));
+        // Past it: the first is forgotten; the fourth arrival also pushes out by count.
+        r.remember(n(4), t0.plus_micros(2 * REQUEST_SKEW_US + 1));
+        assert!(!r.seen.contains(&n(1)));
+        assert_eq!(r.order.len(), 3);
+        r.remember(n(5), t0.plus_micros(2 * REQUEST_SKEW_US + 2));
+        assert!(!r.seen.contains(&n(2)) && r.seen.contains(&n(5)));
+        assert_eq!(r.seen.len(), r.order.len());
+    }
 }

@@ -544,6 +544,11 @@ impl Ledger {
         let refusal = match self.authorize(state, &actor, &ev.action, time) {
             Ok(()) => None,
             Err(r) => {
+                // The request's `refused` is what its signer signed: a recorded refusal (a
+                // gateway's failed check) that is itself refused is not recorded at all.
+                if request.as_ref().is_some_and(|q| q.refused.is_some()) {
+                    return Err(StoreError::Usage(r));
+                }
                 let denied = denial(&ev.action, &r);
                 let asked = std::mem::replace(&mut ev.action, denied);
                 if let Some(req) = &mut request {
@@ -607,28 +612,11 @@ fn check_clock(asked: Timestamp) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Signatures of the event hashes, in order; large batches are signed on every core.
+/// Signatures of the event hashes, in order, signed on every core.
 fn sign_all(key: &SigningKey, bodies: &[(Vec<u8>, crate::core::types::Hash32)]) -> Vec<[u8; 64]> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if bodies.len() < 64 || cores == 1 {
-        return bodies.iter().map(|(_, h)| key.sign_hash(h)).collect();
-    }
-    let chunk = bodies.len().div_ceil(cores);
-    std::thread::scope(|s| {
-        let parts: Vec<_> = bodies
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|(_, h)| key.sign_hash(h))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|p| p.join().expect("signing does not panic"))
-            .collect()
+    crate::core::signing::on_cores(bodies, cores, 64, |part| {
+        part.iter().map(|(_, h)| key.sign_hash(h)).collect()
     })
 }
 

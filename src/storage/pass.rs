@@ -7,7 +7,6 @@
 //! could have written). Those need no signature check, but the chain read from the file
 //! must pass through that exact hash at that seq, or the pass reports an `anchor` finding.
 
-use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -16,9 +15,9 @@ use crate::core::event::Event;
 use crate::core::format::{FormatError, FrameReader, HEADER_LEN, RawFrame, ReadError};
 use crate::core::judge::{Checker, Finding, Problem};
 use crate::core::merkle::TreeBuilder;
-use crate::core::signing::verify_hash;
+use crate::core::signing::{KeyPoints, verify_hash};
 use crate::core::state::State;
-use crate::core::types::{Hash32, PublicKey, Timestamp};
+use crate::core::types::{Hash32, Timestamp};
 use crate::storage::pipeline::{Prepared, pipelined};
 
 /// A seq and the hash of the event there, verified earlier by this user.
@@ -156,24 +155,12 @@ impl Witnessed {
 /// Signatures checked per `verify_batch` call.
 const SIG_BATCH: usize = 256;
 
-type SigJob = Vec<(PublicKey, Hash32, [u8; 64])>;
-
-/// Decompressed signer keys, by their bytes (`None`: not a curve point). A ledger has few
-/// signers, and decompressing a key costs about as much as verifying a signature.
-type KeyCache = HashMap<PublicKey, Option<curve25519_dalek::edwards::EdwardsPoint>>;
+type SigJob = Vec<crate::core::signing::Check>;
 
 /// True if every signature of the batch verifies (`signing::verify_batch`, ZIP-215).
-fn batch_ok(job: &SigJob, cache: &mut KeyCache) -> bool {
-    for (pk, _, _) in job {
-        cache.entry(*pk).or_insert_with(|| {
-            curve25519_dalek::edwards::CompressedEdwardsY(*pk.bytes()).decompress()
-        });
-    }
-    let items: Option<Vec<crate::core::signing::BatchItem<'_>>> = job
-        .iter()
-        .map(|(pk, h, sig)| cache[pk].as_ref().map(|a| (a, pk.bytes(), &h.0[..], sig)))
-        .collect();
-    items.is_some_and(|items| crate::core::signing::verify_batch(&items))
+fn batch_ok(job: &SigJob, cache: &mut KeyPoints) -> bool {
+    crate::core::signing::learn_points(job, cache);
+    crate::core::signing::all_valid(job, cache)
 }
 
 /// Runs one pass over `frames` (a file of `len` bytes), continuing `checker`, calling
@@ -198,7 +185,7 @@ pub fn run<R: Read + Send>(
     let out = std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                let mut cache = KeyCache::new();
+                let mut cache = KeyPoints::new();
                 loop {
                     let job = match job_rx.lock().map(|rx| rx.recv()) {
                         Ok(Ok(job)) => job,

@@ -43,6 +43,11 @@ pub struct ServerFigures {
     pub auth_p99_ms: f64,
     /// Events the auth phase appended (successes coalesced per key per minute).
     pub auth_events: u64,
+    /// Group commits in the write phase: how many, mean events in one, mean time of one
+    /// (validate, chain, sign, write, fdatasync), ms.
+    pub write_commits: u64,
+    pub write_batch_mean: f64,
+    pub write_commit_ms: f64,
     pub failed_requests: usize,
 }
 
@@ -129,6 +134,8 @@ pub fn run(dir: &Path, clients: usize, seconds: f64) -> Result<ServerFigures, St
         submit(c, id, &[(a, r)]).is_ok_and(|r| r[0].status == "appended")
     });
     let events_before = events_of(&url)?;
+    let (write_commits, write_batch_mean) = running.metrics().batch_events.mean();
+    let write_commit_ms = running.metrics().fsync_seconds.mean().1 * 1e3;
     let keys = Arc::new(keys);
     let gw = Arc::new(gw);
     let (auths, failed_a) = drive(clients, half, &url, |c, id, t, _| {
@@ -178,6 +185,9 @@ pub fn run(dir: &Path, clients: usize, seconds: f64) -> Result<ServerFigures, St
         auth_p50_ms: a50,
         auth_p99_ms: a99,
         auth_events,
+        write_commits,
+        write_batch_mean,
+        write_commit_ms,
         failed_requests: failed_w + failed_a,
     })
 }
