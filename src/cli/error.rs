@@ -3,6 +3,7 @@
 use std::fmt;
 
 use keyledger::core::state::RequestFault;
+use keyledger::protocol::reveal::RevealError;
 use keyledger::storage::keyfile::KeyFileError;
 use keyledger::storage::store::StoreError;
 
@@ -97,6 +98,18 @@ impl From<StoreError> for CliError {
             code,
             message: e.to_string(),
         }
+    }
+}
+
+impl From<RevealError> for CliError {
+    fn from(e: RevealError) -> Self {
+        let message = e.to_string();
+        let code = match e {
+            RevealError::Create(s) => return (*s).into(),
+            RevealError::Deliver { .. } => IO,
+            RevealError::Record { source, .. } => CliError::from(*source).code,
+        };
+        CliError { code, message }
     }
 }
 

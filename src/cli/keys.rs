@@ -1,17 +1,17 @@
 //! key create|disable|enable|delete|list|show, sts issue, auth.
 
-use keyledger::protocol::ops::Ops;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use keyledger::core::credentials::{SecretText, looks_like_credential};
 use keyledger::core::event::Action;
-use keyledger::core::signing::SigningKey;
 use keyledger::core::state::{AccessKey, MAX_TEXT};
 use keyledger::core::types::{Timestamp, parse_duration};
 use keyledger::protocol::ops::KeyRequest;
-use keyledger::storage::store::Receipt;
+use keyledger::protocol::ops::NewKey;
+use keyledger::protocol::reveal::{self, Channel, Credentials, Revealed};
 use serde_json::json;
 
 use super::args::{KeyCmd, RevealFormat, StsCmd};
@@ -67,190 +67,188 @@ impl CsvOut {
             }
         }
     }
+}
 
-    /// Writes the CSV; on failure the file is removed and the error says what to do.
-    fn write(mut self, key_id: &str, body: &str) -> Result<(PathBuf, String), CliError> {
-        match self
-            .file
-            .write_all(body.as_bytes())
-            .and_then(|_| self.file.sync_all())
-        {
-            Ok(()) => Ok((self.path, self.channel)),
-            Err(e) => {
-                let _ = std::fs::remove_file(&self.path);
-                Err(CliError::io(format!(
-                    "{}: {e}; {key_id} was created but its secret could not be written, and no copy remains. Delete the key: keyledger key delete {key_id}",
-                    self.path.display()
-                )))
-            }
-        }
+impl Channel for CsvOut {
+    fn name(&self) -> &str {
+        &self.channel
     }
 
-    fn abandon(self) {
-        drop(self.file);
+    fn deliver(&mut self, c: &Credentials<'_>) -> Result<(), String> {
+        let body = zeroize::Zeroizing::new(format!(
+            "AccessKey ID,AccessKey Secret\n{},{}\n",
+            c.key_id,
+            c.secret.expose()
+        ));
+        (&self.file)
+            .write_all(body.as_bytes())
+            .and_then(|_| self.file.sync_all())
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&self.path);
+                format!("{}: {e}", self.path.display())
+            })
+    }
+
+    fn retract(&mut self) -> String {
+        let _ = std::fs::remove_file(&self.path);
+        format!(
+            "{} was removed, so no copy of its secret remains",
+            self.path.display()
+        )
+    }
+
+    fn abandon(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-/// The fields handed to the requester, in order: (label, env name, json name, value).
-type Reveal<'a> = Vec<(&'a str, &'a str, &'a str, &'a str)>;
-
-/// Prints the secret on stdout in the chosen format; returns the channel to record.
-fn reveal_stdout(
+/// The secret on stdout, as text, env lines or JSON.
+struct Stdout {
     format: RevealFormat,
-    fields: &Reveal<'_>,
-    extra: serde_json::Value,
-) -> Result<String, CliError> {
-    let text = match format {
-        RevealFormat::Text => fields
-            .iter()
-            .map(|(l, _, _, v)| format!("{l:<18}{v}\n"))
-            .collect(),
-        RevealFormat::Env => fields
-            .iter()
-            .map(|(_, e, _, v)| format!("{e}={v}\n"))
-            .collect(),
-        RevealFormat::Json => {
-            let mut m = extra;
-            for (_, _, j, v) in fields {
-                m[*j] = json!(v);
-            }
-            format!(
-                "{}\n",
-                serde_json::to_string_pretty(&m).map_err(CliError::io)?
-            )
-        }
-    };
-    print_raw(&text).map_err(|e| {
-        if !e.is_stdout_closed() {
-            return e;
-        }
-        let id = fields.first().map_or("", |f| f.3);
-        CliError::io(format!(
-            "stdout closed before the secret of {id} was shown: it exists, never revealed, and \
-             cannot be shown again; delete it (`keyledger key delete {id}`) and create another"
-        ))
-    })?;
-    Ok(format!(
-        "stdout:{}",
-        match format {
-            RevealFormat::Text => "text",
-            RevealFormat::Json => "json",
-            RevealFormat::Env => "env",
-        }
-    ))
+    channel: &'static str,
 }
 
-/// Records that the secret of `key_id` went out through `channel`. If that append fails
-/// (a full disk, say), a secret exists with no record of its reveal: a CSV copy is removed,
-/// and the error says so and what to do.
-fn record_reveal(
-    l: &mut dyn Ops,
-    key: &SigningKey,
-    key_id: &str,
-    channel: &str,
-    csv: Option<&Path>,
-    now: Timestamp,
-) -> Result<Receipt, CliError> {
-    l.record_reveal(key, key_id, channel, now).map_err(|e| {
-        let mut err = CliError::from(e);
-        let secret = match csv {
-            Some(path) => {
-                let _ = std::fs::remove_file(path);
-                format!(
-                    "{} was removed, so no copy of its secret remains",
-                    path.display()
-                )
-            }
-            None => "the secret printed above was handed out unrecorded".into(),
+impl Stdout {
+    fn new(ctx: &Ctx, format: RevealFormat) -> Self {
+        let format = if ctx.json { RevealFormat::Json } else { format };
+        let channel = match format {
+            RevealFormat::Text => "stdout:text",
+            RevealFormat::Json => "stdout:json",
+            RevealFormat::Env => "stdout:env",
         };
-        err.message = format!(
-            "{key_id} was created, but recording the reveal of its secret failed ({}); {secret}. Delete the key: keyledger key delete {key_id}",
-            err.message
-        );
-        err
-    })
+        Stdout { format, channel }
+    }
 }
 
-/// Hands a new key's secret to its requester, once: into the CSV file made before the key
-/// existed, or on stdout; then records the reveal (R10).
-#[allow(clippy::too_many_arguments)]
-fn deliver(
+impl Channel for Stdout {
+    fn name(&self) -> &str {
+        self.channel
+    }
+
+    fn deliver(&mut self, c: &Credentials<'_>) -> Result<(), String> {
+        let expires = c.expires.map(|e| e.to_string());
+        // (text label, env name, JSON name, value), in the order shown.
+        let mut fields = vec![
+            (
+                "AccessKey ID:",
+                "KEYLEDGER_ACCESS_KEY_ID",
+                "access_key_id",
+                c.key_id,
+            ),
+            (
+                "AccessKey Secret:",
+                "KEYLEDGER_ACCESS_KEY_SECRET",
+                "access_key_secret",
+                c.secret.expose(),
+            ),
+        ];
+        if let (Some(t), Some(e)) = (c.token, &expires) {
+            fields.push((
+                "Security Token:",
+                "KEYLEDGER_SECURITY_TOKEN",
+                "security_token",
+                t.expose(),
+            ));
+            fields.push((
+                "Expiration:",
+                "KEYLEDGER_EXPIRATION",
+                "expiration",
+                e.as_str(),
+            ));
+        }
+        // One buffer, sized so it never grows: no copy of the secret is left unzeroized.
+        let size: usize = fields
+            .iter()
+            .map(|f| f.0.len() + f.1.len() + f.2.len() + f.3.len())
+            .sum();
+        let mut text = zeroize::Zeroizing::new(String::with_capacity(2 * size + 256));
+        match self.format {
+            RevealFormat::Text => fields.iter().for_each(|(l, _, _, v)| {
+                let _ = writeln!(text, "{l:<18}{v}");
+            }),
+            RevealFormat::Env => fields.iter().for_each(|(_, e, _, v)| {
+                let _ = writeln!(text, "{e}={v}");
+            }),
+            RevealFormat::Json => {
+                // The members in serde_json's order (sorted), as `--json` prints them elsewhere;
+                // the values are IDs, base32 secrets and times, which need no escaping.
+                let seq = c.seq.to_string();
+                let mut members: Vec<(&str, &str, bool)> = fields
+                    .iter()
+                    .map(|(_, _, j, v)| (*j, *v, true))
+                    .chain([("seq", seq.as_str(), false), ("user", c.user, true)])
+                    .collect();
+                members.sort_by_key(|m| m.0);
+                text.push_str("{\n");
+                for (i, (name, value, quoted)) in members.iter().enumerate() {
+                    let comma = if i + 1 < members.len() { "," } else { "" };
+                    let q = if *quoted { "\"" } else { "" };
+                    let _ = writeln!(text, "  \"{name}\": {q}{}{q}{comma}", clean_json(value));
+                }
+                text.push_str("}\n");
+            }
+        }
+        print_raw(&text).map_err(|e| match e.is_stdout_closed() {
+            true => "stdout closed before the secret was shown".into(),
+            false => e.message,
+        })
+    }
+
+    fn retract(&mut self) -> String {
+        "the secret printed above was handed out unrecorded".into()
+    }
+}
+
+/// `v` as the inside of a JSON string: IDs, secrets, tokens, times and names never hold a
+/// quote, backslash or control character, but anything else is escaped rather than trusted.
+fn clean_json(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.chars().all(|c| c != '"' && c != '\\' && !c.is_control()) {
+        return v.into();
+    }
+    let quoted = serde_json::to_string(v).unwrap_or_default();
+    quoted[1..quoted.len() - 1].to_owned().into()
+}
+
+/// Says where the secret went, once the reveal is recorded.
+fn revealed(
     ctx: &Ctx,
-    l: &mut dyn Ops,
-    key: &SigningKey,
-    user: &str,
-    new: &keyledger::protocol::ops::NewKey,
-    csv: Option<CsvOut>,
-    format: RevealFormat,
+    channel: &dyn Channel,
+    r: &Revealed<NewKey>,
     what: &str,
 ) -> Result<(), CliError> {
-    let format = if ctx.json { RevealFormat::Json } else { format };
-    let (csv_path, channel) = match csv {
-        Some(c) => {
-            let (p, channel) = c.write(
-                &new.key_id,
-                &format!(
-                    "AccessKey ID,AccessKey Secret\n{},{}\n",
-                    new.key_id,
-                    new.secret.expose()
-                ),
-            )?;
-            (Some(p), channel)
+    match channel.name().strip_prefix("csv:") {
+        Some(path) if ctx.json => json(
+            &json!({"access_key_id": r.new.key_id, "user": r.user, "seq": r.new.receipt.seq, "csv": path, "revealed_seq": r.revealed.seq}),
+        ),
+        Some(path) => print(&format!(
+            "{what}; secret written once to {} (mode 0600), recorded at seq {}\n",
+            clean(path),
+            r.revealed.seq
+        )),
+        None => {
+            shown_once_warning();
+            Ok(())
         }
-        None => (None, {
-            let fields = id_and_secret(&new.key_id, &new.secret);
-            reveal_stdout(
-                format,
-                &fields,
-                json!({"user": user, "seq": new.receipt.seq}),
-            )?
-        }),
-    };
-    let revealed = record_reveal(l, key, &new.key_id, &channel, csv_path.as_deref(), ctx.now)?;
-    if let Some(path) = channel.strip_prefix("csv:") {
-        if ctx.json {
-            json(
-                &json!({"access_key_id": new.key_id, "user": user, "seq": new.receipt.seq, "csv": path, "revealed_seq": revealed.seq}),
-            )?;
-        } else {
-            print(&format!(
-                "{what}; secret written once to {} (mode 0600), recorded at seq {}\n",
-                super::output::clean(path),
-                revealed.seq
-            ))?;
-        }
-    } else {
-        shown_once_warning();
     }
-    Ok(())
-}
-
-/// The ID and secret as `reveal_stdout` shows them: (text label, env name, JSON name, value).
-fn id_and_secret<'a>(
-    id: &'a str,
-    secret: &'a SecretText,
-) -> Vec<(&'static str, &'static str, &'static str, &'a str)> {
-    vec![
-        (
-            "AccessKey ID:",
-            "KEYLEDGER_ACCESS_KEY_ID",
-            "access_key_id",
-            id,
-        ),
-        (
-            "AccessKey Secret:",
-            "KEYLEDGER_ACCESS_KEY_SECRET",
-            "access_key_secret",
-            secret.expose(),
-        ),
-    ]
 }
 
 fn shown_once_warning() {
     eprintln!(
         "keyledger: this secret is shown once and can never be shown again. Store it now; if it is lost or leaked, create another key."
     );
+}
+
+/// The channel a key command asked for: the CSV file (created now, before the key), or
+/// stdout.
+fn channel(
+    ctx: &Ctx,
+    csv: Option<&Path>,
+    format: RevealFormat,
+) -> Result<Box<dyn Channel>, CliError> {
+    Ok(match csv {
+        Some(p) => Box::new(CsvOut::create(p)?),
+        None => Box::new(Stdout::new(ctx, format)),
+    })
 }
 
 pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
@@ -263,93 +261,20 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
             csv,
             format,
         } => {
-            check_name(&user)?;
-            if scenario.len() > MAX_TEXT {
-                return Err(CliError::usage(format!(
-                    "--scenario is longer than {MAX_TEXT} bytes"
-                )));
-            }
-            if looks_like_credential(&scenario) {
-                return Err(CliError::usage(
-                    "--scenario seems to hold an access key secret or security token; the ledger never records one. Describe why the key is needed instead",
-                ));
-            }
-            let (mut l, key) = ctx.open()?;
-            let csv = csv.as_deref().map(CsvOut::create).transpose()?;
             let req = KeyRequest {
                 user: &user,
                 scenario: &scenario,
                 confirmed_necessary: confirm_necessary,
                 allow_root_key,
             };
-            let new = match l.create_key(&key, &req, ctx.now) {
-                Ok(n) => n,
-                Err(e) => {
-                    if let Some(c) = csv {
-                        c.abandon();
-                    }
-                    return Err(e.into());
-                }
-            };
-            let what = format!(
-                "created {} for {user} (seq {})",
-                new.key_id, new.receipt.seq
-            );
-            deliver(ctx, l.as_mut(), &key, &user, &new, csv, format, &what)
+            create(ctx, &req, csv.as_deref(), format)
         }
         KeyCmd::Rotate {
             key_id,
             csv,
             format,
             disable_old,
-        } => {
-            check_key_id(&key_id)?;
-            let (mut l, key) = ctx.open()?;
-            let csv = csv.as_deref().map(CsvOut::create).transpose()?;
-            let user = l.state().keys.get(&key_id).map(|k| k.user.clone());
-            let new = match l.rotate_key(&key, &key_id, ctx.now) {
-                Ok(n) => n,
-                Err(e) => {
-                    if let Some(c) = csv {
-                        c.abandon();
-                    }
-                    let mut e = CliError::from(e);
-                    if e.message.contains("[R7]") {
-                        e.message.push_str(
-                            ". A rotation needs room for the user's second key: delete the other one first (`keyledger key delete KEY_ID`), then rotate",
-                        );
-                    }
-                    return Err(e);
-                }
-            };
-            let user = user.unwrap_or_default();
-            // The new key's creation, then the key-rotated event in the same group commit.
-            let what = format!(
-                "rotated {key_id} to {} for {user} (created at seq {}, linked at seq {})",
-                new.key_id,
-                new.receipt.seq,
-                new.receipt.seq + 1
-            );
-            deliver(ctx, l.as_mut(), &key, &user, &new, csv, format, &what)?;
-            if disable_old {
-                // Only once the new secret has reached its requester.
-                let r = l.append(
-                    &key,
-                    Action::KeyDisabled {
-                        key_id: key_id.clone(),
-                    },
-                    ctx.now,
-                )?;
-                let line = format!("disabled {key_id} (seq {})", r.seq);
-                if ctx.json || format != RevealFormat::Text {
-                    // stdout holds the reveal, for a script to read: nothing more there.
-                    super::output::message(&line);
-                } else {
-                    print(&format!("{line}\n"))?;
-                }
-            }
-            Ok(())
-        }
+        } => rotate(ctx, &key_id, csv.as_deref(), format, disable_old),
         KeyCmd::Disable { key_id } => status_change(ctx, key_id, "disabled", |key_id| {
             Action::KeyDisabled { key_id }
         }),
@@ -363,88 +288,172 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), CliError> {
             user,
             status,
             as_of,
-        } => {
-            if let Some(s) = &status
-                && !["active", "disabled", "deleted", "expired"].contains(&s.as_str())
-            {
-                return Err(CliError::usage(format!(
-                    "--status {s:?}: use active, disabled, deleted or expired"
-                )));
-            }
-            let (until, at) = parse_as_of(&as_of, ctx.now)?;
-            let (state, head) = ctx.state_at(until)?;
-            if let Some(u) = &user
-                && !state.principals.contains_key(u)
-            {
-                return Err(CliError::usage(format!(
-                    "--user {}: no principal of that name (as of seq {}); see `keyledger user list`",
-                    super::output::clean(u),
-                    head.seq
-                )));
-            }
-            let keys: Vec<&AccessKey> = state
-                .keys
-                .values()
-                .filter(|k| user.as_ref().is_none_or(|u| &k.user == u))
-                .filter(|k| status.as_ref().is_none_or(|s| k.status_at(at) == s))
-                .collect();
-            if ctx.json {
-                let keys = keys.iter().map(|k| KeyView::new(k, at)).collect();
-                return json(&KeyList {
-                    as_of_seq: head.seq,
-                    evaluated_at: at,
-                    keys,
-                });
-            }
-            let rows: Vec<Vec<String>> = keys
-                .iter()
-                .map(|k| {
-                    vec![
-                        k.id.clone(),
-                        k.user.clone(),
-                        if k.temporary {
-                            "temporary"
-                        } else {
-                            "permanent"
-                        }
-                        .into(),
-                        k.status_at(at).into(),
-                        k.created.time.to_string(),
-                        or_dash(k.last_used.map(|u| u.time)),
-                        k.revealed
-                            .as_ref()
-                            .map_or("never".into(), |r| r.at.time.to_string()),
-                    ]
-                })
-                .collect();
-            print(&table(
-                &[
-                    "KEY ID",
-                    "USER",
-                    "TYPE",
-                    "STATUS",
-                    "CREATED",
-                    "LAST USED",
-                    "REVEALED",
-                ],
-                &rows,
-            ))
+        } => list(ctx, user, status, as_of),
+        KeyCmd::Show { key_id } => show(ctx, &key_id),
+    }
+}
+
+fn create(
+    ctx: &Ctx,
+    req: &KeyRequest<'_>,
+    csv: Option<&Path>,
+    format: RevealFormat,
+) -> Result<(), CliError> {
+    check_name(req.user)?;
+    if req.scenario.len() > MAX_TEXT {
+        return Err(CliError::usage(format!(
+            "--scenario is longer than {MAX_TEXT} bytes"
+        )));
+    }
+    if looks_like_credential(req.scenario) {
+        return Err(CliError::usage(
+            "--scenario seems to hold an access key secret or security token; the ledger never records one. Describe why the key is needed instead",
+        ));
+    }
+    let (mut l, key) = ctx.open()?;
+    let mut ch = channel(ctx, csv, format)?;
+    let r = reveal::create_key(l.as_mut(), &key, req, ch.as_mut(), ctx.now)?;
+    let what = format!(
+        "created {} for {} (seq {})",
+        r.new.key_id, r.user, r.new.receipt.seq
+    );
+    revealed(ctx, ch.as_ref(), &r, &what)
+}
+
+fn rotate(
+    ctx: &Ctx,
+    key_id: &str,
+    csv: Option<&Path>,
+    format: RevealFormat,
+    disable_old: bool,
+) -> Result<(), CliError> {
+    check_key_id(key_id)?;
+    let (mut l, key) = ctx.open()?;
+    let mut ch = channel(ctx, csv, format)?;
+    let r = reveal::rotate_key(l.as_mut(), &key, key_id, ch.as_mut(), ctx.now).map_err(|e| {
+        let mut e = CliError::from(e);
+        if e.message.contains("[R7]") {
+            e.message.push_str(
+                ". A rotation needs room for the user's second key: delete the other one first (`keyledger key delete KEY_ID`), then rotate",
+            );
         }
-        KeyCmd::Show { key_id } => {
-            check_key_id(&key_id)?;
-            let (r, history) = key_history(ctx, &key_id)?;
-            let Some(k) = r.state.keys.get(&key_id) else {
-                if history.is_empty() {
-                    return Err(CliError::usage(format!(
-                        "there is no access key {key_id} in this ledger"
-                    )));
-                }
-                // Only refusals or failed attempts mention it.
-                return show_history(ctx, None, &history);
-            };
-            show_history(ctx, Some(k), &history)
+        e
+    })?;
+    // The new key's creation, then the key-rotated event in the same group commit.
+    let what = format!(
+        "rotated {key_id} to {} for {} (created at seq {}, linked at seq {})",
+        r.new.key_id,
+        r.user,
+        r.new.receipt.seq,
+        r.new.receipt.seq + 1
+    );
+    revealed(ctx, ch.as_ref(), &r, &what)?;
+    if disable_old {
+        // Only once the new secret has reached its requester.
+        let d = l.append(
+            &key,
+            Action::KeyDisabled {
+                key_id: key_id.to_owned(),
+            },
+            ctx.now,
+        )?;
+        let line = format!("disabled {key_id} (seq {})", d.seq);
+        if ctx.json || format != RevealFormat::Text {
+            // stdout holds the reveal, for a script to read: nothing more there.
+            super::output::message(&line);
+        } else {
+            print(&format!("{line}\n"))?;
         }
     }
+    Ok(())
+}
+
+fn list(
+    ctx: &Ctx,
+    user: Option<String>,
+    status: Option<String>,
+    as_of: super::args::AsOf,
+) -> Result<(), CliError> {
+    if let Some(s) = &status
+        && !["active", "disabled", "deleted", "expired"].contains(&s.as_str())
+    {
+        return Err(CliError::usage(format!(
+            "--status {s:?}: use active, disabled, deleted or expired"
+        )));
+    }
+    let (until, at) = parse_as_of(&as_of, ctx.now)?;
+    let (state, head) = ctx.state_at(until)?;
+    if let Some(u) = &user
+        && !state.principals.contains_key(u)
+    {
+        return Err(CliError::usage(format!(
+            "--user {}: no principal of that name (as of seq {}); see `keyledger user list`",
+            super::output::clean(u),
+            head.seq
+        )));
+    }
+    let keys: Vec<&AccessKey> = state
+        .keys
+        .values()
+        .filter(|k| user.as_ref().is_none_or(|u| &k.user == u))
+        .filter(|k| status.as_ref().is_none_or(|s| k.status_at(at) == s))
+        .collect();
+    if ctx.json {
+        let keys = keys.iter().map(|k| KeyView::new(k, at)).collect();
+        return json(&KeyList {
+            as_of_seq: head.seq,
+            evaluated_at: at,
+            keys,
+        });
+    }
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.id.clone(),
+                k.user.clone(),
+                if k.temporary {
+                    "temporary"
+                } else {
+                    "permanent"
+                }
+                .into(),
+                k.status_at(at).into(),
+                k.created.time.to_string(),
+                or_dash(k.last_used.map(|u| u.time)),
+                k.revealed
+                    .as_ref()
+                    .map_or("never".into(), |r| r.at.time.to_string()),
+            ]
+        })
+        .collect();
+    print(&table(
+        &[
+            "KEY ID",
+            "USER",
+            "TYPE",
+            "STATUS",
+            "CREATED",
+            "LAST USED",
+            "REVEALED",
+        ],
+        &rows,
+    ))
+}
+
+fn show(ctx: &Ctx, key_id: &str) -> Result<(), CliError> {
+    check_key_id(key_id)?;
+    let (r, history) = key_history(ctx, key_id)?;
+    let Some(k) = r.state.keys.get(key_id) else {
+        if history.is_empty() {
+            return Err(CliError::usage(format!(
+                "there is no access key {key_id} in this ledger"
+            )));
+        }
+        // Only refusals or failed attempts mention it.
+        return show_history(ctx, None, &history);
+    };
+    show_history(ctx, Some(k), &history)
 }
 
 /// A key as JSON (the schema in the README), serialized straight from the state.
@@ -614,26 +623,8 @@ pub fn sts(ctx: &Ctx, cmd: StsCmd) -> Result<(), CliError> {
         ))
     })?;
     let (mut l, key) = ctx.open()?;
-    let t = l.issue_temporary(&key, &user, us, ctx.now)?;
-    let expires = t.expires.to_string();
-    let mut fields = id_and_secret(&t.key_id, &t.secret);
-    fields.extend([
-        (
-            "Security Token:",
-            "KEYLEDGER_SECURITY_TOKEN",
-            "security_token",
-            t.token.expose(),
-        ),
-        (
-            "Expiration:",
-            "KEYLEDGER_EXPIRATION",
-            "expiration",
-            expires.as_str(),
-        ),
-    ]);
-    let format = if ctx.json { RevealFormat::Json } else { format };
-    let channel = reveal_stdout(format, &fields, json!({"user": user, "seq": t.receipt.seq}))?;
-    record_reveal(l.as_mut(), &key, &t.key_id, &channel, None, ctx.now)?;
+    let mut ch = Stdout::new(ctx, format);
+    reveal::issue_temporary(l.as_mut(), &key, &user, us, &mut ch, ctx.now)?;
     shown_once_warning();
     Ok(())
 }
