@@ -45,7 +45,7 @@ fn extra_files() -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
         files.push((name, bytes));
         verdicts.push(verdict);
     }
-    let (bundle_files, bundle_verdicts) = rules::bundles(&v.bytes);
+    let (bundle_files, bundle_verdicts) = rules::bundles(&v.bytes, &requests::valid_bytes());
     files.extend(bundle_files);
     files.push((
         "bundle-verdicts.json".into(),

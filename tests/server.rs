@@ -632,6 +632,61 @@ fn the_actor_is_the_request_signer_and_a_changed_request_byte_fails_verify() {
         independent_verifier(&copy, false);
     }
     independent_verifier(&site.ledger(), true);
+
+    // An evidence bundle of the key lists each key with its own principal (the server's
+    // key as gw's, the request signer's as ops') and checks every request signature
+    // (ledger-format.md §10.3, step 9): without the actor's key it does not verify.
+    ok(
+        d,
+        &[
+            "export", "--format", "bundle", "--out", "b", "--key", &key_id,
+        ],
+    );
+    let account = std::fs::read_to_string(site.path("keyledger.key.pub")).unwrap();
+    let verify_bundle = |dir: &str| {
+        run_in(
+            d,
+            &["verify-bundle", dir, "--trusted-key", account.trim()],
+            None,
+        )
+    };
+    assert_eq!(code(&verify_bundle("b")), 0);
+    let manifest = std::fs::read(site.path("b/manifest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let principal_of = |m: &serde_json::Value, pk: &str| {
+        m["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["public_key"] == pk)
+            .map(|k| k["principal"].as_str().unwrap().to_owned())
+    };
+    let ops_key = site.key("ops").public().to_string();
+    let gw_key = site.key("gw").public().to_string();
+    assert_eq!(principal_of(&m, &gw_key).as_deref(), Some("gw"), "{m}");
+    assert_eq!(principal_of(&m, &ops_key).as_deref(), Some("ops"), "{m}");
+    // The exporter re-signs a manifest that leaves the actor's key out.
+    m["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k["public_key"] != ops_key.as_str());
+    let forged = serde_json::to_vec_pretty(&m).unwrap();
+    let digest = blake3::derive_key("keyledger 2026-11-22 bundle manifest v1", &forged);
+    let sig = site
+        .key("keyledger")
+        .sign_hash(&keyledger::core::types::Bytes(digest));
+    let b2 = site.path("b2");
+    std::fs::create_dir(&b2).unwrap();
+    for f in ["README.txt", "checkpoint", "events.frames"] {
+        std::fs::copy(site.path(&format!("b/{f}")), b2.join(f)).unwrap();
+    }
+    std::fs::write(b2.join("manifest.json"), &forged).unwrap();
+    let hex: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(b2.join("manifest.sig"), format!("{hex}\n")).unwrap();
+    let o = verify_bundle("b2");
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains("request signature"), "{said}");
 }
 
 /// The verifier written from the spec alone (scripts/independent_verify.py), where CI

@@ -253,7 +253,7 @@ impl Applied {
 /// (§8 7a b): an `action-denied` carries the action its actor signed (never a genesis or a
 /// denial; bounded and credential-free); an `auth-failed` carries the `auth-succeeded`
 /// its gateway asked for, for the same key; every other event carries none.
-fn refused_shape(action: &Action, refused: Option<&Action>) -> Option<String> {
+pub(crate) fn refused_shape(action: &Action, refused: Option<&Action>) -> Option<String> {
     match (action, refused) {
         (Action::ActionDenied { .. }, None) => Some(
             "an action-denied event through a server must carry the refused action its actor signed".into(),

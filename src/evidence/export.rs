@@ -293,7 +293,10 @@ To check it with other tools (all steps must pass):
      root equal manifest.checkpoint.
   4. For each event: the BLAKE3-derive-key(\"keyledger 2026-11-22 event hash v1\") of its body is
      its hash; the RFC 9162 inclusion proof of leaf SHA-256(0x00 || hash) at index seq leads to
-     the checkpoint root; its Ed25519 signature over the hash verifies with its signer key.
+     the checkpoint root; its Ed25519 signature over the hash verifies with its signer key;
+     and a request it carries (written through a server) is signed by one of the listed keys
+     over this ledger, its time (within 5 minutes of the event's), its nonce (each used
+     once) and the action it asked for (ledger-format.md, sections 4.1 and 10.3).
 
 The bundle contains only the selected events; other events of the ledger appear only as
 hashes inside the proofs.
@@ -339,18 +342,21 @@ pub fn write_bundle(
     .sign(key);
     let mut frames = Vec::new();
     let mut events = Vec::new();
-    let enroller = |pk: &PublicKey| {
-        sel.state
-            .signers
-            .get(pk)
-            .map_or("?".into(), |s| s.enrolled_by.clone())
+    // Each key with the principal it is enrolled to (a server's key frames other
+    // principals' requests: the event's actor is not its frame signer's principal).
+    let listed = |pk: &PublicKey| {
+        let s = sel.state.signers.get(pk);
+        ManifestKey {
+            public_key: pk.to_string(),
+            principal: s.map_or("?".into(), |s| s.principal.clone()),
+            enrolled_by: s.map_or("?".into(), |s| s.enrolled_by.clone()),
+        }
     };
     let mut keys: Vec<ManifestKey> = vec![ManifestKey {
-        public_key: key.public().to_string(),
         principal: signer.clone(),
-        enrolled_by: enroller(&key.public()),
+        ..listed(&key.public())
     }];
-    for (f, ev, h, actor) in &sel.frames {
+    for (f, ev, h, _) in &sel.frames {
         let offset = frames.len() as u64;
         frames.extend(crate::core::format::frame_bytes(&f.body, &f.sig));
         events.push(ManifestEvent {
@@ -364,13 +370,11 @@ pub fn write_bundle(
                 .map(|p| to_hex(p))
                 .collect(),
         });
-        let pk = ev.signer.to_string();
-        if !keys.iter().any(|k| k.public_key == pk) {
-            keys.push(ManifestKey {
-                public_key: pk,
-                principal: actor.clone(),
-                enrolled_by: enroller(&ev.signer),
-            });
+        // The frame's signer, then its request's (§4.1), each listed once.
+        for pk in std::iter::once(&ev.signer).chain(ev.request.as_ref().map(|r| &r.key)) {
+            if !keys.iter().any(|k| k.public_key == pk.to_string()) {
+                keys.push(listed(pk));
+            }
         }
     }
     fs::create_dir(dir).map_err(io_err(dir))?;
@@ -614,6 +618,7 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
     let frames = &contents["events.frames"];
     let mut seqs: Vec<u64> = vec![];
     let mut covered = 0u64;
+    let mut nonces = std::collections::HashSet::new();
     for e in &manifest.events {
         if seqs.last().is_some_and(|&last| e.seq <= last) {
             return Err(bad(format!(
@@ -678,6 +683,29 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
                 "event {}'s signature does not verify with a listed key",
                 e.seq
             )));
+        }
+        if let Some(req) = &ev.request {
+            use crate::core::request::{REQUEST_SKEW_US, replay_id, requested, verify};
+            let asked = requested(req, &ev.action);
+            let problem = if let Some(m) =
+                crate::core::state::refused_shape(&ev.action, req.refused.as_ref())
+            {
+                Some(m)
+            } else if req.time.0.abs_diff(ev.time.0) > REQUEST_SKEW_US as u64 {
+                Some("it was signed more than 5 minutes from the event's time".into())
+            } else if !nonces.insert(replay_id(req)) {
+                Some("its (key, nonce) already backs an earlier event of the bundle".into())
+            } else if !keys.contains(&req.key) || !verify(&Bytes(ledger_id), req, asked) {
+                Some("its signature does not verify with a listed key over this ledger and the requested action".into())
+            } else {
+                None
+            };
+            if let Some(m) = problem {
+                return Err(bad(format!(
+                    "event {}'s request signature (§4.1): {m}",
+                    e.seq
+                )));
+            }
         }
         covered += e.frame_len;
         seqs.push(e.seq);

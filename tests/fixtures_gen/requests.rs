@@ -129,6 +129,11 @@ fn valid() -> RawLedger {
     l
 }
 
+/// The bytes of `requests-valid.ledger`, for the bundle fixtures.
+pub fn valid_bytes() -> Vec<u8> {
+    valid().bytes
+}
+
 /// `valid()` up to and including alice's key creation (seq 9), then `last` through gw.
 fn then(last: impl FnOnce(&mut RawLedger)) -> RawLedger {
     let mut l = base();

@@ -860,20 +860,39 @@ pub fn ed25519_vectors() -> Value {
     })
 }
 
-/// Evidence bundles (§10.3) of `valid.ledger` and their verdicts under `verify-bundle`:
-/// files as (path under fixtures/, bytes), and verdicts {dir, args, exit, description}.
-pub fn bundles(ledger: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
+/// Re-signs a bundle's manifest by `key(1)` (the trusted exporter) after `change`.
+fn resign(dir: &std::path::Path, change: impl FnOnce(&mut Value)) {
+    let mut m: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    change(&mut m);
+    let json = serde_json::to_vec_pretty(&m).unwrap();
+    let digest = blake3::derive_key(keyledger::evidence::export::MANIFEST_CONTEXT, &json);
+    std::fs::write(dir.join("manifest.json"), &json).unwrap();
+    std::fs::write(
+        dir.join("manifest.sig"),
+        format!("{}\n", to_hex(&key(1).sign_bytes(&digest))),
+    )
+    .unwrap();
+}
+
+/// Evidence bundles (§10.3) of `valid.ledger` (key B's history) and of
+/// `requests-valid.ledger` (key A's, written through a server), with their verdicts under
+/// `verify-bundle`: files as (path under fixtures/, bytes), and verdicts {dir, args, exit,
+/// description}.
+pub fn bundles(ledger: &[u8], through_server: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("valid.ledger");
     std::fs::write(&path, ledger).unwrap();
-    let write = |name: &str| -> std::path::PathBuf {
+    let served = tmp.path().join("requests-valid.ledger");
+    std::fs::write(&served, through_server).unwrap();
+    let export = |from: &std::path::Path, key_id: char, name: &str| -> std::path::PathBuf {
         let dir = tmp.path().join(name);
         let filter = keyledger::core::query::Filter {
-            key: Some(fixed_key_id(false, 'B')),
+            key: Some(fixed_key_id(false, key_id)),
             ..Default::default()
         };
         keyledger::evidence::export::write_bundle(
-            &path,
+            from,
             &dir,
             &filter,
             &key(1),
@@ -882,6 +901,7 @@ pub fn bundles(ledger: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
         .unwrap();
         dir
     };
+    let write = |name: &str| export(&path, 'B', name);
     let acme = key(1).public().to_string();
     let alice = key(2).public().to_string();
     // (name, directory, [(verify-bundle arguments, exit, description)])
@@ -921,17 +941,7 @@ pub fn bundles(ledger: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
         )],
     ));
     let moved = write("events-reordered");
-    let mut m: Value =
-        serde_json::from_slice(&std::fs::read(moved.join("manifest.json")).unwrap()).unwrap();
-    m["events"].as_array_mut().unwrap().swap(0, 1);
-    let json = serde_json::to_vec_pretty(&m).unwrap();
-    let digest = blake3::derive_key(keyledger::evidence::export::MANIFEST_CONTEXT, &json);
-    std::fs::write(moved.join("manifest.json"), &json).unwrap();
-    std::fs::write(
-        moved.join("manifest.sig"),
-        format!("{}\n", to_hex(&key(1).sign_bytes(&digest))),
-    )
-    .unwrap();
+    resign(&moved, |m| m["events"].as_array_mut().unwrap().swap(0, 1));
     dirs.push((
         "events-reordered",
         moved,
@@ -939,6 +949,33 @@ pub fn bundles(ledger: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
             vec!["--trusted-key", &acme],
             1,
             "two manifest entries swapped and the manifest re-signed by the trusted key: the order and offsets are cross-checked".into(),
+        )],
+    ));
+    let served_good = export(&served, 'A', "requests-good");
+    dirs.push((
+        "requests-good",
+        served_good,
+        vec![(
+            vec!["--trusted-key", &acme],
+            0,
+            "key A's history written through the server gw: the frames are gw's, each request alice's; keys lists gw's key as gw's and alice's as alice's, and every request verifies".into(),
+        )],
+    ));
+    let unlisted = export(&served, 'A', "requests-actor-key-missing");
+    let alice_key = key(3).public().to_string();
+    resign(&unlisted, |m| {
+        m["keys"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|k| k["public_key"] != alice_key.as_str())
+    });
+    dirs.push((
+        "requests-actor-key-missing",
+        unlisted,
+        vec![(
+            vec!["--trusted-key", &acme],
+            1,
+            "requests-good with alice's key left out of keys and the manifest re-signed by the trusted key: a request must be signed by a listed key (§10.3 step 9)".into(),
         )],
     ));
     let mut files = vec![];
