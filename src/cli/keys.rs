@@ -9,8 +9,7 @@ use keyledger::core::credentials::{SecretText, looks_like_credential};
 use keyledger::core::event::Action;
 use keyledger::core::state::{AccessKey, MAX_TEXT};
 use keyledger::core::types::{Timestamp, parse_duration};
-use keyledger::protocol::ops::KeyRequest;
-use keyledger::protocol::ops::NewKey;
+use keyledger::protocol::ops::{KeyRequest, NewKey};
 use keyledger::protocol::reveal::{self, Channel, Credentials, Revealed};
 use serde_json::json;
 

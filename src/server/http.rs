@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::credentials::SecretText;
 use crate::core::event::{Action, Request as Signed};
-use crate::core::request::{self, REQUEST_SKEW_US};
+use crate::core::request;
 use crate::core::types::{Hash32, LedgerId, Timestamp};
 use crate::protocol::wire::{
     self, AppendBody, AppendReply, AuthBody, ErrorBody, H_END, ItemReply, LedgerInfo, ReadAuth,
@@ -183,21 +183,11 @@ fn check_ledger(app: &App, id: &str) -> Result<(), Fail> {
 /// A request's time must be within the skew of this server's clock (§8 7a d), checked
 /// again by the writer against the event's time.
 fn check_time(t: Timestamp) -> Result<(), Fail> {
-    let now = Timestamp::now();
-    if t.0.abs_diff(now.0) > REQUEST_SKEW_US as u64 {
-        return Err(Fail::new(
-            400,
-            "stale-request",
-            format!(
-                "the request was signed at {t}, more than 5 minutes from this server's clock ({now}); check the client's clock"
-            ),
-        ));
-    }
-    Ok(())
+    Fail::check_time(t, Timestamp::now())
 }
 
 /// Decodes one signed write and the hash its signature must cover; the writer checks the
-/// signatures of everything waiting in one batch on every core (`writer::Writer::batch`).
+/// signatures of everything waiting in one batch on every core (`writer::Writer::checked`).
 fn signed(app: &App, text: &str) -> Result<(Action, Signed, Hash32), Fail> {
     let bytes = wire::unb64(text).ok_or_else(|| malformed("a request is not base64"))?;
     let (action, req) = Signed::decode_signed(&bytes).map_err(malformed)?;

@@ -120,6 +120,23 @@ impl Fail {
         Fail::new(status, code, message)
     }
 
+    /// A request's time must be within the skew of this server's clock `now` (§8 7a d).
+    pub fn check_time(
+        t: crate::core::types::Timestamp,
+        now: crate::core::types::Timestamp,
+    ) -> Result<(), Fail> {
+        if t.0.abs_diff(now.0) > crate::core::request::REQUEST_SKEW_US as u64 {
+            return Err(Fail::new(
+                400,
+                "stale-request",
+                format!(
+                    "the request was signed at {t}, more than 5 minutes from this server's clock ({now}); check the client's clock"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// A request whose signature does not verify.
     pub fn bad_signature(key: &crate::core::types::PublicKey) -> Self {
         Fail::new(

@@ -175,16 +175,18 @@ impl Writer {
         let mut verdicts = verdicts.into_iter();
         let mut out = Vec::with_capacity(waiting.len());
         for (job, idx, checks) in waiting {
-            let mine: Vec<bool> = verdicts.by_ref().take(checks.len()).collect();
-            // Every check has its verdict and every verdict is good; anything less fails.
-            let bad = (mine.len() != checks.len())
-                .then_some(0)
-                .or_else(|| mine.iter().position(|ok| !ok));
+            // A check without a verdict counts as failed.
+            let mine = verdicts
+                .by_ref()
+                .take(checks.len())
+                .chain(std::iter::repeat(false));
+            let bad = checks
+                .iter()
+                .zip(mine)
+                .find(|(_, ok)| !ok)
+                .map(|(c, _)| c.0);
             match (bad, job) {
-                (Some(i), job) => job.refuse(match checks.get(i) {
-                    Some(c) => Fail::bad_signature(&c.0),
-                    None => Fail::unavailable("a signature was left unchecked".into()),
-                }),
+                (Some(key), job) => job.refuse(Fail::bad_signature(&key)),
                 (None, Job::Append { mut items, reply }) => {
                     for i in idx {
                         items[i].0.sig_checked = true;
@@ -308,14 +310,7 @@ impl Writer {
     /// A (key, nonce) never seen, signed within the skew of `now`; remembered from now on.
     /// (The time is checked again here, on the clock `RecentNonces` forgets by.)
     fn fresh(&mut self, replay: Hash32, time: Timestamp, now: Timestamp) -> Result<(), Fail> {
-        if time.0.abs_diff(now.0) > REQUEST_SKEW_US as u64 {
-            return Err(Fail::fault(
-                RequestFault::Time,
-                format!(
-                    "the request was signed at {time}, more than 5 minutes from this server's clock ({now})"
-                ),
-            ));
-        }
+        Fail::check_time(time, now)?;
         self.unseen(&replay)?;
         self.recent.remember(replay, now);
         Ok(())
