@@ -275,6 +275,22 @@ pub enum Cmd {
         #[arg(long)]
         trusted_key: Option<String>,
     },
+    /// Find the key of a leaked secret or security token (on stdin), without its ID (R14).
+    ///
+    /// Prints whose key it is, who created it and why, to whom and through which channel the
+    /// secret was revealed, its last use, failed attempts, status and full history. The secret
+    /// is never printed. `--scan FILE` instead finds every keyledger key ID, secret and token
+    /// in a file (checksum-validated: no false positives) and looks each up. Exit 0 if a key
+    /// of this ledger was found, 1 if not. Example: `printf %s "$SECRET" | keyledger leak`.
+    Leak {
+        /// Find every keyledger credential in FILE (a log, a repository dump) instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        scan: Option<PathBuf>,
+        /// Also write the evidence bundle of the key's history into DIR, for outside counsel
+        /// (DIR/KEY_ID for each key when several are found). DIR must not exist.
+        #[arg(long, value_name = "DIR")]
+        bundle: Option<PathBuf>,
+    },
     /// Run the compliance controls over the state at a time; each finding cites its events.
     Audit(AuditArgs),
     /// Serve the ledger to many clients and gateways over HTTP(S) (README "Server"). Signs

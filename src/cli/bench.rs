@@ -212,6 +212,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
     let (p50, p99) = bench::single_appends(&path, &synth.account, 200, &cache)?;
     say("`user list` at 25,000 and 100,000 principals (and as many keys)");
     let mut user_list = Vec::new();
+    let mut leak_ms = 0.0;
     for users in [25_000usize, 100_000] {
         let up = dir.join(format!("principals-{users}.ledger"));
         keyledger::tools::synth::principals(&up, users, bench::start_time())?;
@@ -230,6 +231,16 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
                 true,
             )
         })?);
+        // A secret of no key here: every key's fingerprint is compared (the worst case).
+        let stranger = keyledger::core::credentials::SecretText::new_secret();
+        leak_ms = median_of(5, || {
+            timed_cli(
+                &cache_dir,
+                &["--ledger", upath, "leak"],
+                Some(stranger.expose()),
+                false,
+            )
+        })?;
     }
     let batch_limit = lim.batch_verify_per_s_per_core * lim.cores as f64;
     let rows = [
@@ -336,6 +347,14 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             limit: Some((user_list[0], "user list at 25k")),
             target: "< 8 (n log n 4.6, n^2 16)",
             met: user_list[1] < 8.0 * user_list[0],
+        },
+        Row {
+            figure: "leak: a secret among 100k keys (process)",
+            value: leak_ms,
+            unit: "ms",
+            limit: None,
+            target: "< 1000 ms",
+            met: leak_ms < 1000.0,
         },
     ];
     let head = format!(

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use keyledger::core::state::RequestFault;
+use keyledger::evidence::export::BundleError;
 use keyledger::protocol::reveal::RevealError;
 use keyledger::storage::keyfile::KeyFileError;
 use keyledger::storage::store::StoreError;
@@ -97,6 +98,19 @@ impl From<StoreError> for CliError {
         CliError {
             code,
             message: e.to_string(),
+        }
+    }
+}
+
+impl From<BundleError> for CliError {
+    fn from(e: BundleError) -> Self {
+        match e {
+            BundleError::Store(s) => CliError::from(s),
+            BundleError::NotEnrolled => CliError {
+                code: REFUSED,
+                message: e.to_string(),
+            },
+            other => CliError::io(other),
         }
     }
 }

@@ -311,19 +311,10 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
             a.out.display()
         )));
     }
-    let bundle_err = |e: BundleError| match e {
-        BundleError::Store(s) => CliError::from(s),
-        BundleError::NotEnrolled => CliError {
-            code: super::error::REFUSED,
-            message: e.to_string(),
-        },
-        other => CliError::io(other),
-    };
     let (what, n) = match a.format {
         ExportFormat::Bundle => {
             let key = ctx.signing_key()?;
-            let s = export::write_bundle(&ctx.ledger, &a.out, &filter, &key, &ctx.cache)
-                .map_err(bundle_err)?;
+            let s = export::write_bundle(&ctx.ledger, &a.out, &filter, &key, &ctx.cache)?;
             super::warn_torn_tail(s.torn);
             (
                 format!(

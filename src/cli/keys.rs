@@ -2,13 +2,13 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use keyledger::core::credentials::{SecretText, looks_like_credential};
 use keyledger::core::event::Action;
 use keyledger::core::state::{AccessKey, MAX_TEXT};
-use keyledger::core::types::{Timestamp, parse_duration};
+use keyledger::core::types::parse_duration;
 use keyledger::protocol::ops::{KeyRequest, NewKey};
 use keyledger::protocol::reveal::{self, Channel, Credentials, Revealed};
 use serde_json::json;
@@ -16,7 +16,9 @@ use serde_json::json;
 use super::args::{KeyCmd, RevealFormat, StsCmd};
 use super::error::CliError;
 use super::output::{clean, json, or_dash, print, print_raw, table};
-use super::views::{HistoryRow, check_key_id, check_name, done, key_history};
+use super::views::{
+    KeyList, KeyView, check_key_id, check_name, done, key_history, read_secret_input, show_history,
+};
 use super::{Ctx, parse_as_of};
 
 /// A CSV file created before the key exists, so a bad path never strands a key or a secret:
@@ -455,148 +457,6 @@ fn show(ctx: &Ctx, key_id: &str) -> Result<(), CliError> {
     show_history(ctx, Some(k), &history)
 }
 
-/// A key as JSON (the schema in the README), serialized straight from the state.
-#[derive(serde::Serialize)]
-struct KeyView<'a> {
-    key_id: &'a str,
-    user: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    status: &'static str,
-    created: Timestamp,
-    created_seq: u64,
-    created_by: &'a str,
-    scenario: Option<&'a str>,
-    expires: Option<Timestamp>,
-    last_used: Option<Timestamp>,
-    last_used_seq: Option<u64>,
-    revealed: Option<RevealView<'a>>,
-    failed_auths: u64,
-    rotated_to: Option<RotationView<'a>>,
-    rotated_from: Option<RotationView<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct RotationView<'a> {
-    key_id: &'a str,
-    seq: u64,
-    time: Timestamp,
-}
-
-impl<'a> RotationView<'a> {
-    fn of(r: &'a Option<keyledger::core::state::Rotation>) -> Option<Self> {
-        r.as_ref().map(|r| RotationView {
-            key_id: &r.key_id,
-            seq: r.at.seq,
-            time: r.at.time,
-        })
-    }
-}
-
-#[derive(serde::Serialize)]
-struct RevealView<'a> {
-    time: Timestamp,
-    seq: u64,
-    to: &'a str,
-    channel: &'a str,
-}
-
-impl<'a> KeyView<'a> {
-    fn new(k: &'a AccessKey, at: Timestamp) -> Self {
-        KeyView {
-            key_id: &k.id,
-            user: &k.user,
-            kind: if k.temporary {
-                "temporary"
-            } else {
-                "permanent"
-            },
-            status: k.status_at(at),
-            created: k.created.time,
-            created_seq: k.created.seq,
-            created_by: &k.created_by,
-            scenario: k.scenario.as_deref(),
-            expires: k.expires,
-            last_used: k.last_used.map(|u| u.time),
-            last_used_seq: k.last_used.map(|u| u.seq),
-            revealed: k.revealed.as_ref().map(|r| RevealView {
-                time: r.at.time,
-                seq: r.at.seq,
-                to: &r.to,
-                channel: &r.channel,
-            }),
-            failed_auths: k.failed_auths,
-            rotated_to: RotationView::of(&k.rotated_to),
-            rotated_from: RotationView::of(&k.rotated_from),
-        }
-    }
-}
-
-#[derive(serde::Serialize)]
-struct KeyList<'a> {
-    as_of_seq: u64,
-    evaluated_at: Timestamp,
-    keys: Vec<KeyView<'a>>,
-}
-
-fn show_history(ctx: &Ctx, k: Option<&AccessKey>, history: &[HistoryRow]) -> Result<(), CliError> {
-    if ctx.json {
-        let h: Vec<_> = history.iter().map(HistoryRow::json).collect();
-        return json(&json!({"key": k.map(|k| KeyView::new(k, ctx.now)), "history": h}));
-    }
-    let mut out = String::new();
-    if let Some(k) = k {
-        out.push_str(&format!(
-            "{}  user {}  {}  {}\n  created {} by {} (seq {})\n",
-            k.id,
-            k.user,
-            if k.temporary {
-                "temporary"
-            } else {
-                "permanent"
-            },
-            k.status_at(ctx.now),
-            k.created.time,
-            k.created_by,
-            k.created.seq
-        ));
-        if let Some(s) = &k.scenario {
-            out.push_str(&format!("  scenario {}\n", clean(s)));
-        }
-        if let Some(e) = k.expires {
-            out.push_str(&format!("  expires {e}\n"));
-        }
-        match &k.revealed {
-            Some(r) => out.push_str(&format!(
-                "  secret revealed {} to {} via {} (seq {})\n",
-                r.at.time,
-                r.to,
-                clean(&r.channel),
-                r.at.seq
-            )),
-            None => out.push_str("  secret never revealed\n"),
-        }
-        for (label, r) in [
-            ("rotated to", &k.rotated_to),
-            ("rotated from", &k.rotated_from),
-        ] {
-            if let Some(r) = r {
-                out.push_str(&format!(
-                    "  {label} {} at {} (seq {})\n",
-                    r.key_id, r.at.time, r.at.seq
-                ));
-            }
-        }
-        out.push_str(&format!(
-            "  last used {}\n\n",
-            or_dash(k.last_used.map(|u| u.time))
-        ));
-    }
-    let rows: Vec<Vec<String>> = history.iter().map(HistoryRow::cells).collect();
-    out.push_str(&table(&HistoryRow::HEADERS, &rows));
-    print(&out)
-}
-
 fn status_change(
     ctx: &Ctx,
     key_id: String,
@@ -635,12 +495,7 @@ pub fn auth(ctx: &Ctx, key_id: &str) -> Result<(), CliError> {
             "KEY_ID must be 1-64 ASCII letters and digits",
         ));
     }
-    // Sized so that it never grows (growing leaves unzeroized copies of the secret).
-    let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(4097));
-    std::io::stdin()
-        .take(4096)
-        .read_to_end(&mut raw)
-        .map_err(|e| CliError::io(format!("reading the secret from stdin: {e}")))?;
+    let raw = read_secret_input(4096)?;
     let text = std::str::from_utf8(&raw)
         .map_err(|_| CliError::usage("the secret on stdin is not UTF-8 text"))?;
     // The secret, then (for temporary credentials) the security token, separated by

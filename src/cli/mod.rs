@@ -8,6 +8,7 @@ pub mod error;
 mod history;
 mod integrity;
 mod keys;
+mod leak;
 pub mod output;
 mod principals;
 mod serve;
@@ -294,6 +295,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::VerifyBundle { path, trusted_key } => {
             integrity::verify_bundle(&ctx, &path, trusted_key.as_deref())
         }
+        Cmd::Leak { scan, bundle } => leak::leak(&ctx, scan.as_deref(), bundle.as_deref()),
         Cmd::Audit(a) => audit::audit(&ctx, &a),
         Cmd::Report(args::ReportCmd::Credentials { as_of }) => {
             audit::credentials(&ctx, as_of.as_deref())

@@ -4,7 +4,7 @@
 use keyledger::core::credentials::id_form;
 use keyledger::core::event::{ACTION_TAGS, Action, Event};
 use keyledger::core::query::Filter;
-use keyledger::core::state::State;
+use keyledger::core::state::{AccessKey, State};
 use keyledger::core::types::{Timestamp, valid_name};
 use keyledger::evidence::export::Record;
 use keyledger::storage::store::{Receipt, Verified};
@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::args::FilterArgs;
 use super::error::{CliError, LEDGER};
-use super::output::{json, print};
+use super::output::{clean, json, or_dash, print, table};
 use super::{Ctx, parse_time};
 
 /// One line of human detail for an action. Events carry no secrets, so nothing is hidden.
@@ -267,4 +267,168 @@ pub fn evidence_text(seqs: &[u64]) -> String {
         s.push(format!("and {} more", seqs.len() - 10));
     }
     s.join(",")
+}
+
+/// A key as JSON (the schema in the README), serialized straight from the state.
+#[derive(serde::Serialize)]
+pub struct KeyView<'a> {
+    key_id: &'a str,
+    user: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: &'static str,
+    created: Timestamp,
+    created_seq: u64,
+    created_by: &'a str,
+    scenario: Option<&'a str>,
+    expires: Option<Timestamp>,
+    last_used: Option<Timestamp>,
+    last_used_seq: Option<u64>,
+    revealed: Option<RevealView<'a>>,
+    failed_auths: u64,
+    rotated_to: Option<RotationView<'a>>,
+    rotated_from: Option<RotationView<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct RotationView<'a> {
+    key_id: &'a str,
+    seq: u64,
+    time: Timestamp,
+}
+
+impl<'a> RotationView<'a> {
+    fn of(r: &'a Option<keyledger::core::state::Rotation>) -> Option<Self> {
+        r.as_ref().map(|r| RotationView {
+            key_id: &r.key_id,
+            seq: r.at.seq,
+            time: r.at.time,
+        })
+    }
+}
+
+#[derive(serde::Serialize)]
+struct RevealView<'a> {
+    time: Timestamp,
+    seq: u64,
+    to: &'a str,
+    channel: &'a str,
+}
+
+impl<'a> KeyView<'a> {
+    pub fn new(k: &'a AccessKey, at: Timestamp) -> Self {
+        KeyView {
+            key_id: &k.id,
+            user: &k.user,
+            kind: if k.temporary {
+                "temporary"
+            } else {
+                "permanent"
+            },
+            status: k.status_at(at),
+            created: k.created.time,
+            created_seq: k.created.seq,
+            created_by: &k.created_by,
+            scenario: k.scenario.as_deref(),
+            expires: k.expires,
+            last_used: k.last_used.map(|u| u.time),
+            last_used_seq: k.last_used.map(|u| u.seq),
+            revealed: k.revealed.as_ref().map(|r| RevealView {
+                time: r.at.time,
+                seq: r.at.seq,
+                to: &r.to,
+                channel: &r.channel,
+            }),
+            failed_auths: k.failed_auths,
+            rotated_to: RotationView::of(&k.rotated_to),
+            rotated_from: RotationView::of(&k.rotated_from),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+pub struct KeyList<'a> {
+    pub as_of_seq: u64,
+    pub evaluated_at: Timestamp,
+    pub keys: Vec<KeyView<'a>>,
+}
+
+/// A key and its history as `key show --json` prints them.
+pub fn key_report(ctx: &Ctx, k: Option<&AccessKey>, history: &[HistoryRow]) -> serde_json::Value {
+    let h: Vec<_> = history.iter().map(HistoryRow::json).collect();
+    json!({"key": k.map(|k| KeyView::new(k, ctx.now)), "history": h})
+}
+
+/// Up to `limit` bytes of stdin, which may hold a secret: read into a buffer sized so it
+/// never grows (growing leaves unzeroized copies), zeroized when dropped.
+pub fn read_secret_input(limit: usize) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
+    use std::io::Read;
+    let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(limit + 1));
+    std::io::stdin()
+        .take(limit as u64)
+        .read_to_end(&mut raw)
+        .map_err(|e| CliError::io(format!("reading the secret from stdin: {e}")))?;
+    Ok(raw)
+}
+
+pub fn show_history(
+    ctx: &Ctx,
+    k: Option<&AccessKey>,
+    history: &[HistoryRow],
+) -> Result<(), CliError> {
+    if ctx.json {
+        return json(&key_report(ctx, k, history));
+    }
+    let mut out = String::new();
+    if let Some(k) = k {
+        out.push_str(&format!(
+            "{}  user {}  {}  {}\n  created {} by {} (seq {})\n",
+            k.id,
+            k.user,
+            if k.temporary {
+                "temporary"
+            } else {
+                "permanent"
+            },
+            k.status_at(ctx.now),
+            k.created.time,
+            k.created_by,
+            k.created.seq
+        ));
+        if let Some(s) = &k.scenario {
+            out.push_str(&format!("  scenario {}\n", clean(s)));
+        }
+        if let Some(e) = k.expires {
+            out.push_str(&format!("  expires {e}\n"));
+        }
+        match &k.revealed {
+            Some(r) => out.push_str(&format!(
+                "  secret revealed {} to {} via {} (seq {})\n",
+                r.at.time,
+                r.to,
+                clean(&r.channel),
+                r.at.seq
+            )),
+            None => out.push_str("  secret never revealed\n"),
+        }
+        for (label, r) in [
+            ("rotated to", &k.rotated_to),
+            ("rotated from", &k.rotated_from),
+        ] {
+            if let Some(r) = r {
+                out.push_str(&format!(
+                    "  {label} {} at {} (seq {})\n",
+                    r.key_id, r.at.time, r.at.seq
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "  last used {}; failed attempts {}\n\n",
+            or_dash(k.last_used.map(|u| u.time)),
+            k.failed_auths
+        ));
+    }
+    let rows: Vec<Vec<String>> = history.iter().map(HistoryRow::cells).collect();
+    out.push_str(&table(&HistoryRow::HEADERS, &rows));
+    print(&out)
 }

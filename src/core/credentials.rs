@@ -248,9 +248,89 @@ pub fn matches(key_id: &str, presented: &SecretText, stored: &Hash32) -> bool {
     blake3::Hash::from(fingerprint(key_id, presented).0) == blake3::Hash::from(stored.0)
 }
 
+/// Every keyledger credential in `text`: (byte offset, form, the text), in order. A
+/// candidate counts only with its exact shape and a matching checksum, standing alone (no
+/// letter or digit right before or after it), so a scanner finds our IDs, secrets and tokens
+/// and nothing else (§11).
+pub fn scan(text: &str) -> Vec<(usize, Form, &str)> {
+    const FORMS: [Form; 4] = [
+        Form::PermanentId,
+        Form::TemporaryId,
+        Form::Secret,
+        Form::Token,
+    ];
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let alone_before = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        let found = FORMS.into_iter().find(|&f| {
+            let end = i + f.len();
+            alone_before
+                && end <= b.len()
+                && (end == b.len() || !b[end].is_ascii_alphanumeric())
+                && text.is_char_boundary(end)
+                && is_valid(f, &text[i..end])
+        });
+        match found {
+            Some(f) => {
+                out.push((i, f, &text[i..i + f.len()]));
+                i += f.len();
+            }
+            None => i += 1,
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Generated credentials are all found; near-misses (a changed checksum character,
+    /// one character more or less, glued to a word, other case) are not.
+    #[test]
+    fn scan_finds_exactly_the_well_formed_credentials() {
+        let id = new_key_id(false);
+        let sts = new_key_id(true);
+        let secret = SecretText::new_secret();
+        let token = SecretText::new_token();
+        let text = format!(
+            "id={id}\n{} and \"{}\"; temp {sts}.",
+            secret.expose(),
+            token.expose()
+        );
+        let found: Vec<(Form, &str)> = scan(&text).into_iter().map(|(_, f, t)| (f, t)).collect();
+        assert_eq!(
+            found,
+            [
+                (Form::PermanentId, id.as_str()),
+                (Form::Secret, secret.expose()),
+                (Form::Token, token.expose()),
+                (Form::TemporaryId, sts.as_str()),
+            ]
+        );
+        let s = secret.expose();
+        let flip = |t: &str, at: usize| {
+            let mut v: Vec<char> = t.chars().collect();
+            v[at] = if v[at] == 'A' { 'B' } else { 'A' };
+            v.into_iter().collect::<String>()
+        };
+        for miss in [
+            flip(s, s.len() - 1),
+            flip(s, 10),
+            s[..s.len() - 1].to_owned(),
+            format!("{s}x"),
+            format!("x{s}"),
+            s.to_uppercase(),
+            flip(&id, id.len() - 2),
+            format!("{id}7"),
+            id.to_lowercase(),
+            "klsk_".to_owned(),
+        ] {
+            assert!(scan(&miss).is_empty(), "{miss}");
+        }
+    }
 
     #[test]
     fn generated_forms_are_valid_and_distinct() {

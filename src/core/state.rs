@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::core::credentials::contains_credential;
+use crate::core::credentials::{Form, contains_credential};
 use crate::core::event::{Action, Event, Permission, Request};
 use crate::core::request::{self, REQUEST_SKEW_US};
 use crate::core::types::{Hash32, LedgerId, PublicKey, Timestamp, valid_name};
@@ -484,6 +484,26 @@ impl State {
         self.mutate(actor, &ev.action, at);
         self.events += 1;
         Ok(())
+    }
+
+    /// The key a leaked credential belongs to (R14): by its ID, or by the fingerprint of a
+    /// secret or security token compared with every key's (one BLAKE3 each, so 100,000
+    /// keys take milliseconds). `None` if it is no key of this ledger.
+    pub fn key_of_credential(&self, form: Form, text: &str) -> Option<&AccessKey> {
+        use crate::core::credentials::{SecretText, matches};
+        let presented = SecretText::from_input(text);
+        let stored = |k: &AccessKey| match form {
+            Form::Secret => Some(k.fingerprint),
+            Form::Token => k.token_fingerprint,
+            Form::PermanentId | Form::TemporaryId => None,
+        };
+        match form {
+            Form::PermanentId | Form::TemporaryId => self.keys.get(text),
+            Form::Secret | Form::Token => self
+                .keys
+                .values()
+                .find(|k| stored(k).is_some_and(|fp| matches(&k.id, &presented, &fp))),
+        }
     }
 
     /// Check 7a (§8) of an event with a request; the actor is the request's signer.
