@@ -333,6 +333,8 @@ ACTIONS = {
     # §5, revision 2026-11-24 (2). A ledger holding it is a format error for a verifier of
     # the earlier revision (unknown tag, §14).
     "key-rotated": [("old_key_id", "str"), ("new_key_id", "str")],
+    # §5, version 2 revision 2026-12-02 (2); any version may hold it.
+    "leak-reported": [("key_id", "str"), ("source", "str"), ("reason", "str")],
 }
 
 
@@ -539,6 +541,7 @@ class AccessKey:
         self.failed = 0
         self.successor = None           # key-rotated: the key ID that replaced this one
         self.predecessor = None         # key-rotated: the key ID this one replaced
+        self.leak_reports = 0           # leak-reported: how many (no status change)
 
 
 # §7.1 bounds per tag, in bytes of UTF-8 (the rows stated as a number of bytes).
@@ -548,6 +551,7 @@ TEXT_BOUNDS = {
     "auth-failed": [("reason", 1024), ("key_id", 64)],
     "action-denied": [("attempted", 1024), ("reason", 1024), ("user", 64), ("key_id", 64)],
     "log-repaired": [("quarantine", 1024)],
+    "leak-reported": [("source", 1024), ("reason", 1024)],
 }
 
 
@@ -711,6 +715,9 @@ class State:
             bound("key_id", 64)
         elif tag == "log-repaired":
             bound("quarantine", 1024)
+        elif tag == "leak-reported":
+            bound("source", 1024)
+            bound("reason", 1024)
 
         # §4.1: the refused action's "fields follow §4 and §7.1-7.2 like any action's"
         # (§7.2 is covered by ev.strings() above).
@@ -902,6 +909,16 @@ class State:
             q = f["quarantine"]
             if not (1 <= utf8_len(q) <= 1024) or "/" in q or "\0" in q:
                 why.append("quarantine is not 1..1024 bytes without '/' and NUL")
+        elif tag == "leak-reported":
+            # §7.3: any status, deleted included; who may disable it may report it.
+            for name in ("source", "reason"):
+                if strip_white_space(f[name]) == "":
+                    why.append(f"{name} is empty")
+            k = self.keys.get(f["key_id"])
+            if k is None:
+                why.append("no such key")
+            elif not self.manages(actor, k.user):
+                why.append(f"actor does not manage {k.user!r}")
         elif tag == "genesis":
             why.append("genesis outside frame 0")  # not reached: §8.6 handles it
         return why
@@ -957,6 +974,8 @@ class State:
         elif tag == "auth-failed":
             if f["key_id"] in self.keys:
                 self.keys[f["key_id"]].failed += 1
+        elif tag == "leak-reported":
+            self.keys[f["key_id"]].leak_reports += 1
         # action-denied, checkpoint-recorded, log-repaired: change nothing else.
 
 

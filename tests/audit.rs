@@ -109,8 +109,12 @@ fn each_control_fires_on_a_ledger_built_to_break_it() {
     // root-access-key
     let (root, _) = key(p, T0, "acme", &["--allow-root-key"]);
     // one-active-key-per-user (bob has two active keys)
-    let (b1, _) = key(p, T0, "bob", &[]);
+    let (b1, b1_secret) = key(p, T0, "bob", &[]);
     let (b2, _) = key(p, T0, "bob", &[]);
+    // leaked-key-active: b1 reported leaked (and so disabled), then enabled again
+    let o = run_at(p, Some(T0), &["leak", "--disable"], Some(&b1_secret));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    ok_at(p, T0, &["key", "enable", &b1]);
     // secret-revealed-to-file
     ok_at(
         p,

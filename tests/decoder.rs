@@ -104,6 +104,11 @@ fn action() -> impl Strategy<Value = Action> {
             new_key_id
         }),
         (text(), text()).prop_map(|(key_id, reason)| Action::AuthFailed { key_id, reason }),
+        (text(), text(), text()).prop_map(|(key_id, source, reason)| Action::LeakReported {
+            key_id,
+            source,
+            reason
+        }),
         (
             text(),
             prop::option::of(text()),

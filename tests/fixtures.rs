@@ -4,6 +4,8 @@
 //! Regenerate after a deliberate format change: `KEYLEDGER_WRITE_FIXTURES=1 cargo test --test fixtures`.
 
 mod common;
+#[path = "fixtures_gen/leak.rs"]
+mod leak;
 #[path = "fixtures_gen/requests.rs"]
 mod requests;
 #[path = "fixtures_gen/rotation.rs"]
@@ -74,6 +76,25 @@ fn verdict(
     problems: &[&str],
 ) -> Value {
     json!({"description": description, "args": args, "exit": exit, "first_seq": first_seq, "problems": problems})
+}
+
+/// The fixtures a generator makes, in order.
+#[derive(Default)]
+struct Fixtures(Vec<Fixture>);
+
+impl Fixtures {
+    fn add(&mut self, file: &'static str, l: RawLedger, verdicts: Vec<Value>) {
+        self.0.push(Fixture {
+            file,
+            bytes: l.bytes,
+            verdicts,
+        });
+    }
+}
+
+/// The verdict of a ledger whose one fault is a finding of `problem` at `seq`.
+fn one_finding(description: &str, seq: u64, problem: &str) -> Vec<Value> {
+    vec![verdict(description, &[], 1, Some(seq), &[problem])]
 }
 
 fn policy_script(third_key: bool) -> Script {
@@ -416,6 +437,7 @@ fn all_fixtures() -> Vec<Fixture> {
     );
     out.extend(rules::ledgers());
     out.extend(rotation::ledgers());
+    out.extend(leak::ledgers());
     out.extend(requests::ledgers());
     out
 }

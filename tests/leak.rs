@@ -184,3 +184,80 @@ fn scan_finds_the_three_real_credentials_among_twenty_near_misses_and_bundles_th
         "{out}"
     );
 }
+
+#[test]
+fn disable_records_the_leak_and_disables_the_key_and_audit_flags_it_if_enabled_again() {
+    let (dir, (id, secret), _) = many();
+    let d = dir.path();
+    // Not a key manager: refused by policy, recorded, and nothing else changes.
+    ok_in(d, &["keygen", "--out", "eve.key"]);
+    ok_in(
+        d,
+        &["user", "create", "eve", "--public-key", "@eve.key.pub"],
+    );
+    let o = run_in(
+        d,
+        &["--key", "eve.key", "leak", "--disable"],
+        Some(secret.expose()),
+    );
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let (c, _, err) = leak(d, &["--disable", "--source", " "], Some(secret.expose()));
+    assert_eq!(c, 2, "an empty source is a usage error: {err}");
+
+    let o = run_in(
+        d,
+        &[
+            "--json",
+            "leak",
+            "--disable",
+            "--source",
+            "https://example.com/paste/9",
+        ],
+        Some(secret.expose()),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let r = &v["reported"][0];
+    assert_eq!(r["key_id"], id.as_str());
+    assert_eq!(r["disabled_seq"], r["seq"].as_u64().unwrap() + 1);
+    assert_eq!(v["keys"][0]["key"]["status"], "disabled");
+    assert_eq!(v["keys"][0]["key"]["leak_reports"], 1);
+    let log = ok_in(d, &["--json", "log", "--key", &id]);
+    let log: Value = serde_json::from_str(&log).unwrap();
+    let actions: Vec<&str> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.ends_with(&["leak-reported", "key-disabled"]),
+        "{actions:?}"
+    );
+    // The secret is nowhere in the ledger or its exports.
+    ok_in(d, &["export", "--format", "jsonl", "--out", "all.jsonl"]);
+    for f in ["keyledger.ledger", "all.jsonl"] {
+        let bytes = std::fs::read(d.join(f)).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(secret.expose()), "{f} holds the secret");
+    }
+    ok_in(d, &["verify"]);
+    // Enabled again: the audit's critical finding.
+    ok_in(d, &["key", "enable", &id]);
+    let o = run_in(d, &["--json", "audit"], None);
+    let a: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let f: Vec<&Value> = a["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["control"] == "leaked-key-active")
+        .collect();
+    assert_eq!(f.len(), 1, "{a}");
+    assert_eq!(f[0]["severity"], "critical");
+}
+
+fn ok_in(dir: &Path, args: &[&str]) -> String {
+    let o = run_in(dir, args, None);
+    assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    stdout(&o)
+}

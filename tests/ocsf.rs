@@ -63,9 +63,24 @@ fn every_tag() -> tempfile::TempDir {
         "t",
         "--confirm-necessary",
     ]);
-    let id: Value = serde_json::from_str(&id).unwrap();
-    let id = id["access_key_id"].as_str().unwrap();
+    let id_json: Value = serde_json::from_str(&id).unwrap();
+    let id = id_json["access_key_id"].as_str().unwrap();
     run(&["key", "disable", id]);
+    run(&["key", "enable", id]);
+    // Its secret reported leaked: leak-reported, then disabled.
+    let secret = id_json["access_key_secret"].as_str().unwrap();
+    let args = with(&[
+        "leak",
+        "--disable",
+        "--source",
+        "https://example.com/paste/1",
+    ]);
+    let o = run_in(
+        d.path(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(secret),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     run(&["key", "enable", id]);
     run(&["signer", "revoke", "xavier", "@x.key.pub"]);
     run(&["checkpoint", "--record"]);

@@ -46,7 +46,7 @@ impl Severity {
 }
 
 /// The controls, with what each checks (also shown in reports).
-pub const CONTROLS: [(&str, &str); 10] = [
+pub const CONTROLS: [(&str, &str); 11] = [
     (
         "root-access-key",
         "The account (root) holds no access key (CIS: no root access key; root-ak-check)",
@@ -76,6 +76,10 @@ pub const CONTROLS: [(&str, &str); 10] = [
         "Temporary credentials last no longer than the maximum",
     ),
     ("keys-of-deleted-users", "No key is left on a deleted user"),
+    (
+        "leaked-key-active",
+        "No key reported leaked is still active (R14: disable it at once)",
+    ),
     (
         "signer-enrolled-by-other",
         "Signing keys enrolled for a principal by someone else are listed: the enroller chose the key that events are attributed to",
@@ -406,6 +410,21 @@ fn evaluate(
                     vec![k.created.seq],
                 );
             }
+        }
+        if let Some(l) = k.leak_reported
+            && active(k)
+        {
+            add(
+                "leaked-key-active",
+                Severity::Critical,
+                Some(k),
+                None,
+                format!(
+                    "{} of {} was reported leaked at {} and is still active; disable it: keyledger key disable {}",
+                    k.id, k.user, l.time, k.id
+                ),
+                vec![k.created.seq, l.seq],
+            );
         }
         if let Some(d) = owner.and_then(|p| p.deleted)
             && k.status != KeyStatus::Deleted

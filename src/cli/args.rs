@@ -290,6 +290,21 @@ pub enum Cmd {
         /// (DIR/KEY_ID for each key when several are found). DIR must not exist.
         #[arg(long, value_name = "DIR")]
         bundle: Option<PathBuf>,
+        /// Record the leak (`leak-reported`: source and reason, never the secret) and disable
+        /// each key found, at once, in one group commit (needs the right to disable it).
+        #[arg(long)]
+        disable: bool,
+        /// Where the credential was found, as recorded (default: the --scan file, or stdin).
+        #[arg(long, value_name = "TEXT", requires = "disable")]
+        source: Option<String>,
+        /// Why it is reported, as recorded.
+        #[arg(
+            long,
+            value_name = "TEXT",
+            requires = "disable",
+            default_value = "reported with keyledger leak"
+        )]
+        reason: String,
     },
     /// Run the compliance controls over the state at a time; each finding cites its events.
     Audit(AuditArgs),

@@ -27,7 +27,18 @@ fn kind(f: Form) -> &'static str {
     }
 }
 
-pub fn leak(ctx: &Ctx, scan_file: Option<&Path>, bundle: Option<&Path>) -> Result<(), CliError> {
+/// `--disable`: what the `leak-reported` events record.
+pub struct Report {
+    pub source: Option<String>,
+    pub reason: String,
+}
+
+pub fn leak(
+    ctx: &Ctx,
+    scan_file: Option<&Path>,
+    bundle: Option<&Path>,
+    report: Option<Report>,
+) -> Result<(), CliError> {
     if let Some(dir) = bundle
         && dir.exists()
     {
@@ -60,6 +71,19 @@ pub fn leak(ctx: &Ctx, scan_file: Option<&Path>, bundle: Option<&Path>) -> Resul
     let mut keys: Vec<&str> = hits.iter().filter_map(|h| h.3.as_deref()).collect();
     keys.sort();
     keys.dedup();
+    let reported = match (&report, keys.is_empty()) {
+        (Some(r), false) => {
+            let source = r.source.clone().unwrap_or_else(|| match scan_file {
+                Some(p) => format!(
+                    "file:{}",
+                    std::path::absolute(p).unwrap_or(p.into()).display()
+                ),
+                None => "stdin".into(),
+            });
+            record(ctx, &v.state, &keys, &source, &r.reason)?
+        }
+        _ => vec![],
+    };
     let mut bundles = Vec::new();
     if let Some(dir) = bundle
         && !keys.is_empty()
@@ -97,7 +121,13 @@ pub fn leak(ctx: &Ctx, scan_file: Option<&Path>, bundle: Option<&Path>) -> Resul
             .iter()
             .map(|(k, dir, n)| json!({"key_id": k, "bundle": dir, "events": n}))
             .collect();
-        json(&json!({"source": source, "found": found, "keys": reports, "bundles": bundles}))?;
+        let reported: Vec<_> = reported
+            .iter()
+            .map(|(k, seq, d)| json!({"key_id": k, "seq": seq, "disabled_seq": d}))
+            .collect();
+        json(
+            &json!({"source": source, "found": found, "keys": reports, "bundles": bundles, "reported": reported}),
+        )?;
     } else {
         let mut out = format!(
             "{} keyledger credential{} in {source}:\n",
@@ -113,6 +143,13 @@ pub fn leak(ctx: &Ctx, scan_file: Option<&Path>, bundle: Option<&Path>) -> Resul
                 None => "no key of this ledger".into(),
             };
             out.push_str(&format!("  line {line}: a {} → {whose}\n", kind(*f)));
+        }
+        for (k, seq, d) in &reported {
+            let disabled = match d {
+                Some(d) => format!("disabled at seq {d}"),
+                None => "it was not active".into(),
+            };
+            out.push_str(&format!("  {k}: leak recorded at seq {seq}; {disabled}\n"));
         }
         print(&out)?;
         for k in &keys {
@@ -132,6 +169,62 @@ pub fn leak(ctx: &Ctx, scan_file: Option<&Path>, bundle: Option<&Path>) -> Resul
         )));
     }
     Ok(())
+}
+
+/// Records each key's leak and disables the active ones, in one group commit: (key, seq of
+/// `leak-reported`, seq of `key-disabled`). A refusal is recorded and fails the command.
+fn record(
+    ctx: &Ctx,
+    state: &keyledger::core::state::State,
+    keys: &[&str],
+    source: &str,
+    reason: &str,
+) -> Result<Vec<(String, u64, Option<u64>)>, CliError> {
+    use keyledger::core::event::Action;
+    use keyledger::core::state::KeyStatus;
+    let (mut l, signer) = ctx.open()?;
+    let mut actions = Vec::new();
+    for k in keys {
+        actions.push(Action::LeakReported {
+            key_id: (*k).to_owned(),
+            source: source.to_owned(),
+            reason: reason.to_owned(),
+        });
+        if state
+            .keys
+            .get(*k)
+            .is_some_and(|k| k.status == KeyStatus::Active)
+        {
+            actions.push(Action::KeyDisabled {
+                key_id: (*k).to_owned(),
+            });
+        }
+    }
+    let kinds: Vec<(String, bool)> = actions
+        .iter()
+        .map(|a| {
+            (
+                a.key_id().unwrap_or("").to_owned(),
+                matches!(a, Action::LeakReported { .. }),
+            )
+        })
+        .collect();
+    let outcomes = l.append_batch(&signer, actions, ctx.now)?;
+    let mut out: Vec<(String, u64, Option<u64>)> = Vec::new();
+    for ((key, is_report), o) in kinds.into_iter().zip(outcomes) {
+        let receipt = o.map_err(|(refusal, receipt)| {
+            CliError::from(keyledger::storage::store::StoreError::Denied { refusal, receipt })
+        })?;
+        match is_report {
+            true => out.push((key, receipt.seq, None)),
+            false => {
+                if let Some(last) = out.last_mut() {
+                    last.2 = Some(receipt.seq);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The file `--scan` reads, whole (it may hold secrets: zeroized when dropped).

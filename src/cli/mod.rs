@@ -295,7 +295,16 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::VerifyBundle { path, trusted_key } => {
             integrity::verify_bundle(&ctx, &path, trusted_key.as_deref())
         }
-        Cmd::Leak { scan, bundle } => leak::leak(&ctx, scan.as_deref(), bundle.as_deref()),
+        Cmd::Leak {
+            scan,
+            bundle,
+            disable,
+            source,
+            reason,
+        } => {
+            let report = disable.then_some(leak::Report { source, reason });
+            leak::leak(&ctx, scan.as_deref(), bundle.as_deref(), report)
+        }
         Cmd::Audit(a) => audit::audit(&ctx, &a),
         Cmd::Report(args::ReportCmd::Credentials { as_of }) => {
             audit::credentials(&ctx, as_of.as_deref())

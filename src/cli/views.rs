@@ -85,6 +85,11 @@ pub fn detail(a: &Action) -> String {
             old_key_id,
             new_key_id,
         } => format!("{old_key_id} replaced by {new_key_id}"),
+        Action::LeakReported {
+            key_id,
+            source,
+            reason,
+        } => format!("{key_id} reported leaked, found at {source}: {reason}"),
         Action::LogRepaired {
             offset,
             removed_bytes,
@@ -288,6 +293,9 @@ pub struct KeyView<'a> {
     failed_auths: u64,
     rotated_to: Option<RotationView<'a>>,
     rotated_from: Option<RotationView<'a>>,
+    leak_reported: Option<Timestamp>,
+    leak_reported_seq: Option<u64>,
+    leak_reports: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -342,6 +350,9 @@ impl<'a> KeyView<'a> {
             failed_auths: k.failed_auths,
             rotated_to: RotationView::of(&k.rotated_to),
             rotated_from: RotationView::of(&k.rotated_from),
+            leak_reported: k.leak_reported.map(|a| a.time),
+            leak_reported_seq: k.leak_reported.map(|a| a.seq),
+            leak_reports: k.leak_reports,
         }
     }
 }
@@ -421,6 +432,15 @@ pub fn show_history(
                     r.key_id, r.at.time, r.at.seq
                 ));
             }
+        }
+        if let Some(l) = &k.leak_reported {
+            out.push_str(&format!(
+                "  leak reported {} (seq {}; {} report{})\n",
+                l.time,
+                l.seq,
+                k.leak_reports,
+                if k.leak_reports == 1 { "" } else { "s" }
+            ));
         }
         out.push_str(&format!(
             "  last used {}; failed attempts {}\n\n",

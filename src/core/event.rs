@@ -187,10 +187,17 @@ pub enum Action {
         old_key_id: String,
         new_key_id: String,
     },
+    /// R14: the secret or token of `key_id` was reported leaked, found at `source` (a file,
+    /// a URL; never the secret), for `reason`.
+    LeakReported {
+        key_id: String,
+        source: String,
+        reason: String,
+    },
 }
 
 /// Every action's wire tag, in §5 order.
-pub const ACTION_TAGS: [&str; 19] = [
+pub const ACTION_TAGS: [&str; 20] = [
     "genesis",
     "signer-enrolled",
     "signer-revoked",
@@ -210,6 +217,7 @@ pub const ACTION_TAGS: [&str; 19] = [
     "checkpoint-recorded",
     "log-repaired",
     "key-rotated",
+    "leak-reported",
 ];
 
 impl Action {
@@ -265,6 +273,7 @@ impl Action {
             Self::CheckpointRecorded { .. } => "checkpoint-recorded",
             Self::LogRepaired { .. } => "log-repaired",
             Self::KeyRotated { .. } => "key-rotated",
+            Self::LeakReported { .. } => "leak-reported",
         }
     }
 
@@ -287,7 +296,8 @@ impl Action {
             | Self::KeyEnabled { key_id }
             | Self::KeyDeleted { key_id }
             | Self::AuthSucceeded { key_id }
-            | Self::AuthFailed { key_id, .. } => Some(key_id),
+            | Self::AuthFailed { key_id, .. }
+            | Self::LeakReported { key_id, .. } => Some(key_id),
             Self::KeyRotated { old_key_id, .. } => Some(old_key_id),
             Self::ActionDenied { key_id, .. } => key_id.as_deref(),
             _ => None,
@@ -354,6 +364,11 @@ impl Action {
                 old_key_id,
                 new_key_id,
             } => vec![old_key_id, new_key_id],
+            Self::LeakReported {
+                key_id,
+                source,
+                reason,
+            } => vec![key_id, source, reason],
         }
     }
 
@@ -512,6 +527,14 @@ fn action(r: &mut Reader<'_>, tag: &str) -> Result<Action, DecodeError> {
             Action::KeyRotated {
                 old_key_id: r.string()?,
                 new_key_id: r.string()?,
+            }
+        }
+        "leak-reported" => {
+            fields(r, 3)?;
+            Action::LeakReported {
+                key_id: r.string()?,
+                source: r.string()?,
+                reason: r.string()?,
             }
         }
         other => {

@@ -82,6 +82,17 @@ pub fn check_form(action: &Action, time: Timestamp) -> Result<(), Refusal> {
             }
             Ok(())
         }
+        Action::LeakReported { source, reason, .. } => {
+            check_text("source", source, MAX_TEXT)?;
+            check_text("reason", reason, MAX_TEXT)?;
+            if source.trim().is_empty() || reason.trim().is_empty() {
+                return refuse(
+                    "R14",
+                    "a leak report says where the credential was found (--source) and why it is reported (--reason)",
+                );
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }
@@ -509,6 +520,12 @@ impl State {
             Action::AuthFailed { key_id, reason } => {
                 check_text("key_id", key_id, MAX_ID)?;
                 check_text("reason", reason, MAX_TEXT)
+            }
+            // Any key of the ledger, whatever its status, by whoever may disable it.
+            Action::LeakReported { key_id, .. } => {
+                check_form(action, time)?;
+                let k = self.key(key_id)?;
+                self.require_key_manager(actor, &k.user, "report leaks of keys")
             }
             Action::ActionDenied {
                 attempted,

@@ -128,6 +128,11 @@ pub struct AccessKey {
     pub rotated_to: Option<Rotation>,
     /// The key this one replaced in a rotation, and when.
     pub rotated_from: Option<Rotation>,
+    /// The first `leak-reported` event of this key, and how many there were (R14).
+    #[serde(default)]
+    pub leak_reported: Option<At>,
+    #[serde(default)]
+    pub leak_reports: u64,
 }
 
 /// One side of a `key-rotated` event: the other key, and the event.
@@ -728,6 +733,11 @@ impl State {
                     at,
                 });
             }
+            Action::LeakReported { key_id, .. } => {
+                let k = self.key_mut(key_id);
+                k.leak_reported.get_or_insert(at);
+                k.leak_reports += 1;
+            }
             Action::LogRepaired { .. } | Action::CheckpointRecorded { .. } => {}
         }
     }
@@ -772,6 +782,8 @@ impl State {
                 failed_auths: 0,
                 rotated_to: None,
                 rotated_from: None,
+                leak_reported: None,
+                leak_reports: 0,
             },
         );
     }

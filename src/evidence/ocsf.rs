@@ -32,6 +32,7 @@ pub fn class_of(action: &Action) -> ((u64, &'static str), (u64, &'static str), b
         KeyEnabled { .. } => (ENTITY_MANAGEMENT, (8, "Enable"), false),
         KeyDisabled { .. } => (ENTITY_MANAGEMENT, (9, "Disable"), false),
         KeyDeleted { .. } => (ENTITY_MANAGEMENT, (4, "Delete"), false),
+        LeakReported { .. } => (ENTITY_MANAGEMENT, (99, "Other"), false),
         AuthSucceeded { .. } => (AUTHENTICATION, (1, "Logon"), false),
         AuthFailed { .. } => (AUTHENTICATION, (1, "Logon"), true),
         ActionDenied { .. } => (ENTITY_MANAGEMENT, (99, "Other"), true),
@@ -118,6 +119,13 @@ fn subject(action: &Action, owner: Option<&str>, ledger_id: &str) -> Value {
             new_key_id,
         } => json!({"entity": key_entity("access key", old_key_id, owner, json!({
             "replaced_by": new_key_id,
+        }))}),
+        LeakReported {
+            key_id,
+            source,
+            reason,
+        } => json!({"entity": key_entity("access key", key_id, owner, json!({
+            "leak_source": source, "leak_reason": reason,
         }))}),
         KeyEnabled { key_id } | KeyDisabled { key_id } | KeyDeleted { key_id } => {
             json!({"entity": key_entity("access key", key_id, owner, json!({}))})

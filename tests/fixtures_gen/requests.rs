@@ -8,7 +8,7 @@ use keyledger::core::request::{REQUEST_SKEW_US, request_hash};
 use keyledger::core::types::{Bytes, LedgerId, Timestamp};
 
 use super::common::*;
-use super::{Fixture, verdict};
+use super::{Fixture, Fixtures, one_finding, verdict};
 
 /// acme (the account) = key 1; alice (manage-own-keys) = key 3; bob = key 4;
 /// the server principal `gw` (holding only `server`) = key 5.
@@ -158,17 +158,9 @@ fn disable(l: &mut RawLedger, server: u8, req: impl FnOnce(&RawLedger, &Action) 
 }
 
 pub fn ledgers() -> Vec<Fixture> {
-    let mut out = vec![];
-    let mut add = |file: &'static str, l: RawLedger, verdicts| {
-        out.push(Fixture {
-            file,
-            bytes: l.bytes,
-            verdicts,
-        })
-    };
-    let bad = |description: &str, seq: u64, problem: &str| {
-        vec![verdict(description, &[], 1, Some(seq), &[problem])]
-    };
+    let mut out = Fixtures::default();
+    let mut add = |file, l, verdicts| out.add(file, l, verdicts);
+    let bad = one_finding;
     add(
         "requests-valid.ledger",
         valid(),
@@ -404,5 +396,5 @@ pub fn ledgers() -> Vec<Fixture> {
             &["format", "policy"],
         )],
     );
-    out
+    out.0
 }

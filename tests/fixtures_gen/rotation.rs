@@ -5,7 +5,7 @@ use keyledger::core::credentials;
 use keyledger::core::event::{Action, Permission};
 
 use super::common::*;
-use super::{Fixture, verdict};
+use super::{Fixture, Fixtures, one_finding, verdict};
 
 fn rotated(old: char, new: char) -> Action {
     Action::KeyRotated {
@@ -26,16 +26,9 @@ fn ledger(actions: Vec<Action>, signer: u8, last: Action) -> RawLedger {
 }
 
 pub fn ledgers() -> Vec<Fixture> {
-    let mut out = vec![];
-    let mut add = |file: &'static str, l: RawLedger, verdicts| {
-        out.push(Fixture {
-            file,
-            bytes: l.bytes,
-            verdicts,
-        })
-    };
-    let bad =
-        |description: &str, seq: u64| vec![verdict(description, &[], 1, Some(seq), &["policy"])];
+    let mut out = Fixtures::default();
+    let mut add = |file, l, verdicts| out.add(file, l, verdicts);
+    let bad = |description: &str, seq: u64| one_finding(description, seq, "policy");
 
     let mut l = ledger(
         vec![
@@ -196,5 +189,5 @@ pub fn ledgers() -> Vec<Fixture> {
             7,
         ),
     );
-    out
+    out.0
 }
