@@ -335,7 +335,19 @@ ACTIONS = {
     "key-rotated": [("old_key_id", "str"), ("new_key_id", "str")],
     # §5, version 2 revision 2026-12-02 (2); any version may hold it.
     "leak-reported": [("key_id", "str"), ("source", "str"), ("reason", "str")],
+    # §5, version 2 revision 2026-12-03 (R13): version 2 only (§1).
+    "protection-enabled": [("principal", "str"), ("factor", "factor")],
+    "protection-disabled": [("principal", "str")],
 }
+
+# §1: what only a version-2 file may hold (besides `server` and requests).
+V2_TAGS = ("protection-enabled", "protection-disabled")
+
+# §7.3 R13: the protected actions.
+PROTECTED = ("key-created", "temporary-issued", "key-disabled", "key-enabled", "key-deleted",
+             "signer-enrolled", "signer-revoked", "permission-granted", "permission-revoked",
+             "protection-disabled")
+TOTP_STEP_US = 30_000_000
 
 
 def _is_int(v):
@@ -362,6 +374,9 @@ def type_ok(v, t, perms=PERMISSIONS):
         return _is_int(v) and -2**63 <= v < 2**63
     if t == "perm":
         return isinstance(v, str) and v in perms
+    if t == "factor":
+        # §4.2 / §5: exactly `totp`; any other string is a format error.
+        return v == "totp"
     raise AssertionError(t)
 
 
@@ -385,10 +400,12 @@ class Event:
     """A decoded body (§4): seq, time, prev, signer, tag and fields (a dict by §5 name);
     `action` is the decoded action map itself, `request` a Request or None (§4.1)."""
 
-    def __init__(self, seq, time, prev, signer, tag, fields, action=None, request=None):
+    def __init__(self, seq, time, prev, signer, tag, fields, action=None, request=None,
+                 factor=None):
         self.seq, self.time, self.prev, self.signer = seq, time, prev, signer
         self.tag, self.fields = tag, fields
         self.action, self.request = action, request
+        self.factor = factor              # §4.2: the attested step (an int), or None
 
     def strings(self):
         """Every string field of the event, §7.2. The refused action of a request is part
@@ -429,11 +446,11 @@ def decode_body(body, version=1):
         raise FormatError(f"not one MessagePack value: {type(e).__name__}")
     if not isinstance(value, list):
         raise FormatError("body is not an array")
-    if len(value) == 6 and version == 1:
-        # §1: "In a version-1 file either one is a `format` finding".
+    if len(value) in (6, 7) and version == 1:
+        # §1: "In a version-1 file any of them is a `format` finding".
         raise FormatError("a request element (6th) in a version-1 file")
-    if len(value) not in (5, 6):
-        raise FormatError(f"body is an array of {len(value)} elements, not 5 (or 6 with a request)")
+    if len(value) not in (5, 6, 7):
+        raise FormatError(f"body is an array of {len(value)} elements, not 5 (or 6 with a request, 7 with an attestation)")
     perms = PERMISSIONS_V2 if version >= 2 else PERMISSIONS
     seq, time, prev, signer, action = value[:5]
     if not type_ok(seq, "uint"):
@@ -445,9 +462,22 @@ def decode_body(body, version=1):
     if not type_ok(signer, "bin32"):
         raise FormatError("signer is not bin 32")
     tag = check_action(action, perms)
+    if tag in V2_TAGS and version == 1:
+        raise FormatError(f"a {tag} action in a version-1 file")
     fields = action[tag]
     request = None
-    if len(value) == 6:
+    factor = None
+    if len(value) == 7:
+        # §4.2: [kind (str, exactly "totp"), step (uint)]; never nil.
+        att = value[6]
+        if not (isinstance(att, list) and len(att) == 2):
+            raise FormatError("the 7th element is not an attestation of 2 elements")
+        if not type_ok(att[0], "factor"):
+            raise FormatError("the attestation's kind is not totp")
+        if not type_ok(att[1], "uint"):
+            raise FormatError("the attestation's step is not a uint")
+        factor = att[1]
+    if len(value) >= 6:
         # §4.1: an array of exactly 5: key (bin 32), time (int), nonce (bin 16),
         # refused (nil or an action map as in §4), sig (bin 64). "the 6th is never nil".
         req = value[5]
@@ -479,7 +509,7 @@ def decode_body(body, version=1):
         raise FormatError("body is not in canonical MessagePack form")
     spec = ACTIONS[tag]
     return Event(seq, time, prev, signer, tag, dict((n, v) for (n, _), v in zip(spec, fields)),
-                 action, request)
+                 action, request, factor)
 
 
 def request_hash(ledger_id, req, requested_action):
@@ -521,6 +551,8 @@ class Principal:
         self.deleted = False
         self.deleted_at = None        # frame index of the user-deleted event
         self.permissions = set()
+        self.protected = False        # §7.3 R13: from protection-enabled to -disabled
+        self.last_step = None         # §7.3 effects: the last attested step
 
 
 class SigningKey:
@@ -578,6 +610,9 @@ class State:
         self.signing_of = {}          # principal name -> [public key bytes]
         # §8 check 7a(e): (key, nonce) of the requests of frames that changed the state.
         self.requests_seen = set()
+        # §7.3 key-disabled (R14): (key ID, actor) when the last event that changed the
+        # state is a leak-reported.
+        self.last_leak = None
 
     # -- definitions of §7 -------------------------------------------------------------
     def live(self, name):
@@ -594,6 +629,18 @@ class State:
         if u == self.account:
             return a == self.account
         return self.admin(a) or self.holds(a, "manage-keys") or (a == u and self.holds(a, "manage-own-keys"))
+
+    def holds_server(self, a):
+        """The account holds every permission (§7.3)."""
+        return a == self.account or self.holds(a, "server")
+
+    def factor_subject(self, ev, actor):
+        """§7.3 R13: whose second factor the event needs, or None."""
+        if ev.tag == "protection-enabled":
+            return ev.fields["principal"]
+        if ev.tag in PROTECTED and actor in self.principals and self.principals[actor].protected:
+            return actor
+        return None
 
     @staticmethod
     def key_live(k, t):
@@ -653,6 +700,20 @@ class State:
         # (e) no earlier frame that changed the state had a request with this key and nonce.
         if (req.key, req.nonce) in self.requests_seen:
             why.append("an earlier applied request has the same key and nonce (replay)")
+        # (g) an attestation: on an event with a factor subject, its step within
+        # [c - 2, c + 1] of the event's step c, and not before the subject's last one.
+        if ev.factor is not None and problem is None:
+            subject = self.factor_subject(ev, self.actor_of(ev))
+            c = ev.time // TOTP_STEP_US
+            if subject is None:
+                why.append("an attestation on an event with no factor subject")
+            elif not (c - 2 <= ev.factor <= c + 1):
+                why.append(f"attested step {ev.factor} is not within [{c - 2}, {c + 1}]")
+            else:
+                p = self.principals.get(subject)
+                last = p.last_step if p is not None else None
+                if last is not None and ev.factor < last:
+                    why.append(f"attested step {ev.factor} is before the last attested {last}")
         return why
 
     def actor_of(self, ev):
@@ -845,7 +906,10 @@ class State:
             if k is None:
                 why.append("no such key")
             else:
-                if not self.manages(actor, k.user):
+                # §7.3 (R14): a server disables the key its last applied event reported leaked.
+                after_report = (tag == "key-disabled" and self.holds_server(actor)
+                                and self.last_leak == (f["key_id"], actor))
+                if not self.manages(actor, k.user) and not after_report:
                     why.append(f"actor does not manage {k.user!r}")
                 if tag == "key-disabled" and k.status != "active":
                     why.append(f"the key is {k.status}, not active")
@@ -917,10 +981,34 @@ class State:
             k = self.keys.get(f["key_id"])
             if k is None:
                 why.append("no such key")
-            elif not self.manages(actor, k.user):
-                why.append(f"actor does not manage {k.user!r}")
+            elif not self.manages(actor, k.user) and not self.holds_server(actor):
+                # R14: a server records what a secret scanner it verified reported.
+                why.append(f"actor does not manage {k.user!r} and does not hold server")
+        elif tag == "protection-enabled":
+            pr = f["principal"]
+            if pr == acct and actor != acct:
+                why.append("only the account turns on the account's protection")
+            elif actor != pr and not self.admin(actor):
+                why.append("actor is neither the principal nor admin")
+            if not self.live(pr):
+                why.append(f"{pr!r} is not live")
+            elif self.principals[pr].protected:
+                why.append(f"{pr!r} is already protected")
+        elif tag == "protection-disabled":
+            pr = f["principal"]
+            if pr == acct and actor != acct:
+                why.append("only the account turns off the account's protection")
+            if not self.live(pr):
+                why.append(f"{pr!r} is not live")
+            elif not self.principals[pr].protected:
+                why.append(f"{pr!r} is not protected")
+            if actor != pr and not (self.admin(actor) and self.principals[actor].protected):
+                why.append("actor is neither the principal nor a protected admin")
         elif tag == "genesis":
             why.append("genesis outside frame 0")  # not reached: §8.6 handles it
+        # §7.3 R13: an event with a factor subject carries an attestation.
+        if self.factor_subject(ev, actor) is not None and ev.factor is None:
+            why.append("a protected action of a protected actor (or protection-enabled) without the server's second-factor attestation (R13)")
         return why
 
     def note_request(self, ev):
@@ -935,6 +1023,14 @@ class State:
     def apply(self, ev, actor, index):
         """§7.3 Effects, for an event already allowed."""
         f, tag = ev.fields, ev.tag
+        self.last_leak = (f["key_id"], actor) if tag == "leak-reported" else None
+        subject = self.factor_subject(ev, actor)
+        if ev.factor is not None and subject is not None:
+            self.principals[subject].last_step = ev.factor
+        if tag == "protection-enabled":
+            self.principals[f["principal"]].protected = True
+        elif tag == "protection-disabled":
+            self.principals[f["principal"]].protected = False
         if tag == "signer-enrolled":
             self.signing[f["public_key"]] = SigningKey(f["principal"], actor, index)
             self.signing_of.setdefault(f["principal"], []).append(f["public_key"])

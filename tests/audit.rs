@@ -175,6 +175,11 @@ fn each_control_fires_on_a_ledger_built_to_break_it() {
         );
         assert_eq!(code(&o), 3);
     }
+    // privileged-without-protection: where a server may write (gw holds server), bob
+    // manages keys without operation protection.
+    ok_at(p, T0, &["user", "create", "gw"]);
+    ok_at(p, T0, &["grant", "gw", "server"]);
+    ok_at(p, T0, &["grant", "bob", "manage-keys"]);
     let now = "2026-06-01T00:00:00Z";
     // temporary-credentials-duration fires with a stricter limit than the policy's 12 h.
     let f = findings(p, now, &["--max-temporary", "0"]);

@@ -146,6 +146,7 @@ fn event() -> impl Strategy<Value = Event> {
         action(),
     )
         .prop_map(|(seq, time, prev, signer, action)| Event {
+            factor: None,
             seq,
             time: Timestamp(time),
             prev,

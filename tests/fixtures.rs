@@ -6,6 +6,8 @@
 mod common;
 #[path = "fixtures_gen/leak.rs"]
 mod leak;
+#[path = "fixtures_gen/protect.rs"]
+mod protect;
 #[path = "fixtures_gen/requests.rs"]
 mod requests;
 #[path = "fixtures_gen/rotation.rs"]
@@ -439,6 +441,7 @@ fn all_fixtures() -> Vec<Fixture> {
     out.extend(rotation::ledgers());
     out.extend(leak::ledgers());
     out.extend(requests::ledgers());
+    out.extend(protect::ledgers());
     out
 }
 

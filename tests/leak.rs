@@ -119,7 +119,9 @@ fn scan_finds_the_three_real_credentials_among_twenty_near_misses_and_bundles_th
     misses.push(format!("{s}0"));
     misses.push(format!("x{t}"));
     misses.push(s.to_uppercase());
-    misses.push(format!("{}Q", &id[..id.len() - 1]));
+    // The last character changed (never to itself: an ID may end in Q).
+    let last = if id.ends_with('Q') { 'R' } else { 'Q' };
+    misses.push(format!("{}{last}", &id[..id.len() - 1]));
     misses.push(id.to_lowercase());
     misses.push(format!("KLAK{}", &id[4..25]));
     misses.push(format!("{temp_id}A"));

@@ -8,7 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::site::serve_in;
 use common::*;
+use keyledger::core::totp;
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -83,6 +85,43 @@ fn every_tag() -> tempfile::TempDir {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     run(&["key", "enable", id]);
     run(&["signer", "revoke", "xavier", "@x.key.pub"]);
+    // Operation protection, through a server: protection-enabled and -disabled.
+    run(&["keygen", "--out", "gw.key"]);
+    run(&["user", "create", "gw", "--public-key", "@gw.key.pub"]);
+    run(&["grant", "gw", "server"]);
+    let server = serve_in(
+        d.path(),
+        &[
+            "--ledger",
+            "d/demo.ledger",
+            "--key",
+            "gw.key",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let remote = |rest: &[&str]| {
+        let mut a = vec!["--server", &server.url, "--key", "d/keys/acme.key"];
+        a.extend_from_slice(rest);
+        ok(d.path(), &a)
+    };
+    let uri: Value =
+        serde_json::from_str(&remote(&["--json", "protect", "enable", "acme"])).unwrap();
+    let b32 = uri["uri"]
+        .as_str()
+        .unwrap()
+        .split("secret=")
+        .nth(1)
+        .unwrap();
+    let seed = totp::base32_decode(b32.split('&').next().unwrap()).unwrap();
+    let code = |ahead: u64| {
+        let step = totp::step_of(keyledger::core::types::Timestamp::now()) + ahead;
+        String::from_utf8(totp::code(&seed, step).to_vec()).unwrap()
+    };
+    remote(&["protect", "confirm", "acme", "--code", &code(0)]);
+    remote(&["protect", "disable", "acme", "--code", &code(1)]);
+    assert_eq!(server.stop(), 0);
     run(&["checkpoint", "--record"]);
     // A torn tail: a length prefix promising more than follows.
     let p = d.path().join("d/demo.ledger");
@@ -154,6 +193,8 @@ fn exported_records_validate_and_keep_the_chain() {
             "user-deleted" => (3001, 6),
             "permission-granted" => (3001, 7),
             "permission-revoked" => (3001, 8),
+            "protection-enabled" => (3001, 10),
+            "protection-disabled" => (3001, 11),
             "auth-succeeded" | "auth-failed" => (3002, 1),
             "key-created" | "temporary-issued" => (3004, 1),
             "secret-revealed" => (3004, 2),

@@ -6,11 +6,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::site::*;
 use common::*;
 use keyledger::client::{Client, ledger_info, submit};
 use keyledger::core::event::{Action, Request};
@@ -19,130 +20,6 @@ use keyledger::core::signing::SigningKey;
 use keyledger::core::types::{Bytes, LedgerId, Timestamp};
 use keyledger::protocol::wire::ItemReply;
 use keyledger::storage::cache::Cache;
-use keyledger::storage::keyfile;
-
-/// A ledger with a server principal `gw` (server permission) and an operator `ops`
-/// (admin), each with an enrolled signing key, and a user `alice` with no permission and
-/// a signing key too.
-struct Site {
-    dir: tempfile::TempDir,
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = run_in(dir, args, None);
-    assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
-    stdout(&o)
-}
-
-impl Site {
-    fn new() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        ok(d, &["init", "--account", "acme"]);
-        for (name, perm) in [
-            ("gw", Some("server")),
-            ("ops", Some("admin")),
-            ("alice", None),
-        ] {
-            ok(d, &["user", "create", name]);
-            if let Some(p) = perm {
-                ok(d, &["grant", name, p]);
-            }
-            ok(d, &["keygen", "--out", &format!("{name}.key")]);
-            ok(
-                d,
-                &[
-                    "signer",
-                    "enroll",
-                    name,
-                    "--public-key",
-                    &format!("@{name}.key.pub"),
-                ],
-            );
-        }
-        Site { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn ledger(&self) -> PathBuf {
-        self.path("keyledger.ledger")
-    }
-
-    fn key(&self, name: &str) -> SigningKey {
-        keyfile::load(&self.path(&format!("{name}.key"))).unwrap()
-    }
-
-    fn serve(&self, extra: &[&str]) -> Server {
-        let mut c = Command::new(bin());
-        c.current_dir(self.dir.path())
-            .args(["--key", "gw.key", "serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("KEYLEDGER_LEDGER")
-            .env_remove("KEYLEDGER_KEY")
-            .env_remove("KEYLEDGER_SERVER")
-            .env("KEYLEDGER_CACHE_DIR", test_cache_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(self.path("server.log")).unwrap());
-        let mut child = c.spawn().expect("start keyledger serve");
-        let lines = stdout_lines(&mut child);
-        let line = match lines.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "SERVER DID NOT START: keyledger serve printed no `listening on` line: {}",
-                    std::fs::read_to_string(self.path("server.log")).unwrap_or_default()
-                );
-            }
-        };
-        let url = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Server { child, url }
-    }
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn addr(&self) -> String {
-        self.url.split("://").nth(1).unwrap().to_owned()
-    }
-
-    /// SIGTERM, then the exit status (a drained server exits 0).
-    fn stop(mut self) -> i32 {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        self.child.wait().unwrap().code().unwrap_or(-1)
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn connect(url: &str) -> (Client, LedgerId) {
     let mut c = Client::new(url, None).unwrap();
@@ -164,7 +41,7 @@ fn signed(key: &SigningKey, id: &LedgerId, action: Action) -> (Action, Request) 
 }
 
 fn one(c: &mut Client, id: &LedgerId, s: (Action, Request)) -> ItemReply {
-    submit(c, id, &[s]).unwrap().pop().unwrap()
+    submit(c, id, &[s], None).unwrap().pop().unwrap()
 }
 
 /// The verified state of a ledger file (every event checked, no cache).
@@ -191,6 +68,7 @@ fn eight_clients_of_two_hundred_writes_are_all_present_once() {
                         &mut c,
                         &id,
                         &[signed(&ops, &id, user(&format!("u{t}-{i}")))],
+                        None,
                     ) {
                         Ok(mut r) => r.pop().unwrap(),
                         Err(e) => {
@@ -254,7 +132,7 @@ fn kill_9_under_64_clients_loses_nothing_acknowledged() {
                             return;
                         }
                         let name = format!("r{round}-c{t}-{i}");
-                        match submit(&mut c, &id, &[signed(&ops, &id, user(&name))]) {
+                        match submit(&mut c, &id, &[signed(&ops, &id, user(&name))], None) {
                             Ok(mut r) => {
                                 let r = r.pop().unwrap();
                                 if r.status == "appended" {
@@ -335,7 +213,7 @@ fn a_retried_request_gets_its_original_receipt_also_after_a_restart() {
     other.1.nonce = s.1.nonce;
     let h = request::request_hash(&id, other.1.time, &other.1.nonce, &other.0);
     other.1.sig = Bytes(ops.sign_hash(&h));
-    let r = submit(&mut c, &id, &[other]).unwrap().pop().unwrap();
+    let r = submit(&mut c, &id, &[other], None).unwrap().pop().unwrap();
     assert_eq!(
         (r.status.as_str(), r.code.as_deref()),
         ("rejected", Some("replayed"))

@@ -122,6 +122,7 @@ impl W {
             .unwrap();
         let head = Event::decode(&last.body).unwrap();
         let ev = Event {
+            factor: None,
             seq: head.seq + 1,
             time: time.unwrap_or(head.time.plus_micros(1_000_000)),
             prev: keyledger::core::chain::event_hash(&last.body),

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::core::event::Action;
+use crate::core::event::{Action, Permission};
 use crate::core::state::{AccessKey, KeyStatus, PrincipalKind, State};
 use crate::core::types::Timestamp;
 use crate::evidence::verify::{self, Report};
@@ -46,7 +46,7 @@ impl Severity {
 }
 
 /// The controls, with what each checks (also shown in reports).
-pub const CONTROLS: [(&str, &str); 11] = [
+pub const CONTROLS: [(&str, &str); 12] = [
     (
         "root-access-key",
         "The account (root) holds no access key (CIS: no root access key; root-ak-check)",
@@ -83,6 +83,10 @@ pub const CONTROLS: [(&str, &str); 11] = [
     (
         "signer-enrolled-by-other",
         "Signing keys enrolled for a principal by someone else are listed: the enroller chose the key that events are attributed to",
+    ),
+    (
+        "privileged-without-protection",
+        "Where a server can check second factors (a principal holds server), the account, admins and key managers have operation protection on (R13; CIS: MFA for privileged users)",
     ),
     (
         "refused-actions-burst",
@@ -506,6 +510,39 @@ fn evaluate(
                 signer.enrolled_by
             ),
             vec![signer.enrolled.seq],
+        );
+    }
+    // Protection is checked by a server: a ledger no server may write cannot have it.
+    let served = s
+        .principals
+        .values()
+        .any(|p| p.deleted.is_none() && p.permissions.contains_key(&Permission::Server));
+    for p in s
+        .principals
+        .values()
+        .filter(|p| served && p.deleted.is_none() && p.protection.is_none())
+    {
+        let grants: Vec<(Permission, u64)> = [Permission::Admin, Permission::ManageKeys]
+            .into_iter()
+            .filter_map(|x| p.permissions.get(&x).map(|at| (x, at.seq)))
+            .collect();
+        let what = match (p.kind, grants.first()) {
+            (PrincipalKind::Account, _) => "the account (root)".to_owned(),
+            (_, Some((x, _))) => format!("{} (holds {x})", p.name),
+            (_, None) => continue,
+        };
+        let mut evidence: Vec<u64> = grants.iter().map(|g| g.1).collect();
+        evidence.insert(0, p.created.seq);
+        add(
+            "privileged-without-protection",
+            Severity::Medium,
+            None,
+            Some(&p.name),
+            format!(
+                "{what} acts without operation protection: turn it on through the server (keyledger --server URL protect enable {0}, then protect confirm {0} --code CODE)",
+                p.name
+            ),
+            evidence,
         );
     }
     for (actor, list) in denials {

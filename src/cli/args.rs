@@ -60,6 +60,12 @@ pub struct Cli {
     /// system's.
     #[arg(long, global = true, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// Operation protection (R13): the current code from your authenticator app, for a
+    /// protected action through --server (key create/disable/enable/delete/rotate, sts
+    /// issue, signer enroll/revoke, grant, revoke, protect confirm/disable). `-` reads it
+    /// from stdin; without it a terminal asks. A code is good once.
+    #[arg(long, global = true, value_name = "CODE")]
+    pub code: Option<String>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -160,6 +166,21 @@ pub struct ServeArgs {
     /// Connections served at once; more are answered 503 and closed.
     #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_connections: u32,
+    /// Operation protection's seed store (R13): the server's own file, mode 0600, created if
+    /// absent; never part of the ledger, its exports or bundles (default: the ledger path
+    /// with .seeds appended). Back it up as you would the server's key.
+    #[arg(long, value_name = "FILE")]
+    pub seeds: Option<PathBuf>,
+    /// Secret scanning (R14): accept signed leak reports at POST /v1/github/secret-scanning
+    /// from the scanners whose ECDSA P-256 keys FILE lists (GitHub's
+    /// https://api.github.com/meta/public_keys/secret_scanning document, saved). Each
+    /// reported secret or token of this ledger is recorded as leak-reported by this server
+    /// and its key disabled at once.
+    #[arg(long, value_name = "FILE")]
+    pub scanner_keys: Option<PathBuf>,
+    /// With --scanner-keys: record the reports only, leaving the keys as they are.
+    #[arg(long, requires = "scanner_keys")]
+    pub scanner_report_only: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +246,15 @@ pub enum Cmd {
     /// Create, disable, enable, delete, list and show access keys.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Operation protection (R13): a second factor (TOTP) for a principal's critical actions.
+    ///
+    /// The server holds the seed; only it checks codes, so these run through --server.
+    /// `enable` prints an otpauth:// URI once (scan it, or paste it into an authenticator);
+    /// `confirm --code` proves the authenticator works and turns protection on (recorded);
+    /// from then on the principal's key create/disable/enable/delete, sts issue, signer and
+    /// permission changes and `protect disable` need `--code`.
+    #[command(subcommand)]
+    Protect(ProtectCmd),
     /// Temporary credentials.
     #[command(subcommand)]
     Sts(StsCmd),
@@ -441,6 +471,29 @@ pub enum UserCmd {
     },
     /// List principals.
     List(AsOf),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProtectCmd {
+    /// A new authenticator for NAME (yourself, or anyone as an admin): prints its
+    /// otpauth:// URI, once. Nothing is in force until `protect confirm`.
+    Enable {
+        /// The principal to protect.
+        name: String,
+    },
+    /// Turns protection of NAME on with a first code from the new authenticator (--code).
+    Confirm {
+        /// The principal whose authenticator `enable` made.
+        name: String,
+    },
+    /// Turns protection of NAME off: with NAME's own code, or an admin's code of their own
+    /// (a lost authenticator).
+    Disable {
+        /// The principal whose protection ends.
+        name: String,
+    },
+    /// Which principals have protection on, and which admins and key managers do not.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

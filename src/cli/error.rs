@@ -85,7 +85,10 @@ impl From<StoreError> for CliError {
             | StoreError::AlreadyApplied(_) => REFUSED,
             StoreError::Request { fault, .. } => match fault {
                 RequestFault::Key | RequestFault::Signature | RequestFault::Server => REFUSED,
-                RequestFault::Shape | RequestFault::Time | RequestFault::Replay => USAGE,
+                RequestFault::Shape
+                | RequestFault::Time
+                | RequestFault::Replay
+                | RequestFault::Factor => USAGE,
             },
             StoreError::Remote(_) => IO,
             StoreError::Server { code, .. } => match code.as_str() {

@@ -228,6 +228,10 @@ pub fn inspect(ctx: &Ctx, seq: u64) -> Result<(), CliError> {
                     "refused": r.refused,
                     "signature": r.sig.hex(),
                 })),
+                "second_factor": seen.event.factor.map(|f| json!({
+                    "kind": f.kind.as_str(),
+                    "step": f.step,
+                })),
                 "action": seen.event.action.tag(),
                 "fields": seen.event.action,
                 "prev_hash": seen.event.prev.hex(),
@@ -257,6 +261,7 @@ pub fn inspect(ctx: &Ctx, seq: u64) -> Result<(), CliError> {
         "time",
         "actor",
         "key_enrolled_by",
+        "second_factor",
         "action",
         "prev_hash",
         "hash",

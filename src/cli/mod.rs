@@ -11,6 +11,7 @@ mod keys;
 mod leak;
 pub mod output;
 mod principals;
+mod protect;
 mod serve;
 mod views;
 
@@ -273,6 +274,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     } else if cli.ca.is_some() {
         return Err(CliError::usage("--ca is for an https:// --server"));
     }
+    protect::code_source(&ctx, cli.code)?;
     match cli.cmd {
         Cmd::Serve(a) => serve::serve(&ctx, a),
         Cmd::Init { account, key_out } => principals::init(&ctx, &account, key_out),
@@ -282,6 +284,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Grant { name, permission } => principals::permission(&ctx, &name, &permission, true),
         Cmd::Revoke { name, permission } => principals::permission(&ctx, &name, &permission, false),
         Cmd::Key(c) => keys::key(&ctx, c),
+        Cmd::Protect(c) => protect::protect(&ctx, c),
         Cmd::Sts(c) => keys::sts(&ctx, c),
         Cmd::Auth { key_id } => keys::auth(&ctx, &key_id),
         Cmd::Log(a) => history::log(&ctx, &a),

@@ -19,12 +19,21 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<(), CliError> {
     config.auth_coalesce_seconds = a.auth_coalesce;
     config.max_connections = a.max_connections as usize;
     config.client_timeout = std::time::Duration::from_secs(a.client_timeout);
+    config.seeds = a.seeds;
+    if let Some(path) = &a.scanner_keys {
+        let keys = server::scanning::ScannerKeys::load(path)
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        config.scanner = Some(server::scanning::Scanner {
+            keys,
+            report_only: a.scanner_report_only,
+        });
+    }
     let running = server::start(config).map_err(|e| {
         let code = match &e {
             ServerError::Store(_) => 0,
             ServerError::NotLoopback(_) | ServerError::Tls { .. } => USAGE,
             ServerError::NoServerPermission { .. } => REFUSED,
-            ServerError::Bind { .. } | ServerError::Runtime(_) => IO,
+            ServerError::Bind { .. } | ServerError::Runtime(_) | ServerError::Seeds(_) => IO,
         };
         match e {
             ServerError::Store(s) => CliError::from(s),

@@ -36,7 +36,12 @@ pub fn detail(a: &Action) -> String {
         Action::UserCreated { name, federated } => {
             format!("{name}{}", if *federated { " (federated)" } else { "" })
         }
-        Action::UserDeleted { name } => name.clone(),
+        Action::UserDeleted { name } | Action::ProtectionDisabled { principal: name } => {
+            name.clone()
+        }
+        Action::ProtectionEnabled { principal, factor } => {
+            format!("{principal} ({})", factor.as_str())
+        }
         Action::PermissionGranted {
             principal,
             permission,

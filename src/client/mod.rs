@@ -19,8 +19,8 @@ use crate::core::state::Refusal;
 use crate::core::types::{Hash32, LedgerId, Timestamp};
 use crate::protocol::ops::{AuthOutcome, Ops};
 use crate::protocol::wire::{
-    self, AppendBody, AppendReply, AuthBody, AuthReply, ErrorBody, H_END, ItemReply, LedgerInfo,
-    ReadAuth,
+    self, AppendBody, AppendReply, AuthBody, AuthReply, Code, ErrorBody, H_END, ItemReply,
+    LedgerInfo, ProtectReply, ReadAuth,
 };
 use crate::storage::cache::{Cache, Verified};
 use crate::storage::ledger::{Appender, Outcome};
@@ -34,7 +34,16 @@ pub struct Remote {
     client: Client,
     ledger_id: LedgerId,
     v: Verified,
+    /// R13: the code given for this command (`--code`), sent with the first append that
+    /// holds a protected action, and then gone (a code is good once).
+    code: Option<Code>,
+    /// R13: asked for a code (with the name whose authenticator gives it) when a protected
+    /// action needs one and none was given; the caller's channel (a terminal prompt).
+    ask: Option<AskCode>,
 }
+
+/// Asks for a one-time code from `name`'s authenticator; `None`: there is none to give.
+pub type AskCode = Box<dyn FnMut(&str) -> Option<String>>;
 
 fn remote(e: String) -> StoreError {
     StoreError::Remote(e)
@@ -192,7 +201,59 @@ impl Remote {
             client,
             ledger_id,
             v,
+            code: None,
+            ask: None,
         })
+    }
+
+    /// R13: the code to send with the next protected action (one use).
+    pub fn set_code(&mut self, code: String) {
+        self.code = Some(Code(zeroize::Zeroizing::new(code)));
+    }
+
+    /// R13: how to ask for a code when a protected action needs one and none was given.
+    pub fn set_ask_code(&mut self, ask: AskCode) {
+        self.ask = Some(ask);
+    }
+
+    /// R13: `protect enable NAME`: a new authenticator for NAME, its `otpauth://` URI
+    /// shown this once. Nothing is recorded until `protection-enabled` confirms it.
+    pub fn protect_enable(
+        &mut self,
+        key: &SigningKey,
+        name: &str,
+    ) -> Result<ProtectReply, StoreError> {
+        let target = format!("/v1/protect/enable?name={name}");
+        let auth = ReadAuth::sign(key, &self.ledger_id, &format!("POST {target}"));
+        let r = self
+            .client
+            .request(Method::POST, &target, &auth.headers(), Vec::new())
+            .map_err(remote)?;
+        if r.status != StatusCode::OK {
+            return Err(refused(r.status, &r.body));
+        }
+        serde_json::from_slice(&r.body)
+            .map_err(|_| remote("the server's /v1/protect/enable answer does not parse".into()))
+    }
+
+    /// The code for an append of `actions` signed by `key`: the one given, or one asked
+    /// for, if one of them is a protected action (or the confirmation of an authenticator).
+    fn code_for(&mut self, key: &SigningKey, actions: &[Action]) -> Option<Code> {
+        let needs = |a: &Action| a.is_protected() || matches!(a, Action::ProtectionEnabled { .. });
+        if !actions.iter().any(needs) {
+            return None;
+        }
+        if let Some(c) = self.code.take() {
+            return Some(c);
+        }
+        let state = &self.v.state;
+        let actor = state.actor_of(&key.public()).ok()?;
+        let subject = actions
+            .iter()
+            .find_map(|a| state.factor_subject(actor, a))?
+            .to_owned();
+        let ask = self.ask.as_mut()?;
+        ask(&subject).map(|c| Code(zeroize::Zeroizing::new(c)))
     }
 
     pub fn ledger_id(&self) -> LedgerId {
@@ -201,7 +262,7 @@ impl Remote {
 
     /// Sends signed requests (see `submit`).
     pub fn submit(&mut self, signed: &[(Action, Request)]) -> Result<Vec<ItemReply>, StoreError> {
-        submit(&mut self.client, &self.ledger_id, signed)
+        submit(&mut self.client, &self.ledger_id, signed, None)
     }
 }
 
@@ -212,6 +273,7 @@ pub fn submit(
     client: &mut Client,
     ledger_id: &LedgerId,
     signed: &[(Action, Request)],
+    code: Option<Code>,
 ) -> Result<Vec<ItemReply>, StoreError> {
     let body = AppendBody {
         ledger_id: ledger_id.hex(),
@@ -219,6 +281,7 @@ pub fn submit(
             .iter()
             .map(|(a, r)| wire::encode_request(a, r))
             .collect(),
+        code,
     };
     let body = serde_json::to_vec(&body).expect("encodes");
     let r = post(client, "/v1/append", body)?;
@@ -315,6 +378,7 @@ impl Appender for Remote {
         // A request is dated by this machine's real clock: the server checks it against
         // its own (a KEYLEDGER_NOW in the past has no say over a server's events).
         let now = Timestamp::now();
+        let code = self.code_for(key, &actions);
         let signed: Vec<(Action, Request)> = actions
             .into_iter()
             .map(|a| {
@@ -322,7 +386,10 @@ impl Appender for Remote {
                 (a, r)
             })
             .collect();
-        self.submit(&signed)?.iter().map(outcome).collect()
+        submit(&mut self.client, &self.ledger_id, &signed, code)?
+            .iter()
+            .map(outcome)
+            .collect()
     }
 
     fn event_time(&self, _now: Timestamp) -> Result<Timestamp, StoreError> {

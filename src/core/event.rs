@@ -24,6 +24,35 @@ pub struct Event {
     /// the body when `None`, so a direct event keeps its 5-element form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<Request>,
+    /// R13: the server's attestation that it verified a second factor for this request
+    /// (§4.2). Only beside a request; absent from the body when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<SecondFactor>,
+}
+
+/// The kinds of second factor a server verifies (R13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FactorKind {
+    /// A time-based one-time code (RFC 6238: HMAC-SHA-1, 6 digits, 30-second steps).
+    Totp,
+}
+
+impl FactorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+        }
+    }
+}
+
+/// A server's attestation, inside the body it signs, that it verified a second factor of
+/// the event's subject (the actor; for `protection-enabled`, the principal named): which
+/// kind, and the TOTP time step of the code it accepted (never the code or the seed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondFactor {
+    pub kind: FactorKind,
+    pub step: u64,
 }
 
 /// The actor's own signed request inside an event a server wrote (ledger-format.md §4.1).
@@ -194,10 +223,20 @@ pub enum Action {
         source: String,
         reason: String,
     },
+    /// R13: operation protection of `principal` is in force from this event: the server
+    /// verified a first code from the authenticator (the event's attestation).
+    ProtectionEnabled {
+        principal: String,
+        factor: FactorKind,
+    },
+    /// R13: operation protection of `principal` is off.
+    ProtectionDisabled {
+        principal: String,
+    },
 }
 
 /// Every action's wire tag, in §5 order.
-pub const ACTION_TAGS: [&str; 20] = [
+pub const ACTION_TAGS: [&str; 22] = [
     "genesis",
     "signer-enrolled",
     "signer-revoked",
@@ -218,6 +257,8 @@ pub const ACTION_TAGS: [&str; 20] = [
     "log-repaired",
     "key-rotated",
     "leak-reported",
+    "protection-enabled",
+    "protection-disabled",
 ];
 
 impl Action {
@@ -274,6 +315,8 @@ impl Action {
             Self::LogRepaired { .. } => "log-repaired",
             Self::KeyRotated { .. } => "key-rotated",
             Self::LeakReported { .. } => "leak-reported",
+            Self::ProtectionEnabled { .. } => "protection-enabled",
+            Self::ProtectionDisabled { .. } => "protection-disabled",
         }
     }
 
@@ -304,9 +347,31 @@ impl Action {
         }
     }
 
-    /// Whether only format version 2 may hold this action (it names `server`).
+    /// R13: the critical actions that a principal with operation protection performs only
+    /// with a second factor verified by the server.
+    pub fn is_protected(&self) -> bool {
+        matches!(
+            self,
+            Self::KeyCreated { .. }
+                | Self::TemporaryIssued { .. }
+                | Self::KeyDisabled { .. }
+                | Self::KeyEnabled { .. }
+                | Self::KeyDeleted { .. }
+                | Self::SignerEnrolled { .. }
+                | Self::SignerRevoked { .. }
+                | Self::PermissionGranted { .. }
+                | Self::PermissionRevoked { .. }
+                | Self::ProtectionDisabled { .. }
+        )
+    }
+
+    /// Whether only format version 2 may hold this action (it names `server`, or is about
+    /// operation protection, which needs a server).
     pub fn needs_version_2(&self) -> bool {
         matches!(
+            self,
+            Self::ProtectionEnabled { .. } | Self::ProtectionDisabled { .. }
+        ) || matches!(
             self,
             Self::PermissionGranted {
                 permission: Permission::Server,
@@ -325,7 +390,9 @@ impl Action {
             Self::SignerEnrolled { principal, .. }
             | Self::SignerRevoked { principal, .. }
             | Self::PermissionGranted { principal, .. }
-            | Self::PermissionRevoked { principal, .. } => vec![principal],
+            | Self::PermissionRevoked { principal, .. }
+            | Self::ProtectionEnabled { principal, .. }
+            | Self::ProtectionDisabled { principal } => vec![principal],
             Self::UserCreated { name, .. } | Self::UserDeleted { name } => vec![name],
             Self::KeyCreated {
                 key_id,
@@ -379,7 +446,9 @@ impl Action {
             Self::SignerEnrolled { principal, .. }
             | Self::SignerRevoked { principal, .. }
             | Self::PermissionGranted { principal, .. }
-            | Self::PermissionRevoked { principal, .. } => Some(principal),
+            | Self::PermissionRevoked { principal, .. }
+            | Self::ProtectionEnabled { principal, .. }
+            | Self::ProtectionDisabled { principal } => Some(principal),
             Self::UserCreated { name, .. } | Self::UserDeleted { name } => Some(name),
             Self::KeyCreated { user, .. } | Self::TemporaryIssued { user, .. } => Some(user),
             Self::ActionDenied { user, .. } => user.as_deref(),
@@ -411,6 +480,15 @@ impl From<WireError> for DecodeError {
 
 fn public_key(r: &mut Reader<'_>) -> Result<PublicKey, WireError> {
     r.bin().map(|b| PublicKey(Bytes(b)))
+}
+
+fn factor_kind(r: &mut Reader<'_>) -> Result<FactorKind, DecodeError> {
+    match r.str()? {
+        "totp" => Ok(FactorKind::Totp),
+        s => Err(DecodeError::Invalid(format!(
+            "unknown second-factor kind {s:?}"
+        ))),
+    }
 }
 
 fn permission(r: &mut Reader<'_>) -> Result<Permission, DecodeError> {
@@ -537,6 +615,19 @@ fn action(r: &mut Reader<'_>, tag: &str) -> Result<Action, DecodeError> {
                 reason: r.string()?,
             }
         }
+        "protection-enabled" => {
+            fields(r, 2)?;
+            Action::ProtectionEnabled {
+                principal: r.string()?,
+                factor: factor_kind(r)?,
+            }
+        }
+        "protection-disabled" => {
+            fields(r, 1)?;
+            Action::ProtectionDisabled {
+                principal: r.string()?,
+            }
+        }
         other => {
             return Err(DecodeError::Invalid(format!(
                 "unknown action tag {other:?}"
@@ -548,6 +639,10 @@ fn action(r: &mut Reader<'_>, tag: &str) -> Result<Action, DecodeError> {
 impl Event {
     /// The body bytes for this event (what is hashed and stored).
     pub fn encode(&self) -> Vec<u8> {
+        debug_assert!(
+            self.factor.is_none() || self.request.is_some(),
+            "an attestation is only ever beside a request"
+        );
         // Serializing plain data into a Vec cannot fail.
         rmp_serde::to_vec(self).expect("event encodes")
     }
@@ -557,14 +652,24 @@ impl Event {
     /// event has one byte form.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
-        let arity = r.array_of(&[5, 6])?;
+        let arity = r.array_of(&[5, 6, 7])?;
         let seq = r.uint()?;
         let time = Timestamp(r.int()?);
         let prev = Bytes(r.bin()?);
         let signer = public_key(&mut r)?;
         let action = tagged_action(&mut r)?;
         let request = match arity {
-            6 => Some(request(&mut r)?),
+            6 | 7 => Some(request(&mut r)?),
+            _ => None,
+        };
+        let factor = match arity {
+            7 => {
+                r.array(2)?;
+                Some(SecondFactor {
+                    kind: factor_kind(&mut r)?,
+                    step: r.uint()?,
+                })
+            }
             _ => None,
         };
         if r.remaining() > 0 {
@@ -577,6 +682,7 @@ impl Event {
             signer,
             action,
             request,
+            factor,
         })
     }
 
@@ -661,6 +767,7 @@ mod tests {
         ];
         for action in actions {
             let ev = Event {
+                factor: None,
                 seq: 3,
                 time: Timestamp(1_700_000_000_000_000),
                 prev: Bytes([2; 32]),
@@ -678,6 +785,7 @@ mod tests {
     #[test]
     fn non_canonical_bodies_are_refused() {
         let ev = Event {
+            factor: None,
             seq: 1,
             time: Timestamp(5),
             prev: Bytes([0; 32]),
@@ -724,6 +832,7 @@ mod wire_tests {
     #[test]
     fn wire_uses_bin_and_ints_json_uses_text() {
         let ev = Event {
+            factor: None,
             seq: 1,
             time: Timestamp(5),
             prev: Bytes([0xab; 32]),
@@ -748,6 +857,7 @@ mod request_tests {
 
     fn through_server(refused: Option<Action>) -> Event {
         Event {
+            factor: None,
             seq: 7,
             time: Timestamp(1_767_225_600_000_000),
             prev: Bytes([9; 32]),

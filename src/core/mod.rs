@@ -15,4 +15,5 @@ pub mod request;
 pub mod signing;
 pub mod state;
 pub mod text;
+pub mod totp;
 pub mod types;

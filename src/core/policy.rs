@@ -102,6 +102,58 @@ impl State {
         self.has(who, Permission::Admin)
     }
 
+    /// R13: is operation protection of `who` in force?
+    pub fn is_protected(&self, who: &str) -> bool {
+        self.principals
+            .get(who)
+            .is_some_and(|p| p.protection.is_some())
+    }
+
+    /// R13: whose second factor `action` by `actor` needs, if any: the actor's, for a
+    /// protected action by a protected actor; the named principal's (its new
+    /// authenticator's), for `protection-enabled`.
+    pub fn factor_subject<'a>(&self, actor: &'a str, action: &'a Action) -> Option<&'a str> {
+        match action {
+            Action::ProtectionEnabled { principal, .. } => Some(principal),
+            a if a.is_protected() && self.is_protected(actor) => Some(actor),
+            _ => None,
+        }
+    }
+
+    /// R13: refuses `action` by `actor` if it needs a second factor and none was verified.
+    /// `direct`: the event is written to the file without a server.
+    pub fn require_factor(
+        &self,
+        actor: &str,
+        action: &Action,
+        verified: bool,
+        direct: bool,
+    ) -> Result<(), Refusal> {
+        let Some(subject) = self.factor_subject(actor, action) else {
+            return Ok(());
+        };
+        if verified {
+            return Ok(());
+        }
+        let what = action.tag();
+        let how = match (direct, subject == actor) {
+            (true, _) => "the server alone holds the seeds and checks codes: run it through the server (keyledger --server URL … --code CODE)".to_owned(),
+            (false, true) => format!("pass --code CODE from {subject}'s authenticator"),
+            (false, false) => format!("pass --code CODE from {subject}'s new authenticator"),
+        };
+        refuse(
+            "R13",
+            match action {
+                Action::ProtectionEnabled { .. } => format!(
+                    "turning on operation protection of {subject} needs a first code from the authenticator: {how}"
+                ),
+                _ => format!(
+                    "{subject} has operation protection on: {what} needs a second factor; {how}"
+                ),
+            },
+        )
+    }
+
     /// Live (undeleted) principal by name.
     fn live(&self, name: &str) -> Result<&Principal, Refusal> {
         match self.principals.get(name) {
@@ -452,7 +504,17 @@ impl State {
                     .tag()
                     .trim_start_matches("key-")
                     .trim_end_matches('d');
-                self.require_key_manager(actor, &k.user, &format!("{verb} keys"))?;
+                // R14: a server disables a key at once after recording its leak report
+                // (a secret scanner's signed report it verified).
+                let after_report = matches!(action, Action::KeyDisabled { .. })
+                    && self.has(actor, Permission::Server)
+                    && self
+                        .last_leak
+                        .as_ref()
+                        .is_some_and(|(k, by)| k == key_id && by == actor);
+                if !after_report {
+                    self.require_key_manager(actor, &k.user, &format!("{verb} keys"))?;
+                }
                 match (action, k.status) {
                     (_, KeyStatus::Deleted) => {
                         refuse("R8", format!("{key_id} is deleted; deletion is final"))
@@ -521,10 +583,48 @@ impl State {
                 check_text("key_id", key_id, MAX_ID)?;
                 check_text("reason", reason, MAX_TEXT)
             }
+            Action::ProtectionEnabled { principal, .. } => {
+                self.require_account_for(actor, principal, "turn on operation protection")?;
+                if actor != principal {
+                    self.require_admin(actor, "turn on another principal's operation protection")?;
+                }
+                if self.live(principal)?.protection.is_some() {
+                    return refuse(
+                        "R13",
+                        format!("operation protection of {principal} is already on"),
+                    );
+                }
+                Ok(())
+            }
+            Action::ProtectionDisabled { principal } => {
+                self.require_account_for(actor, principal, "turn off operation protection")?;
+                if self.live(principal)?.protection.is_none() {
+                    return refuse(
+                        "R13",
+                        format!("operation protection of {principal} is not on"),
+                    );
+                }
+                if actor != principal {
+                    self.require_admin(actor, "turn off another principal's operation protection")?;
+                    if !self.is_protected(actor) {
+                        return refuse(
+                            "R13",
+                            format!(
+                                "{actor} may turn off {principal}'s operation protection only with a second factor of its own: turn on {actor}'s first (keyledger protect enable {actor})"
+                            ),
+                        );
+                    }
+                }
+                Ok(())
+            }
             // Any key of the ledger, whatever its status, by whoever may disable it.
             Action::LeakReported { key_id, .. } => {
                 check_form(action, time)?;
                 let k = self.key(key_id)?;
+                // R14: a server records the reports of secret scanners it verified.
+                if self.has(actor, Permission::Server) {
+                    return Ok(());
+                }
                 self.require_key_manager(actor, &k.user, "report leaks of keys")
             }
             Action::ActionDenied {

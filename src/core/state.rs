@@ -72,6 +72,20 @@ pub struct Principal {
     /// Undeleted temporary credentials by expiry, so "any live key at t" is one lookup.
     #[serde(default)]
     pub open_temporary: std::collections::BTreeSet<(Timestamp, String)>,
+    /// R13: operation protection, in force since this event.
+    #[serde(default)]
+    pub protection: Option<Protection>,
+    /// R13: the greatest TOTP step a server attested for this principal (never decreases,
+    /// across a disable and a new enable too).
+    #[serde(default)]
+    pub factor_step: Option<u64>,
+}
+
+/// R13: a principal's operation protection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protection {
+    pub since: At,
+    pub factor: crate::core::event::FactorKind,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,6 +247,9 @@ pub enum RequestFault {
     Replay,
     /// The signature does not verify (another ledger, another action, a changed byte).
     Signature,
+    /// A second-factor attestation where none belongs, or with a step outside its window
+    /// or before one attested already (§8 7a g).
+    Factor,
 }
 
 /// A request applied to the ledger: where, and enough to recognise it again, so that a
@@ -308,6 +325,10 @@ pub struct State {
     /// Requests applied so far, by `request::replay_id`: a request is never applied twice
     /// (§8 7a e).
     pub requests: HashMap<Hash32, Applied>,
+    /// R14: (key ID, actor) when the last event applied is a `leak-reported`: a server
+    /// may disable that key next.
+    #[serde(default)]
+    pub last_leak: Option<(String, String)>,
 }
 
 impl State {
@@ -469,6 +490,15 @@ impl State {
             Some(req) => self.request_actor(ev, req, request_sig_checked)?,
         };
         self.authorize(actor, &ev.action, ev.time)?;
+        self.require_factor(actor, &ev.action, ev.factor.is_some(), ev.request.is_none())?;
+        let attested = match (&ev.factor, self.factor_subject(actor, &ev.action)) {
+            (Some(f), Some(subject)) => Some((subject.to_owned(), f.step)),
+            _ => None,
+        };
+        let leak = match &ev.action {
+            Action::LeakReported { key_id, .. } => Some((key_id.clone(), actor.to_owned())),
+            _ => None,
+        };
         // Only new keys and signers keep their actor's name; nothing else needs a copy.
         let actor = match ev.action {
             Action::KeyCreated { .. }
@@ -487,6 +517,10 @@ impl State {
             self.requests.insert(request::replay_id(req), applied);
         }
         self.mutate(actor, &ev.action, at);
+        self.last_leak = leak;
+        if let Some((subject, step)) = attested {
+            self.principal_mut(&subject).factor_step = Some(step);
+        }
         self.events += 1;
         Ok(())
     }
@@ -557,6 +591,39 @@ impl State {
                 ),
             );
         }
+        if let Some(f) = &ev.factor {
+            let step = |t: Timestamp| t.0.div_euclid(crate::core::totp::STEP_US);
+            let now = step(ev.time);
+            let Some(subject) = self.factor_subject(actor, &ev.action) else {
+                return bad(
+                    F::Factor,
+                    format!(
+                        "a second-factor attestation on {} by {actor}, which needs none (R13: only a protected action of a protected actor, or protection-enabled)",
+                        ev.action.tag()
+                    ),
+                );
+            };
+            let s = f.step as i64;
+            if f.step > i64::MAX as u64 || s < now - 2 || s > now + 1 {
+                return bad(
+                    F::Factor,
+                    format!(
+                        "the attested TOTP step {} is not within 2 steps before and 1 after the event's step {now}",
+                        f.step
+                    ),
+                );
+            }
+            let last = self.principals.get(subject).and_then(|p| p.factor_step);
+            if let Some(last) = last.filter(|l| f.step < *l) {
+                return bad(
+                    F::Factor,
+                    format!(
+                        "the attested TOTP step {} of {subject} is before step {last}, attested already: codes are accepted in time order, once",
+                        f.step
+                    ),
+                );
+            }
+        }
         let ledger_id = self.ledger_id.expect("checked by apply");
         if !sig_checked && !request::verify(&ledger_id, req, request::requested(req, &ev.action)) {
             return bad(
@@ -599,6 +666,8 @@ impl State {
                 active_signers: 0,
                 live_permanent: Vec::new(),
                 open_temporary: Default::default(),
+                protection: None,
+                factor_step: None,
             },
         );
     }
@@ -737,6 +806,15 @@ impl State {
                 let k = self.key_mut(key_id);
                 k.leak_reported.get_or_insert(at);
                 k.leak_reports += 1;
+            }
+            Action::ProtectionEnabled { principal, factor } => {
+                self.principal_mut(principal).protection = Some(Protection {
+                    since: at,
+                    factor: *factor,
+                });
+            }
+            Action::ProtectionDisabled { principal } => {
+                self.principal_mut(principal).protection = None;
             }
             Action::LogRepaired { .. } | Action::CheckpointRecorded { .. } => {}
         }

@@ -52,6 +52,9 @@ pub struct Record {
     pub signature: String,
     pub offset: u64,
     pub frame_len: u64,
+    /// R13: the second factor the server attested for this event (`totp`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_factor: Option<&'static str>,
     /// The event body exactly as stored, in hex (for OCSF's raw_data; not in JSON Lines
     /// or CSV, which carry the decoded fields).
     #[serde(skip)]
@@ -84,6 +87,7 @@ impl Record {
             signature: to_hex(&frame.sig),
             offset: frame.offset,
             frame_len: frame.len(),
+            second_factor: ev.factor.map(|f| f.kind.as_str()),
             body_hex: to_hex(&frame.body),
         }
     }

@@ -24,6 +24,8 @@ pub fn class_of(action: &Action) -> ((u64, &'static str), (u64, &'static str), b
         UserDeleted { .. } => (ACCOUNT_CHANGE, (6, "Delete"), false),
         PermissionGranted { .. } => (ACCOUNT_CHANGE, (7, "Attach Policy"), false),
         PermissionRevoked { .. } => (ACCOUNT_CHANGE, (8, "Detach Policy"), false),
+        ProtectionEnabled { .. } => (ACCOUNT_CHANGE, (10, "MFA Factor Enable"), false),
+        ProtectionDisabled { .. } => (ACCOUNT_CHANGE, (11, "MFA Factor Disable"), false),
         SignerEnrolled { .. } => (ENTITY_MANAGEMENT, (6, "Enroll"), false),
         SignerRevoked { .. } => (ENTITY_MANAGEMENT, (7, "Unenroll"), false),
         KeyCreated { .. } | TemporaryIssued { .. } => (ENTITY_MANAGEMENT, (1, "Create"), false),
@@ -65,7 +67,11 @@ fn subject(action: &Action, owner: Option<&str>, ledger_id: &str) -> Value {
             u["type_id"] = json!(if *federated { 99 } else { 1 });
             json!({ "user": u })
         }
-        UserDeleted { name } => json!({"user": user(name)}),
+        UserDeleted { name }
+        | ProtectionEnabled {
+            principal: name, ..
+        }
+        | ProtectionDisabled { principal: name } => json!({"user": user(name)}),
         PermissionGranted {
             principal,
             permission,

@@ -56,6 +56,30 @@ pub struct AppendBody {
     pub ledger_id: String,
     /// Each the base64 of the canonical `[action, request]` (`Request::encode_signed`).
     pub requests: Vec<String>,
+    /// R13: a code from the actor's authenticator, for the protected actions among the
+    /// requests (checked only if one needs it, then used up). Never recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+}
+
+/// A one-time code as it travels: wiped from memory when dropped, never printed.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Code(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Code(…)")
+    }
+}
+
+/// `POST /v1/protect/enable?name=NAME`, signed as a read of that target: the URI of a new
+/// authenticator for NAME, to be confirmed by `protection-enabled` with its first code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProtectReply {
+    pub name: String,
+    /// `otpauth://totp/…`: shown once, held by nobody but the server afterwards.
+    pub uri: String,
 }
 
 /// The fate of one request of an append.

@@ -27,7 +27,7 @@ use crate::storage::ledger::Item;
 use crate::storage::store::StoreError;
 
 use super::writer::{AuthCheck, ItemResult, Job};
-use super::{Fail, Shared};
+use super::{Fail, Shared, scanning};
 use crate::core::state::MAX_ID;
 
 /// At most this many signed requests in one append.
@@ -48,6 +48,8 @@ pub fn router(shared: Arc<Shared>, jobs: mpsc::Sender<Job>) -> Router {
         .route("/v1/frames", get(frames))
         .route("/v1/append", post(append))
         .route("/v1/auth", post(auth))
+        .route("/v1/protect/enable", post(protect_enable))
+        .route("/v1/github/secret-scanning", post(secret_scanning))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), log_request))
         .with_state(app)
@@ -76,9 +78,14 @@ async fn log_request(State(app): State<App>, req: Request, next: Next) -> Respon
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let endpoint = match path.as_str() {
-        "/healthz" | "/metrics" | "/v1/ledger" | "/v1/frames" | "/v1/append" | "/v1/auth" => {
-            path.clone()
-        }
+        "/healthz"
+        | "/metrics"
+        | "/v1/ledger"
+        | "/v1/frames"
+        | "/v1/append"
+        | "/v1/auth"
+        | "/v1/protect/enable"
+        | "/v1/github/secret-scanning" => path.clone(),
         _ => "other".into(),
     };
     let res = next.run(req).await;
@@ -235,11 +242,16 @@ async fn append_inner(app: &App, req: Request) -> Result<Response, Fail> {
             action,
             request: Some(req),
             sig_checked: false,
+            factor: Default::default(),
         };
         items.push((item, hash));
     }
     let (tx, rx) = oneshot::channel();
-    let job = Job::Append { items, reply: tx };
+    let job = Job::Append {
+        items,
+        code: b.code.map(|c| c.0),
+        reply: tx,
+    };
     let results = ask(app, job, rx).await?;
     let (replies, statuses): (Vec<ItemReply>, Vec<u16>) =
         results.into_iter().map(item_reply).unzip();
@@ -369,34 +381,135 @@ async fn auth(State(app): State<App>, req: Request) -> Response {
 
 /// `GET /v1/frames?from=OFFSET`: the ledger file's bytes from OFFSET to the last event on
 /// disk (at most `MAX_FRAMES_REPLY`), for a signed reader; the client verifies them.
+/// The signed read of `req` (README, Server API), checked: its signature over `target`
+/// and its time; the writer checks its key and nonce.
+fn read_auth(app: &App, req: &Request, target: &str) -> Result<ReadAuth, Fail> {
+    let auth = ReadAuth::from_headers(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))
+        .ok_or_else(|| {
+            Fail::new(
+                401,
+                "unsigned",
+                "a read is signed: keyledger-key, keyledger-time, keyledger-nonce and keyledger-signature headers (README, Server API)",
+            )
+        })?;
+    check_time(auth.time)?;
+    if !auth.verify(&app.shared.ledger_id, target) {
+        return Err(Fail::bad_signature(&auth.key));
+    }
+    Ok(auth)
+}
+
+/// `method path?query` of `req`: what a signed read signs.
+fn target(req: &Request, method: &str, path: &str) -> String {
+    format!(
+        "{method} {}",
+        req.uri().path_and_query().map_or(path, |p| p.as_str())
+    )
+}
+
+/// R13: a new authenticator for `?name=NAME`, by NAME itself or an admin; the seed stays
+/// with the server, the URI goes to the requester once.
+async fn protect_enable(State(app): State<App>, req: Request) -> Response {
+    let r = async {
+        let target = target(&req, "POST", "/v1/protect/enable");
+        let name = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("name="))
+            .filter(|n| crate::core::types::valid_name(n))
+            .ok_or_else(|| malformed("give ?name=NAME, a principal's name"))?
+            .to_owned();
+        let auth = read_auth(&app, &req, &target)?;
+        drop(req);
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Protect {
+            key: auth.key,
+            replay: auth.replay_id(),
+            time: auth.time,
+            name: name.clone(),
+            reply: tx,
+        };
+        let uri = ask(&app, job, rx).await?;
+        let mut res = json(
+            200,
+            &wire::ProtectReply {
+                name,
+                uri: uri.to_string(),
+            },
+        );
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok::<Response, Fail>(res)
+    }
+    .await;
+    r.unwrap_or_else(|f: Fail| f.into_response())
+}
+
+/// R14: a secret scanner's signed report (GitHub's partner program): 401 and nothing
+/// recorded unless its signature verifies with a configured key; then the writer records
+/// it and the answer labels each token.
+async fn secret_scanning(State(app): State<App>, req: Request) -> Response {
+    let r = async {
+        if app.shared.scanner.is_none() {
+            return Err(Fail::new(
+                404,
+                "not-found",
+                "this server takes no secret scanning reports (serve --scanner-keys FILE)",
+            ));
+        }
+        let header = |req: &Request, name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let id = header(&req, "github-public-key-identifier");
+        let sig = header(&req, "github-public-key-signature");
+        let bytes = body(&app, req).await?;
+        let scanner = app.shared.scanner.as_ref().expect("checked above");
+        let (Some(id), Some(sig)) = (id, sig) else {
+            return Err(Fail::new(
+                401,
+                "unsigned",
+                "a report carries Github-Public-Key-Identifier and Github-Public-Key-Signature headers",
+            ));
+        };
+        if !scanner.keys.verify(&id, &sig, &bytes) {
+            return Err(Fail::new(
+                401,
+                "bad-signature",
+                "the report's signature does not verify with the scanner key it names; nothing was recorded",
+            ));
+        }
+        // Never serde's words: they may quote a token.
+        let matches: Vec<scanning::Match> = serde_json::from_slice(&bytes).map_err(|_| {
+            malformed("a report is a JSON array of {\"token\", \"type\", \"url\", \"source\"}")
+        })?;
+        if matches.len() > scanning::MAX_MATCHES {
+            return Err(malformed(format!(
+                "a report holds at most {} matches",
+                scanning::MAX_MATCHES
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        let feedback = ask(&app, Job::Scan { matches, reply: tx }, rx).await?;
+        Ok(json(200, &feedback))
+    }
+    .await;
+    r.unwrap_or_else(|f: Fail| f.into_response())
+}
+
 async fn frames(State(app): State<App>, req: Request) -> Response {
     let r = async {
-        let target = format!(
-            "GET {}",
-            req.uri()
-                .path_and_query()
-                .map_or("/v1/frames", |p| p.as_str())
-        );
+        let target = target(&req, "GET", "/v1/frames");
         let from: u64 = req
             .uri()
             .query()
             .and_then(|q| q.strip_prefix("from="))
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| malformed("give ?from=OFFSET (a byte offset, 0 for the start)"))?;
-        let headers = req.headers().clone();
+        let auth = read_auth(&app, &req, &target)?;
         drop(req);
-        let auth = ReadAuth::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
-            .ok_or_else(|| {
-                Fail::new(
-                    401,
-                    "unsigned",
-                    "a read is signed: keyledger-key, keyledger-time, keyledger-nonce and keyledger-signature headers (README, Server API)",
-                )
-            })?;
-        check_time(auth.time)?;
-        if !auth.verify(&app.shared.ledger_id, &target) {
-            return Err(Fail::bad_signature(&auth.key));
-        }
         let (tx, rx) = oneshot::channel();
         let job = Job::Reader {
             key: auth.key,

@@ -8,6 +8,8 @@
 mod http;
 mod listen;
 pub mod metrics;
+pub mod protect;
+pub mod scanning;
 mod writer;
 
 use std::net::SocketAddr;
@@ -45,9 +47,22 @@ pub struct Config {
     /// A client must send its headers, and then its body, within this time.
     pub client_timeout: Duration,
     pub log: LogSink,
+    /// R13: the seed store (`protect::SeedStore`); `None`: the ledger's path + `.seeds`.
+    pub seeds: Option<PathBuf>,
+    /// R14: the secret scanning partner endpoint, if this server accepts reports.
+    pub scanner: Option<scanning::Scanner>,
 }
 
 impl Config {
+    /// Where the seed store is.
+    pub fn seeds_path(&self) -> PathBuf {
+        self.seeds.clone().unwrap_or_else(|| {
+            let mut p = self.ledger.clone().into_os_string();
+            p.push(".seeds");
+            p.into()
+        })
+    }
+
     pub fn new(ledger: PathBuf, key: SigningKey, listen: SocketAddr, log: LogSink) -> Self {
         Config {
             ledger,
@@ -60,6 +75,8 @@ impl Config {
             max_connections: 512,
             client_timeout: Duration::from_secs(10),
             log,
+            seeds: None,
+            scanner: None,
         }
     }
 }
@@ -85,6 +102,8 @@ pub enum ServerError {
     },
     #[error("starting the server: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Seeds(#[from] protect::ProtectError),
 }
 
 /// A refusal as the API gives it: HTTP status, stable code, message.
@@ -116,6 +135,7 @@ impl Fail {
             RequestFault::Replay => (409, "replayed"),
             RequestFault::Shape => (400, "malformed"),
             RequestFault::Server => (503, "server-key"),
+            RequestFault::Factor => (400, "malformed"),
         };
         Fail::new(status, code, message)
     }
@@ -179,6 +199,8 @@ pub struct Shared {
     pub ledger_path: PathBuf,
     pub log: LogSink,
     pub client_timeout: Duration,
+    /// R14: whose signed reports of leaked tokens are believed, and what is done with them.
+    pub scanner: Option<scanning::Scanner>,
 }
 
 /// A server accepting requests.
@@ -208,6 +230,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
     if !state.has(&principal, Permission::Server) {
         return Err(ServerError::NoServerPermission { principal });
     }
+    let seeds = protect::SeedStore::open(&config.seeds_path())?;
     let shared = Arc::new(Shared {
         ledger_id: state.ledger_id.expect("a verified ledger has a genesis"),
         format_version: state.format_version,
@@ -219,6 +242,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         ledger_path: config.ledger.clone(),
         log: config.log.clone(),
         client_timeout: config.client_timeout,
+        scanner: config.scanner,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -233,7 +257,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         })?;
     let addr = listener.local_addr().map_err(ServerError::Runtime)?;
     let (tx, rx) = mpsc::channel(4096);
-    let w = writer::Writer::new(ledger, config.key, shared.clone());
+    let w = writer::Writer::new(ledger, config.key, shared.clone(), seeds);
     let writer = std::thread::Builder::new()
         .name("keyledger-writer".into())
         .spawn(move || w.run(rx))

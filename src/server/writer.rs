@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
 
 use crate::core::event::{Action, Request};
 use crate::core::request::{REQUEST_SKEW_US, replay_id};
@@ -18,9 +19,11 @@ use crate::core::state::{RequestFault, State};
 use crate::core::types::{Hash32, PublicKey, Timestamp};
 use crate::protocol::ops::judge_auth;
 use crate::protocol::wire::AuthReply;
-use crate::storage::ledger::{Appender, Item, Ledger, Outcome};
+use crate::storage::ledger::{Appender, Factor, Item, Ledger, Outcome};
 use crate::storage::store::StoreError;
 
+use super::protect::SeedStore;
+use super::scanning::{Feedback, Match, token_hash};
 use super::{Fail, Shared};
 
 /// At most this many events in one group commit.
@@ -44,6 +47,8 @@ impl Job {
             Job::Append { reply, .. } => drop(reply.send(Err(fail))),
             Job::Auth { reply, .. } => drop(reply.send(Err(fail))),
             Job::Reader { reply, .. } => drop(reply.send(Err(fail))),
+            Job::Protect { reply, .. } => drop(reply.send(Err(fail))),
+            Job::Scan { reply, .. } => drop(reply.send(Err(fail))),
         }
     }
 }
@@ -52,7 +57,23 @@ pub enum Job {
     /// Signed requests, each with the hash its signature covers (checked here, in batches).
     Append {
         items: Vec<(Item, Hash32)>,
+        /// R13: a code from the actor's authenticator, for the protected actions among them.
+        code: Option<Zeroizing<String>>,
         reply: oneshot::Sender<Result<Vec<ItemResult>, Fail>>,
+    },
+    /// R13: `protect enable NAME`, a signed read of `target` by `key`: a new pending seed
+    /// for NAME, answered with its `otpauth://` URI.
+    Protect {
+        key: PublicKey,
+        replay: Hash32,
+        time: Timestamp,
+        name: String,
+        reply: oneshot::Sender<Result<Zeroizing<String>, Fail>>,
+    },
+    /// R14: a secret scanner's report, its signature verified by the handler.
+    Scan {
+        matches: Vec<Match>,
+        reply: oneshot::Sender<Result<Vec<Feedback>, Fail>>,
     },
     Auth {
         check: Box<AuthCheck>,
@@ -89,14 +110,17 @@ pub struct Writer {
     /// Request signers' keys, decompressed once.
     points: KeyPoints,
     cores: usize,
+    /// R13: the seeds, held by this thread alone.
+    seeds: SeedStore,
 }
 
 impl Writer {
-    pub fn new(ledger: Ledger, key: SigningKey, shared: Arc<Shared>) -> Self {
+    pub fn new(ledger: Ledger, key: SigningKey, shared: Arc<Shared>, seeds: SeedStore) -> Self {
         let w = Writer {
             ledger,
             key,
             shared,
+            seeds,
             recent: RecentNonces::default(),
             points: KeyPoints::new(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -159,7 +183,7 @@ impl Writer {
                     checks.push((r.key, check.hash, r.sig.0));
                     self.known(&r.key).err()
                 }
-                Job::Reader { .. } => None,
+                Job::Reader { .. } | Job::Protect { .. } | Job::Scan { .. } => None,
             };
             match refusal {
                 Some(fail) => job.refuse(fail),
@@ -187,11 +211,18 @@ impl Writer {
                 .map(|(c, _)| c.0);
             match (bad, job) {
                 (Some(key), job) => job.refuse(Fail::bad_signature(&key)),
-                (None, Job::Append { mut items, reply }) => {
+                (
+                    None,
+                    Job::Append {
+                        mut items,
+                        code,
+                        reply,
+                    },
+                ) => {
                     for i in idx {
                         items[i].0.sig_checked = true;
                     }
-                    out.push(Job::Append { items, reply });
+                    out.push(Job::Append { items, code, reply });
                 }
                 (None, job) => out.push(job),
             }
@@ -207,12 +238,31 @@ impl Writer {
         let mut coalescing: HashSet<String> = HashSet::new();
         for job in jobs {
             match job {
-                Job::Append { items: its, reply } => {
+                Job::Append {
+                    items: its,
+                    code,
+                    reply,
+                } => {
                     pending.push(Pending::Append {
                         items: its.len(),
                         reply,
                     });
-                    items.extend(its.into_iter().map(|(i, _)| i));
+                    let mut its: Vec<Item> = its.into_iter().map(|(i, _)| i).collect();
+                    self.second_factor(&mut its, code.as_deref().map(String::as_str), now);
+                    items.extend(its);
+                }
+                Job::Protect {
+                    key,
+                    replay,
+                    time,
+                    name,
+                    reply,
+                } => {
+                    let r = self
+                        .known(&key)
+                        .and_then(|_| self.fresh(replay, time, now))
+                        .and_then(|_| self.begin_protection(&key, &name, now));
+                    let _ = reply.send(r);
                 }
                 Job::Reader {
                     key,
@@ -222,6 +272,9 @@ impl Writer {
                 } => {
                     let r = self.known(&key).and_then(|_| self.fresh(replay, time, now));
                     let _ = reply.send(r);
+                }
+                Job::Scan { matches, reply } => {
+                    let _ = reply.send(self.scan_report(&matches, now));
                 }
                 Job::Auth { check, reply } => match self.auth(*check, now, &mut coalescing) {
                     Ok((item, user, reason)) => {
@@ -242,6 +295,15 @@ impl Writer {
             return;
         }
         let n = items.len();
+        // R13: what the seeds learn once these are on disk.
+        let lifecycle: Vec<Option<(bool, String)>> = items
+            .iter()
+            .map(|i| match &i.action {
+                Action::ProtectionEnabled { principal, .. } => Some((true, principal.clone())),
+                Action::ProtectionDisabled { principal } => Some((false, principal.clone())),
+                _ => None,
+            })
+            .collect();
         let started = Instant::now();
         let results = self.ledger.append_items(&self.key, items, now, false);
         let m = &self.shared.metrics;
@@ -267,6 +329,20 @@ impl Writer {
             .fetch_add(appended as u64, Ordering::Relaxed);
         self.publish();
         debug_assert_eq!(results.len(), n);
+        for (change, r) in lifecycle.into_iter().zip(&results) {
+            if let (Some((on, name)), Ok(Ok(_))) = (change, r) {
+                let saved = match on {
+                    true => self.seeds.confirm(&name),
+                    false => self.seeds.remove(&name),
+                };
+                if let Err(e) = saved {
+                    (self.shared.log)(
+                        &serde_json::json!({"time": now.to_string(), "error": e.to_string()})
+                            .to_string(),
+                    );
+                }
+            }
+        }
         // Answers go out in item order; each job takes its own results from the front.
         let mut results = results.into_iter();
         for p in pending {
@@ -285,6 +361,143 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// R13: decides the second factor of one append's items. A code is checked only if
+    /// one of them needs it (a protected action of a protected actor, or the confirmation
+    /// of a new authenticator), against the first such item's subject, and then attests
+    /// every item of that subject; without a code, each such item is refused by policy.
+    fn second_factor(&mut self, items: &mut [Item], code: Option<&str>, now: Timestamp) {
+        let state = self.ledger.state();
+        let needs: Vec<(usize, String, bool)> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let req = item.request.as_ref()?;
+                let actor = state.actor_of(&req.key).ok()?;
+                let subject = state.factor_subject(actor, &item.action)?;
+                let pending = matches!(item.action, Action::ProtectionEnabled { .. });
+                Some((i, subject.to_owned(), pending))
+            })
+            .collect();
+        let (Some(code), Some((_, subject, pending))) = (code, needs.first()) else {
+            return;
+        };
+        let (subject, pending) = (subject.clone(), *pending);
+        let floor = state.principals.get(&subject).and_then(|p| p.factor_step);
+        let factor = match self.seeds.check(&subject, code, pending, floor, now) {
+            Ok(attestation) => Factor::Verified {
+                subject: subject.clone(),
+                attestation,
+            },
+            Err(why) => Factor::Refused(format!("operation protection: {why}")),
+        };
+        for (i, s, _) in needs {
+            if s == subject {
+                items[i].factor = factor.clone();
+            }
+        }
+    }
+
+    /// R13: `protect enable NAME` by `key`'s principal, allowed as `protection-enabled`
+    /// would be (the principal itself or an admin, not already on): a new pending seed.
+    fn begin_protection(
+        &mut self,
+        key: &PublicKey,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Zeroizing<String>, Fail> {
+        let state = self.ledger.state();
+        let actor = state
+            .actor_of(key)
+            .map_err(|e| Fail::fault(RequestFault::Key, e.to_string()))?;
+        let action = Action::ProtectionEnabled {
+            principal: name.to_owned(),
+            factor: crate::core::event::FactorKind::Totp,
+        };
+        state
+            .authorize(actor, &action, now)
+            .map_err(|r| Fail::new(403, "denied", r.to_string()))?;
+        let seed = self
+            .seeds
+            .begin(name)
+            .map_err(|e| Fail::unavailable(e.to_string()))?;
+        let label = format!("ledger-{}", &self.shared.ledger_id.hex()[..8]);
+        Ok(Zeroizing::new(crate::core::totp::otpauth_uri(
+            &label, name, &seed,
+        )))
+    }
+
+    /// R14: records a verified scanner report, in one group commit of its own: for each
+    /// token that is a secret or security token of this ledger, a `leak-reported` by this
+    /// server and (unless reports only) its key's `key-disabled` right after it. Answers
+    /// with one label per token, in order.
+    fn scan_report(&mut self, matches: &[Match], now: Timestamp) -> Result<Vec<Feedback>, Fail> {
+        use crate::core::credentials::{self, Form};
+        use crate::core::state::KeyStatus;
+        let report_only = self.shared.scanner.as_ref().is_none_or(|s| s.report_only);
+        let state = self.ledger.state();
+        let mut items = Vec::new();
+        let mut feedback = Vec::with_capacity(matches.len());
+        let mut disabling = HashSet::new();
+        for m in matches {
+            let t = m.token.trim();
+            let key = [Form::Secret, Form::Token]
+                .into_iter()
+                .find(|f| credentials::is_valid(*f, t))
+                .and_then(|f| state.key_of_credential(f, t));
+            let kind = scanner_text(&m.kind, 64);
+            feedback.push(Feedback {
+                token_hash: token_hash(t),
+                token_type: kind.clone(),
+                label: if key.is_some() {
+                    "true_positive"
+                } else {
+                    "false_positive"
+                }
+                .into(),
+            });
+            let Some(k) = key else { continue };
+            let source = scanner_text(
+                m.url
+                    .as_deref()
+                    .filter(|u| !u.trim().is_empty())
+                    .unwrap_or("GitHub secret scanning"),
+                512,
+            );
+            let found_in = scanner_text(m.source.as_deref().unwrap_or("unknown"), 64);
+            items.push(Item::own(Action::LeakReported {
+                key_id: k.id.clone(),
+                source,
+                reason: format!("secret scanning partner report: {kind} found in {found_in}"),
+            }));
+            let live = k.status == KeyStatus::Active && !k.expired_at(now);
+            if !report_only && live && disabling.insert(k.id.clone()) {
+                items.push(Item::own(Action::KeyDisabled {
+                    key_id: k.id.clone(),
+                }));
+            }
+        }
+        if items.is_empty() {
+            return Ok(feedback);
+        }
+        let results = self
+            .ledger
+            .append_items(&self.key, items, now, false)
+            .map_err(|e| Fail::unavailable(format!("the ledger could not be written: {e}")))?;
+        self.publish();
+        for r in results {
+            let problem = match r {
+                Ok(Ok(_)) => continue,
+                Ok(Err((refusal, _))) => refusal.to_string(),
+                Err(e) => e.to_string(),
+            };
+            (self.shared.log)(
+                &serde_json::json!({"time": now.to_string(), "scanner_report": problem})
+                    .to_string(),
+            );
+        }
+        Ok(feedback)
     }
 
     /// The request's key is an enrolled, live signing key.
@@ -381,6 +594,7 @@ impl Writer {
             request: Some(request),
             // Checked in `checked`; the refused action of a failure is the signed one.
             sig_checked: true,
+            factor: Factor::Absent,
         };
         Ok((item, user, reason))
     }
@@ -448,6 +662,27 @@ fn auth_answer(
         time: Some(receipt.time.to_string()),
         coalesced: false,
     })
+}
+
+/// Text from a scanner, fit for an event: control characters as spaces, any credential in
+/// it redacted (§7.2), at most `max` bytes, never empty.
+fn scanner_text(s: &str, max: usize) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let clean = crate::core::credentials::redact(clean.trim()).into_owned();
+    let mut out = String::new();
+    for c in clean.chars() {
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    if out.trim().is_empty() {
+        out = "unknown".into();
+    }
+    out
 }
 
 #[cfg(test)]

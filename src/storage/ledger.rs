@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::core::chain::{Head, event_hash};
-use crate::core::event::{Action, Event, Request};
+use crate::core::event::{Action, Event, Request, SecondFactor};
 use crate::core::format::{self, MAX_BODY};
 use crate::core::merkle::TreeBuilder;
 use crate::core::signing::SigningKey;
@@ -34,6 +34,23 @@ pub struct Item {
     /// The request's signature was verified over `action` by the caller (a server
     /// checks them on all cores before they reach the single writer).
     pub sig_checked: bool,
+    /// R13: what the server found of a second factor that came with the request.
+    pub factor: Factor,
+}
+
+/// R13: a second factor that came with a request, as the server judged it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Factor {
+    /// None came.
+    #[default]
+    Absent,
+    /// A code of `subject`'s authenticator, verified: the attestation to record.
+    Verified {
+        subject: String,
+        attestation: SecondFactor,
+    },
+    /// A code came and was refused, for this reason (wrong, used before, too many failures).
+    Refused(String),
 }
 
 impl Item {
@@ -43,6 +60,7 @@ impl Item {
             action,
             request: None,
             sig_checked: false,
+            factor: Factor::Absent,
         }
     }
 }
@@ -199,6 +217,7 @@ impl Ledger {
                 public_key: key.public(),
             },
             request: None,
+            factor: None,
         };
         let body = genesis.encode();
         let hash = event_hash(&body);
@@ -494,6 +513,7 @@ impl Ledger {
             action,
             mut request,
             sig_checked,
+            factor,
         } = item;
         let mut ev = Event {
             seq: head.seq + 1,
@@ -502,6 +522,7 @@ impl Ledger {
             signer: key.public(),
             action,
             request: None,
+            factor: None,
         };
         let actor = match &request {
             None => state.actor_of(&key.public()).map_err(StoreError::Signer)?,
@@ -541,7 +562,28 @@ impl Ledger {
             }));
         }
         self.check_structural(&ev.action, head.end)?;
-        let refusal = match self.authorize(state, &actor, &ev.action, time) {
+        let decided = self
+            .authorize(state, &actor, &ev.action, time)
+            .and_then(|()| {
+                let Some(subject) = state.factor_subject(&actor, &ev.action) else {
+                    return Ok(());
+                };
+                match factor {
+                    Factor::Verified {
+                        subject: s,
+                        attestation,
+                    } if s == subject => {
+                        ev.factor = Some(attestation);
+                        Ok(())
+                    }
+                    Factor::Refused(message) => Err(Refusal {
+                        rule: "R13",
+                        message,
+                    }),
+                    _ => state.require_factor(&actor, &ev.action, false, request.is_none()),
+                }
+            });
+        let refusal = match decided {
             Ok(()) => None,
             Err(r) => {
                 // The request's `refused` is what its signer signed: a recorded refusal (a

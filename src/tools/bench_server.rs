@@ -131,7 +131,7 @@ pub fn run(dir: &Path, clients: usize, seconds: f64) -> Result<ServerFigures, St
             federated: false,
         };
         let r = request::sign(&ops, id, Timestamp::now(), &a);
-        submit(c, id, &[(a, r)]).is_ok_and(|r| r[0].status == "appended")
+        submit(c, id, &[(a, r)], None).is_ok_and(|r| r[0].status == "appended")
     });
     let events_before = events_of(&url)?;
     let (write_commits, write_batch_mean) = running.metrics().batch_events.mean();

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod forge;
+pub mod site;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -46,6 +47,7 @@ impl RawLedger {
     pub fn push(&mut self, key: &SigningKey, action: Action) -> Hash32 {
         let prev = self.hashes.last().copied().unwrap_or(Bytes::ZERO);
         let ev = Event {
+            factor: None,
             seq: self.seq,
             time: self.time,
             prev,
@@ -76,6 +78,7 @@ impl RawLedger {
     /// The next event (seq, time one minute on, chained) with `signer` and `action`.
     pub fn next(&self, signer: keyledger::core::types::PublicKey, action: Action) -> Event {
         Event {
+            factor: None,
             seq: self.seq,
             time: self.time,
             prev: self.hashes.last().copied().unwrap_or(Bytes::ZERO),
@@ -362,6 +365,7 @@ pub fn build_tweaked(
     for (i, (k, action)) in script.iter().enumerate() {
         let mut k = *k;
         let mut ev = Event {
+            factor: None,
             seq: i as u64,
             time: time_of(i),
             prev: l.hashes.last().copied().unwrap_or(Bytes::ZERO),

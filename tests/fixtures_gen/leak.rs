@@ -93,5 +93,66 @@ pub fn ledgers() -> Vec<Fixture> {
             6,
         ),
     );
+    // R14: the server gw (holding only `server`) records a secret scanner's report on its
+    // own key and disables the key right after: alice's keys A (seq 9) and B (seq 10).
+    let served = |last: &dyn Fn(&mut RawLedger)| {
+        let mut l = super::requests::base();
+        l.push(&key(1), permanent('A', "alice"));
+        l.push(&key(1), permanent('B', "alice"));
+        last(&mut l);
+        l
+    };
+    let gw = super::requests::GW;
+    let disable = |k: char| Action::KeyDisabled {
+        key_id: fixed_key_id(false, k),
+    };
+    let scanned = report('A', source, "secret scanning partner report");
+    add(
+        "leak-by-server.ledger",
+        served(&|l| {
+            l.push(&key(gw), scanned.clone());
+            l.push(&key(gw), disable('A'));
+        }),
+        vec![verdict(
+            "gw, holding only server, records a scanner's report of alice's key A (seq 11) and disables A right after it (seq 12): valid",
+            &[],
+            0,
+            None,
+            &[],
+        )],
+    );
+    add(
+        "leak-server-disables-unreported.ledger",
+        served(&|l| {
+            l.push(&key(gw), disable('A'));
+        }),
+        bad(
+            "gw disables alice's key A with no leak report before it",
+            11,
+        ),
+    );
+    add(
+        "leak-server-disables-other-key.ledger",
+        served(&|l| {
+            l.push(&key(gw), scanned.clone());
+            l.push(&key(gw), disable('B'));
+        }),
+        bad(
+            "gw reports alice's key A (seq 11), then disables key B (seq 12), which it did not report",
+            12,
+        ),
+    );
+    add(
+        "leak-server-disables-later.ledger",
+        served(&|l| {
+            l.push(&key(gw), scanned.clone());
+            l.push(&key(1), user("carol"));
+            l.push(&key(gw), disable('A'));
+        }),
+        bad(
+            "gw reports key A (seq 11), acme creates carol (seq 12), then gw disables A (seq 13): not right after the report",
+            13,
+        ),
+    );
     out.0
 }

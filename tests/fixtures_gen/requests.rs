@@ -12,12 +12,12 @@ use super::{Fixture, Fixtures, one_finding, verdict};
 
 /// acme (the account) = key 1; alice (manage-own-keys) = key 3; bob = key 4;
 /// the server principal `gw` (holding only `server`) = key 5.
-const ACME: u8 = 1;
-const ALICE: u8 = 3;
-const BOB: u8 = 4;
-const GW: u8 = 5;
+pub(super) const ACME: u8 = 1;
+pub(super) const ALICE: u8 = 3;
+pub(super) const BOB: u8 = 4;
+pub(super) const GW: u8 = 5;
 
-fn ledger_id() -> LedgerId {
+pub(super) fn ledger_id() -> LedgerId {
     match genesis() {
         Action::Genesis { ledger_id, .. } => ledger_id,
         _ => unreachable!(),
@@ -59,7 +59,7 @@ fn grant(principal: &str, permission: Permission) -> Action {
 }
 
 /// Genesis and the principals, all by acme, in a version-2 file.
-fn base() -> RawLedger {
+pub(super) fn base() -> RawLedger {
     let mut l = RawLedger::with_version(2);
     l.push(&key(ACME), genesis());
     let mut setup = user("gw", GW);
@@ -75,13 +75,13 @@ fn base() -> RawLedger {
 
 /// Appends `action` through the server `server`, with `req` (or a request by `actor` made
 /// here, nonce `n`, signed at the event's time).
-fn through(l: &mut RawLedger, server: u8, action: Action, req: Request) {
+pub(super) fn through(l: &mut RawLedger, server: u8, action: Action, req: Request) {
     let mut ev: Event = l.next(key(server).public(), action);
     ev.request = Some(req);
     l.push_event(&key(server), &ev);
 }
 
-fn by(l: &RawLedger, actor: u8, n: u8, action: &Action) -> Request {
+pub(super) fn by(l: &RawLedger, actor: u8, n: u8, action: &Action) -> Request {
     request(actor, l.time, n, &ledger_id(), action)
 }
 

@@ -807,6 +807,7 @@ pub fn appends_verify_only_what_the_cache_does_not_vouch_for() {
     // And an append after a forged frame is still refused: the tail is always verified.
     let acme = load_key_at(&d.path().join("s.key"));
     let ev = keyledger::core::event::Event {
+        factor: None,
         seq: v.head.seq + 1,
         time: v.head.time,
         prev: v.head.hash,
@@ -982,6 +983,7 @@ pub fn a_forged_event_is_named_not_its_victim() {
         .head;
     let mut push = |action: Action, by: &SigningKey, forge: bool| {
         let ev = keyledger::core::event::Event {
+            factor: None,
             seq: last.seq + 1,
             time: last.time,
             prev: last.hash,

@@ -1,0 +1,302 @@
+//! Fixtures for operation protection (ledger-format.md version 2 revision 2026-12-03: §4.2,
+//! §5, §7.3 R13, §8 check 7a g): valid histories, and one ledger per clause, each frame
+//! signed by whoever §6 says could have signed it (the server for attestations).
+
+use keyledger::core::event::{Action, Event, FactorKind, Request, SecondFactor};
+use keyledger::core::totp::step_of;
+
+use super::common::*;
+use super::requests::{ACME, ALICE, BOB, GW, base, by, through};
+use super::{Fixture, Fixtures, one_finding, verdict};
+
+/// Appends `action` through gw with `req` and an attestation of `step` (`None`: of the
+/// event's own step; `Some(d)`: that step plus `d`).
+fn attested(l: &mut RawLedger, action: Action, req: Request, shift: Option<i64>) {
+    let mut ev: Event = l.next(key(GW).public(), action);
+    let step = (step_of(ev.time) as i64 + shift.unwrap_or(0)) as u64;
+    ev.request = Some(req);
+    ev.factor = Some(SecondFactor {
+        kind: FactorKind::Totp,
+        step,
+    });
+    l.push_event(&key(GW), &ev);
+}
+
+fn enable(name: &str) -> Action {
+    Action::ProtectionEnabled {
+        principal: name.into(),
+        factor: FactorKind::Totp,
+    }
+}
+
+fn disable(name: &str) -> Action {
+    Action::ProtectionDisabled {
+        principal: name.into(),
+    }
+}
+
+/// The base, then alice's protection turned on through gw with her first code (seq 9).
+fn protected() -> RawLedger {
+    let mut l = base();
+    let a = enable("alice");
+    let r = by(&l, ALICE, 1, &a);
+    attested(&mut l, a, r, None);
+    l
+}
+
+/// `protected()`, then alice's key A asked for through gw with `att` as its attestation.
+fn create_a(att: Option<Option<i64>>) -> RawLedger {
+    let mut l = protected();
+    let a = permanent('A', "alice");
+    let r = by(&l, ALICE, 2, &a);
+    match att {
+        Some(shift) => attested(&mut l, a, r, shift),
+        None => through(&mut l, GW, a, r),
+    }
+    l
+}
+
+/// Replaces the attestation's kind `totp` (the last 5 bytes `a4 74 6f 74 70` before its
+/// step) in frame `i` by `with`, re-signing the frame with gw's key: only the last frame.
+fn rewrite_last(l: &RawLedger, edit: impl FnOnce(&mut Vec<u8>)) -> RawLedger {
+    let i = l.hashes.len() - 1;
+    let range = l.frame(i);
+    let mut body = l.bytes[range.start + 4..range.end - 64].to_vec();
+    edit(&mut body);
+    let mut out = RawLedger::with_version(2);
+    out.bytes = l.bytes[..range.start].to_vec();
+    out.hashes = l.hashes[..i].to_vec();
+    out.offsets = l.offsets[..i].to_vec();
+    let h = keyledger::core::chain::event_hash(&body);
+    out.offsets.push(out.bytes.len());
+    out.bytes.extend(keyledger::core::format::frame_bytes(
+        &body,
+        &key(GW).sign_hash(&h),
+    ));
+    out.hashes.push(h);
+    out
+}
+
+/// Where the attestation `[ "totp", step ]` starts in a body (the last `92 a4 totp`).
+fn attestation_at(body: &[u8]) -> usize {
+    let needle = [0x92, 0xa4, b't', b'o', b't', b'p'];
+    body.windows(6)
+        .rposition(|w| w == needle)
+        .expect("an attestation")
+}
+
+pub fn ledgers() -> Vec<Fixture> {
+    let mut out = Fixtures::default();
+    let mut add = |file, l, verdicts| out.add(file, l, verdicts);
+    let valid = |d: &str| vec![verdict(d, &[], 0, None, &[])];
+
+    // Valid: alice turns protection on (9), creates key A with a code (10), is refused a
+    // key-enabled (11, a denial needs no code), turns protection off with a code (12), then
+    // creates key B without one (13).
+    let mut l = create_a(Some(None));
+    let wanted = Action::KeyEnabled {
+        key_id: fixed_key_id(false, 'A'),
+    };
+    let mut r = by(&l, ALICE, 3, &wanted);
+    r.refused = Some(wanted);
+    through(
+        &mut l,
+        GW,
+        Action::ActionDenied {
+            attempted: "key-enabled".into(),
+            user: None,
+            key_id: Some(fixed_key_id(false, 'A')),
+            reason: "[R8] the key is active".into(),
+        },
+        r,
+    );
+    let d = disable("alice");
+    let r = by(&l, ALICE, 4, &d);
+    attested(&mut l, d, r, Some(-2));
+    let b = permanent('B', "alice");
+    let r = by(&l, ALICE, 5, &b);
+    through(&mut l, GW, b, r);
+    add(
+        "protect-valid.ledger",
+        l,
+        valid(
+            "alice's protection on through gw with an attested code (seq 9), key A with one (seq 10), a refusal without one (seq 11), protection off with one attested 2 steps before the event's step (seq 12), key B without one once off (seq 13): valid",
+        ),
+    );
+
+    // Valid: the account protects itself, then turns alice's protection off with its own code.
+    let mut l = protected();
+    let e = enable("acme");
+    let r = by(&l, ACME, 2, &e);
+    attested(&mut l, e, r, Some(1));
+    let d = disable("alice");
+    let r = by(&l, ACME, 3, &d);
+    attested(&mut l, d, r, None);
+    add(
+        "protect-admin-disables.ledger",
+        l,
+        valid(
+            "acme turns its own protection on (seq 10, a code of the step after the event's), then turns alice's off with its own code (seq 11): valid",
+        ),
+    );
+
+    let bad = one_finding;
+    add(
+        "protect-action-without-attestation.ledger",
+        create_a(None),
+        bad(
+            "seq 10: protected alice's key creation through gw carries no second-factor attestation",
+            10,
+            "policy",
+        ),
+    );
+    let mut l = protected();
+    l.push(&key(ALICE), permanent('A', "alice"));
+    add(
+        "protect-direct-action.ledger",
+        l,
+        bad(
+            "seq 10: protected alice creates a key with her own key, without a server",
+            10,
+            "policy",
+        ),
+    );
+    let mut l = base();
+    let a = enable("alice");
+    let r = by(&l, ALICE, 1, &a);
+    through(&mut l, GW, a, r);
+    add(
+        "protect-enabled-without-attestation.ledger",
+        l,
+        bad(
+            "seq 9: alice's protection-enabled through gw without the attestation of a first code",
+            9,
+            "policy",
+        ),
+    );
+    let mut l = base();
+    l.push(&key(ALICE), enable("alice"));
+    add(
+        "protect-enabled-direct.ledger",
+        l,
+        bad(
+            "seq 9: alice signs her own protection-enabled, without a server",
+            9,
+            "policy",
+        ),
+    );
+    for (file, shift, what) in [
+        ("protect-step-after-window.ledger", 2, "2 steps after"),
+        ("protect-step-before-window.ledger", -3, "3 steps before"),
+    ] {
+        add(
+            file,
+            create_a(Some(Some(shift))),
+            bad(
+                &format!("seq 10's attested step is {what} the event's step"),
+                10,
+                "request",
+            ),
+        );
+    }
+    // Steps go forward: alice's enable attests the step after its event's (c9 + 1); her key
+    // creation a minute later (c10 = c9 + 2) attests c10 - 2 = c9, before it.
+    let mut l = base();
+    let a = enable("alice");
+    let r = by(&l, ALICE, 1, &a);
+    attested(&mut l, a, r, Some(1));
+    let k = permanent('A', "alice");
+    let r = by(&l, ALICE, 2, &k);
+    attested(&mut l, k, r, Some(-2));
+    add(
+        "protect-step-goes-back.ledger",
+        l,
+        bad(
+            "seq 10's attested step is within its window but before the one seq 9 attested for alice",
+            10,
+            "request",
+        ),
+    );
+    let mut l = base();
+    let k = permanent('A', "alice");
+    let r = by(&l, ALICE, 1, &k);
+    attested(&mut l, k, r, None);
+    add(
+        "protect-attestation-unneeded.ledger",
+        l,
+        bad(
+            "seq 9: an attestation on unprotected alice's key creation, which needs none",
+            9,
+            "request",
+        ),
+    );
+    let mut l = protected();
+    let d = disable("alice");
+    let r = by(&l, BOB, 2, &d);
+    attested(&mut l, d, r, None);
+    add(
+        "protect-disable-by-other.ledger",
+        l,
+        bad(
+            "seq 10: bob (no permission, unprotected) turns alice's protection off; the attestation is refused first, as bob's action needs none",
+            10,
+            "request",
+        ),
+    );
+    let mut l = protected();
+    l.push(&key(ACME), disable("alice"));
+    add(
+        "protect-disable-by-unprotected-admin.ledger",
+        l,
+        bad(
+            "seq 10: the account, itself unprotected, turns alice's protection off: an admin needs its own second factor",
+            10,
+            "policy",
+        ),
+    );
+    let l = rewrite_last(&create_a(Some(None)), |b| {
+        let at = attestation_at(b);
+        b[at + 2..at + 6].copy_from_slice(b"hotp");
+    });
+    add(
+        "protect-factor-kind-unknown.ledger",
+        l,
+        vec![verdict(
+            "frame 10's attestation names the factor kind hotp, not totp: a format error",
+            &[],
+            1,
+            None,
+            &["format"],
+        )],
+    );
+    let l = rewrite_last(&create_a(Some(None)), |b| {
+        let at = attestation_at(b);
+        b.truncate(at);
+        b.push(0xc0);
+    });
+    add(
+        "protect-nil-attestation.ledger",
+        l,
+        vec![verdict(
+            "frame 10 has a nil 7th element: a format error (an event without an attestation has 6)",
+            &[],
+            1,
+            None,
+            &["format"],
+        )],
+    );
+    let mut v1 = protected();
+    v1.bytes[9] = 1;
+    add(
+        "protect-in-version-1.ledger",
+        v1,
+        vec![verdict(
+            "protected() with a version-1 header: the server permission (seq 3) and the request of seq 9 are format errors there, and nothing else is wrong",
+            &[],
+            1,
+            None,
+            &["format"],
+        )],
+    );
+    out.0
+}
