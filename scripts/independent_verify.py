@@ -338,10 +338,13 @@ ACTIONS = {
     # §5, version 2 revision 2026-12-03 (R13): version 2 only (§1).
     "protection-enabled": [("principal", "str"), ("factor", "factor")],
     "protection-disabled": [("principal", "str")],
+    # §5 (R11), version 2 only.
+    "auth-failures-summarized": [("key_id", "str"), ("count", "uint"), ("first", "int"),
+                                 ("last", "int")],
 }
 
 # §1: what only a version-2 file may hold (besides `server` and requests).
-V2_TAGS = ("protection-enabled", "protection-disabled")
+V2_TAGS = ("protection-enabled", "protection-disabled", "auth-failures-summarized")
 
 # §7.3 R13: the protected actions.
 PROTECTED = ("key-created", "temporary-issued", "key-disabled", "key-enabled", "key-deleted",
@@ -581,6 +584,7 @@ TEXT_BOUNDS = {
     "key-created": [("scenario", 1024)],
     "secret-revealed": [("channel", 1024)],
     "auth-failed": [("reason", 1024), ("key_id", 64)],
+    "auth-failures-summarized": [("key_id", 64)],
     "action-denied": [("attempted", 1024), ("reason", 1024), ("user", 64), ("key_id", 64)],
     "log-repaired": [("quarantine", 1024)],
     "leak-reported": [("source", 1024), ("reason", 1024)],
@@ -779,6 +783,8 @@ class State:
         elif tag == "leak-reported":
             bound("source", 1024)
             bound("reason", 1024)
+        elif tag == "auth-failures-summarized":
+            bound("key_id", 64)
 
         # §4.1: the refused action's "fields follow §4 and §7.1-7.2 like any action's"
         # (§7.2 is covered by ev.strings() above).
@@ -984,6 +990,14 @@ class State:
             elif not self.manages(actor, k.user) and not self.holds_server(actor):
                 # R14: a server records what a secret scanner it verified reported.
                 why.append(f"actor does not manage {k.user!r} and does not hold server")
+        elif tag == "auth-failures-summarized":
+            # §7.3 (R11): only a server; at least one failure, first <= last <= time.
+            if not self.holds_server(actor):
+                why.append("actor does not hold server")
+            if f["count"] < 1:
+                why.append("count is 0")
+            if not (f["first"] <= f["last"] <= t):
+                why.append("not first <= last <= the event's time")
         elif tag == "protection-enabled":
             pr = f["principal"]
             if pr == acct and actor != acct:
@@ -1072,6 +1086,9 @@ class State:
                 self.keys[f["key_id"]].failed += 1
         elif tag == "leak-reported":
             self.keys[f["key_id"]].leak_reports += 1
+        elif tag == "auth-failures-summarized":
+            if f["key_id"] in self.keys:
+                self.keys[f["key_id"]].failed += f["count"]
         # action-denied, checkpoint-recorded, log-repaired: change nothing else.
 
 

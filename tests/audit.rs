@@ -180,6 +180,30 @@ fn each_control_fires_on_a_ledger_built_to_break_it() {
     ok_at(p, T0, &["user", "create", "gw"]);
     ok_at(p, T0, &["grant", "gw", "server"]);
     ok_at(p, T0, &["grant", "bob", "manage-keys"]);
+    // auth-failure-flood: gw, holding server, summarizes failures past its rate.
+    ok_at(p, T0, &["keygen", "--out", "gw.key"]);
+    ok_at(
+        p,
+        T0,
+        &["signer", "enroll", "gw", "--public-key", "@gw.key.pub"],
+    );
+    {
+        use keyledger::storage::ledger::Appender;
+        let t = keyledger::core::types::Timestamp::parse(T0).unwrap();
+        let gw = keyledger::storage::keyfile::load(&p.join("gw.key")).unwrap();
+        let mut l = keyledger::storage::ledger::Ledger::open(
+            &p.join("keyledger.ledger"),
+            keyledger::storage::store::Wait::Block,
+        )
+        .unwrap();
+        let flood = keyledger::core::event::Action::AuthFailuresSummarized {
+            key_id: b2.clone(),
+            count: 500,
+            first: t.plus_micros(-60_000_000),
+            last: t,
+        };
+        l.append(&gw, flood, t).unwrap();
+    }
     let now = "2026-06-01T00:00:00Z";
     // temporary-credentials-duration fires with a stricter limit than the policy's 12 h.
     let f = findings(p, now, &["--max-temporary", "0"]);

@@ -4,6 +4,8 @@
 //! Regenerate after a deliberate format change: `KEYLEDGER_WRITE_FIXTURES=1 cargo test --test fixtures`.
 
 mod common;
+#[path = "fixtures_gen/floods.rs"]
+mod floods;
 #[path = "fixtures_gen/leak.rs"]
 mod leak;
 #[path = "fixtures_gen/protect.rs"]
@@ -442,6 +444,7 @@ fn all_fixtures() -> Vec<Fixture> {
     out.extend(leak::ledgers());
     out.extend(requests::ledgers());
     out.extend(protect::ledgers());
+    out.extend(floods::ledgers());
     out
 }
 

@@ -99,6 +99,8 @@ fn every_tag() -> tempfile::TempDir {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--auth-failures-per-minute",
+            "1",
         ],
     );
     let remote = |rest: &[&str]| {
@@ -121,6 +123,15 @@ fn every_tag() -> tempfile::TempDir {
     };
     remote(&["protect", "confirm", "acme", "--code", &code(0)]);
     remote(&["protect", "disable", "acme", "--code", &code(1)]);
+    // Two wrong secrets at a rate of one a minute: auth-failures-summarized at the drain.
+    for _ in 0..2 {
+        let o = run_in(
+            d.path(),
+            &["--server", &server.url, "--key", "gw.key", "auth", id],
+            Some("klsk_wrong"),
+        );
+        assert_eq!(common::code(&o), 1, "{}", stderr(&o));
+    }
     assert_eq!(server.stop(), 0);
     run(&["checkpoint", "--record"]);
     // A torn tail: a length prefix promising more than follows.
@@ -195,7 +206,7 @@ fn exported_records_validate_and_keep_the_chain() {
             "permission-revoked" => (3001, 8),
             "protection-enabled" => (3001, 10),
             "protection-disabled" => (3001, 11),
-            "auth-succeeded" | "auth-failed" => (3002, 1),
+            "auth-succeeded" | "auth-failed" | "auth-failures-summarized" => (3002, 1),
             "key-created" | "temporary-issued" => (3004, 1),
             "secret-revealed" => (3004, 2),
             "key-rotated" => (3004, 3),
@@ -209,7 +220,7 @@ fn exported_records_validate_and_keep_the_chain() {
         assert_eq!((class, activity), want, "{r}");
         let failed = matches!(
             k["action"].as_str().unwrap(),
-            "auth-failed" | "action-denied"
+            "auth-failed" | "action-denied" | "auth-failures-summarized"
         );
         assert_eq!(r["status_id"], if failed { 2 } else { 1 }, "{r}");
     }

@@ -46,7 +46,7 @@ impl Severity {
 }
 
 /// The controls, with what each checks (also shown in reports).
-pub const CONTROLS: [(&str, &str); 12] = [
+pub const CONTROLS: [(&str, &str); 13] = [
     (
         "root-access-key",
         "The account (root) holds no access key (CIS: no root access key; root-ak-check)",
@@ -83,6 +83,10 @@ pub const CONTROLS: [(&str, &str); 12] = [
     (
         "signer-enrolled-by-other",
         "Signing keys enrolled for a principal by someone else are listed: the enroller chose the key that events are attributed to",
+    ),
+    (
+        "auth-failure-flood",
+        "No key had failed checks past the server's per-key rate (R11: summarized floods; brute force or a broken client)",
     ),
     (
         "privileged-without-protection",
@@ -510,6 +514,25 @@ fn evaluate(
                 signer.enrolled_by
             ),
             vec![signer.enrolled.seq],
+        );
+    }
+    for f in s.floods.iter().filter(|f| f.at.time <= t) {
+        let k = s.keys.get(&f.key_id);
+        let whose = match (k, f.key_id.as_str()) {
+            (Some(k), _) => format!("{} of {}", k.id, k.user),
+            (None, crate::core::state::UNKNOWN_KEYS) => "key IDs of no key of this ledger".into(),
+            (None, id) => id.to_owned(),
+        };
+        add(
+            "auth-failure-flood",
+            Severity::High,
+            k,
+            None,
+            format!(
+                "{} failed checks of {whose} from {} to {}, past the server's per-key rate (seq {}): brute force or a client with a wrong secret; rotate the key if it may have leaked",
+                f.count, f.first, f.last, f.at.seq
+            ),
+            vec![f.at.seq],
         );
     }
     // Protection is checked by a server: a ledger no server may write cannot have it.

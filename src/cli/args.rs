@@ -160,6 +160,11 @@ pub struct ServeArgs {
     /// granularity (R11). Failures are always recorded. 0 records every success.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub auth_coalesce: u64,
+    /// Failed checks of one key recorded one by one per minute (R11); the rest of that minute
+    /// are counted and recorded as one auth-failures-summarized event, so a flood of wrong
+    /// secrets cannot flood the ledger (the flood is an audit finding). 0 records every one.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub auth_failures_per_minute: u64,
     /// A client must send its request headers, and then its body, within this many seconds.
     #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub client_timeout: u64,

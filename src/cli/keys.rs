@@ -517,7 +517,7 @@ pub fn auth(ctx: &Ctx, key_id: &str) -> Result<(), CliError> {
     };
     if ctx.json {
         json(
-            &json!({"ok": out.ok, "key_id": key_id, "user": out.user, "reason": out.reason, "seq": seq, "coalesced": seq.is_none()}),
+            &json!({"ok": out.ok, "key_id": key_id, "user": out.user, "reason": out.reason, "seq": seq, "coalesced": seq.is_none() && out.ok, "summarized": seq.is_none() && !out.ok}),
         )?;
     } else if out.ok {
         print(&format!(

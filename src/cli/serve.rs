@@ -17,6 +17,7 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<(), CliError> {
     config.wait = ctx.wait;
     config.cache = ctx.cache.clone();
     config.auth_coalesce_seconds = a.auth_coalesce;
+    config.auth_failures_per_minute = a.auth_failures_per_minute;
     config.max_connections = a.max_connections as usize;
     config.client_timeout = std::time::Duration::from_secs(a.client_timeout);
     config.seeds = a.seeds;

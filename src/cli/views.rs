@@ -39,6 +39,12 @@ pub fn detail(a: &Action) -> String {
         Action::UserDeleted { name } | Action::ProtectionDisabled { principal: name } => {
             name.clone()
         }
+        Action::AuthFailuresSummarized {
+            key_id,
+            count,
+            first,
+            last,
+        } => format!("{key_id}: {count} failed checks from {first} to {last}"),
         Action::ProtectionEnabled { principal, factor } => {
             format!("{principal} ({})", factor.as_str())
         }

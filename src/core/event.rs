@@ -233,10 +233,18 @@ pub enum Action {
     ProtectionDisabled {
         principal: String,
     },
+    /// R11: `count` failed checks of `key_id` (`*`: of IDs of no key of this ledger) between
+    /// `first` and `last`, past the server's per-key rate, recorded as one event.
+    AuthFailuresSummarized {
+        key_id: String,
+        count: u64,
+        first: Timestamp,
+        last: Timestamp,
+    },
 }
 
 /// Every action's wire tag, in §5 order.
-pub const ACTION_TAGS: [&str; 22] = [
+pub const ACTION_TAGS: [&str; 23] = [
     "genesis",
     "signer-enrolled",
     "signer-revoked",
@@ -259,6 +267,7 @@ pub const ACTION_TAGS: [&str; 22] = [
     "leak-reported",
     "protection-enabled",
     "protection-disabled",
+    "auth-failures-summarized",
 ];
 
 impl Action {
@@ -317,6 +326,7 @@ impl Action {
             Self::LeakReported { .. } => "leak-reported",
             Self::ProtectionEnabled { .. } => "protection-enabled",
             Self::ProtectionDisabled { .. } => "protection-disabled",
+            Self::AuthFailuresSummarized { .. } => "auth-failures-summarized",
         }
     }
 
@@ -340,6 +350,7 @@ impl Action {
             | Self::KeyDeleted { key_id }
             | Self::AuthSucceeded { key_id }
             | Self::AuthFailed { key_id, .. }
+            | Self::AuthFailuresSummarized { key_id, .. }
             | Self::LeakReported { key_id, .. } => Some(key_id),
             Self::KeyRotated { old_key_id, .. } => Some(old_key_id),
             Self::ActionDenied { key_id, .. } => key_id.as_deref(),
@@ -370,7 +381,9 @@ impl Action {
     pub fn needs_version_2(&self) -> bool {
         matches!(
             self,
-            Self::ProtectionEnabled { .. } | Self::ProtectionDisabled { .. }
+            Self::ProtectionEnabled { .. }
+                | Self::ProtectionDisabled { .. }
+                | Self::AuthFailuresSummarized { .. }
         ) || matches!(
             self,
             Self::PermissionGranted {
@@ -411,6 +424,7 @@ impl Action {
             | Self::KeyDeleted { key_id }
             | Self::AuthSucceeded { key_id } => vec![key_id],
             Self::AuthFailed { key_id, reason } => vec![key_id, reason],
+            Self::AuthFailuresSummarized { key_id, .. } => vec![key_id],
             Self::ActionDenied {
                 attempted,
                 user,
@@ -626,6 +640,15 @@ fn action(r: &mut Reader<'_>, tag: &str) -> Result<Action, DecodeError> {
             fields(r, 1)?;
             Action::ProtectionDisabled {
                 principal: r.string()?,
+            }
+        }
+        "auth-failures-summarized" => {
+            fields(r, 4)?;
+            Action::AuthFailuresSummarized {
+                key_id: r.string()?,
+                count: r.uint()?,
+                first: Timestamp(r.int()?),
+                last: Timestamp(r.int()?),
             }
         }
         other => {

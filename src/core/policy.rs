@@ -583,6 +583,30 @@ impl State {
                 check_text("key_id", key_id, MAX_ID)?;
                 check_text("reason", reason, MAX_TEXT)
             }
+            // R11: a server's summary of failures past its per-key rate.
+            Action::AuthFailuresSummarized {
+                key_id,
+                count,
+                first,
+                last,
+            } => {
+                check_text("key_id", key_id, MAX_ID)?;
+                if !self.has(actor, Permission::Server) {
+                    return refuse(
+                        "R11",
+                        format!(
+                            "{actor} does not hold server: only a server summarizes failed checks"
+                        ),
+                    );
+                }
+                if *count == 0 || first > last || *last > time {
+                    return refuse(
+                        "R11",
+                        "a summary counts at least one failure, between its first and last, both at or before the event",
+                    );
+                }
+                Ok(())
+            }
             Action::ProtectionEnabled { principal, .. } => {
                 self.require_account_for(actor, principal, "turn on operation protection")?;
                 if actor != principal {

@@ -329,6 +329,22 @@ pub struct State {
     /// may disable that key next.
     #[serde(default)]
     pub last_leak: Option<(String, String)>,
+    /// R11: the summaries of failed checks past a server's rate (floods), in log order.
+    #[serde(default)]
+    pub floods: Vec<Flood>,
+}
+
+/// R11: the key ID a summary gives failed checks of IDs of no key of this ledger.
+pub const UNKNOWN_KEYS: &str = "*";
+
+/// R11: one `auth-failures-summarized` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flood {
+    pub at: At,
+    pub key_id: String,
+    pub count: u64,
+    pub first: Timestamp,
+    pub last: Timestamp,
 }
 
 impl State {
@@ -788,6 +804,23 @@ impl State {
                 if let Some(k) = self.keys.get_mut(key_id) {
                     k.failed_auths += 1;
                 }
+            }
+            Action::AuthFailuresSummarized {
+                key_id,
+                count,
+                first,
+                last,
+            } => {
+                if let Some(k) = self.keys.get_mut(key_id) {
+                    k.failed_auths = k.failed_auths.saturating_add(*count);
+                }
+                self.floods.push(Flood {
+                    at,
+                    key_id: key_id.clone(),
+                    count: *count,
+                    first: *first,
+                    last: *last,
+                });
             }
             Action::KeyRotated {
                 old_key_id,

@@ -36,7 +36,7 @@ pub fn class_of(action: &Action) -> ((u64, &'static str), (u64, &'static str), b
         KeyDeleted { .. } => (ENTITY_MANAGEMENT, (4, "Delete"), false),
         LeakReported { .. } => (ENTITY_MANAGEMENT, (99, "Other"), false),
         AuthSucceeded { .. } => (AUTHENTICATION, (1, "Logon"), false),
-        AuthFailed { .. } => (AUTHENTICATION, (1, "Logon"), true),
+        AuthFailed { .. } | AuthFailuresSummarized { .. } => (AUTHENTICATION, (1, "Logon"), true),
         ActionDenied { .. } => (ENTITY_MANAGEMENT, (99, "Other"), true),
         CheckpointRecorded { .. } | LogRepaired { .. } => (ENTITY_MANAGEMENT, (99, "Other"), false),
     }
@@ -137,7 +137,7 @@ fn subject(action: &Action, owner: Option<&str>, ledger_id: &str) -> Value {
             json!({"entity": key_entity("access key", key_id, owner, json!({}))})
         }
         // The service authenticated to: this ledger (the keys' issuer).
-        AuthSucceeded { .. } | AuthFailed { .. } => json!({
+        AuthSucceeded { .. } | AuthFailed { .. } | AuthFailuresSummarized { .. } => json!({
             "user": user(owner.unwrap_or("unknown")),
             "service": {"name": "keyledger", "uid": ledger_id},
         }),

@@ -138,6 +138,10 @@ pub struct AuthReply {
     pub hash: Option<String>,
     pub time: Option<String>,
     pub coalesced: bool,
+    /// R11: a failure past the server's per-key rate, counted into a later
+    /// `auth-failures-summarized` instead of an event of its own.
+    #[serde(default)]
+    pub summarized: bool,
 }
 
 /// Every refusal: a stable code and a message that says what to do.

@@ -49,6 +49,7 @@ impl Job {
             Job::Reader { reply, .. } => drop(reply.send(Err(fail))),
             Job::Protect { reply, .. } => drop(reply.send(Err(fail))),
             Job::Scan { reply, .. } => drop(reply.send(Err(fail))),
+            Job::Tick => {}
         }
     }
 }
@@ -70,6 +71,8 @@ pub enum Job {
         name: String,
         reply: oneshot::Sender<Result<Zeroizing<String>, Fail>>,
     },
+    /// R11: time passes; failure windows that ended are summarized.
+    Tick,
     /// R14: a secret scanner's report, its signature verified by the handler.
     Scan {
         matches: Vec<Match>,
@@ -99,6 +102,8 @@ enum Pending {
         reason: Option<String>,
         reply: oneshot::Sender<Result<AuthReply, Fail>>,
     },
+    /// The server's own event (a summary): nobody waits for it.
+    Own,
 }
 
 pub struct Writer {
@@ -112,6 +117,9 @@ pub struct Writer {
     cores: usize,
     /// R13: the seeds, held by this thread alone.
     seeds: SeedStore,
+    /// R11: failed checks per key per minute, and the summaries due.
+    failures: FailureLimiter,
+    summaries: Vec<Action>,
 }
 
 impl Writer {
@@ -119,6 +127,8 @@ impl Writer {
         let w = Writer {
             ledger,
             key,
+            failures: FailureLimiter::new(shared.failures_per_minute),
+            summaries: Vec::new(),
             shared,
             seeds,
             recent: RecentNonces::default(),
@@ -141,6 +151,7 @@ impl Writer {
             }
             self.batch(jobs);
         }
+        self.flush_failures();
     }
 
     fn publish(&self) {
@@ -183,7 +194,7 @@ impl Writer {
                     checks.push((r.key, check.hash, r.sig.0));
                     self.known(&r.key).err()
                 }
-                Job::Reader { .. } | Job::Protect { .. } | Job::Scan { .. } => None,
+                Job::Reader { .. } | Job::Protect { .. } | Job::Scan { .. } | Job::Tick => None,
             };
             match refusal {
                 Some(fail) => job.refuse(fail),
@@ -276,8 +287,13 @@ impl Writer {
                 Job::Scan { matches, reply } => {
                     let _ = reply.send(self.scan_report(&matches, now));
                 }
+                Job::Tick => {
+                    let due = self.failures.due(now, false);
+                    self.summaries.extend(due);
+                }
                 Job::Auth { check, reply } => match self.auth(*check, now, &mut coalescing) {
                     Ok((item, user, reason)) => {
+                        self.own_items(&mut items, &mut pending);
                         items.push(item);
                         pending.push(Pending::Auth {
                             user,
@@ -291,6 +307,7 @@ impl Writer {
                 },
             }
         }
+        self.own_items(&mut items, &mut pending);
         if items.is_empty() {
             return;
         }
@@ -318,6 +335,9 @@ impl Writer {
                     match p {
                         Pending::Append { reply, .. } => drop(reply.send(Err(fail.clone()))),
                         Pending::Auth { reply, .. } => drop(reply.send(Err(fail.clone()))),
+                        // A summary not written is lost with the failed write (its
+                        // failures were answered, never acknowledged as recorded).
+                        Pending::Own => {}
                     }
                 }
                 return;
@@ -359,8 +379,46 @@ impl Writer {
                     let r = results.next().expect("one result per item");
                     let _ = reply.send(auth_answer(r, user, reason));
                 }
+                Pending::Own => {
+                    let problem = match results.next() {
+                        Some(Ok(Ok(_))) | None => None,
+                        Some(Ok(Err((r, _)))) => Some(r.to_string()),
+                        Some(Err(e)) => Some(e.to_string()),
+                    };
+                    if let Some(p) = problem {
+                        (self.shared.log)(
+                            &serde_json::json!({"time": now.to_string(), "error": p}).to_string(),
+                        );
+                    }
+                }
             }
         }
+    }
+
+    /// The server's own events waiting (summaries), into this batch before what follows.
+    fn own_items(&mut self, items: &mut Vec<Item>, pending: &mut Vec<Pending>) {
+        for a in self.summaries.drain(..) {
+            items.push(Item::own(a));
+            pending.push(Pending::Own);
+        }
+    }
+
+    /// R11: on the way out, every failure still counted is summarized.
+    fn flush_failures(&mut self) {
+        let now = Timestamp::now();
+        let mut due = std::mem::take(&mut self.summaries);
+        due.extend(self.failures.due(now, true));
+        if due.is_empty() {
+            return;
+        }
+        let items = due.into_iter().map(Item::own).collect();
+        if let Err(e) = self.ledger.append_items(&self.key, items, now, false) {
+            (self.shared.log)(
+                &serde_json::json!({"time": now.to_string(), "error": format!("the failure summaries could not be written: {e}")})
+                    .to_string(),
+            );
+        }
+        self.publish();
     }
 
     /// R13: decides the second factor of one append's items. A code is checked only if
@@ -573,9 +631,32 @@ impl Writer {
                     hash: None,
                     time: None,
                     coalesced: true,
+                    summarized: false,
                 }));
             }
             coalescing.insert(key_id.clone());
+        }
+        if let Some(r) = &reason {
+            // R11: past the per-key rate, a failure is counted, not recorded alone.
+            let bucket = match state.keys.contains_key(&key_id) {
+                true => key_id.clone(),
+                false => crate::core::state::UNKNOWN_KEYS.to_owned(),
+            };
+            let (due, record) = self.failures.admit(&bucket, now);
+            self.summaries.extend(due);
+            if !record {
+                self.fresh(replay, request.time, now).map_err(Err)?;
+                return Err(Ok(AuthReply {
+                    ok: false,
+                    user,
+                    reason: Some(r.clone()),
+                    seq: None,
+                    hash: None,
+                    time: None,
+                    coalesced: false,
+                    summarized: true,
+                }));
+            }
         }
         let action = match &reason {
             None => Action::AuthSucceeded { key_id },
@@ -661,6 +742,89 @@ fn auth_answer(
         hash: Some(receipt.hash.hex()),
         time: Some(receipt.time.to_string()),
         coalesced: false,
+        summarized: false,
+    })
+}
+
+/// One minute: the window of the per-key failure rate (R11).
+const FAILURE_WINDOW_US: i64 = 60_000_000;
+
+/// R11: per key (and one bucket for unknown IDs), the first `per_minute` failed checks of
+/// each minute are recorded one by one; the rest are counted and recorded as one
+/// `auth-failures-summarized` once the minute is over. Memory is one entry per key that
+/// failed within the last minute.
+struct FailureLimiter {
+    per_minute: u64,
+    buckets: std::collections::HashMap<String, Bucket>,
+}
+
+struct Bucket {
+    start: Timestamp,
+    recorded: u64,
+    counted: u64,
+    first: Timestamp,
+    last: Timestamp,
+}
+
+impl FailureLimiter {
+    fn new(per_minute: u64) -> Self {
+        FailureLimiter {
+            per_minute,
+            buckets: Default::default(),
+        }
+    }
+
+    /// A failure of `bucket` at `now`: the summary of its previous window if that ended,
+    /// and whether to record this one.
+    fn admit(&mut self, bucket: &str, now: Timestamp) -> (Option<Action>, bool) {
+        if self.per_minute == 0 {
+            return (None, true);
+        }
+        let fresh = || Bucket {
+            start: now,
+            recorded: 0,
+            counted: 0,
+            first: now,
+            last: now,
+        };
+        let b = self.buckets.entry(bucket.to_owned()).or_insert_with(fresh);
+        let mut due = None;
+        if now.0 - b.start.0 >= FAILURE_WINDOW_US {
+            due = summary(bucket, b);
+            *b = fresh();
+        }
+        if b.recorded < self.per_minute {
+            b.recorded += 1;
+            return (due, true);
+        }
+        if b.counted == 0 {
+            b.first = now;
+        }
+        b.counted += 1;
+        b.last = now.max(b.last);
+        (due, false)
+    }
+
+    /// The summaries of windows over by `now` (every window with `all`); those buckets go.
+    fn due(&mut self, now: Timestamp, all: bool) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.buckets.retain(|k, b| {
+            let over = all || now.0 - b.start.0 >= FAILURE_WINDOW_US;
+            if over {
+                out.extend(summary(k, b));
+            }
+            !over
+        });
+        out
+    }
+}
+
+fn summary(key_id: &str, b: &Bucket) -> Option<Action> {
+    (b.counted > 0).then(|| Action::AuthFailuresSummarized {
+        key_id: key_id.to_owned(),
+        count: b.counted,
+        first: b.first,
+        last: b.last,
     })
 }
 
@@ -689,6 +853,40 @@ fn scanner_text(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::core::types::Bytes;
+
+    /// R11: per window, the first `per_minute` are recorded and the rest counted; the count
+    /// comes out once the window is over (at the next failure or a tick), never twice.
+    #[test]
+    fn failures_past_the_rate_are_counted_once_per_window() {
+        let mut f = FailureLimiter::new(2);
+        let t0 = Timestamp(1_767_225_600_000_000);
+        let at = |s: i64| t0.plus_micros(s * 1_000_000);
+        let admitted: Vec<bool> = (0..5).map(|i| f.admit("K", at(i)).1).collect();
+        assert_eq!(admitted, [true, true, false, false, false]);
+        assert!(f.due(at(59), false).is_empty(), "the window is not over");
+        // The next failure after the window: the summary of the last one, then recorded.
+        let (due, record) = f.admit("K", at(61));
+        assert!(record);
+        assert_eq!(
+            due,
+            Some(Action::AuthFailuresSummarized {
+                key_id: "K".into(),
+                count: 3,
+                first: at(2),
+                last: at(4),
+            })
+        );
+        f.admit("K", at(62));
+        f.admit("K", at(63));
+        assert!(f.due(at(100), false).is_empty(), "still within 60 s of 61");
+        let due = f.due(at(121), false);
+        assert_eq!(due.len(), 1);
+        assert!(
+            f.due(at(200), true).is_empty(),
+            "nothing is summarized twice"
+        );
+        assert!(FailureLimiter::new(0).admit("K", at(0)).1);
+    }
 
     /// Each arrival costs O(1) however many are remembered; one is kept until twice the
     /// skew has passed, and at most `cap` are kept.

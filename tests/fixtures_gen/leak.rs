@@ -143,6 +143,26 @@ pub fn ledgers() -> Vec<Fixture> {
         ),
     );
     add(
+        "leak-server-disables-after-denial.ledger",
+        served(&|l| {
+            l.push(&key(gw), scanned.clone());
+            l.push(
+                &key(1),
+                Action::ActionDenied {
+                    attempted: "user-created carol".into(),
+                    user: Some("carol".into()),
+                    key_id: None,
+                    reason: "[R2] a refusal".into(),
+                },
+            );
+            l.push(&key(gw), disable('A'));
+        }),
+        bad(
+            "gw reports key A (seq 11), an action-denied is recorded (seq 12: it changes the state in §8's sense), then gw disables A (seq 13)",
+            13,
+        ),
+    );
+    add(
         "leak-server-disables-later.ledger",
         served(&|l| {
             l.push(&key(gw), scanned.clone());

@@ -124,19 +124,36 @@ pub fn ledgers() -> Vec<Fixture> {
         ),
     );
 
-    // Valid: the account protects itself, then turns alice's protection off with its own code.
+    // Valid: the account protects itself, alice uses a code of a late step, then the account
+    // turns alice's protection off with its own code: its step is checked against the
+    // account's last (the actor is the factor subject), though it is before alice's.
     let mut l = protected();
     let e = enable("acme");
     let r = by(&l, ACME, 2, &e);
-    attested(&mut l, e, r, Some(1));
+    attested(&mut l, e, r, Some(-2));
+    let k = permanent('A', "alice");
+    let r = by(&l, ALICE, 3, &k);
+    attested(&mut l, k, r, Some(1));
     let d = disable("alice");
-    let r = by(&l, ACME, 3, &d);
-    attested(&mut l, d, r, None);
+    let r = by(&l, ACME, 4, &d);
+    attested(&mut l, d, r, Some(-2));
     add(
         "protect-admin-disables.ledger",
         l,
         valid(
-            "acme turns its own protection on (seq 10, a code of the step after the event's), then turns alice's off with its own code (seq 11): valid",
+            "acme turns its own protection on (seq 10, step c9), alice creates key A with a code of step c9 + 5 (seq 11), acme turns alice's protection off with its own code of step c9 + 4 (seq 12): its subject is acme, whose last step is c9, so valid",
+        ),
+    );
+    // Valid: one code attests both events of one append (equal steps).
+    let mut l = create_a(Some(None));
+    let b = permanent('B', "alice");
+    let r = by(&l, ALICE, 3, &b);
+    attested(&mut l, b, r, Some(-2));
+    add(
+        "protect-one-code-two-actions.ledger",
+        l,
+        valid(
+            "alice's key A (seq 10) and key B (seq 11) both attested with the step of seq 10 (one code for one append): steps may repeat, valid",
         ),
     );
 
@@ -185,20 +202,72 @@ pub fn ledgers() -> Vec<Fixture> {
             "policy",
         ),
     );
-    for (file, shift, what) in [
-        ("protect-step-after-window.ledger", 2, "2 steps after"),
-        ("protect-step-before-window.ledger", -3, "3 steps before"),
-    ] {
-        add(
-            file,
-            create_a(Some(Some(shift))),
-            bad(
-                &format!("seq 10's attested step is {what} the event's step"),
-                10,
-                "request",
-            ),
-        );
-    }
+    add(
+        "protect-step-after-window.ledger",
+        create_a(Some(Some(2))),
+        bad(
+            "seq 10's attested step is 2 steps after the event's step",
+            10,
+            "request",
+        ),
+    );
+    // The enable attests c9 - 2; the creation c10 - 3 = c9 - 1: after the last step, but 3
+    // before its own event's.
+    let mut l = base();
+    let a = enable("alice");
+    let r = by(&l, ALICE, 1, &a);
+    attested(&mut l, a, r, Some(-2));
+    let k = permanent('A', "alice");
+    let r = by(&l, ALICE, 2, &k);
+    attested(&mut l, k, r, Some(-3));
+    add(
+        "protect-step-before-window.ledger",
+        l,
+        bad(
+            "seq 10's attested step is 3 steps before the event's step (and after alice's last, seq 9's)",
+            10,
+            "request",
+        ),
+    );
+    // A refusal never carries an attestation: its factor subject is decided by its own
+    // action, action-denied.
+    let mut l = protected();
+    let wanted = permanent('A', "alice");
+    let mut r = by(&l, ALICE, 2, &wanted);
+    r.refused = Some(wanted);
+    attested(
+        &mut l,
+        Action::ActionDenied {
+            attempted: "key-created".into(),
+            user: Some("alice".into()),
+            key_id: None,
+            reason: "[R7] alice already has 2 access keys".into(),
+        },
+        r,
+        None,
+    );
+    add(
+        "protect-attestation-on-denial.ledger",
+        l,
+        bad(
+            "seq 10: an action-denied of protected alice's key creation carries an attestation; a refusal has no factor subject",
+            10,
+            "request",
+        ),
+    );
+    let mut l = base();
+    let a = enable("nobody");
+    let r = by(&l, ALICE, 1, &a);
+    attested(&mut l, a, r, None);
+    add(
+        "protect-enable-unknown.ledger",
+        l,
+        bad(
+            "seq 9: alice turns on protection of a principal that does not exist (attested: its subject is the name, existing or not)",
+            9,
+            "policy",
+        ),
+    );
     // Steps go forward: alice's enable attests the step after its event's (c9 + 1); her key
     // creation a minute later (c10 = c9 + 2) attests c10 - 2 = c9, before it.
     let mut l = base();
