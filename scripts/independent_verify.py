@@ -349,7 +349,7 @@ V2_TAGS = ("protection-enabled", "protection-disabled", "auth-failures-summarize
 # §7.3 R13: the protected actions.
 PROTECTED = ("key-created", "temporary-issued", "key-disabled", "key-enabled", "key-deleted",
              "signer-enrolled", "signer-revoked", "permission-granted", "permission-revoked",
-             "protection-disabled")
+             "user-deleted", "protection-disabled")
 TOTP_STEP_US = 30_000_000
 
 
@@ -642,6 +642,10 @@ class State:
         """§7.3 R13: whose second factor the event needs, or None."""
         if ev.tag == "protection-enabled":
             return ev.fields["principal"]
+        # R14: a server's key-disabled right after its own leak report needs no factor.
+        if (ev.tag == "key-disabled" and self.holds_server(actor)
+                and self.last_leak == (ev.fields["key_id"], actor)):
+            return None
         if ev.tag in PROTECTED and actor in self.principals and self.principals[actor].protected:
             return actor
         return None
@@ -711,6 +715,8 @@ class State:
             c = ev.time // TOTP_STEP_US
             if subject is None:
                 why.append("an attestation on an event with no factor subject")
+            elif subject == server:
+                why.append("the frame's signer is the factor subject's own key")
             elif not (c - 2 <= ev.factor <= c + 1):
                 why.append(f"attested step {ev.factor} is not within [{c - 2}, {c + 1}]")
             else:

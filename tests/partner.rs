@@ -109,6 +109,8 @@ fn a_signed_partner_report_disables_the_key_and_a_bad_one_records_nothing() {
         {"token": secret, "type": "keyledger_secret", "url": url, "source": "content"},
         {"token": unknown.expose(), "type": "keyledger_secret", "url": url, "source": "content"},
         {"token": "klsk_notarealone", "type": "keyledger_secret", "url": url, "source": "content"},
+        // The same token again: one report of the key.
+        {"token": secret, "type": "keyledger_secret", "url": url, "source": "commit"},
     ])
     .to_string();
     let body = report.as_bytes();
@@ -156,7 +158,12 @@ fn a_signed_partner_report_disables_the_key_and_a_bad_one_records_nothing() {
     let labels: Vec<&str> = feedback.iter().map(|f| f.label.as_str()).collect();
     assert_eq!(
         labels,
-        ["true_positive", "false_positive", "false_positive"]
+        [
+            "true_positive",
+            "false_positive",
+            "false_positive",
+            "true_positive"
+        ]
     );
     assert_eq!(feedback[0].token_hash, token_hash(&secret));
     assert!(!String::from_utf8_lossy(&answer).contains(&secret));
@@ -180,6 +187,38 @@ fn a_signed_partner_report_disables_the_key_and_a_bad_one_records_nothing() {
     );
     assert_eq!(events[2]["actor"], "gw");
     assert_eq!(events[2]["detail"]["leak-reported"]["source"], url);
+    // The same signed report again (a retry, or a captured one replayed): the same answer,
+    // nothing recorded, even after the key was enabled again.
+    let o = run_in(
+        d,
+        &[
+            "--server",
+            &server.url,
+            "--key",
+            "ops.key",
+            "key",
+            "enable",
+            &id,
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let len = std::fs::read(site.ledger()).unwrap().len();
+    let (status, again) = post(&server.url, body, &signed_by(&github, body));
+    assert_eq!((status, again), (200, answer.clone()));
+    assert_eq!(std::fs::read(site.ledger()).unwrap().len(), len);
+    assert_eq!(status_of(d, &id), "active");
+    // A URL carrying another key's secret, percent-encoded: the source is withheld.
+    let hidden = kept_secret.replace('_', "%5F");
+    let sneaky =
+        json!([{"token": secret, "type": "t", "url": format!("https://x.test/?s={hidden}")}])
+            .to_string();
+    let (status, _) = post(
+        &server.url,
+        sneaky.as_bytes(),
+        &signed_by(&github, sneaky.as_bytes()),
+    );
+    assert_eq!(status, 200);
     assert_eq!(server.stop(), 0);
 
     // Report only: the leak is recorded, the key left active.
@@ -204,9 +243,8 @@ fn a_signed_partner_report_disables_the_key_and_a_bad_one_records_nothing() {
     // No secret in the ledger, its server's log, or the answers.
     for f in ["keyledger.ledger", "server.log"] {
         let text = String::from_utf8_lossy(&std::fs::read(d.join(f)).unwrap()).into_owned();
-        assert!(
-            !text.contains(&secret) && !text.contains(&kept_secret),
-            "a secret in {f}"
-        );
+        for s in [&secret, &kept_secret, &hidden] {
+            assert!(!text.contains(s.as_str()), "a secret in {f}");
+        }
     }
 }

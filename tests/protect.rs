@@ -335,3 +335,97 @@ fn verify_rejects_a_protected_action_whose_attestation_the_server_key_left_out()
     assert_eq!(code(&v), 1, "{}", stdout(&v));
     assert!(stdout(&v).contains("\"request\""), "{}", stdout(&v));
 }
+
+/// The current TOTP step, after waiting out the last 3 seconds of a step: the codes of the
+/// steps before, at and after it all stay acceptable for the next few seconds.
+fn settled_step() -> u64 {
+    let into = Timestamp::now().0.rem_euclid(totp::STEP_US);
+    if into > totp::STEP_US - 3_000_000 {
+        std::thread::sleep(std::time::Duration::from_micros(
+            (totp::STEP_US - into) as u64 + 10_000,
+        ));
+    }
+    totp::step_of(Timestamp::now())
+}
+
+fn code_of(seed: &[u8], step: u64) -> String {
+    String::from_utf8(totp::code(seed, step).to_vec()).unwrap()
+}
+
+#[test]
+fn replayed_requests_with_wrong_codes_cannot_lock_a_principal_out_and_user_delete_is_protected() {
+    use keyledger::client::{Client, ledger_info, submit};
+    use keyledger::core::types::LedgerId;
+    use keyledger::protocol::wire::Code;
+    let site = Site::new();
+    let d = site.dir.path();
+    let server = site.serve(&[]);
+    let o = through(
+        &server,
+        d,
+        "ops.key",
+        &["--json", "protect", "enable", "ops"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let seed = seed_of(json_of(&o)["uri"].as_str().unwrap());
+    let c = settled_step();
+    let o = through(
+        &server,
+        d,
+        "ops.key",
+        &[
+            "protect",
+            "confirm",
+            "ops",
+            "--code",
+            &code_of(&seed, c - 1),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = through(
+        &server,
+        d,
+        "ops.key",
+        &[
+            "--json",
+            "grant",
+            "alice",
+            "manage-own-keys",
+            "--code",
+            &code_of(&seed, c),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let seq = json_of(&o)["events"][0]["seq"].as_u64().unwrap();
+    // Anyone who reads the ledger has ops's signed request: replayed with wrong codes.
+    let bytes = std::fs::read(site.ledger()).unwrap();
+    let (_, body, _) = &frames(&bytes)[seq as usize];
+    let ev = Event::decode(body).unwrap();
+    let signed = (ev.action.clone(), ev.request.clone().unwrap());
+    let mut cl = Client::new(&server.url, None).unwrap();
+    let id = LedgerId::parse_hex(&ledger_info(&mut cl).unwrap().ledger_id).unwrap();
+    for _ in 0..8 {
+        let wrong = Code(zeroize::Zeroizing::new("000000".into()));
+        let r = submit(&mut cl, &id, std::slice::from_ref(&signed), Some(wrong)).unwrap();
+        assert!(r[0].replayed, "{:?}", r[0]);
+    }
+    // Deleting a user is protected too: refused without a code.
+    let o = through(&server, d, "ops.key", &["user", "delete", "gw"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("[R13]"), "{}", stderr(&o));
+    // ops's next code still works: the replays counted no failure.
+    let o = through(
+        &server,
+        d,
+        "ops.key",
+        &[
+            "revoke",
+            "alice",
+            "manage-own-keys",
+            "--code",
+            &code_of(&seed, c + 1),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(server.stop(), 0);
+}

@@ -62,7 +62,7 @@ pub struct Cli {
     pub ca: Option<PathBuf>,
     /// Operation protection (R13): the current code from your authenticator app, for a
     /// protected action through --server (key create/disable/enable/delete/rotate, sts
-    /// issue, signer enroll/revoke, grant, revoke, protect confirm/disable). `-` reads it
+    /// issue, signer enroll/revoke, grant, revoke, user delete, protect confirm/disable). `-` reads it
     /// from stdin; without it a terminal asks. A code is good once.
     #[arg(long, global = true, value_name = "CODE")]
     pub code: Option<String>,
@@ -257,7 +257,7 @@ pub enum Cmd {
     /// `enable` prints an otpauth:// URI once (scan it, or paste it into an authenticator);
     /// `confirm --code` proves the authenticator works and turns protection on (recorded);
     /// from then on the principal's key create/disable/enable/delete, sts issue, signer and
-    /// permission changes and `protect disable` need `--code`.
+    /// permission changes, user delete and `protect disable` need `--code`.
     #[command(subcommand)]
     Protect(ProtectCmd),
     /// Temporary credentials.

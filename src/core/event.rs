@@ -372,6 +372,7 @@ impl Action {
                 | Self::SignerRevoked { .. }
                 | Self::PermissionGranted { .. }
                 | Self::PermissionRevoked { .. }
+                | Self::UserDeleted { .. }
                 | Self::ProtectionDisabled { .. }
         )
     }

@@ -115,9 +115,22 @@ impl State {
     pub fn factor_subject<'a>(&self, actor: &'a str, action: &'a Action) -> Option<&'a str> {
         match action {
             Action::ProtectionEnabled { principal, .. } => Some(principal),
+            // R14: a server disabling the key it just recorded a scanner's report of acts on
+            // that signed report, not on its own say: no factor of its own is asked.
+            Action::KeyDisabled { key_id } if self.disables_after_report(actor, key_id) => None,
             a if a.is_protected() && self.is_protected(actor) => Some(actor),
             _ => None,
         }
+    }
+
+    /// R14: `actor` holds `server` and the last event applied is its `leak-reported` of
+    /// `key_id`.
+    pub fn disables_after_report(&self, actor: &str, key_id: &str) -> bool {
+        self.has(actor, Permission::Server)
+            && self
+                .last_leak
+                .as_ref()
+                .is_some_and(|(k, by)| k == key_id && by == actor)
     }
 
     /// R13: refuses `action` by `actor` if it needs a second factor and none was verified.
@@ -507,11 +520,7 @@ impl State {
                 // R14: a server disables a key at once after recording its leak report
                 // (a secret scanner's signed report it verified).
                 let after_report = matches!(action, Action::KeyDisabled { .. })
-                    && self.has(actor, Permission::Server)
-                    && self
-                        .last_leak
-                        .as_ref()
-                        .is_some_and(|(k, by)| k == key_id && by == actor);
+                    && self.disables_after_report(actor, key_id);
                 if !after_report {
                     self.require_key_manager(actor, &k.user, &format!("{verb} keys"))?;
                 }

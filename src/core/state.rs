@@ -629,6 +629,14 @@ impl State {
                     ),
                 );
             }
+            if subject == server {
+                return bad(
+                    F::Factor,
+                    format!(
+                        "the attestation of {subject}'s second factor is signed by a key of {subject} itself: a server never vouches for its own principal's factor"
+                    ),
+                );
+            }
             let last = self.principals.get(subject).and_then(|p| p.factor_step);
             if let Some(last) = last.filter(|l| f.step < *l) {
                 return bad(

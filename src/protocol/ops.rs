@@ -216,7 +216,9 @@ pub trait Ops: Appender {
     }
 
     /// Deletes a user (R2); with `delete_keys`, each of its undeleted keys first, each as
-    /// its own event (in one group commit). A refused key deletion stops before the user.
+    /// its own event, in one group commit with the user's deletion (so one second factor,
+    /// R13, covers the whole deletion). A refused key deletion leaves the user (its own
+    /// deletion is then refused too, as the user still has keys).
     fn delete_user(
         &mut self,
         signer: &SigningKey,
@@ -230,33 +232,26 @@ pub trait Ops: Appender {
         let may_delete_user = self
             .actor(signer)
             .is_ok_and(|a| self.state().may_delete_user_but_for_keys(&a, name).is_ok());
+        let mut actions: Vec<Action> = Vec::new();
         if delete_keys && may_delete_user {
-            let deletions: Vec<Action> = self
-                .state()
-                .keys_of(name)
-                .filter(|k| k.status != KeyStatus::Deleted)
-                .map(|k| Action::KeyDeleted {
-                    key_id: k.id.clone(),
-                })
-                .collect();
-            let outcomes = match deletions.is_empty() {
-                true => Vec::new(),
-                false => self.append_batch(signer, deletions, now)?,
-            };
-            for outcome in outcomes {
-                match outcome {
-                    Ok(r) => receipts.push(r),
-                    Err((refusal, receipt)) => return Err(StoreError::Denied { refusal, receipt }),
-                }
+            actions.extend(
+                self.state()
+                    .keys_of(name)
+                    .filter(|k| k.status != KeyStatus::Deleted)
+                    .map(|k| Action::KeyDeleted {
+                        key_id: k.id.clone(),
+                    }),
+            );
+        }
+        actions.push(Action::UserDeleted {
+            name: name.to_owned(),
+        });
+        for outcome in self.append_batch(signer, actions, now)? {
+            match outcome {
+                Ok(r) => receipts.push(r),
+                Err((refusal, receipt)) => return Err(StoreError::Denied { refusal, receipt }),
             }
         }
-        receipts.push(self.append(
-            signer,
-            Action::UserDeleted {
-                name: name.to_owned(),
-            },
-            now,
-        )?);
         Ok(receipts)
     }
 }

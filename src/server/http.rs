@@ -492,7 +492,13 @@ async fn secret_scanning(State(app): State<App>, req: Request) -> Response {
             )));
         }
         let (tx, rx) = oneshot::channel();
-        let feedback = ask(&app, Job::Scan { matches, reply: tx }, rx).await?;
+        let body = crate::core::types::Bytes(*blake3::hash(&bytes).as_bytes());
+        let job = Job::Scan {
+            matches,
+            body,
+            reply: tx,
+        };
+        let feedback = ask(&app, job, rx).await?;
         Ok(json(200, &feedback))
     }
     .await;

@@ -47,6 +47,10 @@ struct Entry {
     seed: Option<Zeroizing<String>>,
     /// A seed handed out by `protect enable` and not yet confirmed.
     pending: Option<Zeroizing<String>>,
+    /// The pending seed whose first code was accepted: the one `confirm` puts in force
+    /// (a `protect enable` racing the confirmation replaces `pending`, never this).
+    #[serde(default)]
+    verified: Option<Zeroizing<String>>,
     /// The greatest step of a code accepted (RFC 6238 §5.2: each code once).
     last_step: Option<u64>,
 }
@@ -172,6 +176,27 @@ impl SeedStore {
         floor: Option<u64>,
         now: Timestamp,
     ) -> Result<SecondFactor, CodeRefusal> {
+        // Only a name with a seed here gets a failure count (memory: one per seed).
+        let entry = self.file.principals.get(name);
+        let text = entry.and_then(|e| {
+            if pending {
+                e.pending.clone()
+            } else {
+                e.seed.clone()
+            }
+        });
+        let Some(seed) = text.as_ref().and_then(|s| totp::base32_decode(s)) else {
+            return Err(match pending {
+                true => format!(
+                    "no authenticator is waiting for confirmation for {name}: run `keyledger protect enable {name}` first"
+                ),
+                false => format!(
+                    "this server holds no seed for {name}: an admin with operation protection can turn it off (keyledger protect disable {name} --code CODE), then turn it on again"
+                ),
+            });
+        };
+        let seed = Zeroizing::new(seed);
+        let last = entry.and_then(|e| e.last_step).max(floor);
         let recent = self.failures.entry(name.to_owned()).or_default();
         while recent
             .front()
@@ -185,26 +210,6 @@ impl SeedStore {
                 "{MAX_FAILURES} wrong codes for {name} within 15 minutes: no code is accepted for it until {again}"
             ));
         }
-        let entry = self.file.principals.get(name);
-        let seed = entry.and_then(|e| {
-            if pending {
-                e.pending.as_ref()
-            } else {
-                e.seed.as_ref()
-            }
-        });
-        let Some(seed) = seed.and_then(|s| totp::base32_decode(s)) else {
-            return Err(match pending {
-                true => format!(
-                    "no authenticator is waiting for confirmation for {name}: run `keyledger protect enable {name}` first"
-                ),
-                false => format!(
-                    "this server holds no seed for {name}: an admin with operation protection can turn it off (keyledger protect disable {name} --code CODE), then turn it on again"
-                ),
-            });
-        };
-        let seed = Zeroizing::new(seed);
-        let last = entry.and_then(|e| e.last_step).max(floor);
         let matched = totp::well_formed(code)
             .then(|| totp::matching_step(&seed, code, now))
             .flatten();
@@ -222,6 +227,9 @@ impl SeedStore {
             Some(step) => {
                 let e = self.file.principals.get_mut(name).expect("has a seed");
                 e.last_step = Some(step);
+                if pending {
+                    e.verified = text;
+                }
                 self.save()
                     .map_err(|e| format!("the server could not save the code's use: {e}"))?;
                 Ok(SecondFactor {
@@ -232,12 +240,16 @@ impl SeedStore {
         }
     }
 
-    /// `protection-enabled` of `name` is on disk: its pending seed is the seed in force.
+    /// `protection-enabled` of `name` is on disk: the pending seed whose code it carried
+    /// is the seed in force.
     pub fn confirm(&mut self, name: &str) -> Result<(), ProtectError> {
         if let Some(e) = self.file.principals.get_mut(name)
-            && let Some(p) = e.pending.take()
+            && let Some(v) = e.verified.take()
         {
-            e.seed = Some(p);
+            if e.pending.as_ref().is_some_and(|p| **p == *v) {
+                e.pending = None;
+            }
+            e.seed = Some(v);
             self.save()?;
         }
         Ok(())
@@ -249,6 +261,7 @@ impl SeedStore {
         if let Some(e) = self.file.principals.get_mut(name) {
             e.seed = None;
             e.pending = None;
+            e.verified = None;
             self.save()?;
         }
         Ok(())
@@ -261,6 +274,32 @@ mod tests {
 
     fn code_at(seed: &[u8], now: Timestamp) -> String {
         String::from_utf8(totp::code(seed, totp::step_of(now)).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn an_enable_racing_the_confirmation_never_becomes_the_seed_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SeedStore::open(&dir.path().join("seeds")).unwrap();
+        let mine = s.begin("bob").unwrap();
+        let now = Timestamp(1_767_225_600_000_000);
+        s.check("bob", &code_at(&mine, now), true, None, now)
+            .unwrap();
+        // Between the checked code and the recorded protection-enabled: another enable.
+        let theirs = s.begin("bob").unwrap();
+        s.confirm("bob").unwrap();
+        let later = now.plus_micros(totp::STEP_US);
+        assert!(
+            s.check("bob", &code_at(&mine, later), false, None, later)
+                .is_ok()
+        );
+        let again = later.plus_micros(totp::STEP_US);
+        assert!(
+            s.check("bob", &code_at(&theirs, again), false, None, again)
+                .is_err()
+        );
+        // A name without a seed here is refused without a failure count kept for it.
+        assert!(s.check("nobody", "123456", false, None, now).is_err());
+        assert!(!s.failures.contains_key("nobody"));
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub enum Job {
     /// R14: a secret scanner's report, its signature verified by the handler.
     Scan {
         matches: Vec<Match>,
+        /// BLAKE3 of the raw body: the same signed report again records nothing.
+        body: Hash32,
         reply: oneshot::Sender<Result<Vec<Feedback>, Fail>>,
     },
     Auth {
@@ -120,6 +122,8 @@ pub struct Writer {
     /// R11: failed checks per key per minute, and the summaries due.
     failures: FailureLimiter,
     summaries: Vec<Action>,
+    /// R14: scanner reports recorded lately, by body, with their answers.
+    reports: SeenReports,
 }
 
 impl Writer {
@@ -129,6 +133,7 @@ impl Writer {
             key,
             failures: FailureLimiter::new(shared.failures_per_minute),
             summaries: Vec::new(),
+            reports: SeenReports::default(),
             shared,
             seeds,
             recent: RecentNonces::default(),
@@ -284,8 +289,19 @@ impl Writer {
                     let r = self.known(&key).and_then(|_| self.fresh(replay, time, now));
                     let _ = reply.send(r);
                 }
-                Job::Scan { matches, reply } => {
-                    let _ = reply.send(self.scan_report(&matches, now));
+                Job::Scan {
+                    matches,
+                    body,
+                    reply,
+                } => {
+                    let answer = match self.reports.get(&body) {
+                        Some(seen) => Ok(seen.clone()),
+                        None => self.scan_report(&matches, now),
+                    };
+                    if let Ok(f) = &answer {
+                        self.reports.remember(body, f.clone());
+                    }
+                    let _ = reply.send(answer);
                 }
                 Job::Tick => {
                     let due = self.failures.due(now, false);
@@ -425,9 +441,13 @@ impl Writer {
     /// one of them needs it (a protected action of a protected actor, or the confirmation
     /// of a new authenticator), against the first such item's subject, and then attests
     /// every item of that subject; without a code, each such item is refused by policy.
+    ///
+    /// A code is judged only for a request that could be applied but for it (its signature
+    /// checked, never applied before, allowed by policy), so nobody can spend another
+    /// principal's failures by replaying or inventing requests.
     fn second_factor(&mut self, items: &mut [Item], code: Option<&str>, now: Timestamp) {
         let state = self.ledger.state();
-        let needs: Vec<(usize, String, bool)> = items
+        let needs: Vec<(usize, String, bool, bool)> = items
             .iter()
             .enumerate()
             .filter_map(|(i, item)| {
@@ -435,22 +455,40 @@ impl Writer {
                 let actor = state.actor_of(&req.key).ok()?;
                 let subject = state.factor_subject(actor, &item.action)?;
                 let pending = matches!(item.action, Action::ProtectionEnabled { .. });
-                Some((i, subject.to_owned(), pending))
+                let fresh = !state.requests.contains_key(&replay_id(req))
+                    && !self.recent.seen.contains(&replay_id(req));
+                let judged =
+                    item.sig_checked && fresh && state.authorize(actor, &item.action, now).is_ok();
+                Some((i, subject.to_owned(), pending, judged))
             })
             .collect();
-        let (Some(code), Some((_, subject, pending))) = (code, needs.first()) else {
+        let first = needs.iter().find(|n| n.3);
+        let (Some(code), Some((_, subject, pending, _))) = (code, first) else {
             return;
         };
         let (subject, pending) = (subject.clone(), *pending);
         let floor = state.principals.get(&subject).and_then(|p| p.factor_step);
-        let factor = match self.seeds.check(&subject, code, pending, floor, now) {
-            Ok(attestation) => Factor::Verified {
-                subject: subject.clone(),
-                attestation,
-            },
-            Err(why) => Factor::Refused(format!("operation protection: {why}")),
+        let server = state.actor_of(&self.key.public()).unwrap_or_default();
+        let event_step = crate::core::totp::step_of(now.max(self.ledger.head().time));
+        let factor = if server == subject {
+            Factor::Refused(format!(
+                "operation protection: this server signs with a key of {subject} itself, so it cannot vouch for {subject}'s second factor (ledger-format.md §8 7a g); serve with the key of a principal of its own"
+            ))
+        } else if event_step > crate::core::totp::step_of(now) + 1 {
+            Factor::Refused(format!(
+                "operation protection: the ledger's last event is dated {}, ahead of this server's clock, so no code of now can attest an event; try again after that time",
+                self.ledger.head().time
+            ))
+        } else {
+            match self.seeds.check(&subject, code, pending, floor, now) {
+                Ok(attestation) => Factor::Verified {
+                    subject: subject.clone(),
+                    attestation,
+                },
+                Err(why) => Factor::Refused(format!("operation protection: {why}")),
+            }
         };
-        for (i, s, _) in needs {
+        for (i, s, _, _) in needs {
             if s == subject {
                 items[i].factor = factor.clone();
             }
@@ -498,6 +536,7 @@ impl Writer {
         let mut items = Vec::new();
         let mut feedback = Vec::with_capacity(matches.len());
         let mut disabling = HashSet::new();
+        let mut reported = HashSet::new();
         for m in matches {
             let t = m.token.trim();
             let key = [Form::Secret, Form::Token]
@@ -515,7 +554,10 @@ impl Writer {
                 }
                 .into(),
             });
-            let Some(k) = key else { continue };
+            // One leak report per key and report, however often the token is listed.
+            let Some(k) = key.filter(|k| reported.insert(k.id.clone())) else {
+                continue;
+            };
             let source = scanner_text(
                 m.url
                     .as_deref()
@@ -746,6 +788,34 @@ fn auth_answer(
     })
 }
 
+/// R14: the scanner reports recorded lately, so that a report sent again (a retry, or a
+/// replay of a captured one) is answered as before and records nothing. The last
+/// `MAX_REPORTS` are kept; a restart forgets them.
+#[derive(Default)]
+struct SeenReports {
+    answers: std::collections::HashMap<Hash32, Vec<Feedback>>,
+    order: VecDeque<Hash32>,
+}
+
+const MAX_REPORTS: usize = 4096;
+
+impl SeenReports {
+    fn get(&self, body: &Hash32) -> Option<&Vec<Feedback>> {
+        self.answers.get(body)
+    }
+
+    fn remember(&mut self, body: Hash32, answer: Vec<Feedback>) {
+        if self.answers.insert(body, answer).is_none() {
+            self.order.push_back(body);
+        }
+        while self.order.len() > MAX_REPORTS {
+            if let Some(old) = self.order.pop_front() {
+                self.answers.remove(&old);
+            }
+        }
+    }
+}
+
 /// One minute: the window of the per-key failure rate (R11).
 const FAILURE_WINDOW_US: i64 = 60_000_000;
 
@@ -828,14 +898,28 @@ fn summary(key_id: &str, b: &Bucket) -> Option<Action> {
     })
 }
 
-/// Text from a scanner, fit for an event: control characters as spaces, any credential in
-/// it redacted (§7.2), at most `max` bytes, never empty.
+/// Text from a scanner, fit for an event: control characters as spaces, at most `max`
+/// bytes, never empty; and if it holds anything like a credential, also once
+/// percent-decoded or without invisible characters (a URL may carry a token in any
+/// encoding), withheld entirely (§7.2).
 fn scanner_text(s: &str, max: usize) -> String {
+    use crate::core::credentials::{contains_credential, looks_like_credential};
     let clean: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    let clean = crate::core::credentials::redact(clean.trim()).into_owned();
+    let visible: String = clean.chars().filter(|c| !invisible(*c)).collect();
+    let probes = [clean.clone(), visible.clone(), percent_decoded(&visible)];
+    if probes.iter().any(|p| {
+        let lower = p.to_ascii_lowercase();
+        contains_credential(p)
+            || looks_like_credential(p)
+            || lower.contains("klsk")
+            || lower.contains("kltk")
+    }) {
+        return "(withheld: it held something like a credential)".into();
+    }
+    let clean = clean.trim().to_owned();
     let mut out = String::new();
     for c in clean.chars() {
         if out.len() + c.len_utf8() > max {
@@ -847,6 +931,45 @@ fn scanner_text(s: &str, max: usize) -> String {
         out = "unknown".into();
     }
     out
+}
+
+/// Characters that show nothing (zero-width, joiners, soft hyphen, BOM, bidi controls).
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+}
+
+/// `%XX` sequences decoded (repeatedly, as a doubly encoded URL would need); bytes that do
+/// not form UTF-8 stay as they were.
+fn percent_decoded(s: &str) -> String {
+    let mut text = s.to_owned();
+    for _ in 0..3 {
+        let b = text.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let hex = |x: u8| (x as char).to_digit(16);
+            match (
+                b[i],
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) {
+                (b'%', Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                }
+                (x, _, _) => {
+                    out.push(x);
+                    i += 1;
+                }
+            }
+        }
+        let next = String::from_utf8_lossy(&out).into_owned();
+        if next == text {
+            break;
+        }
+        text = next;
+    }
+    text
 }
 
 #[cfg(test)]

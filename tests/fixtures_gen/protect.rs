@@ -12,14 +12,28 @@ use super::{Fixture, Fixtures, one_finding, verdict};
 /// Appends `action` through gw with `req` and an attestation of `step` (`None`: of the
 /// event's own step; `Some(d)`: that step plus `d`).
 fn attested(l: &mut RawLedger, action: Action, req: Request, shift: Option<i64>) {
-    let mut ev: Event = l.next(key(GW).public(), action);
+    attested_by(l, GW, action, req, shift)
+}
+
+/// As `attested`, with the frame signed by `server`.
+fn attested_by(l: &mut RawLedger, server: u8, action: Action, req: Request, shift: Option<i64>) {
+    let mut ev: Event = l.next(key(server).public(), action);
     let step = (step_of(ev.time) as i64 + shift.unwrap_or(0)) as u64;
     ev.request = Some(req);
     ev.factor = Some(SecondFactor {
         kind: FactorKind::Totp,
         step,
     });
-    l.push_event(&key(GW), &ev);
+    l.push_event(&key(server), &ev);
+}
+
+/// The base with the account protected through gw (seq 9).
+fn account_protected() -> RawLedger {
+    let mut l = base();
+    let e = enable("acme");
+    let r = by(&l, ACME, 1, &e);
+    attested(&mut l, e, r, None);
+    l
 }
 
 fn enable(name: &str) -> Action {
@@ -321,6 +335,60 @@ pub fn ledgers() -> Vec<Fixture> {
             "seq 10: the account, itself unprotected, turns alice's protection off: an admin needs its own second factor",
             10,
             "policy",
+        ),
+    );
+    // The account, which holds server implicitly, vouching for its own second factor.
+    let mut l = account_protected();
+    let k = permanent('B', "bob");
+    let r = by(&l, ACME, 2, &k);
+    attested_by(&mut l, ACME, k, r, None);
+    add(
+        "protect-self-attested.ledger",
+        l,
+        bad(
+            "seq 10: protected acme's key creation, its attestation in a frame signed by acme's own key: a server never vouches for its own principal's factor",
+            10,
+            "request",
+        ),
+    );
+    let mut l = account_protected();
+    l.push(&key(ACME), Action::UserDeleted { name: "bob".into() });
+    add(
+        "protect-user-deleted-without.ledger",
+        l,
+        bad(
+            "seq 10: protected acme deletes bob with its own key, without a server: user-deleted is a protected action",
+            10,
+            "policy",
+        ),
+    );
+    // gw itself protected (its enable attested in a frame of the account's key, seq 9), then
+    // a scanner's report: its leak-reported and the key-disabled right after need no factor
+    // of gw's (seq 11, 12).
+    let mut l = base();
+    let e = enable("gw");
+    let r = by(&l, GW, 1, &e);
+    attested_by(&mut l, ACME, e, r, None);
+    l.push(&key(ACME), permanent('A', "alice"));
+    l.push(
+        &key(GW),
+        Action::LeakReported {
+            key_id: fixed_key_id(false, 'A'),
+            source: "https://github.com/acme/app/blob/main/.env".into(),
+            reason: "secret scanning partner report".into(),
+        },
+    );
+    l.push(
+        &key(GW),
+        Action::KeyDisabled {
+            key_id: fixed_key_id(false, 'A'),
+        },
+    );
+    add(
+        "protect-server-acts-on-report.ledger",
+        l,
+        valid(
+            "gw's protection on (seq 9, attested by the account's server key), alice's key A (seq 10), gw records a scanner's report of A (seq 11) and disables A right after it without a code (seq 12): valid",
         ),
     );
     let l = rewrite_last(&create_a(Some(None)), |b| {
