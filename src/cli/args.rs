@@ -251,6 +251,12 @@ pub enum Cmd {
     /// Create, disable, enable, delete, list and show access keys.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Copy a ledger file into the engine --ledger names (PostgreSQL: a new ledger=NAME),
+    /// after verifying every frame of it; the frames are kept byte for byte.
+    Import {
+        /// The ledger file to import.
+        file: PathBuf,
+    },
     /// Operation protection (R13): a second factor (TOTP) for a principal's critical actions.
     ///
     /// The server holds the seed; only it checks codes, so these run through --server.
@@ -661,6 +667,9 @@ pub enum ExportFormat {
     /// OCSF 1.6.0 records, one per line (JSON Lines), for SIEMs.
     Ocsf,
     Bundle,
+    /// The ledger itself as a ledger file: every verified frame, byte for byte (the same
+    /// genesis and head hashes), from any engine.
+    Ledger,
 }
 
 #[derive(Debug, Args, Clone)]

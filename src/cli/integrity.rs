@@ -324,6 +324,23 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
                 s.events,
             )
         }
+        ExportFormat::Ledger => {
+            if !filter.is_everything() {
+                return Err(CliError::usage(
+                    "--format ledger exports the whole ledger (a ledger with events left out would not verify): drop the filters",
+                ));
+            }
+            let v = ctx.read_head()?;
+            super::warn_torn_tail(v.torn);
+            let bytes = keyledger::storage::files::read_regular(&ctx.ledger, v.head.end)
+                .map_err(|e| CliError::io(format!("{}: {e}", ctx.ledger.display())))?;
+            let n = v.head.seq + 1;
+            write_exclusive(&a.out, &bytes[..v.head.end as usize], 0o644)?;
+            (
+                format!("the ledger file of {n} events, head {}", v.head.hash),
+                n as usize,
+            )
+        }
         ExportFormat::Jsonl | ExportFormat::Csv | ExportFormat::Ocsf => {
             let sel = export::select(&ctx.ledger, &filter, &ctx.cache)?;
             super::warn_torn_tail(sel.torn);
@@ -449,4 +466,43 @@ fn shell_word(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
+}
+
+/// `import FILE` (issue 16): a verified ledger file into the database --ledger names.
+pub fn import(ctx: &Ctx, file: &std::path::Path) -> Result<(), CliError> {
+    let Some(url) = &ctx.postgres else {
+        return Err(CliError::usage(
+            "import copies a ledger file into a database: pass --ledger postgres://USER@HOST:PORT/DB?ledger=NAME (a file is copied with cp)",
+        ));
+    };
+    let (report, verified) = keyledger::evidence::verify::verify_file_full(
+        file,
+        &keyledger::evidence::verify::Options::default(),
+        true,
+    )
+    .map_err(|e| CliError::io(format!("{}: {e}", file.display())))?;
+    let (true, Some(v)) = (report.ok, verified) else {
+        return Err(CliError::check_failed(format!(
+            "{} does not verify ({} findings; run `keyledger --ledger {} verify`): nothing was imported",
+            file.display(),
+            report.findings.len(),
+            file.display()
+        )));
+    };
+    let bytes = keyledger::storage::files::read_regular(file, v.head.end)
+        .map_err(|e| CliError::io(format!("{}: {e}", file.display())))?;
+    let frames = keyledger::storage::postgres::import(url, &bytes[..v.head.end as usize])?;
+    let _ = ctx.cache.forget(&ctx.ledger);
+    let _ = std::fs::remove_file(&ctx.ledger);
+    let m = keyledger::storage::postgres::sync(url, &ctx.ledger, &ctx.cache)?;
+    if ctx.json {
+        return json(
+            &json!({"imported": file, "ledger": url, "events": frames, "head_hash": m.head.hash.hex()}),
+        );
+    }
+    print(&format!(
+        "imported {frames} events of {} into {url} (head {})\n",
+        file.display(),
+        m.head.hash
+    ))
 }

@@ -43,6 +43,9 @@ pub struct Ctx {
     pub server: std::cell::RefCell<Option<keyledger::client::Remote>>,
     /// Whether `--server` was given (the copy in `ledger` is never written to directly).
     pub through_server: bool,
+    /// `--ledger postgres://…` (issue 16): writes go to the database; `ledger` is then this
+    /// user's verified copy of its frames.
+    pub postgres: Option<String>,
 }
 
 /// The key file `init` writes beside a ledger: the same path with extension `.key`.
@@ -58,6 +61,11 @@ impl Ctx {
     }
 
     pub fn signing_key(&self) -> Result<SigningKey, CliError> {
+        if self.key.is_none() && self.postgres.is_some() {
+            return Err(CliError::usage(
+                "a ledger in PostgreSQL has no key file beside it: pass --key FILE (or set KEYLEDGER_KEY)",
+            ));
+        }
         let p = self.key_path();
         keyledger::storage::keyfile::load(&p).map_err(|e| {
             let mut e = CliError::from(e);
@@ -80,7 +88,15 @@ impl Ctx {
                     "the server connection was already used by this command",
                 ));
             }
-            None => Box::new(Ledger::open_with(&self.ledger, self.wait, &self.cache)?),
+            None => match &self.postgres {
+                Some(url) => Box::new(keyledger::storage::postgres::PgLedger::open(
+                    url,
+                    &self.ledger,
+                    self.wait,
+                    &self.cache,
+                )?),
+                None => Box::new(Ledger::open_with(&self.ledger, self.wait, &self.cache)?),
+            },
         };
         // Acting as the account (root) by default is said, never silent.
         if self.key.is_none() && l.actor(&key).is_ok_and(|a| a == l.state().account) {
@@ -261,6 +277,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         key: cli.key,
         server: Default::default(),
         through_server: false,
+        postgres: None,
         json: cli.json,
         wait: if cli.no_wait {
             Wait::NoWait
@@ -269,6 +286,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         },
         now,
     };
+    if keyledger::storage::postgres::is_url(&ctx.ledger) {
+        if cli.server.is_some() {
+            return Err(CliError::usage(
+                "--server and a postgres:// --ledger exclude each other: a server is given its ledger by `serve --ledger`",
+            ));
+        }
+        through_postgres(&mut ctx, &cli.cmd)?;
+    }
     if let Some(url) = cli.server {
         through_server(&mut ctx, &cli.cmd, url, cli.ca)?;
     } else if cli.ca.is_some() {
@@ -284,6 +309,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Grant { name, permission } => principals::permission(&ctx, &name, &permission, true),
         Cmd::Revoke { name, permission } => principals::permission(&ctx, &name, &permission, false),
         Cmd::Key(c) => keys::key(&ctx, c),
+        Cmd::Import { file } => integrity::import(&ctx, &file),
         Cmd::Protect(c) => protect::protect(&ctx, c),
         Cmd::Sts(c) => keys::sts(&ctx, c),
         Cmd::Auth { key_id } => keys::auth(&ctx, &key_id),
@@ -336,6 +362,7 @@ fn through_server(
         Cmd::Init { .. } => Some("init creates a ledger file"),
         Cmd::Repair => Some("repair works on the ledger file itself"),
         Cmd::Serve(_) => Some("serve serves a ledger file"),
+        Cmd::Import { .. } => Some("import writes into the engine --ledger names"),
         _ => None,
     };
     if let Some(why) = direct {
@@ -356,6 +383,35 @@ fn through_server(
     ctx.ledger = mirror;
     ctx.server = std::cell::RefCell::new(Some(remote));
     ctx.through_server = true;
+    Ok(())
+}
+
+/// `--ledger postgres://USER@HOST:PORT/DB?ledger=NAME` (issue 16): `ledger` becomes this
+/// user's verified copy of the database's frames, brought up to date now (after `init`
+/// creates them), so every read command runs unchanged; writes go through the database.
+fn through_postgres(ctx: &mut Ctx, cmd: &Cmd) -> Result<(), CliError> {
+    let url = ctx.ledger.to_string_lossy().into_owned();
+    let unsupported = match cmd {
+        Cmd::Repair => Some("repair works on a ledger file (a database has no torn tail)"),
+        Cmd::Serve(_) => {
+            Some("serve on a PostgreSQL ledger is not built yet (issue 16); serve a file")
+        }
+        _ => None,
+    };
+    if let Some(why) = unsupported {
+        return Err(CliError::usage(why));
+    }
+    let dir = ctx.cache.check_dir().map_err(|why| {
+        CliError::usage(format!(
+            "a postgres:// ledger keeps a verified copy of its frames in this user's cache directory, which is not usable ({why}); set KEYLEDGER_CACHE_DIR to a directory only you can write"
+        ))
+    })?;
+    let mirror = keyledger::client::mirror_path(dir, &url);
+    if !matches!(cmd, Cmd::Init { .. } | Cmd::Import { .. }) {
+        keyledger::storage::postgres::sync(&url, &mirror, &ctx.cache)?;
+    }
+    ctx.ledger = mirror;
+    ctx.postgres = Some(url);
     Ok(())
 }
 

@@ -17,6 +17,9 @@ use super::{Ctx, default_key_path, parse_as_of, parse_public_key};
 
 pub fn init(ctx: &Ctx, account: &str, key_out: Option<PathBuf>) -> Result<(), CliError> {
     check_name(account)?;
+    if let Some(url) = &ctx.postgres {
+        return init_postgres(ctx, url, account, key_out);
+    }
     if ctx.ledger.exists() {
         return Err(CliError::usage(format!(
             "{} already exists; keyledger never overwrites a ledger",
@@ -51,6 +54,52 @@ pub fn init(ctx: &Ctx, account: &str, key_out: Option<PathBuf>) -> Result<(), Cl
          The genesis hash is this ledger's trust anchor: keep a copy where the operator cannot change it,\n\
          and check with `keyledger verify --expect-genesis {}`.\n",
         ctx.ledger.display(),
+        key.public(),
+        key_path.display(),
+        genesis.hash,
+        genesis.hash
+    ))
+}
+
+/// `init` of a ledger in PostgreSQL (issue 16): the account's key goes where --key-out says.
+fn init_postgres(
+    ctx: &Ctx,
+    url: &str,
+    account: &str,
+    key_out: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let key_path = key_out.ok_or_else(|| {
+        CliError::usage(
+            "a ledger in PostgreSQL has no file to put its key beside: pass --key-out FILE",
+        )
+    })?;
+    let key = SigningKey::generate();
+    keyfile::write_new(&key, &key_path)?;
+    let scratch = ctx.ledger.with_extension("init");
+    let genesis = match keyledger::storage::postgres::init(url, account, &key, ctx.now, &scratch) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&key_path);
+            let _ = std::fs::remove_file(keyfile::pub_path(&key_path));
+            return Err(e.into());
+        }
+    };
+    // A copy of an earlier ledger of this name (a database made again) is not this one.
+    let _ = ctx.cache.forget(&ctx.ledger);
+    let _ = std::fs::remove_file(&ctx.ledger);
+    let v = keyledger::storage::postgres::sync(url, &ctx.ledger, &ctx.cache)?;
+    let _ = ctx.cache.start_over(&ctx.ledger, &v);
+    let id = v.state.ledger_id.map(|i| i.hex()).unwrap_or_default();
+    if ctx.json {
+        return json(&json!({
+            "ledger": url, "ledger_id": id, "genesis_hash": genesis.hash.hex(),
+            "account": account, "public_key": key.public().to_string(), "key_file": key_path,
+        }));
+    }
+    print(&format!(
+        "Created ledger {url}\n  ledger id     {id}\n  account       {account}\n  public key    {}\n  key file      {} (mode 0600)\n  genesis hash  {}\n\n\
+         The genesis hash is this ledger's trust anchor: keep a copy where the operator cannot change it,\n\
+         and check with `keyledger verify --expect-genesis {}`.\n",
         key.public(),
         key_path.display(),
         genesis.hash,

@@ -35,6 +35,16 @@ impl Filter {
             && self.until.is_none_or(|t| ev.time <= t)
     }
 
+    /// Whether every event matches.
+    pub fn is_everything(&self) -> bool {
+        self.key.is_none()
+            && self.user.is_none()
+            && self.actor.is_none()
+            && self.action.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+
     /// `key=… user=…`, or `all events`.
     pub fn describe(&self) -> String {
         let mut parts = vec![];

@@ -52,7 +52,8 @@ pub struct KeyRequest<'a> {
 /// server (which alone holds every fingerprint in memory) checks the secret.
 pub trait Ops: Appender {
     /// Checks a presented secret (and, for temporary credentials, the security token that
-    /// came with them) against `key_id`, and records the outcome (R11).
+    /// came with them) against `key_id`, and records the outcome (R11): by default here
+    /// (`authenticate_on`); a server's client asks the server instead.
     fn authenticate(
         &mut self,
         signer: &SigningKey,
@@ -60,7 +61,9 @@ pub trait Ops: Appender {
         presented: &SecretText,
         token: Option<&SecretText>,
         now: Timestamp,
-    ) -> Result<AuthOutcome, StoreError>;
+    ) -> Result<AuthOutcome, StoreError> {
+        authenticate_on(self, signer, key_id, presented, token, now)
+    }
 
     /// Creates a permanent key (R5–R9). Policy refusals are recorded (R12).
     fn create_key(
@@ -256,23 +259,28 @@ pub trait Ops: Appender {
     }
 }
 
-impl Ops for Ledger {
-    /// Checks a presented secret (and, for temporary credentials, the security token that
-    /// came with them) against `key_id` in constant time, and records the outcome (R11).
-    /// A temporary key authenticates only with both; every comparison runs whatever the
-    /// others gave, and a failure never says which part was wrong. Expiry is decided on
-    /// this machine's real clock (L9). Failure reasons never contain secret material.
-    fn authenticate(
-        &mut self,
-        signer: &SigningKey,
-        key_id: &str,
-        presented: &SecretText,
-        token: Option<&SecretText>,
-        now: Timestamp,
-    ) -> Result<AuthOutcome, StoreError> {
-        let time = self.event_time(now)?;
+impl Ops for crate::storage::postgres::PgLedger {}
+
+impl Ops for Ledger {}
+
+/// Checks a presented secret (and, for temporary credentials, the security token that came
+/// with them) against `key_id` in constant time, and records the outcome (R11), on a writer
+/// that appends itself (a file, a database). A temporary key authenticates only with both;
+/// every comparison runs whatever the others gave, and a failure never says which part was
+/// wrong. Expiry is decided on this machine's real clock (L9). Failure reasons never contain
+/// secret material.
+pub fn authenticate_on<A: Appender + ?Sized>(
+    l: &mut A,
+    signer: &SigningKey,
+    key_id: &str,
+    presented: &SecretText,
+    token: Option<&SecretText>,
+    now: Timestamp,
+) -> Result<AuthOutcome, StoreError> {
+    {
+        let time = l.event_time(now)?;
         let decide = time.max(Timestamp::now());
-        let (reason, user) = judge_auth(self.state(), key_id, presented, token, decide);
+        let (reason, user) = judge_auth(l.state(), key_id, presented, token, decide);
         let key_id = key_id
             .chars()
             .take(crate::core::state::MAX_ID)
@@ -284,7 +292,7 @@ impl Ops for Ledger {
                 reason: r.clone(),
             },
         };
-        let receipt = self.append(signer, action, time)?;
+        let receipt = l.append(signer, action, time)?;
         Ok(AuthOutcome {
             ok: reason.is_none(),
             reason,

@@ -23,6 +23,10 @@ use crate::storage::store::{
     verify_all_to_end, verify_to_end,
 };
 
+/// Makes new frames (byte offset, frame bytes) durable elsewhere before they are written to
+/// the file (`Ledger::append_items_via`).
+pub type Commit<'a> = dyn FnMut(&[(u64, Vec<u8>)]) -> Result<(), StoreError> + 'a;
+
 /// One action of a batch: appended, or refused and recorded as `action-denied`.
 pub type Outcome = Result<Receipt, (Refusal, Receipt)>;
 
@@ -391,6 +395,21 @@ impl Ledger {
         now: Timestamp,
         all_or_nothing: bool,
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        self.append_items_via(key, items, now, all_or_nothing, &mut |_| Ok(()))
+    }
+
+    /// As `append_items`, with `commit` given the new frames (their byte offsets and bytes)
+    /// before they are written here: an engine that holds the ledger elsewhere (PostgreSQL)
+    /// makes them durable there first. If it fails, nothing is written here and this handle
+    /// refuses further appends (its state is ahead; reopen it).
+    pub fn append_items_via(
+        &mut self,
+        key: &SigningKey,
+        items: Vec<Item>,
+        now: Timestamp,
+        all_or_nothing: bool,
+        commit: &mut Commit<'_>,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         if self.poisoned {
             return Err(StoreError::Io {
                 path: self.path.clone(),
@@ -463,10 +482,19 @@ impl Ledger {
             return Ok(out);
         }
         let sigs = sign_all(key, &bodies);
-        let mut buf = Vec::with_capacity((head.end - start.end) as usize);
+        let mut frames = Vec::with_capacity(bodies.len());
+        let mut at = start.end;
         for ((body, _), sig) in bodies.iter().zip(&sigs) {
-            buf.extend(format::frame_bytes(body, sig));
+            let f = format::frame_bytes(body, sig);
+            let len = f.len() as u64;
+            frames.push((at, f));
+            at += len;
         }
+        if let Err(e) = commit(&frames) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        let buf: Vec<u8> = frames.into_iter().flat_map(|(_, f)| f).collect();
         let written = self
             .file
             .write_all_at(&buf, start.end)

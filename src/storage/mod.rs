@@ -7,4 +7,5 @@ pub mod keyfile;
 pub mod ledger;
 pub mod pass;
 pub mod pipeline;
+pub mod postgres;
 pub mod store;

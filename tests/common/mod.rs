@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod forge;
+pub mod pg;
 pub mod site;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,376 @@
+//! The PostgreSQL engine (issue 16): `--ledger postgres://USER@HOST:PORT/DB?ledger=NAME`.
+//!
+//! The database holds each ledger's 16-byte header and its frames, byte for byte as in a
+//! ledger file, keyed by (ledger, seq) with their byte offsets, and one head row per ledger.
+//! Every reader and writer keeps a verified copy (mirror) of the frames in this user's cache
+//! directory, as a `--server` client does, so every command and both verifiers run on the
+//! same bytes a file would hold.
+//!
+//! An append is one transaction: lock the ledger's head row (`FOR UPDATE`), catch the mirror
+//! up to it, validate, chain and sign against that state, insert the frames, move the head,
+//! COMMIT; only then are they written to the mirror and acknowledged. A writer with a stale
+//! view waits on the row lock and catches up before it chains, so two writers can never give
+//! two events one seq (the primary key refuses it too). With `synchronous_commit` on (the
+//! default), COMMIT returns once the frames are durable (on a synchronous standby too, if
+//! one is configured).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use postgres::{Client, NoTls};
+
+use crate::core::format;
+use crate::core::signing::SigningKey;
+use crate::core::types::Timestamp;
+use crate::storage::cache::{Cache, Verified};
+use crate::storage::ledger::{Appender, Item, Ledger, Outcome};
+use crate::storage::store::{self, Receipt, StoreError, Wait};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS keyledger_ledgers (
+    name     text PRIMARY KEY,
+    header   bytea NOT NULL,
+    head_seq bigint NOT NULL,
+    head_end bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keyledger_frames (
+    ledger      text NOT NULL REFERENCES keyledger_ledgers (name),
+    seq         bigint NOT NULL,
+    byte_offset bigint NOT NULL,
+    frame       bytea NOT NULL,
+    PRIMARY KEY (ledger, seq),
+    UNIQUE (ledger, byte_offset)
+);";
+
+/// Whether `ledger` names the PostgreSQL engine.
+pub fn is_url(ledger: &Path) -> bool {
+    ledger
+        .to_str()
+        .is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+}
+
+fn db(e: postgres::Error) -> StoreError {
+    StoreError::Remote(format!("PostgreSQL: {e}"))
+}
+
+/// The connection string and the ledger's name of a `postgres://…?ledger=NAME` URL.
+pub fn parse_url(url: &str) -> Result<(String, String), StoreError> {
+    let bad = |why: &str| {
+        StoreError::Remote(format!(
+            "{why}: give --ledger postgres://USER@HOST:PORT/DB?ledger=NAME"
+        ))
+    };
+    let (base, query) = url.split_once('?').ok_or_else(|| bad("no ?ledger=NAME"))?;
+    let mut name = None;
+    let mut rest = Vec::new();
+    for p in query.split('&') {
+        match p.strip_prefix("ledger=") {
+            Some(n) => name = Some(n.to_owned()),
+            None => rest.push(p),
+        }
+    }
+    let name = name
+        .filter(|n| crate::core::types::valid_name(n))
+        .ok_or_else(|| bad("the ledger's name (ledger=NAME: 1-64 letters, digits, '.', '_', '@', '-') is missing or not a name"))?;
+    let conn = match rest.is_empty() {
+        true => base.to_owned(),
+        false => format!("{base}?{}", rest.join("&")),
+    };
+    Ok((conn, name))
+}
+
+fn connect(url: &str) -> Result<(Client, String), StoreError> {
+    let (conn, name) = parse_url(url)?;
+    let mut c = Client::connect(&conn, NoTls).map_err(db)?;
+    c.batch_execute(SCHEMA).map_err(db)?;
+    Ok((c, name))
+}
+
+/// Brings `mirror` up to the database's head of ledger `name` (every frame it lacks, in
+/// order). A mirror longer than the database's ledger, or whose end is not a frame boundary
+/// there, is a history that does not continue the one verified before.
+fn catch_up(
+    c: &mut impl postgres::GenericClient,
+    name: &str,
+    mirror: &Path,
+) -> Result<(), StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT header, head_end FROM keyledger_ledgers WHERE name = $1",
+            &[&name],
+        )
+        .map_err(db)?
+        .ok_or_else(|| {
+            StoreError::Remote(format!(
+                "there is no ledger {name} in this database; create it with `keyledger init --account NAME --ledger postgres://…?ledger={name}`"
+            ))
+        })?;
+    let header: Vec<u8> = row.get(0);
+    let head_end: i64 = row.get(1);
+    if let Some(dir) = mirror.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(StoreError::io(dir, "create"))?;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(mirror)
+        .map_err(StoreError::io(mirror, "open"))?;
+    let mut have = file
+        .metadata()
+        .map_err(StoreError::io(mirror, "stat"))?
+        .len();
+    if have == 0 {
+        file.write_all(&header)
+            .map_err(StoreError::io(mirror, "append"))?;
+        have = header.len() as u64;
+    }
+    let diverged = |why: String| StoreError::Diverged {
+        reason: why,
+        files: vec![mirror.to_path_buf()],
+    };
+    if have > head_end as u64 {
+        return Err(diverged(format!(
+            "the database's ledger {name} ends at byte {head_end}, before the {have} bytes this user verified before (in {}): events were dropped",
+            mirror.display()
+        )));
+    }
+    if have < head_end as u64 {
+        let rows = c
+            .query(
+                "SELECT byte_offset, frame FROM keyledger_frames WHERE ledger = $1 AND byte_offset >= $2 ORDER BY seq",
+                &[&name, &(have as i64)],
+            )
+            .map_err(db)?;
+        for r in rows {
+            let offset: i64 = r.get(0);
+            let frame: Vec<u8> = r.get(1);
+            if offset as u64 != have {
+                return Err(diverged(format!(
+                    "the database's ledger {name} has no frame at byte {have}, where the copy verified before ends"
+                )));
+            }
+            file.write_all(&frame)
+                .map_err(StoreError::io(mirror, "append"))?;
+            have += frame.len() as u64;
+        }
+    }
+    file.sync_data().map_err(StoreError::io(mirror, "sync"))
+}
+
+/// Creates ledger `name` in the database with a new genesis by `key` for `account`.
+pub fn init(
+    url: &str,
+    account: &str,
+    key: &SigningKey,
+    time: Timestamp,
+    scratch: &Path,
+) -> Result<Receipt, StoreError> {
+    let (mut c, name) = connect(url)?;
+    // The genesis is made as a ledger file would hold it, then stored; the file goes.
+    let _ = std::fs::remove_file(scratch);
+    let made = Ledger::init(scratch, account, key, time).map(|(l, r)| {
+        drop(l);
+        r
+    });
+    let bytes = std::fs::read(scratch).map_err(StoreError::io(scratch, "read"));
+    let _ = std::fs::remove_file(scratch);
+    let _ = std::fs::remove_file(store::lock_path(scratch));
+    let (receipt, bytes) = (made?, bytes?);
+    let (header, frame) = bytes.split_at(format::HEADER_LEN as usize);
+    let mut tx = c.transaction().map_err(db)?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO keyledger_ledgers (name, header, head_seq, head_end) VALUES ($1, $2, 0, $3) ON CONFLICT DO NOTHING",
+            &[&name, &header, &(bytes.len() as i64)],
+        )
+        .map_err(db)?;
+    if inserted == 0 {
+        return Err(StoreError::Remote(format!(
+            "the database already holds a ledger {name}; choose another ledger=NAME"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO keyledger_frames (ledger, seq, byte_offset, frame) VALUES ($1, 0, $2, $3)",
+        &[&name, &(header.len() as i64), &frame],
+    )
+    .map_err(db)?;
+    tx.commit().map_err(db)?;
+    Ok(receipt)
+}
+
+/// Stores the ledger file `bytes` (already verified by the caller) as the new ledger of
+/// `url`, frame for frame, in one transaction; the number of frames.
+pub fn import(url: &str, bytes: &[u8]) -> Result<u64, StoreError> {
+    let (mut c, name) = connect(url)?;
+    let header_len = format::HEADER_LEN as usize;
+    let bad = || StoreError::Remote("the file's frames do not parse; verify it first".into());
+    let mut frames = Vec::new();
+    let mut at = header_len;
+    while at < bytes.len() {
+        let len = bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
+            .ok_or_else(bad)?;
+        let end = at + 4 + len + 64;
+        frames.push((at, bytes.get(at..end).ok_or_else(bad)?));
+        at = end;
+    }
+    let mut tx = c.transaction().map_err(db)?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO keyledger_ledgers (name, header, head_seq, head_end) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[
+                &name,
+                &&bytes[..header_len],
+                &(frames.len() as i64 - 1),
+                &(bytes.len() as i64),
+            ],
+        )
+        .map_err(db)?;
+    if inserted == 0 {
+        return Err(StoreError::Remote(format!(
+            "the database already holds a ledger {name}; import into a new ledger=NAME"
+        )));
+    }
+    let insert = tx
+        .prepare("INSERT INTO keyledger_frames (ledger, seq, byte_offset, frame) VALUES ($1, $2, $3, $4)")
+        .map_err(db)?;
+    for (seq, (offset, frame)) in frames.iter().enumerate() {
+        tx.execute(&insert, &[&name, &(seq as i64), &(*offset as i64), frame])
+            .map_err(db)?;
+    }
+    tx.commit().map_err(db)?;
+    Ok(frames.len() as u64)
+}
+
+/// Brings the mirror of `url` up to date and verifies it (through this user's cache): what
+/// every read command then runs on.
+pub fn sync(url: &str, mirror: &Path, cache: &Cache) -> Result<Verified, StoreError> {
+    let (mut c, name) = connect(url)?;
+    catch_up(&mut c, &name, mirror)?;
+    Ok(store::head(mirror, cache)?.0)
+}
+
+/// A ledger in PostgreSQL, open for writing through its verified mirror.
+pub struct PgLedger {
+    client: Client,
+    name: String,
+    mirror: PathBuf,
+    ledger: Option<Ledger>,
+    wait: Wait,
+    cache: Cache,
+}
+
+impl PgLedger {
+    pub fn open(url: &str, mirror: &Path, wait: Wait, cache: &Cache) -> Result<Self, StoreError> {
+        let (mut client, name) = connect(url)?;
+        catch_up(&mut client, &name, mirror)?;
+        let ledger = Ledger::open_with(mirror, wait, cache)?;
+        Ok(PgLedger {
+            client,
+            name,
+            mirror: mirror.to_path_buf(),
+            ledger: Some(ledger),
+            wait,
+            cache: cache.clone(),
+        })
+    }
+
+    fn ledger(&self) -> &Ledger {
+        self.ledger.as_ref().expect("open")
+    }
+
+    /// Appends `items` (see `Ledger::append_items`) in one transaction on the head row.
+    pub fn append_items(
+        &mut self,
+        key: &SigningKey,
+        items: Vec<Item>,
+        now: Timestamp,
+        all_or_nothing: bool,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        let head_end: i64 = tx
+            .query_one(
+                "SELECT head_end FROM keyledger_ledgers WHERE name = $1 FOR UPDATE",
+                &[&self.name],
+            )
+            .map_err(db)?
+            .get(0);
+        let mine = self.ledger.as_ref().map_or(0, |l| l.head().end);
+        if head_end as u64 != mine {
+            // Another writer went first: catch up under the lock, then chain after it.
+            drop(self.ledger.take());
+            catch_up(&mut tx, &self.name, &self.mirror)?;
+            self.ledger = Some(Ledger::open_with(&self.mirror, self.wait, &self.cache)?);
+        }
+        let name = self.name.clone();
+        let mut tx = Some(tx);
+        let mut commit = |frames: &[(u64, Vec<u8>)]| -> Result<(), StoreError> {
+            let mut tx = tx.take().expect("one commit per batch");
+            let first = 1 + tx
+                .query_one(
+                    "SELECT head_seq FROM keyledger_ledgers WHERE name = $1",
+                    &[&name],
+                )
+                .map_err(db)?
+                .get::<_, i64>(0);
+            let insert = tx
+                .prepare("INSERT INTO keyledger_frames (ledger, seq, byte_offset, frame) VALUES ($1, $2, $3, $4)")
+                .map_err(db)?;
+            for (i, (offset, frame)) in frames.iter().enumerate() {
+                let seq = first + i as i64;
+                tx.execute(&insert, &[&name, &seq, &(*offset as i64), frame])
+                    .map_err(db)?;
+            }
+            let (last, f) = frames.last().expect("at least one frame");
+            tx.execute(
+                "UPDATE keyledger_ledgers SET head_seq = $2, head_end = $3 WHERE name = $1",
+                &[
+                    &name,
+                    &(first + frames.len() as i64 - 1),
+                    &((*last + f.len() as u64) as i64),
+                ],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)
+        };
+        let ledger = self.ledger.as_mut().expect("open");
+        let out = ledger.append_items_via(key, items, now, all_or_nothing, &mut commit);
+        if out.is_err() {
+            // The mirror's handle may be ahead of its file: open it again next time.
+            drop(self.ledger.take());
+            self.ledger = Some(Ledger::open_with(&self.mirror, self.wait, &self.cache)?);
+        }
+        out
+    }
+}
+
+impl Appender for PgLedger {
+    fn verified(&self) -> &Verified {
+        self.ledger().verified()
+    }
+
+    fn append_batch(
+        &mut self,
+        key: &SigningKey,
+        actions: Vec<crate::core::event::Action>,
+        now: Timestamp,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let items = actions.into_iter().map(Item::own).collect();
+        self.append_items(key, items, now, true)?
+            .into_iter()
+            .collect()
+    }
+
+    fn event_time(&self, now: Timestamp) -> Result<Timestamp, StoreError> {
+        self.ledger().event_time(now)
+    }
+}
