@@ -5,7 +5,6 @@
 
 mod http;
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -88,22 +87,8 @@ pub fn sync_mirror(
     let info = ledger_info(client)?;
     let ledger_id = LedgerId::parse_hex(&info.ledger_id)
         .ok_or_else(|| remote("the server's ledger id is not 32 hex digits".into()))?;
-    if let Some(dir) = mirror.parent() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| remote(format!("{}: create: {e}", dir.display())))?;
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(mirror)
-        .map_err(StoreError::io(mirror, "open"))?;
+    let mut file =
+        crate::storage::files::open_mirror(mirror).map_err(StoreError::io(mirror, "open"))?;
     let meta = file.metadata().map_err(StoreError::io(mirror, "stat"))?;
     let _lock = store::lock_writers(mirror, &meta, Wait::Block)?;
     loop {

@@ -277,29 +277,27 @@ pub fn authenticate_on<A: Appender + ?Sized>(
     token: Option<&SecretText>,
     now: Timestamp,
 ) -> Result<AuthOutcome, StoreError> {
-    {
-        let time = l.event_time(now)?;
-        let decide = time.max(Timestamp::now());
-        let (reason, user) = judge_auth(l.state(), key_id, presented, token, decide);
-        let key_id = key_id
-            .chars()
-            .take(crate::core::state::MAX_ID)
-            .collect::<String>();
-        let action = match &reason {
-            None => Action::AuthSucceeded { key_id },
-            Some(r) => Action::AuthFailed {
-                key_id,
-                reason: r.clone(),
-            },
-        };
-        let receipt = l.append(signer, action, time)?;
-        Ok(AuthOutcome {
-            ok: reason.is_none(),
-            reason,
-            user,
-            receipt: Some(receipt),
-        })
-    }
+    let time = l.event_time(now)?;
+    let decide = time.max(Timestamp::now());
+    let (reason, user) = judge_auth(l.state(), key_id, presented, token, decide);
+    let key_id = key_id
+        .chars()
+        .take(crate::core::state::MAX_ID)
+        .collect::<String>();
+    let action = match &reason {
+        None => Action::AuthSucceeded { key_id },
+        Some(r) => Action::AuthFailed {
+            key_id,
+            reason: r.clone(),
+        },
+    };
+    let receipt = l.append(signer, action, time)?;
+    Ok(AuthOutcome {
+        ok: reason.is_none(),
+        reason,
+        user,
+        receipt: Some(receipt),
+    })
 }
 
 /// The verdict on a presented secret (and token) for `key_id`, decided at `decide` (R11):

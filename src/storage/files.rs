@@ -59,6 +59,24 @@ pub fn create_fresh(dir: &Path, stem: &str, mode: u32) -> io::Result<(File, Path
     ))
 }
 
+/// Opens (creating if need be) a verified copy of a ledger kept in this user's cache, for
+/// appending: its directory made 0700, the file 0600, never through a symlink.
+pub fn open_mirror(mirror: &Path) -> io::Result<File> {
+    if let Some(dir) = mirror.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(mirror)
+}
+
 /// Opens an existing regular file without blocking on a FIFO, following symlinks (a
 /// user may keep a ledger behind one); anything but a regular file is refused.
 pub fn open_regular(path: &Path, write: bool) -> io::Result<File> {

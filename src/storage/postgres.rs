@@ -107,22 +107,8 @@ fn catch_up(
         })?;
     let header: Vec<u8> = row.get(0);
     let head_end: i64 = row.get(1);
-    if let Some(dir) = mirror.parent() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(StoreError::io(dir, "create"))?;
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(mirror)
-        .map_err(StoreError::io(mirror, "open"))?;
+    let mut file =
+        crate::storage::files::open_mirror(mirror).map_err(StoreError::io(mirror, "open"))?;
     let mut have = file
         .metadata()
         .map_err(StoreError::io(mirror, "stat"))?
