@@ -95,6 +95,11 @@ fn the_cli_runs_on_a_postgres_ledger_and_racing_writers_never_fork_it() {
     let v = run(&["--json", "verify", "--expect-genesis", &genesis]);
     let report: Value = serde_json::from_str(&v).unwrap();
     assert_eq!(report["report"]["ok"], true, "{report}");
+    assert_eq!(
+        report["ledger"],
+        url.as_str(),
+        "the ledger as the user named it"
+    );
     // Byte for byte what a file would hold: the frames from the database, as a file, verify
     // with the same hashes.
     let file = d.join("copy.ledger");

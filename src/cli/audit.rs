@@ -66,7 +66,7 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
     };
     let text = match format {
         AuditFormat::Json => serde_json::to_string_pretty(&json!({
-            "ledger": ctx.ledger, "as_of": r.as_of.to_string(), "as_of_seq": r.as_of_seq, "events": r.events,
+            "ledger": ctx.shown_ledger(), "as_of": r.as_of.to_string(), "as_of_seq": r.as_of_seq, "events": r.events,
             "ledger_events": r.ledger_events,
             "evaluated": {"first_seq": 0, "last_seq": r.as_of_seq, "whole_ledger": r.events == r.ledger_events},
             "findings": r.findings,
@@ -75,7 +75,7 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
         }))
         .map_err(CliError::io)?
             + "\n",
-        AuditFormat::Html => report::audit_html(&r, &ctx.ledger.display().to_string()),
+        AuditFormat::Html => report::audit_html(&r, &ctx.shown_ledger()),
         AuditFormat::Text => {
             let rows: Vec<Vec<String>> = r
                 .findings
@@ -103,7 +103,7 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<(), CliError> {
                 .collect();
             format!(
                 "audit of {} as of {} (evaluated {coverage}): every event verifies; {} finding(s)\n\n{}{}",
-                ctx.ledger.display(),
+                ctx.shown_ledger(),
                 r.as_of,
                 r.findings.len(),
                 table(&["SEVERITY", "CONTROL", "PRINCIPAL", "KEY", "EVIDENCE", "FINDING"], &rows),

@@ -107,7 +107,7 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
         let _ = ctx.cache.save(&ctx.ledger, &v);
     }
     if ctx.json {
-        json(&json!({"ledger": ctx.ledger, "report": report, "ranges": report.ranges()}))?;
+        json(&json!({"ledger": ctx.shown_ledger(), "report": report, "ranges": report.ranges()}))?;
     } else {
         print(&render(&ctx.ledger, &report))?;
     }

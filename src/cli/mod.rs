@@ -60,6 +60,14 @@ impl Ctx {
             .unwrap_or_else(|| default_key_path(&self.ledger))
     }
 
+    /// The ledger as the user named it: the database URL for PostgreSQL, else the path.
+    pub fn shown_ledger(&self) -> String {
+        match &self.postgres {
+            Some(url) => url.clone(),
+            None => self.ledger.display().to_string(),
+        }
+    }
+
     pub fn signing_key(&self) -> Result<SigningKey, CliError> {
         if self.key.is_none() && self.postgres.is_some() {
             return Err(CliError::usage(
