@@ -252,3 +252,33 @@ fn a_file_imported_into_postgres_and_exported_back_is_byte_identical() {
         ],
     );
 }
+
+/// The engine's bench runs against a real database and reports its figure beside the
+/// database's own commit rate (the figures themselves are the bench's business, not a test's).
+#[test]
+fn bench_on_postgres_reports_appends_beside_the_commit_rate_and_leaves_nothing() {
+    let pg = Pg::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.ledger_url("bench");
+    let out: Value =
+        serde_json::from_str(&ok(dir.path(), &["--ledger", &url, "--json", "bench"])).unwrap();
+    let f = &out["figures"][0];
+    assert!(
+        f["value"].as_f64().unwrap() > 0.0 && f["limit"].as_f64().unwrap() > 0.0,
+        "{out}"
+    );
+    assert_eq!(f["limit_of"], "single-row commits/s");
+    // The bench's ledger is gone afterwards: the name can be created again.
+    ok(
+        dir.path(),
+        &[
+            "--ledger",
+            &url,
+            "init",
+            "--account",
+            "acme",
+            "--key-out",
+            "acme.key",
+        ],
+    );
+}

@@ -72,14 +72,7 @@ pub struct Cli {
 
 /// Commands that never open a ledger: the global `--ledger` and `--no-wait` mean nothing to
 /// them, so [`command`] hides both from their help and refuses them there.
-const NO_LEDGER: [&str; 6] = [
-    "demo",
-    "bench",
-    "verify-bundle",
-    "keygen",
-    "completions",
-    "man",
-];
+const NO_LEDGER: [&str; 5] = ["demo", "verify-bundle", "keygen", "completions", "man"];
 
 /// The command line as parsed, documented and completed: the derive, less the global flags on
 /// commands where they mean nothing (clap propagates a global flag only to a subcommand that
@@ -95,6 +88,13 @@ pub fn command() -> clap::Command {
                 .arg(means_nothing("ca", "ca", true))
         });
     }
+    // `bench` makes its own ledger; `--ledger postgres://…?ledger=NAME` measures that engine
+    // (a new ledger NAME, removed afterwards), and a file --ledger is not used.
+    cmd = cmd.mut_subcommand("bench", |s| {
+        s.arg(means_nothing("no_wait", "no-wait", false))
+            .arg(means_nothing("server", "server", true))
+            .arg(means_nothing("ca", "ca", true))
+    });
     cmd
 }
 
@@ -362,6 +362,9 @@ pub enum Cmd {
     /// (`bench server`: a server under concurrent clients).
     #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        /// `bench server`: the server's figures. With `--ledger postgres://…?ledger=NAME`
+        /// (before `bench`): that engine's batched appends beside the database's own commit
+        /// rate, on a scratch ledger NAME removed afterwards.
         #[command(subcommand)]
         what: Option<BenchCmd>,
         /// Events in the generated ledger.

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
+use keyledger::core::event::Action;
+use keyledger::core::signing::SigningKey;
+use keyledger::core::types::Timestamp;
 use keyledger::storage::cache::Cache;
 use keyledger::storage::keyfile;
 use keyledger::storage::store::Wait;
@@ -39,6 +42,9 @@ pub fn verify_child(path: &std::path::Path) -> Result<(), CliError> {
 }
 
 pub fn bench(ctx: &Ctx, events: u64, keep: Option<PathBuf>) -> Result<(), CliError> {
+    if let Some(url) = &ctx.postgres {
+        return postgres(ctx, url);
+    }
     if events < 1000 {
         return Err(CliError::usage("--events must be at least 1000"));
     }
@@ -418,6 +424,58 @@ fn report(
             &table_rows
         )
     ))
+}
+
+/// `bench --ledger postgres://…?ledger=NAME` (issue 16): batched appends through the engine
+/// (groups of 256 events, one transaction each, from one writer) beside the database's own
+/// single-row synchronous commit rate measured in the same run. Ledger NAME is made for
+/// the run and removed after it.
+fn postgres(ctx: &Ctx, url: &str) -> Result<(), CliError> {
+    use keyledger::storage::postgres as pg;
+    let key = SigningKey::generate();
+    let scratch = ctx.ledger.with_extension("bench-init");
+    pg::init(url, "bench", &key, Timestamp::now(), &scratch)?;
+    let measured = (|| -> Result<(f64, f64, u64), CliError> {
+        let limit = pg::commit_rate(url, 300)?;
+        let _ = ctx.cache.forget(&ctx.ledger);
+        let _ = std::fs::remove_file(&ctx.ledger);
+        let mut l = pg::PgLedger::open(url, &ctx.ledger, ctx.wait, &ctx.cache)?;
+        let (batches, size) = (16u64, 256u64);
+        let started = std::time::Instant::now();
+        for b in 0..batches {
+            let actions = (0..size)
+                .map(|i| Action::UserCreated {
+                    name: format!("u{b}-{i}"),
+                    federated: false,
+                })
+                .collect();
+            for o in l.append_batch(&key, actions, Timestamp::now())? {
+                o.map_err(|(r, _)| CliError::io(format!("a bench append was refused: {r}")))?;
+            }
+        }
+        let rate = (batches * size) as f64 / started.elapsed().as_secs_f64();
+        Ok((rate, limit, batches * size))
+    })();
+    let _ = pg::drop_ledger(url);
+    let _ = ctx.cache.forget(&ctx.ledger);
+    let _ = std::fs::remove_file(&ctx.ledger);
+    let (rate, limit, n) = measured?;
+    let rows = vec![Row {
+        figure: "PostgreSQL engine: batched appends (256 events per transaction)",
+        value: rate,
+        unit: "events/s",
+        limit: Some((limit, "single-row commits/s")),
+        target: ">= 20x",
+        met: rate >= 20.0 * limit,
+    }];
+    report(
+        ctx,
+        &format!(
+            "keyledger bench on {url}: {n} events in transactions of 256, the database's single-row commit rate in the same run"
+        ),
+        &rows,
+        json!({"ledger": url, "events": n}),
+    )
 }
 
 /// `bench server`: the server's figures beside the limits of the same run (issue 14's

@@ -415,7 +415,10 @@ fn through_postgres(ctx: &mut Ctx, cmd: &Cmd) -> Result<(), CliError> {
         ))
     })?;
     let mirror = keyledger::client::mirror_path(dir, &url);
-    if !matches!(cmd, Cmd::Init { .. } | Cmd::Import { .. }) {
+    if !matches!(
+        cmd,
+        Cmd::Init { .. } | Cmd::Import { .. } | Cmd::Bench { .. }
+    ) {
         keyledger::storage::postgres::sync(&url, &mirror, &ctx.cache)?;
     }
     ctx.ledger = mirror;

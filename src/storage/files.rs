@@ -59,16 +59,24 @@ pub fn create_fresh(dir: &Path, stem: &str, mode: u32) -> io::Result<(File, Path
     ))
 }
 
+/// Creates the directory `path` is in, if need be, with mode 0700.
+pub fn create_private_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Opens (creating if need be) a verified copy of a ledger kept in this user's cache, for
 /// appending: its directory made 0700, the file 0600, never through a symlink.
 pub fn open_mirror(mirror: &Path) -> io::Result<File> {
-    if let Some(dir) = mirror.parent() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
+    create_private_parent(mirror)?;
     OpenOptions::new()
         .create(true)
         .append(true)

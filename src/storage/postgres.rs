@@ -161,6 +161,8 @@ pub fn init(
 ) -> Result<Receipt, StoreError> {
     let (mut c, name) = connect(url)?;
     // The genesis is made as a ledger file would hold it, then stored; the file goes.
+    crate::storage::files::create_private_parent(scratch)
+        .map_err(StoreError::io(scratch, "create its directory"))?;
     let _ = std::fs::remove_file(scratch);
     let made = Ledger::init(scratch, account, key, time).map(|(l, r)| {
         drop(l);
@@ -359,4 +361,38 @@ impl Appender for PgLedger {
     fn event_time(&self, now: Timestamp) -> Result<Timestamp, StoreError> {
         self.ledger().event_time(now)
     }
+}
+
+/// The database's own limit for `bench`: single-row synchronous commits per second from one
+/// client (one INSERT, one COMMIT, `rows` times), in a scratch table dropped afterwards.
+pub fn commit_rate(url: &str, rows: u32) -> Result<f64, StoreError> {
+    let (mut c, _) = connect(url)?;
+    c.batch_execute(
+        "DROP TABLE IF EXISTS keyledger_bench_commits; CREATE TABLE keyledger_bench_commits (id bigserial PRIMARY KEY, v bytea NOT NULL)",
+    )
+    .map_err(db)?;
+    let insert = c
+        .prepare("INSERT INTO keyledger_bench_commits (v) VALUES ($1)")
+        .map_err(db)?;
+    let payload = vec![7u8; 200];
+    let started = std::time::Instant::now();
+    for _ in 0..rows {
+        // Outside a transaction block each statement commits on its own.
+        c.execute(&insert, &[&payload]).map_err(db)?;
+    }
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    c.batch_execute("DROP TABLE keyledger_bench_commits")
+        .map_err(db)?;
+    Ok(rate)
+}
+
+/// Removes ledger `name` of `url` from the database (what `bench` made).
+pub fn drop_ledger(url: &str) -> Result<(), StoreError> {
+    let (mut c, name) = connect(url)?;
+    let mut tx = c.transaction().map_err(db)?;
+    tx.execute("DELETE FROM keyledger_frames WHERE ledger = $1", &[&name])
+        .map_err(db)?;
+    tx.execute("DELETE FROM keyledger_ledgers WHERE name = $1", &[&name])
+        .map_err(db)?;
+    tx.commit().map_err(db)
 }

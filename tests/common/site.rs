@@ -103,6 +103,7 @@ pub fn serve_in(dir: &Path, args: &[&str]) -> Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
+        forget_mirror(&url);
         Server { child, url }
     }
 }
@@ -140,5 +141,23 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Tests share one cache directory, and a port is reused by later servers: a copy of an
+/// earlier server's ledger kept for this URL is another ledger's, which a client rightly
+/// refuses. A new server's URL starts with no copy.
+fn forget_mirror(url: &str) {
+    let cache = test_cache_dir();
+    let mirror = keyledger::client::mirror_path(&cache, url);
+    let stem = cache_stem(&mirror);
+    let _ = std::fs::remove_file(&mirror);
+    let _ = std::fs::remove_file(keyledger::storage::store::lock_path(&mirror));
+    for dir in [cache.clone(), cache.join("servers")] {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&stem) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
