@@ -446,6 +446,8 @@ impl Writer {
     /// checked, never applied before, allowed by policy), so nobody can spend another
     /// principal's failures by replaying or inventing requests.
     fn second_factor(&mut self, items: &mut [Item], code: Option<&str>, now: Timestamp) {
+        // Without a code, every item that needs one is refused by policy (`Factor::Absent`).
+        let Some(code) = code else { return };
         let state = self.ledger.state();
         let needs: Vec<(usize, String, bool, bool)> = items
             .iter()
@@ -462,8 +464,7 @@ impl Writer {
                 Some((i, subject.to_owned(), pending, judged))
             })
             .collect();
-        let first = needs.iter().find(|n| n.3);
-        let (Some(code), Some((_, subject, pending, _))) = (code, first) else {
+        let Some((_, subject, pending, _)) = needs.iter().find(|n| n.3) else {
             return;
         };
         let (subject, pending) = (subject.clone(), *pending);
