@@ -17,22 +17,7 @@ fn json_of(o: &std::process::Output) -> Value {
 fn a_flood_of_wrong_secrets_is_summarized_and_every_failure_is_counted() {
     let site = Site::new();
     let d = site.dir.path();
-    let o = run_in(
-        d,
-        &[
-            "--json",
-            "key",
-            "create",
-            "--user",
-            "alice",
-            "--scenario",
-            "gateway tests",
-            "--confirm-necessary",
-        ],
-        None,
-    );
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let key_id = json_of(&o)["access_key_id"].as_str().unwrap().to_owned();
+    let (key_id, _) = create_key(d, "alice");
     let server = site.serve(&["--auth-failures-per-minute", "4"]);
     let auth = |id: &str| {
         let o = run_in(

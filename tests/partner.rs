@@ -59,30 +59,6 @@ fn signed_by(s: &Scanner, body: &[u8]) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Creates a key for alice (by the account, directly); its (id, secret).
-fn alice_key(dir: &std::path::Path) -> (String, String) {
-    let o = run_in(
-        dir,
-        &[
-            "--json",
-            "key",
-            "create",
-            "--user",
-            "alice",
-            "--scenario",
-            "ci deploy",
-            "--confirm-necessary",
-        ],
-        None,
-    );
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    (
-        v["access_key_id"].as_str().unwrap().into(),
-        v["access_key_secret"].as_str().unwrap().into(),
-    )
-}
-
 fn status_of(dir: &std::path::Path, id: &str) -> String {
     let o = run_in(dir, &["--json", "key", "show", id], None);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -100,8 +76,8 @@ fn a_signed_partner_report_disables_the_key_and_a_bad_one_records_nothing() {
         {"key_identifier": github.id, "key": github.pem(), "is_current": true}
     ]});
     std::fs::write(d.join("scanner-keys.json"), keys.to_string()).unwrap();
-    let (id, secret) = alice_key(d);
-    let (kept, kept_secret) = alice_key(d);
+    let (id, secret) = create_key(d, "alice");
+    let (kept, kept_secret) = create_key(d, "alice");
     let server = site.serve(&["--scanner-keys", "scanner-keys.json"]);
     let unknown = keyledger::core::credentials::SecretText::new_secret();
     let url = "https://github.com/acme/app/blob/0123abc/deploy/.env";

@@ -451,6 +451,29 @@ pub fn run_env(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&s
     child.wait_with_output().unwrap()
 }
 
+/// Creates a permanent key for `user` in `dir` (the account acting, by `keyledger.key`): its
+/// ID and secret.
+pub fn create_key(dir: &Path, user: &str) -> (String, String) {
+    let o = run_in(
+        dir,
+        &[
+            "--json",
+            "key",
+            "create",
+            "--user",
+            user,
+            "--scenario",
+            "a test's key",
+            "--confirm-necessary",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let field = |k: &str| v[k].as_str().unwrap().to_owned();
+    (field("access_key_id"), field("access_key_secret"))
+}
+
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
