@@ -369,7 +369,7 @@ fn through_server(
     let direct = match cmd {
         Cmd::Init { .. } => Some("init creates a ledger file"),
         Cmd::Repair => Some("repair works on the ledger file itself"),
-        Cmd::Serve(_) => Some("serve serves a ledger file"),
+        Cmd::Serve(_) => Some("serve serves the ledger --ledger names, a file or postgres://…"),
         Cmd::Import { .. } => Some("import writes into the engine --ledger names"),
         _ => None,
     };
@@ -401,9 +401,6 @@ fn through_postgres(ctx: &mut Ctx, cmd: &Cmd) -> Result<(), CliError> {
     let url = ctx.ledger.to_string_lossy().into_owned();
     let unsupported = match cmd {
         Cmd::Repair => Some("repair works on a ledger file (a database has no torn tail)"),
-        Cmd::Serve(_) => {
-            Some("serve on a PostgreSQL ledger is not built yet (issue 16); serve a file")
-        }
         _ => None,
     };
     if let Some(why) = unsupported {
@@ -414,10 +411,20 @@ fn through_postgres(ctx: &mut Ctx, cmd: &Cmd) -> Result<(), CliError> {
             "a postgres:// ledger keeps a verified copy of its frames in this user's cache directory, which is not usable ({why}); set KEYLEDGER_CACHE_DIR to a directory only you can write"
         ))
     })?;
-    let mirror = keyledger::client::mirror_path(dir, &url);
+    let mirror = match cmd {
+        // Each node keeps its own mirror (its writers' lock is held while it serves).
+        Cmd::Serve(a) => {
+            let node = match a.listen.port() {
+                0 => format!("{url}#node-pid-{}", std::process::id()),
+                _ => format!("{url}#node-{}", a.listen),
+            };
+            keyledger::client::mirror_path(dir, &node)
+        }
+        _ => keyledger::client::mirror_path(dir, &url),
+    };
     if !matches!(
         cmd,
-        Cmd::Init { .. } | Cmd::Import { .. } | Cmd::Bench { .. }
+        Cmd::Init { .. } | Cmd::Import { .. } | Cmd::Bench { .. } | Cmd::Serve(_)
     ) {
         keyledger::storage::postgres::sync(&url, &mirror, &ctx.cache)?;
     }

@@ -1,4 +1,5 @@
-//! `keyledger serve`: the server over the ledger file (`keyledger::server`).
+//! `keyledger serve`: the server over the ledger (`keyledger::server`): a file, or a
+//! PostgreSQL ledger that several nodes serve at once.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<(), CliError> {
     let key = ctx.signing_key()?;
     let log: server::LogSink = Arc::new(|line: &str| eprintln!("{line}"));
     let mut config = Config::new(ctx.ledger.clone(), key, a.listen, log);
+    config.postgres = ctx.postgres.clone();
     config.tls = a.tls_cert.zip(a.tls_key);
     config.wait = ctx.wait;
     config.cache = ctx.cache.clone();

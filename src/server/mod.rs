@@ -28,13 +28,19 @@ use crate::core::state::RequestFault;
 use crate::core::types::LedgerId;
 use crate::storage::cache::Cache;
 use crate::storage::ledger::{Appender, Ledger};
+use crate::storage::live::Live;
+use crate::storage::postgres::PgLedger;
 use crate::storage::store::{StoreError, Wait};
 
 /// Where one log line per request goes (the caller's stderr); never given a secret.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
 
 pub struct Config {
+    /// The ledger file; for a PostgreSQL ledger, this node's mirror of it.
     pub ledger: PathBuf,
+    /// Issue 16: the ledger is in PostgreSQL (`postgres://…?ledger=NAME`), shared with
+    /// every other node serving it.
+    pub postgres: Option<String>,
     pub key: SigningKey,
     pub listen: SocketAddr,
     /// `(certificate chain, private key)`, PEM.
@@ -68,6 +74,7 @@ impl Config {
     pub fn new(ledger: PathBuf, key: SigningKey, listen: SocketAddr, log: LogSink) -> Self {
         Config {
             ledger,
+            postgres: None,
             key,
             listen,
             tls: None,
@@ -229,9 +236,21 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         Some((cert, key)) => Some(listen::tls_acceptor(cert, key)?),
         None => None,
     };
-    let ledger = Ledger::open_verifying_all(&config.ledger, config.wait, &config.cache)?;
+    let ledger = match &config.postgres {
+        None => Live::File(Box::new(Ledger::open_verifying_all(
+            &config.ledger,
+            config.wait,
+            &config.cache,
+        )?)),
+        Some(url) => Live::Postgres(Box::new(PgLedger::open_verifying_all(
+            url,
+            &config.ledger,
+            config.wait,
+            &config.cache,
+        )?)),
+    };
     let state = ledger.state();
-    let principal = ledger.actor(&config.key)?;
+    let principal = ledger.file().actor(&config.key)?;
     if !state.has(&principal, Permission::Server) {
         return Err(ServerError::NoServerPermission { principal });
     }
@@ -268,6 +287,9 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         .name("keyledger-writer".into())
         .spawn(move || w.run(rx))
         .map_err(ServerError::Runtime)?;
+    if let Some(url) = config.postgres.clone() {
+        follow_others(url, tx.downgrade(), config.log.clone())?;
+    }
     // R11: failure windows are summarized within seconds of their end, busy or not.
     let ticks = tx.clone();
     runtime.spawn(async move {
@@ -298,6 +320,42 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         writer,
         shared,
     })
+}
+
+/// A shared ledger's node hears of other nodes' commits (LISTEN) and has its writer take
+/// them in; every second without one it looks anyway. Ends with the writer.
+fn follow_others(
+    url: String,
+    writer: mpsc::WeakSender<writer::Job>,
+    log: LogSink,
+) -> Result<(), ServerError> {
+    let wake = move || match writer.upgrade() {
+        // A full queue means the writer is busy: its next batch catches up under the lock.
+        Some(tx) => !matches!(
+            tx.try_send(writer::Job::Follow),
+            Err(mpsc::error::TrySendError::Closed(_))
+        ),
+        None => false,
+    };
+    std::thread::Builder::new()
+        .name("keyledger-follow".into())
+        .spawn(move || {
+            let mut wake = wake;
+            loop {
+                match crate::storage::postgres::listen(&url, Duration::from_secs(1), &mut wake) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        log(&serde_json::json!({"time": crate::core::types::Timestamp::now().to_string(), "error": format!("listening for other nodes' commits: {e}")}).to_string());
+                        std::thread::sleep(Duration::from_secs(1));
+                        if !wake() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+        .map(drop)
+        .map_err(ServerError::Runtime)
 }
 
 impl Running {

@@ -19,7 +19,8 @@ use crate::core::state::{RequestFault, State};
 use crate::core::types::{Hash32, PublicKey, Timestamp};
 use crate::protocol::ops::judge_auth;
 use crate::protocol::wire::AuthReply;
-use crate::storage::ledger::{Appender, Factor, Item, Ledger, Outcome};
+use crate::storage::ledger::{Factor, Item, Outcome};
+use crate::storage::live::Live;
 use crate::storage::store::StoreError;
 
 use super::protect::SeedStore;
@@ -49,7 +50,7 @@ impl Job {
             Job::Reader { reply, .. } => drop(reply.send(Err(fail))),
             Job::Protect { reply, .. } => drop(reply.send(Err(fail))),
             Job::Scan { reply, .. } => drop(reply.send(Err(fail))),
-            Job::Tick => {}
+            Job::Tick | Job::Follow => {}
         }
     }
 }
@@ -73,6 +74,8 @@ pub enum Job {
     },
     /// R11: time passes; failure windows that ended are summarized.
     Tick,
+    /// Another node committed events to the shared ledger: take them in.
+    Follow,
     /// R14: a secret scanner's report, its signature verified by the handler.
     Scan {
         matches: Vec<Match>,
@@ -108,8 +111,11 @@ enum Pending {
     Own,
 }
 
+/// An answer given once the batch's claims are durable (`None`), or refused (`Some`).
+type Later = Box<dyn FnOnce(Option<Fail>) + Send>;
+
 pub struct Writer {
-    pub ledger: Ledger,
+    pub ledger: Live,
     pub key: SigningKey,
     pub shared: Arc<Shared>,
     /// (key, nonce)s of requests answered without an event (reads, coalesced auths).
@@ -124,16 +130,22 @@ pub struct Writer {
     summaries: Vec<Action>,
     /// R14: scanner reports recorded lately, by body, with their answers.
     reports: SeenReports,
+    /// Request ids of this batch that another node of a shared ledger used before.
+    taken: HashSet<Hash32>,
+    /// Answers that wait for the batch's claims to commit (a shared ledger).
+    later: Vec<Later>,
 }
 
 impl Writer {
-    pub fn new(ledger: Ledger, key: SigningKey, shared: Arc<Shared>, seeds: SeedStore) -> Self {
+    pub fn new(ledger: Live, key: SigningKey, shared: Arc<Shared>, seeds: SeedStore) -> Self {
         let w = Writer {
             ledger,
             key,
             failures: FailureLimiter::new(shared.failures_per_minute),
             summaries: Vec::new(),
             reports: SeenReports::default(),
+            taken: HashSet::new(),
+            later: Vec::new(),
             shared,
             seeds,
             recent: RecentNonces::default(),
@@ -199,7 +211,11 @@ impl Writer {
                     checks.push((r.key, check.hash, r.sig.0));
                     self.known(&r.key).err()
                 }
-                Job::Reader { .. } | Job::Protect { .. } | Job::Scan { .. } | Job::Tick => None,
+                Job::Reader { .. }
+                | Job::Protect { .. }
+                | Job::Scan { .. }
+                | Job::Tick
+                | Job::Follow => None,
             };
             match refusal {
                 Some(fail) => job.refuse(fail),
@@ -246,8 +262,164 @@ impl Writer {
         out
     }
 
+    /// One batch, between the ledger's `lock` and `release` when it may append or claim:
+    /// on a shared ledger every decision is made on the state caught up under the lock.
     fn batch(&mut self, jobs: Vec<Job>) {
+        let (quiet, jobs): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|j| matches!(j, Job::Tick | Job::Follow));
+        if !quiet.is_empty() {
+            self.follow(quiet.iter().any(|j| matches!(j, Job::Tick)));
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.ledger.lock() {
+            let fail = Fail::unavailable(format!("the ledger cannot be locked for writing: {e}"));
+            for j in jobs {
+                j.refuse(fail.clone());
+            }
+            return;
+        }
+        self.publish();
         let jobs = self.checked(jobs);
+        let jobs = self.claimed(jobs);
+        self.decide(jobs);
+        let released = self.ledger.release();
+        let fail = released
+            .err()
+            .map(|e| Fail::unavailable(format!("the ledger could not be written: {e}")));
+        for answer in self.later.drain(..) {
+            answer(fail.clone());
+        }
+        self.taken.clear();
+    }
+
+    /// Takes in other nodes' events (and, on a tick, summarizes ended failure windows and
+    /// forgets request ids too old to be replayed).
+    fn follow(&mut self, tick: bool) {
+        let now = Timestamp::now();
+        let mut problems = Vec::new();
+        if let Err(e) = self.ledger.follow() {
+            problems.push(format!("following the shared ledger: {e}"));
+        }
+        if tick {
+            let due = self.failures.due(now, false);
+            self.summaries.extend(due);
+            let before = Timestamp(now.0.saturating_sub(4 * REQUEST_SKEW_US));
+            if let Err(e) = self.ledger.forget_nonces(before) {
+                problems.push(format!("forgetting old request ids: {e}"));
+            }
+        }
+        for p in problems {
+            (self.shared.log)(
+                &serde_json::json!({"time": now.to_string(), "error": p}).to_string(),
+            );
+        }
+        self.publish();
+        if tick && !self.summaries.is_empty() {
+            self.decide(Vec::new());
+            if let Err(e) = self.ledger.release() {
+                (self.shared.log)(
+                    &serde_json::json!({"time": now.to_string(), "error": e.to_string()})
+                        .to_string(),
+                );
+            }
+        }
+    }
+
+    /// On a shared ledger, claims every request id of `jobs` in the database under the
+    /// batch's lock: one another node used is refused here as a replay (a whole append).
+    fn claimed(&mut self, jobs: Vec<Job>) -> Vec<Job> {
+        if !self.ledger.shared() {
+            return jobs;
+        }
+        let state = self.ledger.state();
+        let mut ids = Vec::new();
+        for job in &jobs {
+            match job {
+                Job::Append { items, .. } => {
+                    for (item, _) in items {
+                        if let Some(r) = &item.request {
+                            let id = replay_id(r);
+                            // One applied before is answered from the chain (idempotent).
+                            if !state.requests.contains_key(&id) {
+                                ids.push((id, r.time));
+                            }
+                        }
+                    }
+                }
+                Job::Auth { check, .. } => {
+                    ids.push((replay_id(&check.request), check.request.time));
+                }
+                Job::Reader { replay, time, .. } | Job::Protect { replay, time, .. } => {
+                    ids.push((*replay, *time));
+                }
+                Job::Scan { .. } | Job::Tick | Job::Follow => {}
+            }
+        }
+        match self.ledger.claim(&ids) {
+            Ok(new) => {
+                self.taken = ids
+                    .iter()
+                    .zip(new)
+                    .filter(|(_, n)| !n)
+                    .map(|((id, _), _)| *id)
+                    .collect();
+            }
+            Err(e) => {
+                let fail = Fail::unavailable(format!("request ids could not be recorded: {e}"));
+                for j in jobs {
+                    j.refuse(fail.clone());
+                }
+                return Vec::new();
+            }
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let used = match &job {
+                Job::Append { items, .. } => items.iter().any(|(i, _)| {
+                    i.request
+                        .as_ref()
+                        .is_some_and(|r| self.taken.contains(&replay_id(r)))
+                }),
+                _ => false,
+            };
+            match used {
+                true => job.refuse(Self::replayed()),
+                false => out.push(job),
+            }
+        }
+        out
+    }
+
+    fn replayed() -> Fail {
+        Fail::fault(
+            RequestFault::Replay,
+            "this (key, nonce) was used before; sign each request with a fresh nonce".into(),
+        )
+    }
+
+    /// Sends an answer that records nothing: at once for a file, after the batch's claims
+    /// commit for a shared ledger.
+    fn answer<T: Send + 'static>(
+        &mut self,
+        reply: oneshot::Sender<Result<T, Fail>>,
+        r: Result<T, Fail>,
+    ) {
+        if !self.ledger.shared() {
+            let _ = reply.send(r);
+            return;
+        }
+        self.later.push(Box::new(move |fail| {
+            let _ = reply.send(match fail {
+                Some(f) => Err(f),
+                None => r,
+            });
+        }));
+    }
+
+    fn decide(&mut self, jobs: Vec<Job>) {
         let now = Timestamp::now();
         let mut items = Vec::new();
         let mut pending = Vec::new();
@@ -278,7 +450,7 @@ impl Writer {
                         .known(&key)
                         .and_then(|_| self.fresh(replay, time, now))
                         .and_then(|_| self.begin_protection(&key, &name, now));
-                    let _ = reply.send(r);
+                    self.answer(reply, r);
                 }
                 Job::Reader {
                     key,
@@ -287,7 +459,7 @@ impl Writer {
                     reply,
                 } => {
                     let r = self.known(&key).and_then(|_| self.fresh(replay, time, now));
-                    let _ = reply.send(r);
+                    self.answer(reply, r);
                 }
                 Job::Scan {
                     matches,
@@ -303,10 +475,7 @@ impl Writer {
                     }
                     let _ = reply.send(answer);
                 }
-                Job::Tick => {
-                    let due = self.failures.due(now, false);
-                    self.summaries.extend(due);
-                }
+                Job::Tick | Job::Follow => {}
                 Job::Auth { check, reply } => match self.auth(*check, now, &mut coalescing) {
                     Ok((item, user, reason)) => {
                         self.own_items(&mut items, &mut pending);
@@ -317,9 +486,7 @@ impl Writer {
                             reply,
                         });
                     }
-                    Err(answer) => {
-                        let _ = reply.send(answer);
-                    }
+                    Err(answer) => self.answer(reply, answer),
                 },
             }
         }
@@ -612,11 +779,11 @@ impl Writer {
 
     /// Refuses a (key, nonce) applied or answered before.
     fn unseen(&self, replay: &Hash32) -> Result<(), Fail> {
-        if self.ledger.state().requests.contains_key(replay) || self.recent.seen.contains(replay) {
-            return Err(Fail::fault(
-                RequestFault::Replay,
-                "this (key, nonce) was used before; sign each request with a fresh nonce".into(),
-            ));
+        if self.ledger.state().requests.contains_key(replay)
+            || self.recent.seen.contains(replay)
+            || self.taken.contains(replay)
+        {
+            return Err(Self::replayed());
         }
         Ok(())
     }

@@ -79,6 +79,7 @@ pub fn open_mirror(mirror: &Path) -> io::Result<File> {
     create_private_parent(mirror)?;
     OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)

@@ -357,6 +357,41 @@ impl Ledger {
         &self.path
     }
 
+    /// Takes in the frames appended to the file since this handle's head by someone it
+    /// trusts to hold the writers' lock with it (the PostgreSQL engine, catching its mirror
+    /// up): each is verified, continuing from the state held. On failure the handle refuses
+    /// appends.
+    pub fn follow(&mut self) -> Result<(), StoreError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(StoreError::io(&self.path, "stat"))?
+            .len();
+        if len == self.v.head.end {
+            return Ok(());
+        }
+        let held = Verified {
+            state: State::default(),
+            head: self.v.head,
+            head_offset: self.v.head_offset,
+            tree: TreeBuilder::default(),
+            trails: Default::default(),
+            torn: None,
+        };
+        let v = std::mem::replace(&mut self.v, held);
+        match crate::storage::store::verify_after(&self.path, &self.file, v, &self.cache) {
+            Ok(v) => {
+                self.v = v;
+                self.save_cache_if_stale();
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned = true;
+                Err(e)
+            }
+        }
+    }
+
     pub fn head(&self) -> Head {
         self.v.head
     }

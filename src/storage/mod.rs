@@ -5,6 +5,7 @@ pub mod cache;
 pub mod files;
 pub mod keyfile;
 pub mod ledger;
+pub mod live;
 pub mod pass;
 pub mod pipeline;
 pub mod postgres;

@@ -17,11 +17,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 
 use crate::core::format;
 use crate::core::signing::SigningKey;
-use crate::core::types::Timestamp;
+use crate::core::types::{Hash32, Timestamp};
 use crate::storage::cache::{Cache, Verified};
 use crate::storage::ledger::{Appender, Item, Ledger, Outcome};
 use crate::storage::store::{self, Receipt, StoreError, Wait};
@@ -40,6 +41,12 @@ CREATE TABLE IF NOT EXISTS keyledger_frames (
     frame       bytea NOT NULL,
     PRIMARY KEY (ledger, seq),
     UNIQUE (ledger, byte_offset)
+);
+CREATE TABLE IF NOT EXISTS keyledger_nonces (
+    ledger text NOT NULL REFERENCES keyledger_ledgers (name),
+    replay bytea NOT NULL,
+    time   bigint NOT NULL,
+    PRIMARY KEY (ledger, replay)
 );";
 
 /// Whether `ledger` names the PostgreSQL engine.
@@ -122,6 +129,9 @@ fn catch_up(
         reason: why,
         files: vec![mirror.to_path_buf()],
     };
+    if have > header.len() as u64 {
+        have = cut_torn_tail(c, name, mirror, &mut file, have)?;
+    }
     if have > head_end as u64 {
         return Err(diverged(format!(
             "the database's ledger {name} ends at byte {head_end}, before the {have} bytes this user verified before (in {}): events were dropped",
@@ -149,6 +159,46 @@ fn catch_up(
         }
     }
     file.sync_data().map_err(StoreError::io(mirror, "sync"))
+}
+
+/// The mirror's length once a frame it holds only part of (a process killed while writing
+/// it, after the database committed it) is cut off: the part must be the start of the
+/// database's frame there. Any other end that is not a frame boundary is a divergence.
+fn cut_torn_tail(
+    c: &mut impl postgres::GenericClient,
+    name: &str,
+    mirror: &Path,
+    file: &mut std::fs::File,
+    have: u64,
+) -> Result<u64, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT byte_offset, frame FROM keyledger_frames WHERE ledger = $1 AND byte_offset < $2 ORDER BY byte_offset DESC LIMIT 1",
+            &[&name, &(have as i64)],
+        )
+        .map_err(db)?;
+    let Some(row) = row else { return Ok(have) };
+    let offset = row.get::<_, i64>(0) as u64;
+    let frame: Vec<u8> = row.get(1);
+    let end = offset + frame.len() as u64;
+    if end <= have {
+        // A boundary (or past the database's end, which the caller reports).
+        return Ok(have);
+    }
+    let mut part = vec![0u8; (have - offset) as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&*file, &mut part, offset)
+        .map_err(StoreError::io(mirror, "read"))?;
+    if part[..] != frame[..part.len()] {
+        return Err(StoreError::Diverged {
+            reason: format!(
+                "the copy of ledger {name} verified before ends inside the frame at byte {offset} with bytes the database's frame does not hold"
+            ),
+            files: vec![mirror.to_path_buf()],
+        });
+    }
+    file.set_len(offset)
+        .map_err(StoreError::io(mirror, "cut its torn tail"))?;
+    Ok(offset)
 }
 
 /// Creates ledger `name` in the database with a new genesis by `key` for `account`.
@@ -248,35 +298,174 @@ pub fn sync(url: &str, mirror: &Path, cache: &Cache) -> Result<Verified, StoreEr
 }
 
 /// A ledger in PostgreSQL, open for writing through its verified mirror.
+///
+/// A batch runs inside one transaction: `lock` (BEGIN, the head row `FOR UPDATE`, the
+/// mirror caught up), then what the writer decides against that state (`claim` of request
+/// nonces among it), then `append_items`, whose frames are inserted and COMMITted before
+/// they reach the mirror; `release` ends a batch that appended nothing.
 pub struct PgLedger {
     client: Client,
     name: String,
     mirror: PathBuf,
-    ledger: Option<Ledger>,
+    ledger: Ledger,
     wait: Wait,
     cache: Cache,
+    /// A transaction holding the head row is open.
+    locked: bool,
 }
 
 impl PgLedger {
     pub fn open(url: &str, mirror: &Path, wait: Wait, cache: &Cache) -> Result<Self, StoreError> {
+        Self::open_checked(url, mirror, wait, cache, false)
+    }
+
+    /// As `open`, every event of the mirror verified again (a server's start).
+    pub fn open_verifying_all(
+        url: &str,
+        mirror: &Path,
+        wait: Wait,
+        cache: &Cache,
+    ) -> Result<Self, StoreError> {
+        Self::open_checked(url, mirror, wait, cache, true)
+    }
+
+    fn open_checked(
+        url: &str,
+        mirror: &Path,
+        wait: Wait,
+        cache: &Cache,
+        all: bool,
+    ) -> Result<Self, StoreError> {
         let (mut client, name) = connect(url)?;
         catch_up(&mut client, &name, mirror)?;
-        let ledger = Ledger::open_with(mirror, wait, cache)?;
+        let ledger = match all {
+            true => Ledger::open_verifying_all(mirror, wait, cache)?,
+            false => Ledger::open_with(mirror, wait, cache)?,
+        };
         Ok(PgLedger {
             client,
             name,
             mirror: mirror.to_path_buf(),
-            ledger: Some(ledger),
+            ledger,
             wait,
             cache: cache.clone(),
+            locked: false,
         })
     }
 
-    fn ledger(&self) -> &Ledger {
-        self.ledger.as_ref().expect("open")
+    /// The mirror, open for writing (its head is the database's as of the last lock,
+    /// append or follow).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
-    /// Appends `items` (see `Ledger::append_items`) in one transaction on the head row.
+    /// The ledger's name in the database.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Begins the batch's transaction: locks the head row and catches the mirror up to it.
+    /// Until `append_items` or `release`, no other writer can chain.
+    pub fn lock(&mut self) -> Result<(), StoreError> {
+        if self.locked {
+            return Ok(());
+        }
+        self.client.batch_execute("BEGIN").map_err(db)?;
+        self.locked = true;
+        let caught = self.catch_up_locked();
+        if caught.is_err() {
+            self.rollback();
+        }
+        caught
+    }
+
+    fn catch_up_locked(&mut self) -> Result<(), StoreError> {
+        let head_end: i64 = self
+            .client
+            .query_one(
+                "SELECT head_end FROM keyledger_ledgers WHERE name = $1 FOR UPDATE",
+                &[&self.name],
+            )
+            .map_err(db)?
+            .get(0);
+        if head_end as u64 != self.ledger.head().end {
+            // Another writer went first: take its frames in before chaining after them.
+            catch_up(&mut self.client, &self.name, &self.mirror)?;
+            self.follow_mirror()?;
+        }
+        Ok(())
+    }
+
+    /// Takes in what other writers committed, without locking (a follower's read).
+    pub fn follow(&mut self) -> Result<(), StoreError> {
+        if self.locked {
+            return Ok(());
+        }
+        catch_up(&mut self.client, &self.name, &self.mirror)?;
+        self.follow_mirror()
+    }
+
+    /// The mirror's handle takes in the frames `catch_up` wrote; a handle that cannot is
+    /// opened again (verifying through the cache).
+    fn follow_mirror(&mut self) -> Result<(), StoreError> {
+        if self.ledger.follow().is_err() {
+            self.ledger = Ledger::open_with(&self.mirror, self.wait, &self.cache)?;
+        }
+        Ok(())
+    }
+
+    /// Records the request ids `ids` (with their request times) as used, inside the batch's
+    /// transaction (taken by `lock`): whether each was new to every node of this ledger.
+    pub fn claim(&mut self, ids: &[(Hash32, Timestamp)]) -> Result<Vec<bool>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.lock()?;
+        let keys: Vec<&[u8]> = ids.iter().map(|(h, _)| &h.0[..]).collect();
+        let times: Vec<i64> = ids.iter().map(|(_, t)| t.0).collect();
+        let fresh: std::collections::HashSet<Vec<u8>> = self
+            .client
+            .query(
+                "INSERT INTO keyledger_nonces (ledger, replay, time) SELECT $1, r, t FROM unnest($2::bytea[], $3::bigint[]) AS u(r, t) ON CONFLICT DO NOTHING RETURNING replay",
+                &[&self.name, &keys, &times],
+            )
+            .map_err(db)?
+            .into_iter()
+            .map(|r| r.get::<_, Vec<u8>>(0))
+            .collect();
+        Ok(keys.iter().map(|k| fresh.contains(*k)).collect())
+    }
+
+    /// Forgets request ids older than `before`: a request that old is refused by its time.
+    pub fn forget_nonces(&mut self, before: Timestamp) -> Result<(), StoreError> {
+        if self.locked {
+            return Ok(());
+        }
+        self.client
+            .execute(
+                "DELETE FROM keyledger_nonces WHERE ledger = $1 AND time < $2",
+                &[&self.name, &before.0],
+            )
+            .map(drop)
+            .map_err(db)
+    }
+
+    /// Ends a batch that appended nothing, keeping its claims (COMMIT).
+    pub fn release(&mut self) -> Result<(), StoreError> {
+        if !self.locked {
+            return Ok(());
+        }
+        self.locked = false;
+        self.client.batch_execute("COMMIT").map_err(db)
+    }
+
+    fn rollback(&mut self) {
+        self.locked = false;
+        let _ = self.client.batch_execute("ROLLBACK");
+    }
+
+    /// Appends `items` (see `Ledger::append_items`) in the batch's transaction (taken here
+    /// if `lock` was not called), committed before the mirror is written.
     pub fn append_items(
         &mut self,
         key: &SigningKey,
@@ -284,66 +473,68 @@ impl PgLedger {
         now: Timestamp,
         all_or_nothing: bool,
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
-        let mut tx = self.client.transaction().map_err(db)?;
-        let head_end: i64 = tx
-            .query_one(
-                "SELECT head_end FROM keyledger_ledgers WHERE name = $1 FOR UPDATE",
-                &[&self.name],
-            )
-            .map_err(db)?
-            .get(0);
-        let mine = self.ledger.as_ref().map_or(0, |l| l.head().end);
-        if head_end as u64 != mine {
-            // Another writer went first: catch up under the lock, then chain after it.
-            drop(self.ledger.take());
-            catch_up(&mut tx, &self.name, &self.mirror)?;
-            self.ledger = Some(Ledger::open_with(&self.mirror, self.wait, &self.cache)?);
-        }
-        let name = self.name.clone();
-        let mut tx = Some(tx);
+        self.lock()?;
+        let PgLedger {
+            client,
+            name,
+            ledger,
+            locked,
+            ..
+        } = self;
+        let first = ledger.head().seq + 1;
         let mut commit = |frames: &[(u64, Vec<u8>)]| -> Result<(), StoreError> {
-            let mut tx = tx.take().expect("one commit per batch");
-            let first = 1 + tx
-                .query_one(
-                    "SELECT head_seq FROM keyledger_ledgers WHERE name = $1",
-                    &[&name],
-                )
-                .map_err(db)?
-                .get::<_, i64>(0);
-            let insert = tx
+            let insert = client
                 .prepare("INSERT INTO keyledger_frames (ledger, seq, byte_offset, frame) VALUES ($1, $2, $3, $4)")
                 .map_err(db)?;
             for (i, (offset, frame)) in frames.iter().enumerate() {
-                let seq = first + i as i64;
-                tx.execute(&insert, &[&name, &seq, &(*offset as i64), frame])
+                let seq = (first + i as u64) as i64;
+                client
+                    .execute(&insert, &[&*name, &seq, &(*offset as i64), frame])
                     .map_err(db)?;
             }
             let (last, f) = frames.last().expect("at least one frame");
-            tx.execute(
-                "UPDATE keyledger_ledgers SET head_seq = $2, head_end = $3 WHERE name = $1",
-                &[
-                    &name,
-                    &(first + frames.len() as i64 - 1),
-                    &((*last + f.len() as u64) as i64),
-                ],
-            )
-            .map_err(db)?;
-            tx.commit().map_err(db)
+            client
+                .execute(
+                    "UPDATE keyledger_ledgers SET head_seq = $2, head_end = $3 WHERE name = $1",
+                    &[
+                        &*name,
+                        &((first + frames.len() as u64 - 1) as i64),
+                        &((*last + f.len() as u64) as i64),
+                    ],
+                )
+                .map_err(db)?;
+            client
+                .execute("SELECT pg_notify('keyledger', $1)", &[&*name])
+                .map_err(db)?;
+            // Whatever COMMIT answers, the transaction is over.
+            *locked = false;
+            client.batch_execute("COMMIT").map_err(db)
         };
-        let ledger = self.ledger.as_mut().expect("open");
         let out = ledger.append_items_via(key, items, now, all_or_nothing, &mut commit);
+        if self.locked {
+            // Nothing reached COMMIT (nothing to append, or refused before it): the claims
+            // made in this batch are kept.
+            self.release()?;
+        }
         if out.is_err() {
-            // The mirror's handle may be ahead of its file: open it again next time.
-            drop(self.ledger.take());
-            self.ledger = Some(Ledger::open_with(&self.mirror, self.wait, &self.cache)?);
+            // The mirror's handle may be ahead of its file: open it again.
+            self.ledger = Ledger::open_with(&self.mirror, self.wait, &self.cache)?;
         }
         out
     }
 }
 
+impl Drop for PgLedger {
+    fn drop(&mut self) {
+        if self.locked {
+            self.rollback();
+        }
+    }
+}
+
 impl Appender for PgLedger {
     fn verified(&self) -> &Verified {
-        self.ledger().verified()
+        self.ledger.verified()
     }
 
     fn append_batch(
@@ -359,7 +550,30 @@ impl Appender for PgLedger {
     }
 
     fn event_time(&self, now: Timestamp) -> Result<Timestamp, StoreError> {
-        self.ledger().event_time(now)
+        self.ledger.event_time(now)
+    }
+}
+
+/// Waits for other writers' commits to ledger `url` (LISTEN), calling `wake` after each
+/// (and every `idle` without one), until `wake` returns false or the connection fails.
+pub fn listen(
+    url: &str,
+    idle: std::time::Duration,
+    mut wake: impl FnMut() -> bool,
+) -> Result<(), StoreError> {
+    let (mut c, name) = connect(url)?;
+    c.batch_execute("LISTEN keyledger").map_err(db)?;
+    loop {
+        let mut n = c.notifications();
+        let mut it = n.timeout_iter(idle);
+        let mine = match it.next() {
+            Ok(Some(note)) => note.payload() == name,
+            Ok(None) => true,
+            Err(e) => return Err(db(e)),
+        };
+        if mine && !wake() {
+            return Ok(());
+        }
     }
 }
 
@@ -390,6 +604,8 @@ pub fn commit_rate(url: &str, rows: u32) -> Result<f64, StoreError> {
 pub fn drop_ledger(url: &str) -> Result<(), StoreError> {
     let (mut c, name) = connect(url)?;
     let mut tx = c.transaction().map_err(db)?;
+    tx.execute("DELETE FROM keyledger_nonces WHERE ledger = $1", &[&name])
+        .map_err(db)?;
     tx.execute("DELETE FROM keyledger_frames WHERE ledger = $1", &[&name])
         .map_err(db)?;
     tx.execute("DELETE FROM keyledger_ledgers WHERE name = $1", &[&name])

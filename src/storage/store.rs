@@ -471,6 +471,26 @@ fn verify_consulted(
     ))
 }
 
+/// Verifies what `f` holds after `v`'s head (frames another writer appended there),
+/// continuing from `v` without reading the frames before again. A torn tail is an error.
+pub fn verify_after(
+    path: &Path,
+    f: &File,
+    v: Verified,
+    cache: &Cache,
+) -> Result<Verified, StoreError> {
+    let len = f.metadata().map_err(StoreError::io(path, "stat"))?.len();
+    let (v, _) = verify_consulted(path, f, len, cache, Consulted::Use(Box::new(v)), None, true)?;
+    match v.torn {
+        Some(t) => Err(StoreError::Torn {
+            path: path.into(),
+            offset: t.offset,
+            bytes: t.bytes,
+        }),
+        None => Ok(v),
+    }
+}
+
 /// A new handle on `f` positioned at `offset` (clones share the file offset, so it is
 /// always set).
 fn reader_at(path: &Path, f: &File, offset: u64) -> Result<File, StoreError> {
