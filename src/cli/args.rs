@@ -257,6 +257,28 @@ pub enum Cmd {
         /// The ledger file to import.
         file: PathBuf,
     },
+    /// Upload the ledger to write-once storage: sealed segments of frames, each with a
+    /// signed checkpoint, in an S3 bucket with Object Lock, retained in COMPLIANCE mode
+    /// (no one, root included, can delete or overwrite them before the date).
+    ///
+    /// Idempotent and resumable: what is archived is read from the bucket, checked to be
+    /// this ledger's, and continued. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+    /// (AWS_SESSION_TOKEN, AWS_REGION). Verify from the archive alone with
+    /// `keyledger --ledger 's3://BUCKET/PREFIX?endpoint=URL' verify`.
+    Archive {
+        /// Where: s3://BUCKET/PREFIX (the bucket must have Object Lock enabled).
+        #[arg(long)]
+        to: String,
+        /// The S3 endpoint, http(s)://HOST:PORT (default: AWS's, for AWS_REGION).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Days each uploaded object is retained (COMPLIANCE mode); 2557 is 7 years.
+        #[arg(long, default_value_t = 2557, value_parser = clap::value_parser!(u32).range(1..=36600))]
+        retain_days: u32,
+        /// At most this many events per segment.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        segment_events: u64,
+    },
     /// Operation protection (R13): a second factor (TOTP) for a principal's critical actions.
     ///
     /// The server holds the seed; only it checks codes, so these run through --server.

@@ -20,8 +20,8 @@ fn parse_hash(flag: &str, s: &str) -> Result<Hash32, CliError> {
 }
 
 /// Renders a report for people.
-fn render(path: &Path, r: &Report) -> String {
-    let mut out = format!("ledger   {}\n", path.display());
+fn render(shown: &str, r: &Report) -> String {
+    let mut out = format!("ledger   {shown}\n");
     if let Some(id) = &r.ledger_id {
         out.push_str(&format!("id       {id}\n"));
     }
@@ -74,6 +74,33 @@ fn render(path: &Path, r: &Report) -> String {
     out
 }
 
+/// What an archive lacks or leaves unprotected, as sentences (empty: nothing).
+fn archive_problems(r: &keyledger::client::archive::Rebuilt) -> Vec<String> {
+    let mut out = Vec::new();
+    if r.segments.is_empty() {
+        out.push("the archive holds no segments".to_owned());
+    }
+    for (a, b) in &r.missing {
+        out.push(format!(
+            "seqs {a}-{b} are missing from the archive (no segment holds them)"
+        ));
+    }
+    for s in &r.without_checkpoint {
+        out.push(format!("the segment ending at seq {s} has no checkpoint"));
+    }
+    for k in &r.not_locked {
+        out.push(format!(
+            "{k} is not under COMPLIANCE retention: it could be changed"
+        ));
+    }
+    for k in &r.rewritten {
+        out.push(format!(
+            "{k} was written again or deleted after it was sealed (its first, sealed version was read)"
+        ));
+    }
+    out
+}
+
 pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
     let anchor = match (&a.checkpoint, &a.expect_head) {
         (Some(p), _) => Some(Anchor::Checkpoint(
@@ -82,6 +109,20 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
         )),
         (None, Some(h)) => Some(Anchor::Head(parse_hash("--expect-head", h)?)),
         (None, None) => None,
+    };
+    // From an archive, every checkpoint it holds is an anchor (and the user's, if given).
+    let anchor = match (&ctx.archive, anchor) {
+        (Some((_, r)), None | Some(Anchor::Checkpoint(_))) if !r.checkpoints.is_empty() => {
+            let mut notes = r.checkpoints.clone();
+            if let Some(p) = &a.checkpoint {
+                notes.push(
+                    keyledger::storage::files::read_regular(p, 1 << 20)
+                        .map_err(|e| CliError::usage(format!("{}: {e}", p.display())))?,
+                );
+            }
+            Some(Anchor::Checkpoints(notes))
+        }
+        (_, anchor) => anchor,
     };
     let opts = Options {
         // A head this user verified earlier is an anchor too: a cut below it is a finding.
@@ -106,10 +147,38 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
     if let Some(v) = verified {
         let _ = ctx.cache.save(&ctx.ledger, &v);
     }
+    let problems = ctx
+        .archive
+        .as_ref()
+        .map_or_else(Vec::new, |(_, r)| archive_problems(r));
     if ctx.json {
-        json(&json!({"ledger": ctx.shown_ledger(), "report": report, "ranges": report.ranges()}))?;
+        let archive = ctx.archive.as_ref().map(|(_, r)| {
+            json!({"segments": r.segments, "covers_to": r.rebuilt_to, "missing": r.missing,
+                "without_checkpoint": r.without_checkpoint, "not_locked": r.not_locked, "rewritten": r.rewritten,
+                "checkpoints": r.checkpoints.len(), "problems": problems})
+        });
+        json(
+            &json!({"ledger": ctx.shown_ledger(), "report": report, "ranges": report.ranges(), "archive": archive}),
+        )?;
     } else {
-        print(&render(&ctx.ledger, &report))?;
+        let mut out = render(&ctx.shown_ledger(), &report);
+        if let Some((_, r)) = &ctx.archive {
+            let covers = r
+                .rebuilt_to
+                .map_or("no seqs".to_owned(), |t| format!("seqs 0-{t}"));
+            out.push_str(&format!(
+                "archive  {} segment(s) and {} checkpoint(s); the rebuilt ledger covers {covers}\n",
+                r.segments.len(),
+                r.checkpoints.len()
+            ));
+            for p in &problems {
+                out.push_str(&format!("archive  PROBLEM: {p}\n"));
+            }
+        }
+        print(&out)?;
+    }
+    if !problems.is_empty() {
+        return Err(CliError::check_failed(""));
     }
     if report.ok {
         Ok(())
@@ -259,7 +328,7 @@ pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
     out.push_str(&format!("\nDerived state: {}\n", d.summary));
     out.push_str(&format!(
         "\nVerification (signatures, chain, policy, anchored to the head):\n{}",
-        render(&d.ledger, &d.report)
+        render(&d.ledger.display().to_string(), &d.report)
     ));
     // A new ledger at this path: what this user's cache said of one removed from here goes.
     let _ = ctx.cache.forget(&d.ledger);
@@ -505,4 +574,59 @@ pub fn import(ctx: &Ctx, file: &std::path::Path) -> Result<(), CliError> {
         file.display(),
         m.head.hash
     ))
+}
+
+/// An archive's error as the CLI reports it: a store that refuses or cannot be reached is
+/// an I/O failure (5); an archive that is not this ledger's, or is damaged, a failed check
+/// (1); a wrong URL, a bucket without Object Lock or a key that may not sign, usage (2).
+pub fn archive_error(e: keyledger::client::archive::ArchiveError) -> CliError {
+    use keyledger::client::archive::ArchiveError as A;
+    match e {
+        A::Store(s) => CliError::from(s),
+        A::S3(s) => CliError::io(s.to_string()),
+        e @ (A::Diverged { .. } | A::Gap { .. } | A::Layout { .. }) => {
+            CliError::check_failed(e.to_string())
+        }
+        e @ (A::Url(_) | A::NoObjectLock(_) | A::Signer(_)) => CliError::usage(e.to_string()),
+    }
+}
+
+pub fn archive(
+    ctx: &Ctx,
+    to: &str,
+    endpoint: Option<String>,
+    retain_days: u32,
+    segment_events: u64,
+) -> Result<(), CliError> {
+    use keyledger::client::archive::{self, Location};
+    let mut at = Location::parse(to).map_err(|e| CliError::usage(e.to_string()))?;
+    if endpoint.is_some() {
+        at.endpoint = endpoint;
+    }
+    let key = ctx.signing_key()?;
+    let until = ctx.now.plus_micros(retain_days as i64 * 86_400_000_000);
+    let done = archive::archive(&at, &ctx.ledger, &ctx.cache, &key, until, segment_events)
+        .map_err(archive_error)?;
+    if ctx.json {
+        return json(&json!({"archive": to, "ledger": ctx.shown_ledger(), "result": done}));
+    }
+    let mut out = match done.uploaded.as_slice() {
+        [] => format!(
+            "nothing new to archive: {to} already covers seqs 0-{}\n",
+            done.covers_to
+        ),
+        segs => format!(
+            "archived seqs {}-{} in {} segment(s) to {to}, each with its checkpoint, retained (COMPLIANCE) until {}\n",
+            segs[0].0,
+            done.covers_to,
+            segs.len(),
+            done.retain_until
+        ),
+    };
+    for s in &done.checkpoints_completed {
+        out.push_str(&format!(
+            "completed the checkpoint of the segment ending at seq {s} (an earlier run stopped before it)\n"
+        ));
+    }
+    print(&out)
 }

@@ -46,6 +46,9 @@ pub struct Ctx {
     /// `--ledger postgres://…` (issue 16): writes go to the database; `ledger` is then this
     /// user's verified copy of its frames.
     pub postgres: Option<String>,
+    /// `--ledger s3://…` (issue 16): the archive's URL and what it holds; `ledger` is then
+    /// the ledger rebuilt from it (read only).
+    pub archive: Option<(String, keyledger::client::archive::Rebuilt)>,
 }
 
 /// The key file `init` writes beside a ledger: the same path with extension `.key`.
@@ -60,11 +63,11 @@ impl Ctx {
             .unwrap_or_else(|| default_key_path(&self.ledger))
     }
 
-    /// The ledger as the user named it: the database URL for PostgreSQL, else the path.
+    /// The ledger as the user named it: the URL of a database or an archive, else the path.
     pub fn shown_ledger(&self) -> String {
-        match &self.postgres {
-            Some(url) => url.clone(),
-            None => self.ledger.display().to_string(),
+        match (&self.postgres, &self.archive) {
+            (Some(url), _) | (None, Some((url, _))) => url.clone(),
+            (None, None) => self.ledger.display().to_string(),
         }
     }
 
@@ -286,6 +289,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         server: Default::default(),
         through_server: false,
         postgres: None,
+        archive: None,
         json: cli.json,
         wait: if cli.no_wait {
             Wait::NoWait
@@ -301,6 +305,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             ));
         }
         through_postgres(&mut ctx, &cli.cmd)?;
+    }
+    if keyledger::client::archive::is_url(&ctx.ledger) {
+        if cli.server.is_some() {
+            return Err(CliError::usage(
+                "--server and an s3:// --ledger exclude each other",
+            ));
+        }
+        through_archive(&mut ctx, &cli.cmd)?;
     }
     if let Some(url) = cli.server {
         through_server(&mut ctx, &cli.cmd, url, cli.ca)?;
@@ -318,6 +330,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Revoke { name, permission } => principals::permission(&ctx, &name, &permission, false),
         Cmd::Key(c) => keys::key(&ctx, c),
         Cmd::Import { file } => integrity::import(&ctx, &file),
+        Cmd::Archive {
+            to,
+            endpoint,
+            retain_days,
+            segment_events,
+        } => integrity::archive(&ctx, &to, endpoint, retain_days, segment_events),
         Cmd::Protect(c) => protect::protect(&ctx, c),
         Cmd::Sts(c) => keys::sts(&ctx, c),
         Cmd::Auth { key_id } => keys::auth(&ctx, &key_id),
@@ -430,6 +448,34 @@ fn through_postgres(ctx: &mut Ctx, cmd: &Cmd) -> Result<(), CliError> {
     }
     ctx.ledger = mirror;
     ctx.postgres = Some(url);
+    Ok(())
+}
+
+/// `--ledger s3://BUCKET/PREFIX?endpoint=URL` (issue 16): the archive is read into a ledger
+/// file in this user's cache directory (every segment downloaded again), which read
+/// commands then run on; `verify` checks it against every checkpoint in the archive too.
+fn through_archive(ctx: &mut Ctx, cmd: &Cmd) -> Result<(), CliError> {
+    let url = ctx.ledger.to_string_lossy().into_owned();
+    if !matches!(
+        cmd,
+        Cmd::Verify(_) | Cmd::Log(_) | Cmd::Inspect { .. } | Cmd::Audit(_) | Cmd::Export(_)
+    ) {
+        return Err(CliError::usage(
+            "an archive is write-once and read here: verify, log, inspect, audit and export run on it; `keyledger archive --to s3://…` adds to it",
+        ));
+    }
+    let at = keyledger::client::archive::Location::parse(&url)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let dir = ctx.cache.check_dir().map_err(|why| {
+        CliError::usage(format!(
+            "an archive is rebuilt into this user's cache directory, which is not usable ({why}); set KEYLEDGER_CACHE_DIR to a directory only you can write"
+        ))
+    })?;
+    let rebuilt = keyledger::client::mirror_path(dir, &url).with_extension("archive");
+    let _ = ctx.cache.forget(&rebuilt);
+    let r = keyledger::client::archive::rebuild(&at, &rebuilt).map_err(integrity::archive_error)?;
+    ctx.ledger = rebuilt;
+    ctx.archive = Some((url, r));
     Ok(())
 }
 

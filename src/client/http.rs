@@ -112,7 +112,10 @@ impl Client {
             for (k, v) in headers {
                 req = req.header(*k, v);
             }
-            if !body.is_empty() {
+            let typed = headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+            if !body.is_empty() && !typed {
                 req = req.header(hyper::header::CONTENT_TYPE, "application/json");
             }
             let req = req

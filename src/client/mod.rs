@@ -3,7 +3,9 @@
 //! rests on the server's word (L8): the frames are fetched and verified here, and a server
 //! that rewrote or dropped history the client verified before is caught at the join.
 
-mod http;
+pub mod archive;
+pub mod http;
+pub mod s3;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -25,6 +25,18 @@ pub enum Anchor {
     /// A signed checkpoint note (C2SP format), as read: the first `size` events must have
     /// its root. Bytes that are not a note (not UTF-8, say) fail as an anchor.
     Checkpoint(Vec<u8>),
+    /// Several checkpoint notes (an archive's, one per segment), each checked as one.
+    Checkpoints(Vec<Vec<u8>>),
+}
+
+impl Anchor {
+    fn notes(&self) -> &[Vec<u8>] {
+        match self {
+            Anchor::Head(_) => &[],
+            Anchor::Checkpoint(n) => std::slice::from_ref(n),
+            Anchor::Checkpoints(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -131,8 +143,8 @@ pub fn verify_reader<R: Read + Send>(r: R, opts: &Options) -> io::Result<Report>
 /// What the visitor of a verify pass gathers for the anchors.
 #[derive(Default)]
 struct Gathered {
-    /// Root of the first `size` events of the checkpoint anchor, and the keys active then.
-    at_size: Option<(Sha, Vec<PublicKey>)>,
+    /// By checkpoint size: the root of the first `size` events, and the keys active then.
+    at_size: BTreeMap<u64, (Sha, Vec<PublicKey>)>,
     head_found_at: Option<u64>,
     trails: BTreeMap<String, KeyTrail>,
 }
@@ -145,13 +157,14 @@ fn verify_pass<R: Read + Send>(
     keep: bool,
 ) -> io::Result<(Report, Option<Verified>, bool)> {
     let mut findings = Vec::new();
-    let cp_size = match &opts.anchor {
-        Some(Anchor::Checkpoint(note)) => std::str::from_utf8(note)
-            .ok()
-            .and_then(|n| Checkpoint::parse(n).ok())
-            .map(|c| c.0.size),
-        _ => None,
-    };
+    let cp_sizes: std::collections::BTreeSet<u64> = opts
+        .anchor
+        .iter()
+        .flat_map(|a| a.notes())
+        .filter_map(|note| std::str::from_utf8(note).ok())
+        .filter_map(|n| Checkpoint::parse(n).ok())
+        .map(|c| c.0.size)
+        .collect();
     let frames = match FrameReader::new(r) {
         Err(ReadError::Io(e)) => return Err(e),
         Err(ReadError::Format(e)) => {
@@ -163,12 +176,15 @@ fn verify_pass<R: Read + Send>(
     };
     let mut g = Gathered::default();
     let mut visit = |seen: &Seen<'_>| {
-        // The checkpoint's keys are those active after its first max(size, 1) events.
-        if cp_size.is_some_and(|n| n.max(1) == seen.tree.size()) {
-            let root = if cp_size == Some(0) {
-                crate::core::merkle::empty_root()
-            } else {
-                seen.tree.root()
+        // A checkpoint's keys are those active after its first max(size, 1) events.
+        let size = seen.tree.size();
+        for n in [0, size].into_iter().filter(|&n| n.max(1) == size) {
+            if !cp_sizes.contains(&n) {
+                continue;
+            }
+            let root = match n {
+                0 => crate::core::merkle::empty_root(),
+                _ => seen.tree.root(),
             };
             let keys = seen
                 .state
@@ -177,7 +193,7 @@ fn verify_pass<R: Read + Send>(
                 .filter(|k| seen.state.actor_of(k).is_ok())
                 .copied()
                 .collect();
-            g.at_size = Some((root, keys));
+            g.at_size.insert(n, (root, keys));
         }
         if matches!(opts.anchor, Some(Anchor::Head(h)) if h == *seen.hash) {
             g.head_found_at = Some(seen.event.seq);
@@ -287,10 +303,25 @@ fn finish(
         Some(Anchor::Checkpoint(note)) => Some(check_checkpoint(
             note,
             checker,
-            g.at_size.as_ref(),
+            &g.at_size,
             end,
             &mut findings,
         )),
+        Some(Anchor::Checkpoints(notes)) => {
+            let before = findings.len();
+            let outcomes: Vec<String> = notes
+                .iter()
+                .map(|n| check_checkpoint(n, checker, &g.at_size, end, &mut findings))
+                .collect();
+            Some(match findings.len() == before {
+                true => format!("{} checkpoints match", notes.len()),
+                false => outcomes
+                    .into_iter()
+                    .filter(|o| o.contains("FAILED"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })
+        }
     };
     let state = checker.map(|c| &c.state);
     let head = checker.and_then(|c| c.head);
@@ -325,7 +356,7 @@ fn file_finding(problem: Problem, offset: u64, message: String) -> Finding {
 fn check_checkpoint(
     note: &[u8],
     checker: Option<&Checker>,
-    at_size: Option<&(Sha, Vec<PublicKey>)>,
+    at_size: &BTreeMap<u64, (Sha, Vec<PublicKey>)>,
     end: u64,
     findings: &mut Vec<Finding>,
 ) -> String {
@@ -350,7 +381,7 @@ fn check_checkpoint(
             parsed.size
         ));
     }
-    let Some((root, keys)) = at_size else {
+    let Some((root, keys)) = at_size.get(&parsed.size) else {
         return fail(format!(
             "the first {} events could not be read to check the checkpoint",
             parsed.size

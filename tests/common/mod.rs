@@ -3,6 +3,7 @@
 
 pub mod forge;
 pub mod pg;
+pub mod s3;
 pub mod site;
 
 use std::path::{Path, PathBuf};
