@@ -197,9 +197,14 @@ pub enum BenchCmd {
         /// Concurrent clients (each its own connection).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
         clients: u32,
-        /// Seconds of load in all (half writes, half auth checks).
+        /// Seconds of load in all (half writes, half auth checks); with --nodes, seconds of
+        /// writes for each node count.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// With --ledger postgres://…: serve the ledger with 1, then 2, … N nodes at once
+        /// (in this process), the writers spread over them; figures per node count.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8))]
+        nodes: Option<u32>,
     },
 }
 

@@ -23,7 +23,7 @@ use super::output::{json, print, table};
 /// One row: figure, measured value, the limit it is compared with, target ratio and whether
 /// the target is met.
 struct Row {
-    figure: &'static str,
+    figure: String,
     value: f64,
     unit: &'static str,
     limit: Option<(f64, &'static str)>,
@@ -251,7 +251,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
     let batch_limit = lim.batch_verify_per_s_per_core * lim.cores as f64;
     let rows = [
         Row {
-            figure: "bulk append",
+            figure: "bulk append".into(),
             value: append_rate,
             unit: "events/s",
             limit: Some((lim.sign_per_s, "ed25519 sign, 1 core")),
@@ -259,7 +259,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: append_rate >= 0.7 * lim.sign_per_s,
         },
         Row {
-            figure: "durable single append p50",
+            figure: "durable single append p50".into(),
             value: p50,
             unit: "us",
             limit: Some((lim.fdatasync_us, "one fdatasync")),
@@ -267,7 +267,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: p50 <= 2.0 * lim.fdatasync_us,
         },
         Row {
-            figure: "durable single append p99",
+            figure: "durable single append p99".into(),
             value: p99,
             unit: "us",
             limit: Some((lim.fdatasync_us, "one fdatasync")),
@@ -275,7 +275,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: true,
         },
         Row {
-            figure: "replay trusting the cache",
+            figure: "replay trusting the cache".into(),
             value: replay_rate,
             unit: "events/s",
             limit: Some((lim.blake3_per_s, "blake3 300 B, 1 core")),
@@ -283,7 +283,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: replay_rate >= 1e6,
         },
         Row {
-            figure: "full verify",
+            figure: "full verify".into(),
             value: verify_rate,
             unit: "events/s",
             limit: Some((batch_limit, "verify_batch x cores")),
@@ -291,7 +291,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: verify_rate >= 0.8 * batch_limit,
         },
         Row {
-            figure: "ZIP-215 single verify",
+            figure: "ZIP-215 single verify".into(),
             value: zip215_rate,
             unit: "sig/s",
             limit: Some((strict_rate, "dalek verify_strict, 1 core")),
@@ -299,7 +299,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: true,
         },
         Row {
-            figure: "peak RSS of verify",
+            figure: "peak RSS of verify".into(),
             value: rss_mib,
             unit: "MiB",
             limit: None,
@@ -307,7 +307,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: rss_mib <= 64.0,
         },
         Row {
-            figure: "bytes per event",
+            figure: "bytes per event".into(),
             value: bytes as f64 / synth.events as f64,
             unit: "B",
             limit: None,
@@ -315,7 +315,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: true,
         },
         Row {
-            figure: "key list, warm cache (process)",
+            figure: "key list, warm cache (process)".into(),
             value: key_list_ms,
             unit: "ms",
             limit: None,
@@ -323,7 +323,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: key_list_ms < 100.0,
         },
         Row {
-            figure: "auth, warm cache (process, appends)",
+            figure: "auth, warm cache (process, appends)".into(),
             value: auth_ms,
             unit: "ms",
             limit: Some((lim.fdatasync_us / 1000.0, "one fdatasync")),
@@ -331,7 +331,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: auth_ms < 100.0,
         },
         Row {
-            figure: "key list, no cache (verifies all)",
+            figure: "key list, no cache (verifies all)".into(),
             value: first_ms,
             unit: "ms",
             limit: None,
@@ -339,7 +339,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: true,
         },
         Row {
-            figure: "user list, 25k principals (process)",
+            figure: "user list, 25k principals (process)".into(),
             value: user_list[0],
             unit: "ms",
             limit: None,
@@ -347,7 +347,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: true,
         },
         Row {
-            figure: "user list, 100k principals (process)",
+            figure: "user list, 100k principals (process)".into(),
             value: user_list[1],
             unit: "ms",
             limit: Some((user_list[0], "user list at 25k")),
@@ -355,7 +355,7 @@ fn run(ctx: &Ctx, events: u64, dir: &Path) -> Result<(), CliError> {
             met: user_list[1] < 8.0 * user_list[0],
         },
         Row {
-            figure: "leak: a secret among 100k keys (process)",
+            figure: "leak: a secret among 100k keys (process)".into(),
             value: leak_ms,
             unit: "ms",
             limit: None,
@@ -406,7 +406,7 @@ fn report(
         .iter()
         .map(|r| {
             vec![
-                r.figure.into(),
+                r.figure.clone(),
                 format!("{} {}", fmt(r.value), r.unit),
                 r.limit
                     .map_or("-".into(), |l| format!("{} ({})", fmt(l.0), l.1)),
@@ -461,7 +461,7 @@ fn postgres(ctx: &Ctx, url: &str) -> Result<(), CliError> {
     let _ = std::fs::remove_file(&ctx.ledger);
     let (rate, limit, n) = measured?;
     let rows = vec![Row {
-        figure: "PostgreSQL engine: batched appends (256 events per transaction)",
+        figure: "PostgreSQL engine: batched appends (256 events per transaction)".into(),
         value: rate,
         unit: "events/s",
         limit: Some((limit, "single-row commits/s")),
@@ -478,6 +478,63 @@ fn postgres(ctx: &Ctx, url: &str) -> Result<(), CliError> {
     )
 }
 
+/// `bench server --nodes N --ledger postgres://…` (issue 16): writes/s and p99 for 1..=N
+/// nodes serving one PostgreSQL ledger, beside the database's single-row commit rate in the
+/// same run; the target is N nodes together at least as fast as one.
+pub fn nodes(ctx: &Ctx, clients: usize, seconds: f64, nodes: usize) -> Result<(), CliError> {
+    let Some(url) = &ctx.postgres else {
+        return Err(CliError::usage(
+            "bench server --nodes serves one shared ledger from several nodes: give --ledger 'postgres://USER@HOST:PORT/DB?ledger=NAME' (NAME: a new scratch ledger, removed afterwards)",
+        ));
+    };
+    if !(1.0..=600.0).contains(&seconds) {
+        return Err(CliError::usage("--seconds must be between 1 and 600"));
+    }
+    let dir = std::env::temp_dir().join(format!("keyledger-bench-nodes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(CliError::io)?;
+    let f = keyledger::tools::bench_server::run_nodes(&dir, url, clients, seconds, nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (figures, limit) = f?;
+    let mut rows = Vec::new();
+    for f in &figures {
+        rows.push(Row {
+            figure: format!("{} node(s): signed writes/s", f.nodes),
+            value: f.writes_per_s,
+            unit: "/s",
+            limit: Some((limit, "single-row commits/s")),
+            target: "-",
+            met: true,
+        });
+        rows.push(Row {
+            figure: format!("{} node(s): write p99", f.nodes),
+            value: f.write_p99_ms,
+            unit: "ms",
+            limit: None,
+            target: "-",
+            met: true,
+        });
+    }
+    let (one, all) = (&figures[0], &figures[figures.len() - 1]);
+    if figures.len() > 1 {
+        rows.push(Row {
+            figure: format!("{} nodes together vs 1 node", all.nodes),
+            value: all.writes_per_s,
+            unit: "/s",
+            limit: Some((one.writes_per_s, "1 node's writes/s")),
+            target: ">= 1",
+            met: all.writes_per_s >= one.writes_per_s,
+        });
+    }
+    report(
+        ctx,
+        &format!(
+            "keyledger bench server on {url}: {clients} signed writers over 1..{nodes} node(s), {seconds} s per node count"
+        ),
+        &rows,
+        json!({"ledger": url, "clients": clients, "nodes": figures, "commit_rate": limit}),
+    )
+}
+
 /// `bench server`: the server's figures beside the limits of the same run (issue 14's
 /// targets on this 2-core machine).
 pub fn server(ctx: &Ctx, clients: usize, seconds: f64) -> Result<(), CliError> {
@@ -491,7 +548,7 @@ pub fn server(ctx: &Ctx, clients: usize, seconds: f64) -> Result<(), CliError> {
     let f = f?;
     let rows = vec![
         Row {
-            figure: "signed writes/s vs one fsync per event",
+            figure: "signed writes/s vs one fsync per event".into(),
             value: f.writes_per_s,
             unit: "/s",
             limit: Some((f.fsync_per_s, "fdatasync/s")),
@@ -499,7 +556,7 @@ pub fn server(ctx: &Ctx, clients: usize, seconds: f64) -> Result<(), CliError> {
             met: f.writes_per_s >= 4.0 * f.fsync_per_s,
         },
         Row {
-            figure: "signed writes/s vs crypto limit",
+            figure: "signed writes/s vs crypto limit".into(),
             value: f.writes_per_s,
             unit: "/s",
             limit: Some((f.crypto_limit_per_s, "verify+sign, all cores")),
@@ -507,7 +564,7 @@ pub fn server(ctx: &Ctx, clients: usize, seconds: f64) -> Result<(), CliError> {
             met: f.writes_per_s >= 0.5 * f.crypto_limit_per_s,
         },
         Row {
-            figure: "write p50",
+            figure: "write p50".into(),
             value: f.write_p50_ms,
             unit: "ms",
             limit: None,
@@ -515,7 +572,7 @@ pub fn server(ctx: &Ctx, clients: usize, seconds: f64) -> Result<(), CliError> {
             met: true,
         },
         Row {
-            figure: "write p99",
+            figure: "write p99".into(),
             value: f.write_p99_ms,
             unit: "ms",
             limit: None,
@@ -523,7 +580,7 @@ pub fn server(ctx: &Ctx, clients: usize, seconds: f64) -> Result<(), CliError> {
             met: f.write_p99_ms <= 25.0,
         },
         Row {
-            figure: "auth checks/s",
+            figure: "auth checks/s".into(),
             value: f.auth_per_s,
             unit: "/s",
             limit: None,
@@ -531,7 +588,7 @@ pub fn server(ctx: &Ctx, clients: usize, seconds: f64) -> Result<(), CliError> {
             met: f.auth_per_s >= 20_000.0,
         },
         Row {
-            figure: "auth p50",
+            figure: "auth p50".into(),
             value: f.auth_p50_ms,
             unit: "ms",
             limit: None,
@@ -539,7 +596,7 @@ pub fn server(ctx: &Ctx, clients: usize, seconds: f64) -> Result<(), CliError> {
             met: true,
         },
         Row {
-            figure: "auth p99",
+            figure: "auth p99".into(),
             value: f.auth_p99_ms,
             unit: "ms",
             limit: None,

@@ -365,9 +365,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             audit::credentials(&ctx, as_of.as_deref())
         }
         Cmd::Bench {
-            what: Some(args::BenchCmd::Server { clients, seconds }),
+            what:
+                Some(args::BenchCmd::Server {
+                    clients,
+                    seconds,
+                    nodes,
+                }),
             ..
-        } => bench::server(&ctx, clients as usize, seconds),
+        } => match nodes {
+            Some(n) => bench::nodes(&ctx, clients as usize, seconds, n as usize),
+            None => bench::server(&ctx, clients as usize, seconds),
+        },
         Cmd::Bench { events, keep, .. } => bench::bench(&ctx, events, keep),
         Cmd::BenchVerifyChild { path } => bench::verify_child(&path),
         Cmd::Demo { dir } => integrity::demo(&ctx, dir),

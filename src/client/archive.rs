@@ -551,3 +551,63 @@ pub fn rebuild(at: &Location, out: &Path) -> Result<Rebuilt, ArchiveError> {
     }
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_names() {
+        let l = Location::parse("s3://acme-audit/keyledger/prod?endpoint=http://127.0.0.1:9000")
+            .unwrap();
+        assert_eq!(
+            (l.bucket.as_str(), l.prefix.as_str()),
+            ("acme-audit", "keyledger/prod")
+        );
+        assert_eq!(l.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            l.segment_key(0, 99),
+            "keyledger/prod/segments/00000000000000000000-00000000000000000099.frames"
+        );
+        assert_eq!(
+            l.checkpoint_key(99),
+            "keyledger/prod/checkpoints/00000000000000000099.checkpoint"
+        );
+        for bad in [
+            "s3://A/x",
+            "s3://ab/x",
+            "s3://bucket/../x",
+            "s3://bucket/a//b",
+            "s3://bucket/x?region=eu",
+            "s3://bucket/x?endpoint=ftp://h",
+            "http://bucket/x",
+        ] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            seq_pair("00000000000000000001-00000000000000000002.frames"),
+            Some((1, 2))
+        );
+        assert_eq!(seq_pair("1-2.frames"), None);
+        assert_eq!(
+            seq_pair("+0000000000000000001-00000000000000000002.frames"),
+            None
+        );
+    }
+
+    #[test]
+    fn frames_are_counted_by_their_lengths() {
+        let frame = |len: u32| {
+            let mut f = len.to_be_bytes().to_vec();
+            f.extend(vec![0u8; len as usize + 64]);
+            f
+        };
+        let mut seg = vec![0u8; HEADER_LEN as usize];
+        seg.extend(frame(3));
+        seg.extend(frame(5));
+        assert_eq!(count_frames(&seg, 0), Ok(2));
+        assert_eq!(count_frames(&seg[HEADER_LEN as usize..], 7), Ok(2));
+        assert!(count_frames(&seg[..seg.len() - 1], 0).is_err());
+        assert!(count_frames(&[0, 0], 7).is_err());
+    }
+}

@@ -282,13 +282,17 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         })?;
     let addr = listener.local_addr().map_err(ServerError::Runtime)?;
     let (tx, rx) = mpsc::channel(4096);
+    let node = match &ledger {
+        Live::Postgres(p) => Some(p.node().to_owned()),
+        Live::File(_) => None,
+    };
     let w = writer::Writer::new(ledger, config.key, shared.clone(), seeds);
     let writer = std::thread::Builder::new()
         .name("keyledger-writer".into())
         .spawn(move || w.run(rx))
         .map_err(ServerError::Runtime)?;
-    if let Some(url) = config.postgres.clone() {
-        follow_others(url, tx.downgrade(), config.log.clone())?;
+    if let (Some(url), Some(node)) = (config.postgres.clone(), node) {
+        follow_others(url, node, tx.downgrade(), config.log.clone())?;
     }
     // R11: failure windows are summarized within seconds of their end, busy or not.
     let ticks = tx.clone();
@@ -326,6 +330,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
 /// them in; every second without one it looks anyway. Ends with the writer.
 fn follow_others(
     url: String,
+    node: String,
     writer: mpsc::WeakSender<writer::Job>,
     log: LogSink,
 ) -> Result<(), ServerError> {
@@ -342,7 +347,7 @@ fn follow_others(
         .spawn(move || {
             let mut wake = wake;
             loop {
-                match crate::storage::postgres::listen(&url, Duration::from_secs(1), &mut wake) {
+                match crate::storage::postgres::listen(&url, &node, Duration::from_secs(1), &mut wake) {
                     Ok(()) => return,
                     Err(e) => {
                         log(&serde_json::json!({"time": crate::core::types::Timestamp::now().to_string(), "error": format!("listening for other nodes' commits: {e}")}).to_string());

@@ -500,6 +500,10 @@ impl Cache {
     /// head as the last head verified; never over what this user verified of another
     /// ledger at that path (see `start_over`).
     pub fn save(&self, ledger: &Path, v: &Verified) -> io::Result<()> {
+        if self.dir().is_none() {
+            // No cache: nothing is serialized for nothing.
+            return Err(io::Error::other("no cache directory"));
+        }
         if let (Some((g, _, _)), Some(genesis)) = (self.load_head(ledger), v.state.genesis_hash)
             && g != genesis
         {

@@ -82,6 +82,9 @@ pub struct Ledger {
     cached_seq: Option<u64>,
     /// Set when a write failed: the in-memory state may be ahead of the file.
     poisoned: bool,
+    /// The file is a copy of frames another engine made durable first (PostgreSQL's
+    /// mirror): appends to it need no fdatasync.
+    copy: bool,
 }
 
 fn sync_parent(path: &Path) -> io::Result<()> {
@@ -336,6 +339,7 @@ impl Ledger {
             note: cache.head_note(path),
             cached_seq,
             poisoned: false,
+            copy: false,
         };
         l.save_cache_if_stale();
         Ok(l)
@@ -355,6 +359,12 @@ impl Ledger {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This file is a copy of frames `append_items_via`'s commit makes durable elsewhere
+    /// first: its own appends skip the fdatasync.
+    pub fn durable_elsewhere(&mut self) {
+        self.copy = true;
     }
 
     /// Takes in the frames appended to the file since this handle's head by someone it
@@ -533,7 +543,10 @@ impl Ledger {
         let written = self
             .file
             .write_all_at(&buf, start.end)
-            .and_then(|_| self.file.sync_data());
+            .and_then(|_| match self.copy {
+                true => Ok(()),
+                false => self.file.sync_data(),
+            });
         if let Err(source) = written {
             // Nothing partial may stay behind an unacknowledged append.
             let cut_back = self

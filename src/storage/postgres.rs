@@ -141,7 +141,7 @@ fn catch_up(
     if have < head_end as u64 {
         let rows = c
             .query(
-                "SELECT byte_offset, frame FROM keyledger_frames WHERE ledger = $1 AND byte_offset >= $2 ORDER BY seq",
+                "SELECT byte_offset, frame FROM keyledger_frames WHERE ledger = $1 AND byte_offset >= $2 ORDER BY byte_offset",
                 &[&name, &(have as i64)],
             )
             .map_err(db)?;
@@ -158,7 +158,9 @@ fn catch_up(
             have += frame.len() as u64;
         }
     }
-    file.sync_data().map_err(StoreError::io(mirror, "sync"))
+    // No fsync: the database holds these durably; a mirror that lost its tail in a crash
+    // is caught up (and a frame it holds only part of cut) before it is opened again.
+    Ok(())
 }
 
 /// The mirror's length once a frame it holds only part of (a process killed while writing
@@ -312,6 +314,8 @@ pub struct PgLedger {
     cache: Cache,
     /// A transaction holding the head row is open.
     locked: bool,
+    /// This writer's id in its commit notices (`listen` skips a node's own).
+    node: String,
 }
 
 impl PgLedger {
@@ -338,10 +342,13 @@ impl PgLedger {
     ) -> Result<Self, StoreError> {
         let (mut client, name) = connect(url)?;
         catch_up(&mut client, &name, mirror)?;
-        let ledger = match all {
+        let mut ledger = match all {
             true => Ledger::open_verifying_all(mirror, wait, cache)?,
             false => Ledger::open_with(mirror, wait, cache)?,
         };
+        ledger.durable_elsewhere();
+        let mut id = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
         Ok(PgLedger {
             client,
             name,
@@ -350,6 +357,7 @@ impl PgLedger {
             wait,
             cache: cache.clone(),
             locked: false,
+            node: crate::core::types::to_hex(&id),
         })
     }
 
@@ -362,6 +370,11 @@ impl PgLedger {
     /// The ledger's name in the database.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// This writer's id in the notices of its commits.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Begins the batch's transaction: locks the head row and catches the mirror up to it.
@@ -409,8 +422,14 @@ impl PgLedger {
     /// opened again (verifying through the cache).
     fn follow_mirror(&mut self) -> Result<(), StoreError> {
         if self.ledger.follow().is_err() {
-            self.ledger = Ledger::open_with(&self.mirror, self.wait, &self.cache)?;
+            self.reopen()?;
         }
+        Ok(())
+    }
+
+    fn reopen(&mut self) -> Result<(), StoreError> {
+        self.ledger = Ledger::open_with(&self.mirror, self.wait, &self.cache)?;
+        self.ledger.durable_elsewhere();
         Ok(())
     }
 
@@ -479,32 +498,32 @@ impl PgLedger {
             name,
             ledger,
             locked,
+            node,
             ..
         } = self;
         let first = ledger.head().seq + 1;
+        let notice = format!("{name} {node}");
         let mut commit = |frames: &[(u64, Vec<u8>)]| -> Result<(), StoreError> {
-            let insert = client
-                .prepare("INSERT INTO keyledger_frames (ledger, seq, byte_offset, frame) VALUES ($1, $2, $3, $4)")
-                .map_err(db)?;
-            for (i, (offset, frame)) in frames.iter().enumerate() {
-                let seq = (first + i as u64) as i64;
-                client
-                    .execute(&insert, &[&*name, &seq, &(*offset as i64), frame])
-                    .map_err(db)?;
-            }
+            // One statement: the frames, the head moved, the notice to other nodes.
+            let seqs: Vec<i64> = (0..frames.len() as u64)
+                .map(|i| (first + i) as i64)
+                .collect();
+            let offsets: Vec<i64> = frames.iter().map(|(o, _)| *o as i64).collect();
+            let bytes: Vec<&[u8]> = frames.iter().map(|(_, f)| f.as_slice()).collect();
             let (last, f) = frames.last().expect("at least one frame");
             client
                 .execute(
-                    "UPDATE keyledger_ledgers SET head_seq = $2, head_end = $3 WHERE name = $1",
+                    "WITH f AS (INSERT INTO keyledger_frames (ledger, seq, byte_offset, frame) SELECT $1, s, o, b FROM unnest($2::bigint[], $3::bigint[], $4::bytea[]) AS u(s, o, b)), h AS (UPDATE keyledger_ledgers SET head_seq = $5, head_end = $6 WHERE name = $1) SELECT pg_notify('keyledger', $7)",
                     &[
                         &*name,
+                        &seqs,
+                        &offsets,
+                        &bytes,
                         &((first + frames.len() as u64 - 1) as i64),
                         &((*last + f.len() as u64) as i64),
+                        &notice,
                     ],
                 )
-                .map_err(db)?;
-            client
-                .execute("SELECT pg_notify('keyledger', $1)", &[&*name])
                 .map_err(db)?;
             // Whatever COMMIT answers, the transaction is over.
             *locked = false;
@@ -518,7 +537,7 @@ impl PgLedger {
         }
         if out.is_err() {
             // The mirror's handle may be ahead of its file: open it again.
-            self.ledger = Ledger::open_with(&self.mirror, self.wait, &self.cache)?;
+            self.reopen()?;
         }
         out
     }
@@ -555,9 +574,11 @@ impl Appender for PgLedger {
 }
 
 /// Waits for other writers' commits to ledger `url` (LISTEN), calling `wake` after each
-/// (and every `idle` without one), until `wake` returns false or the connection fails.
+/// one not by writer `own` (and every `idle` without one), until `wake` returns false or
+/// the connection fails.
 pub fn listen(
     url: &str,
+    own: &str,
     idle: std::time::Duration,
     mut wake: impl FnMut() -> bool,
 ) -> Result<(), StoreError> {
@@ -567,7 +588,10 @@ pub fn listen(
         let mut n = c.notifications();
         let mut it = n.timeout_iter(idle);
         let mine = match it.next() {
-            Ok(Some(note)) => note.payload() == name,
+            Ok(Some(note)) => match note.payload().split_once(' ') {
+                Some((ledger, node)) => ledger == name && node != own,
+                None => false,
+            },
             Ok(None) => true,
             Err(e) => return Err(db(e)),
         };

@@ -410,8 +410,10 @@ fn verify_consulted(
         FrameReader::new(BufReader::with_capacity(1 << 20, file.take(len)))
             .map_err(|e| read_error(path, e))?
     } else {
+        // A few frames to follow need no megabyte of buffer.
+        let capacity = (len - start).clamp(8 << 10, 1 << 20) as usize;
         FrameReader::at(
-            BufReader::with_capacity(1 << 20, file.take(len - start)),
+            BufReader::with_capacity(capacity, file.take(len - start)),
             start,
         )
     };

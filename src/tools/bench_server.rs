@@ -205,11 +205,22 @@ fn drive(
     url: &str,
     one: impl Fn(&mut Client, &LedgerId, usize, usize) -> bool + Sync,
 ) -> (Vec<f64>, usize) {
+    drive_over(clients, time, &[url.to_owned()], one)
+}
+
+/// As `drive`, client `t` talking to `urls[t % urls.len()]`.
+fn drive_over(
+    clients: usize,
+    time: Duration,
+    urls: &[String],
+    one: impl Fn(&mut Client, &LedgerId, usize, usize) -> bool + Sync,
+) -> (Vec<f64>, usize) {
     let start = Instant::now();
     std::thread::scope(|s| {
         let threads: Vec<_> = (0..clients)
             .map(|t| {
                 let one = &one;
+                let url = urls[t % urls.len()].as_str();
                 s.spawn(move || {
                     let mut lat = Vec::new();
                     let mut failed = 0;
@@ -243,4 +254,99 @@ fn drive(
         }
         (all, failed)
     })
+}
+
+/// One node count of `bench server --nodes N` on a PostgreSQL ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodesFigures {
+    pub nodes: usize,
+    pub writes: usize,
+    pub writes_per_s: f64,
+    pub write_p50_ms: f64,
+    pub write_p99_ms: f64,
+    pub failed_requests: usize,
+}
+
+/// `bench server --nodes N --ledger postgres://…` (issue 16): a new ledger NAME in the
+/// database (removed afterwards), served by 1, then 2, … `nodes` nodes in this process, each
+/// on its own mirror in `dir`; `clients` signed writers spread over the nodes for `seconds`
+/// per node count; and the database's single-row synchronous commit rate, the limit.
+pub fn run_nodes(
+    dir: &Path,
+    url: &str,
+    clients: usize,
+    seconds: f64,
+    nodes: usize,
+) -> Result<(Vec<NodesFigures>, f64), StoreError> {
+    use crate::storage::postgres::{self as pg, PgLedger};
+    let account = SigningKey::generate();
+    let gw = SigningKey::generate();
+    let ops = SigningKey::generate();
+    let now = Timestamp::now();
+    pg::init(url, "acme", &account, now, &dir.join("init.scratch"))?;
+    let measured = (|| {
+        let limit = pg::commit_rate(url, 300)?;
+        let mut l = PgLedger::open(
+            url,
+            &dir.join("setup.ledger"),
+            crate::storage::store::Wait::Block,
+            &Cache::none(),
+        )?;
+        let mut setup = vec![];
+        for (name, perm, key) in [
+            ("gw", Permission::Server, &gw),
+            ("ops", Permission::Admin, &ops),
+        ] {
+            setup.push(Action::UserCreated {
+                name: name.into(),
+                federated: false,
+            });
+            setup.push(Action::permission_change(true, name.into(), perm));
+            setup.push(Action::signer_change(true, name.into(), key.public()));
+        }
+        l.append_batch(&account, setup, now)?;
+        drop(l);
+        let ops = Arc::new(ops);
+        let mut out = Vec::new();
+        for n in 1..=nodes {
+            let running = (0..n)
+                .map(|i| {
+                    let mut config = Config::new(
+                        dir.join(format!("nodes{n}-node{i}.ledger")),
+                        SigningKey::from_seed(&gw.seed()),
+                        "127.0.0.1:0".parse().expect("an address"),
+                        Arc::new(|_: &str| {}),
+                    );
+                    config.postgres = Some(url.to_owned());
+                    config.cache = Cache::none();
+                    server::start(config).map_err(|e| StoreError::Remote(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let urls: Vec<String> = running.iter().map(|r| r.url.clone()).collect();
+            let time = Duration::from_secs_f64(seconds);
+            let (writes, failed) = drive_over(clients, time, &urls, |c, id, t, i| {
+                let a = Action::UserCreated {
+                    name: format!("n{n}-w{t}-{i}"),
+                    federated: false,
+                };
+                let r = request::sign(&ops, id, Timestamp::now(), &a);
+                submit(c, id, &[(a, r)], None).is_ok_and(|r| r[0].status == "appended")
+            });
+            for r in running {
+                r.stop();
+            }
+            let mut w = writes;
+            out.push(NodesFigures {
+                nodes: n,
+                writes: w.len(),
+                writes_per_s: w.len() as f64 / seconds,
+                write_p50_ms: percentile(&mut w, 50.0),
+                write_p99_ms: percentile(&mut w, 99.0),
+                failed_requests: failed,
+            });
+        }
+        Ok((out, limit))
+    })();
+    let _ = pg::drop_ledger(url);
+    measured
 }
