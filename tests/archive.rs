@@ -223,6 +223,11 @@ fn the_archive_is_sealed_resumable_verifiable_alone_and_reports_what_is_missing(
         "{tampered}"
     );
 
+    // Other commands do not run on an archive that is not whole as if it were.
+    let o = r.run(&["--ledger", &url, "log"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("written again"), "{}", stderr(&o));
+
     // A copy of the archive without segment 10-19: verify names the missing seqs, and
     // archiving into it is refused.
     let until = keyledger::core::types::Timestamp::now().plus_micros(86_400_000_000);
@@ -282,6 +287,46 @@ fn the_archive_is_sealed_resumable_verifiable_alone_and_reports_what_is_missing(
     );
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("10-19"), "{}", stderr(&o));
+
+    // Objects planted before the first run, sealed, one byte off: never adopted, nothing
+    // signed over them.
+    let planted = worm
+        .versions("acme/segments/00000000000000000000-")
+        .unwrap()
+        .into_iter()
+        .last()
+        .unwrap();
+    let mut bad = worm
+        .get(&planted.key, Some(&planted.version_id))
+        .unwrap()
+        .unwrap();
+    bad[200] ^= 1;
+    let pkey = "planted/segments/00000000000000000000-00000000000000000009.frames";
+    assert!(worm.put_locked(pkey, bad, until).unwrap());
+    let o = r.run(
+        &[
+            &l[..],
+            &["archive", "--to", "s3://worm/planted", "--endpoint", ep],
+        ]
+        .concat(),
+    );
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("other bytes"), "{}", stderr(&o));
+    assert!(
+        worm.versions("planted/checkpoints/").unwrap().is_empty(),
+        "a checkpoint was signed over a planted segment"
+    );
+    // A stray key is reported by verify, never taken for a segment.
+    assert!(
+        worm.put_locked("gap/segments/x", b"junk".to_vec(), until)
+            .unwrap()
+    );
+    let g = r.json(&["--ledger", &gap, "verify"], 1);
+    assert_eq!(
+        g["archive"]["junk"],
+        serde_json::json!(["gap/segments/x"]),
+        "{g}"
+    );
 
     // Another ledger's archive is not continued.
     assert_eq!(

@@ -378,3 +378,94 @@ fn a_request_answered_by_one_node_is_a_replay_at_another_and_a_retry_gets_its_re
     assert_eq!(na.stop(), 0);
     assert_eq!(nb.stop(), 0);
 }
+
+/// A database whose history was replaced under the nodes (a backup restored, then one new
+/// event of the same size at the same offset): a node that verified the old head refuses
+/// to chain on, answers instead of hanging, and writes nothing into the database.
+#[test]
+fn a_node_refuses_a_database_whose_history_was_replaced_under_it() {
+    let site = PgSite::new();
+    let (a, c) = (free_port(), free_port());
+    let na = site.node_of(&site.url, a);
+    let ops = site.key("ops");
+    let write = |url: &str, name: &str| {
+        let mut client = Client::new(url, None).unwrap();
+        let id = LedgerId::parse_hex(&ledger_info(&mut client).unwrap().ledger_id).unwrap();
+        let action = user(name);
+        let r = request::sign(&ops, &id, Timestamp::now(), &action);
+        submit(&mut client, &id, &[(action, r)], None)
+    };
+    assert_eq!(write(&na.url, "eve").unwrap()[0].status, "appended");
+    // The restore: eve's row gone, the head moved back.
+    let mut db = postgres::Client::connect(site.pg.admin_url().as_str(), postgres::NoTls).unwrap();
+    let (seq, end): (i64, i64) = {
+        let r = db
+            .query_one(
+                "SELECT seq, byte_offset FROM keyledger_frames WHERE ledger = $1 ORDER BY seq DESC LIMIT 1",
+                &[&site.name],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    db.execute(
+        "DELETE FROM keyledger_frames WHERE ledger = $1 AND seq = $2",
+        &[&site.name, &seq],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE keyledger_ledgers SET head_seq = $2, head_end = $3 WHERE name = $1",
+        &[&site.name, &(seq - 1), &end],
+    )
+    .unwrap();
+    // Another node, new to the ledger, writes an event of the same size there.
+    let nc = site.node_of(&site.url, c);
+    assert_eq!(write(&nc.url, "zed").unwrap()[0].status, "appended");
+    // Node A answers, and refuses: the head it verified is not the database's.
+    let started = std::time::Instant::now();
+    let r = write(&na.url, "fay");
+    assert!(started.elapsed() < Duration::from_secs(20), "node A hung");
+    let refused = match r {
+        Err(e) => e.to_string(),
+        Ok(items) => panic!("node A chained on a replaced history: {items:?}"),
+    };
+    assert!(refused.contains("another event"), "{refused}");
+    // And it still answers (its writer did not deadlock), refusing again.
+    assert!(write(&na.url, "gus").is_err());
+    let o = run_in(site.dir.path(), &["--ledger", &site.url, "verify"], None);
+    assert_eq!(
+        code(&o),
+        0,
+        "the database's chain was broken: {}",
+        stdout(&o)
+    );
+    drop((na, nc));
+}
+
+/// A node whose database connections were cut (a restart, a proxy's timeout) connects
+/// again: at most the write in flight fails, never every write after it.
+#[test]
+fn a_node_connects_again_after_the_database_drops_its_connections() {
+    let site = PgSite::new();
+    let node = site.node_of(&site.url, free_port());
+    let ops = site.key("ops");
+    let mut client = Client::new(&node.url, None).unwrap();
+    let id = LedgerId::parse_hex(&ledger_info(&mut client).unwrap().ledger_id).unwrap();
+    let mut write = |name: &str| {
+        let action = user(name);
+        let r = request::sign(&ops, &id, Timestamp::now(), &action);
+        submit(&mut client, &id, &[(action, r)], None).is_ok_and(|r| r[0].status == "appended")
+    };
+    assert!(write("before"));
+    let mut db = postgres::Client::connect(site.pg.admin_url().as_str(), postgres::NoTls).unwrap();
+    let cut = db
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            &[],
+        )
+        .unwrap()
+        .len();
+    assert!(cut >= 2, "the node's connections were not found ({cut})");
+    let ok = (0..5).filter(|i| write(&format!("after{i}"))).count();
+    assert!(ok >= 4, "only {ok} of 5 writes after the cut were appended");
+    assert_eq!(node.stop(), 0);
+}

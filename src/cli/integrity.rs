@@ -75,7 +75,7 @@ fn render(shown: &str, r: &Report) -> String {
 }
 
 /// What an archive lacks or leaves unprotected, as sentences (empty: nothing).
-fn archive_problems(r: &keyledger::client::archive::Rebuilt) -> Vec<String> {
+pub fn archive_problems(r: &keyledger::client::archive::Rebuilt) -> Vec<String> {
     let mut out = Vec::new();
     if r.segments.is_empty() {
         out.push("the archive holds no segments".to_owned());
@@ -91,6 +91,11 @@ fn archive_problems(r: &keyledger::client::archive::Rebuilt) -> Vec<String> {
     for k in &r.not_locked {
         out.push(format!(
             "{k} is not under COMPLIANCE retention: it could be changed"
+        ));
+    }
+    for k in &r.junk {
+        out.push(format!(
+            "{k} is neither a segment's nor a checkpoint's name"
         ));
     }
     for k in &r.rewritten {
@@ -154,7 +159,7 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
     if ctx.json {
         let archive = ctx.archive.as_ref().map(|(_, r)| {
             json!({"segments": r.segments, "covers_to": r.rebuilt_to, "missing": r.missing,
-                "without_checkpoint": r.without_checkpoint, "not_locked": r.not_locked, "rewritten": r.rewritten,
+                "without_checkpoint": r.without_checkpoint, "not_locked": r.not_locked, "rewritten": r.rewritten, "junk": r.junk,
                 "checkpoints": r.checkpoints.len(), "problems": problems})
         });
         json(

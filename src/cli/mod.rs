@@ -482,6 +482,15 @@ fn through_archive(ctx: &mut Ctx, cmd: &Cmd) -> Result<(), CliError> {
     let rebuilt = keyledger::client::mirror_path(dir, &url).with_extension("archive");
     let _ = ctx.cache.forget(&rebuilt);
     let r = keyledger::client::archive::rebuild(&at, &rebuilt).map_err(integrity::archive_error)?;
+    // Only verify reports an archive's problems beside its ledger; nothing else runs on it
+    // as if it were whole.
+    let problems = integrity::archive_problems(&r);
+    if !matches!(cmd, Cmd::Verify(_)) && !problems.is_empty() {
+        return Err(CliError::check_failed(format!(
+            "the archive {url} is not whole: {}; `keyledger --ledger '{url}' verify` says more",
+            problems.join("; ")
+        )));
+    }
     ctx.ledger = rebuilt;
     ctx.archive = Some((url, r));
     Ok(())

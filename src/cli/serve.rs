@@ -36,7 +36,10 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<(), CliError> {
             ServerError::Store(_) => 0,
             ServerError::NotLoopback(_) | ServerError::Tls { .. } => USAGE,
             ServerError::NoServerPermission { .. } => REFUSED,
-            ServerError::Bind { .. } | ServerError::Runtime(_) | ServerError::Seeds(_) => IO,
+            ServerError::Bind { .. }
+            | ServerError::Runtime(_)
+            | ServerError::Seeds(_)
+            | ServerError::WitnessState { .. } => IO,
         };
         match e {
             ServerError::Store(s) => CliError::from(s),

@@ -149,13 +149,18 @@ struct Sealed {
 struct Listing {
     segments: BTreeMap<u64, (Segment, Sealed)>,
     checkpoints: HashMap<u64, Sealed>,
+    /// Keys under segments/ or checkpoints/ that are not names of either: someone else's
+    /// objects, ignored when archiving and reported by verify.
+    junk: Vec<String>,
 }
 
-/// A seq as the archive names it: exactly 20 decimal digits.
+/// A seq as the archive names it: exactly 20 decimal digits, at most 2^62 (no ledger
+/// comes near it, and every sum on it stays in range).
 fn seq_name(s: &str) -> Option<u64> {
     (s.len() == 20 && s.bytes().all(|c| c.is_ascii_digit()))
         .then(|| s.parse().ok())
         .flatten()
+        .filter(|&n: &u64| n <= 1 << 62)
 }
 
 fn seq_pair(name: &str) -> Option<(u64, u64)> {
@@ -184,6 +189,7 @@ fn list(bucket: &mut Bucket, at: &Location) -> Result<Listing, ArchiveError> {
     }
     let mut segments = BTreeMap::new();
     let mut checkpoints = HashMap::new();
+    let mut junk = Vec::new();
     let (seg_dir, cp_dir) = (at.under("segments/"), at.under("checkpoints/"));
     for (key, mut o) in sealed {
         o.rewritten = seen.get(&key).is_some_and(|&n| n > 1);
@@ -192,9 +198,10 @@ fn list(bucket: &mut Bucket, at: &Location) -> Result<Listing, ArchiveError> {
             why: why.into(),
         };
         if let Some(name) = key.strip_prefix(&seg_dir) {
-            let (first, last) = seq_pair(name)
-                .filter(|(f, l)| f <= l)
-                .ok_or_else(|| layout("not a segment name (FIRST-LAST.frames, 20 digits each)"))?;
+            let Some((first, last)) = seq_pair(name).filter(|(f, l)| f <= l) else {
+                junk.push(key);
+                continue;
+            };
             let seg = Segment {
                 first,
                 last,
@@ -204,16 +211,18 @@ fn list(bucket: &mut Bucket, at: &Location) -> Result<Listing, ArchiveError> {
                 return Err(layout("two segments begin at the same seq"));
             }
         } else if let Some(name) = key.strip_prefix(&cp_dir) {
-            let last = name
-                .strip_suffix(".checkpoint")
-                .and_then(seq_name)
-                .ok_or_else(|| layout("not a checkpoint name (LAST.checkpoint, 20 digits)"))?;
-            checkpoints.insert(last, o);
+            match name.strip_suffix(".checkpoint").and_then(seq_name) {
+                Some(last) => {
+                    checkpoints.insert(last, o);
+                }
+                None => junk.push(key),
+            }
         }
     }
     Ok(Listing {
         segments,
         checkpoints,
+        junk,
     })
 }
 
@@ -288,9 +297,16 @@ fn scan(ledger: &Path, cache: &Cache, want: impl Fn(u64) -> bool) -> Result<Scan
     })
 }
 
+/// At most this many bytes in one segment (and so in one object read back).
+pub const MAX_SEGMENT_BYTES: u64 = 256 << 20;
+
 /// Uploads what the archive at `at` lacks of the ledger at `ledger` (verified as it is
-/// read): segments of at most `segment_events` events, each with its checkpoint signed by
-/// `key`, retained in COMPLIANCE mode until `until`.
+/// read): segments of at most `segment_events` events (and `MAX_SEGMENT_BYTES`), each
+/// with its checkpoint signed by `key`, retained in COMPLIANCE mode until `until`. Every
+/// object already there must be sealed (one version, COMPLIANCE) and this ledger's: each
+/// segment's bytes are compared with the ledger's, each checkpoint's size and root with
+/// its tree; anything else refuses the run, so nothing is ever signed over what someone
+/// else put there.
 pub fn archive(
     at: &Location,
     ledger: &Path,
@@ -318,79 +334,78 @@ pub fn archive(
             why: format!("it holds seqs up to {d}, past this ledger's head at seq {head}"),
         });
     }
-    let start = done.map_or(0, |d| d + 1);
-    let mut plan = Vec::new();
-    let mut first = start;
-    while first <= head {
-        let last = (first + segment_events.max(1) - 1).min(head);
-        plan.push((first, last));
-        first = last + 1;
-    }
-    let lacking: Vec<(Segment, Sealed)> = listing
-        .segments
-        .values()
-        .filter(|(s, _)| !listing.checkpoints.contains_key(&s.last))
-        .cloned()
-        .collect();
-    let wanted: std::collections::HashSet<u64> = plan
-        .iter()
-        .map(|p| p.1)
-        .chain(lacking.iter().map(|(s, _)| s.last))
-        .chain(done)
-        .collect();
-    let s = scan(ledger, cache, |seq| wanted.contains(&seq))?;
-    let offset = |seq: u64| match seq {
-        0 => 0,
-        _ => s.offsets.get(seq as usize).copied().unwrap_or(s.end),
+    // One pass: every frame's offset and every tree root (32 bytes per event).
+    let s = scan(ledger, cache, |_| true)?;
+    let events = s.offsets.len() as u64;
+    let offset = |seq: u64| -> u64 {
+        match seq {
+            0 => 0,
+            _ => s.offsets.get(seq as usize).copied().unwrap_or(s.end),
+        }
+    };
+    let root = |seq: u64| {
+        s.roots
+            .get(&seq)
+            .copied()
+            .ok_or_else(|| ArchiveError::Diverged {
+                why: format!("this ledger has no event {seq} (it changed while being archived)"),
+            })
     };
     let file = std::fs::File::open(ledger).map_err(StoreError::io(ledger, "open"))?;
     let read = |from: u64, to: u64| -> Result<Vec<u8>, ArchiveError> {
-        let mut b = vec![0u8; (to - from) as usize];
+        let mut b = vec![0u8; to.saturating_sub(from) as usize];
         file.read_exact_at(&mut b, from)
             .map_err(StoreError::io(ledger, "read"))?;
         Ok(b)
     };
-    // What is archived must be this ledger's: the bytes end on this ledger's frame
-    // boundary, the last segment holds this ledger's bytes, its checkpoint its root.
-    if let Some(d) = done {
-        let archived: u64 = listing.segments.values().map(|(s, _)| s.size).sum();
-        let (last_seg, last) = listing.segments.values().last().expect("done");
-        let last_key = &last.key;
-        if archived != offset(d + 1) {
-            return Err(ArchiveError::Diverged {
-                why: format!(
-                    "its segments hold {archived} bytes, but this ledger's first {} events end at byte {}",
-                    d + 1,
-                    offset(d + 1)
-                ),
-            });
+    let foreign = |key: &str, why: String| ArchiveError::Diverged {
+        why: format!("{key} {why}"),
+    };
+    // What is there must be sealed and this ledger's.
+    let checked = |bucket: &mut Bucket, o: &Sealed| -> Result<(), ArchiveError> {
+        if o.rewritten {
+            return Err(foreign(
+                &o.key,
+                "was written again or deleted after it was sealed".into(),
+            ));
         }
-        let theirs =
-            bucket
-                .get(last_key, Some(&last.version))?
-                .ok_or_else(|| ArchiveError::Layout {
-                    key: last_key.clone(),
-                    why: "listed but not found".into(),
-                })?;
-        if theirs != read(offset(last_seg.first), offset(d + 1))? {
-            return Err(ArchiveError::Diverged {
-                why: format!("segment {last_key} holds other bytes than this ledger"),
-            });
+        match bucket.retention(&o.key, &o.version)? {
+            Some((mode, _)) if mode == "COMPLIANCE" => Ok(()),
+            _ => Err(foreign(&o.key, "is not under COMPLIANCE retention".into())),
         }
-        if let Some(k) = listing.checkpoints.get(&d) {
-            let note = bucket.get(&k.key, Some(&k.version))?.unwrap_or_default();
-            let root = String::from_utf8(note)
-                .ok()
-                .and_then(|n| Checkpoint::parse(&n).ok())
-                .map(|(cp, _, _)| (cp.size, cp.root));
-            if root != Some((d + 1, s.roots[&d])) {
-                return Err(ArchiveError::Diverged {
-                    why: format!(
-                        "checkpoint {} is not of this ledger's first {} events",
-                        k.key,
-                        d + 1
-                    ),
-                });
+    };
+    let mut completed = Vec::new();
+    let mut lacking = Vec::new();
+    for (seg, o) in listing.segments.values() {
+        if seg.last >= events {
+            return Err(foreign(
+                &o.key,
+                format!("holds seqs past this ledger's {events} events"),
+            ));
+        }
+        checked(&mut bucket, o)?;
+        let theirs = bucket.get(&o.key, Some(&o.version))?.unwrap_or_default();
+        if theirs != read(offset(seg.first), offset(seg.last + 1))? {
+            return Err(foreign(&o.key, "holds other bytes than this ledger".into()));
+        }
+        match listing.checkpoints.get(&seg.last) {
+            None => lacking.push(seg.last),
+            Some(c) => {
+                checked(&mut bucket, c)?;
+                let note = bucket.get(&c.key, Some(&c.version))?.unwrap_or_default();
+                let theirs = String::from_utf8(note)
+                    .ok()
+                    .and_then(|n| Checkpoint::parse(&n).ok())
+                    .map(|(cp, _, _)| (cp.origin, cp.size, cp.root));
+                if theirs != Some((s.origin.clone(), seg.last + 1, root(seg.last)?)) {
+                    return Err(foreign(
+                        &c.key,
+                        format!(
+                            "is not a checkpoint of this ledger's first {} events",
+                            seg.last + 1
+                        ),
+                    ));
+                }
             }
         }
     }
@@ -398,37 +413,57 @@ pub fn archive(
         if bucket.put_locked(&key, body.clone(), until)? {
             return Ok(());
         }
-        // Already there (a run cut short, or another archiver): it must be these bytes.
-        match bucket.get(&key, None)? {
+        // Already there (a run cut short, or another archiver): sealed, and these bytes.
+        let listed = list(bucket, at)?;
+        let o = listed
+            .segments
+            .values()
+            .map(|(_, o)| o)
+            .chain(listed.checkpoints.values())
+            .find(|o| o.key == key)
+            .cloned()
+            .ok_or_else(|| foreign(&key, "was refused as existing but is not listed".into()))?;
+        checked(bucket, &o)?;
+        match bucket.get(&key, Some(&o.version))? {
             Some(b) if b == body => Ok(()),
-            _ => Err(ArchiveError::Diverged {
-                why: format!("{key} already holds other bytes"),
-            }),
+            _ => Err(foreign(&key, "already holds other bytes".into())),
         }
     };
-    let note = |last: u64| {
-        Checkpoint {
+    let note = |last: u64| -> Result<Vec<u8>, ArchiveError> {
+        Ok(Checkpoint {
             origin: s.origin.clone(),
             size: last + 1,
-            root: s.roots[&last],
+            root: root(last)?,
         }
         .sign(key)
-        .into_bytes()
+        .into_bytes())
     };
-    let mut completed = Vec::new();
-    for (seg, _) in &lacking {
-        put(&mut bucket, at.checkpoint_key(seg.last), note(seg.last))?;
-        completed.push(seg.last);
+    for &last in &lacking {
+        put(&mut bucket, at.checkpoint_key(last), note(last)?)?;
+        completed.push(last);
+    }
+    let mut plan = Vec::new();
+    let mut first = done.map_or(0, |d| d + 1);
+    while first < events {
+        let mut last = first;
+        while last + 1 < events
+            && last + 1 - first < segment_events.max(1)
+            && offset(last + 2) - offset(first) <= MAX_SEGMENT_BYTES
+        {
+            last += 1;
+        }
+        plan.push((first, last));
+        first = last + 1;
     }
     for &(first, last) in &plan {
         let body = read(offset(first), offset(last + 1))?;
         put(&mut bucket, at.segment_key(first, last), body)?;
-        put(&mut bucket, at.checkpoint_key(last), note(last))?;
+        put(&mut bucket, at.checkpoint_key(last), note(last)?)?;
     }
     Ok(Archived {
         uploaded: plan,
         checkpoints_completed: completed,
-        covers_to: head,
+        covers_to: events.saturating_sub(1),
         retain_until: until.to_string(),
     })
 }
@@ -449,6 +484,8 @@ pub struct Rebuilt {
     /// Objects written again or hidden by a delete marker after they were sealed (the
     /// sealed first version is what was read).
     pub rewritten: Vec<String>,
+    /// Keys under segments/ or checkpoints/ that name neither.
+    pub junk: Vec<String>,
     /// Every checkpoint note, to be checked against the rebuilt ledger.
     #[serde(skip)]
     pub checkpoints: Vec<Vec<u8>>,
@@ -487,6 +524,7 @@ pub fn rebuild(at: &Location, out: &Path) -> Result<Rebuilt, ArchiveError> {
     let listing = list(&mut bucket, at)?;
     let mut r = Rebuilt {
         missing: gaps(&listing.segments)?,
+        junk: listing.junk.clone(),
         ..Rebuilt::default()
     };
     let _ = std::fs::remove_file(out);

@@ -34,7 +34,12 @@ pub struct Client {
     authority: String,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// An answer longer than this is refused, not held in memory.
+    max_body: usize,
 }
+
+/// The longest answer a client takes by default.
+pub const MAX_REPLY: usize = 64 << 20;
 
 impl Client {
     /// A client of `url` (`http://HOST:PORT` or `https://HOST:PORT`); connects lazily.
@@ -88,7 +93,13 @@ impl Client {
             authority,
             tls,
             sender: None,
+            max_body: MAX_REPLY,
         })
+    }
+
+    /// Answers longer than `bytes` are refused from now on.
+    pub fn set_max_body(&mut self, bytes: usize) {
+        self.max_body = bytes;
     }
 
     /// Sends one request, on the kept-alive connection or a new one (once more on a new
@@ -122,12 +133,17 @@ impl Client {
                 .body(Full::new(Bytes::from(body.clone())))
                 .map_err(|e| e.to_string())?;
             let sender = self.sender.as_mut().expect("connected above");
+            let max = self.max_body;
             let sent = self.rt.block_on(async {
                 tokio::time::timeout(TIMEOUT, async {
-                    let res = sender.send_request(req).await?;
+                    let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
                     let (parts, body) = res.into_parts();
-                    let body = body.collect().await?.to_bytes();
-                    Ok::<_, hyper::Error>((parts, body))
+                    let body = http_body_util::Limited::new(body, max)
+                        .collect()
+                        .await
+                        .map_err(|e| format!("the answer: {e} (at most {max} bytes are taken)"))?
+                        .to_bytes();
+                    Ok::<_, String>((parts, body))
                 })
                 .await
             });
@@ -141,7 +157,7 @@ impl Client {
                 }
                 Ok(Err(e)) => {
                     self.sender = None;
-                    last = e.to_string();
+                    last = e;
                 }
                 Err(_) => {
                     self.sender = None;

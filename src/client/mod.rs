@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod http;
 pub mod s3;
+pub mod witness;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -168,7 +168,9 @@ impl Bucket {
         let endpoint = endpoint
             .map(|e| e.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", creds.region));
-        let client = Client::new(&endpoint, None).map_err(S3Error::Usage)?;
+        let mut client = Client::new(&endpoint, None).map_err(S3Error::Usage)?;
+        // A segment is at most 256 MiB (archive::MAX_SEGMENT_BYTES); nothing larger is held.
+        client.set_max_body((256 << 20) + (1 << 20));
         let host = endpoint
             .split_once("://")
             .map_or(endpoint.as_str(), |(_, h)| h)
@@ -414,11 +416,19 @@ impl Bucket {
             let more = elements(&xml, "IsTruncated")
                 .first()
                 .is_some_and(|t| t == "true");
+            if !more {
+                return Ok(out);
+            }
             let next = elements(&xml, "NextKeyMarker")
                 .pop()
                 .zip(elements(&xml, "NextVersionIdMarker").pop());
-            if !more || next.is_none() || next == marker {
-                return Ok(out);
+            if next.is_none() || next == marker {
+                // A listing that says there is more but not where: not all of it is known.
+                return Err(S3Error::Garbled {
+                    op: "ListObjectVersions",
+                    key: prefix.to_owned(),
+                    why: "a truncated listing without a new marker to go on from".into(),
+                });
             }
             marker = next;
         }

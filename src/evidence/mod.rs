@@ -2,6 +2,7 @@
 //! evidence bundles, and the OCSF mapping for SIEMs.
 
 pub mod checkpoint;
+pub mod cosign;
 pub mod export;
 pub mod ocsf;
 pub mod verify;

@@ -10,6 +10,7 @@ mod listen;
 pub mod metrics;
 pub mod protect;
 pub mod scanning;
+pub mod witness;
 mod writer;
 
 use std::net::SocketAddr;
@@ -114,6 +115,8 @@ pub enum ServerError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Seeds(#[from] protect::ProtectError),
+    #[error("the witness state {path}: {message}")]
+    WitnessState { path: PathBuf, message: String },
 }
 
 /// A refusal as the API gives it: HTTP status, stable code, message.

@@ -361,6 +361,40 @@ impl Ledger {
         &self.path
     }
 
+    /// The head event's frame as the file holds it.
+    pub fn head_frame(&self) -> io::Result<Vec<u8>> {
+        let mut b = vec![0u8; (self.v.head.end - self.v.head_offset) as usize];
+        self.file.read_exact_at(&mut b, self.v.head_offset)?;
+        Ok(b)
+    }
+
+    /// Verifies the file again from this user's cache, in place: the writers' lock stays
+    /// held (a second open would wait on it forever). Clears a refusal after a failed write.
+    pub fn reload(&mut self) -> Result<(), StoreError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(StoreError::io(&self.path, "stat"))?
+            .len();
+        let (v, freshness) = verify_to_end(&self.path, &self.file, len, &self.cache)?;
+        if let crate::storage::store::Freshness::Diverged(reason) = freshness {
+            return Err(StoreError::Diverged {
+                reason,
+                files: self.cache.entry_files(&self.path),
+            });
+        }
+        if let Some(t) = v.torn {
+            return Err(StoreError::Torn {
+                path: self.path.clone(),
+                offset: t.offset,
+                bytes: t.bytes,
+            });
+        }
+        self.v = v;
+        self.poisoned = false;
+        Ok(())
+    }
+
     /// This file is a copy of frames `append_items_via`'s commit makes durable elsewhere
     /// first: its own appends skip the fdatasync.
     pub fn durable_elsewhere(&mut self) {

@@ -71,11 +71,11 @@ impl Live {
         }
     }
 
-    /// Forgets request ids signed before `before`.
-    pub fn forget_nonces(&mut self, before: Timestamp) -> Result<(), StoreError> {
+    /// Forgets request ids signed more than `age_us` ago.
+    pub fn forget_nonces(&mut self, age_us: i64) -> Result<(), StoreError> {
         match self {
             Live::File(_) => Ok(()),
-            Live::Postgres(p) => p.forget_nonces(before),
+            Live::Postgres(p) => p.forget_nonces(age_us),
         }
     }
 

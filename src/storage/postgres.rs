@@ -120,15 +120,26 @@ fn catch_up(
         .metadata()
         .map_err(StoreError::io(mirror, "stat"))?
         .len();
-    if have == 0 {
-        file.write_all(&header)
-            .map_err(StoreError::io(mirror, "append"))?;
-        have = header.len() as u64;
-    }
     let diverged = |why: String| StoreError::Diverged {
         reason: why,
         files: vec![mirror.to_path_buf()],
     };
+    if have < header.len() as u64 {
+        // A copy cut inside its header (or new) holds nothing verified: it starts again.
+        file.set_len(0)
+            .map_err(StoreError::io(mirror, "cut its torn header"))?;
+        file.write_all(&header)
+            .map_err(StoreError::io(mirror, "append"))?;
+        have = header.len() as u64;
+    }
+    let mut mine = vec![0u8; header.len()];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut mine, 0)
+        .map_err(StoreError::io(mirror, "read"))?;
+    if mine != header {
+        return Err(diverged(format!(
+            "the database's ledger {name} has another file header than the copy verified before"
+        )));
+    }
     if have > header.len() as u64 {
         have = cut_torn_tail(c, name, mirror, &mut file, have)?;
     }
@@ -165,7 +176,9 @@ fn catch_up(
 
 /// The mirror's length once a frame it holds only part of (a process killed while writing
 /// it, after the database committed it) is cut off: the part must be the start of the
-/// database's frame there. Any other end that is not a frame boundary is a divergence.
+/// database's frame there. Its last whole frame must be the database's frame at that
+/// offset, byte for byte: the history goes on from the head this copy verified, or it is a
+/// divergence (a restored backup, a lagging standby, an edited row), however long it is.
 fn cut_torn_tail(
     c: &mut impl postgres::GenericClient,
     name: &str,
@@ -183,13 +196,24 @@ fn cut_torn_tail(
     let offset = row.get::<_, i64>(0) as u64;
     let frame: Vec<u8> = row.get(1);
     let end = offset + frame.len() as u64;
-    if end <= have {
-        // A boundary (or past the database's end, which the caller reports).
+    if end < have {
+        // Past the database's last frame: the caller reports the cut.
         return Ok(have);
     }
     let mut part = vec![0u8; (have - offset) as usize];
     std::os::unix::fs::FileExt::read_exact_at(&*file, &mut part, offset)
         .map_err(StoreError::io(mirror, "read"))?;
+    if end == have {
+        if part != frame {
+            return Err(StoreError::Diverged {
+                reason: format!(
+                    "the database's ledger {name} holds another event at byte {offset} than the copy verified before (its head): the database's history was replaced (a restored backup, a lagging standby, an edited row)"
+                ),
+                files: vec![mirror.to_path_buf()],
+            });
+        }
+        return Ok(have);
+    }
     if part[..] != frame[..part.len()] {
         return Err(StoreError::Diverged {
             reason: format!(
@@ -306,12 +330,11 @@ pub fn sync(url: &str, mirror: &Path, cache: &Cache) -> Result<Verified, StoreEr
 /// nonces among it), then `append_items`, whose frames are inserted and COMMITted before
 /// they reach the mirror; `release` ends a batch that appended nothing.
 pub struct PgLedger {
+    url: String,
     client: Client,
     name: String,
     mirror: PathBuf,
     ledger: Ledger,
-    wait: Wait,
-    cache: Cache,
     /// A transaction holding the head row is open.
     locked: bool,
     /// This writer's id in its commit notices (`listen` skips a node's own).
@@ -350,12 +373,11 @@ impl PgLedger {
         let mut id = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
         Ok(PgLedger {
+            url: url.to_owned(),
             client,
             name,
             mirror: mirror.to_path_buf(),
             ledger,
-            wait,
-            cache: cache.clone(),
             locked: false,
             node: crate::core::types::to_hex(&id),
         })
@@ -383,6 +405,7 @@ impl PgLedger {
         if self.locked {
             return Ok(());
         }
+        self.reconnect()?;
         self.client.batch_execute("BEGIN").map_err(db)?;
         self.locked = true;
         let caught = self.catch_up_locked();
@@ -392,15 +415,33 @@ impl PgLedger {
         caught
     }
 
+    /// Under the lock: the database's frame where this copy's head is must be that head,
+    /// byte for byte, whatever the lengths say (a replaced history of the same size), and
+    /// what follows it is taken in.
     fn catch_up_locked(&mut self) -> Result<(), StoreError> {
-        let head_end: i64 = self
+        let at = self.ledger.verified().head_offset as i64;
+        let row = self
             .client
             .query_one(
-                "SELECT head_end FROM keyledger_ledgers WHERE name = $1 FOR UPDATE",
-                &[&self.name],
+                "SELECT l.head_end, f.frame FROM keyledger_ledgers l LEFT JOIN keyledger_frames f ON f.ledger = l.name AND f.byte_offset = $2 WHERE l.name = $1 FOR UPDATE OF l",
+                &[&self.name, &at],
             )
-            .map_err(db)?
-            .get(0);
+            .map_err(db)?;
+        let head_end: i64 = row.get(0);
+        let theirs: Option<Vec<u8>> = row.get(1);
+        let mine = self
+            .ledger
+            .head_frame()
+            .map_err(StoreError::io(&self.mirror, "read"))?;
+        if theirs.as_deref() != Some(&mine[..]) {
+            return Err(StoreError::Diverged {
+                reason: format!(
+                    "the database's ledger {} holds another event at byte {at} than the head this node verified: the database's history was replaced (a restored backup, a lagging standby, an edited row)",
+                    self.name
+                ),
+                files: vec![self.mirror.clone()],
+            });
+        }
         if head_end as u64 != self.ledger.head().end {
             // Another writer went first: take its frames in before chaining after them.
             catch_up(&mut self.client, &self.name, &self.mirror)?;
@@ -414,6 +455,7 @@ impl PgLedger {
         if self.locked {
             return Ok(());
         }
+        self.reconnect()?;
         catch_up(&mut self.client, &self.name, &self.mirror)?;
         self.follow_mirror()
     }
@@ -427,9 +469,17 @@ impl PgLedger {
         Ok(())
     }
 
+    /// The mirror verified again in place (this handle keeps its writers' lock).
     fn reopen(&mut self) -> Result<(), StoreError> {
-        self.ledger = Ledger::open_with(&self.mirror, self.wait, &self.cache)?;
-        self.ledger.durable_elsewhere();
+        self.ledger.reload()
+    }
+
+    /// A connection the database closed (a restart, a timeout) is opened again.
+    fn reconnect(&mut self) -> Result<(), StoreError> {
+        if self.client.is_closed() {
+            self.locked = false;
+            self.client = connect(&self.url)?.0;
+        }
         Ok(())
     }
 
@@ -455,15 +505,17 @@ impl PgLedger {
         Ok(keys.iter().map(|k| fresh.contains(*k)).collect())
     }
 
-    /// Forgets request ids older than `before`: a request that old is refused by its time.
-    pub fn forget_nonces(&mut self, before: Timestamp) -> Result<(), StoreError> {
+    /// Forgets request ids signed more than `age_us` before the database's clock (one clock
+    /// for every node): a request that old is refused by its time.
+    pub fn forget_nonces(&mut self, age_us: i64) -> Result<(), StoreError> {
         if self.locked {
             return Ok(());
         }
+        self.reconnect()?;
         self.client
             .execute(
-                "DELETE FROM keyledger_nonces WHERE ledger = $1 AND time < $2",
-                &[&self.name, &before.0],
+                "DELETE FROM keyledger_nonces WHERE ledger = $1 AND time < (extract(epoch from clock_timestamp()) * 1000000)::bigint - $2",
+                &[&self.name, &age_us],
             )
             .map(drop)
             .map_err(db)

@@ -1,0 +1,114 @@
+//! Getting a checkpoint cosigned (issue 17): each witness is sent the checkpoint with a
+//! consistency proof from the size it last cosigned (tlog-witness add-checkpoint), learning
+//! that size from its 409 answer; the cosignature lines it returns are added to the note.
+
+use hyper::Method;
+
+use crate::core::merkle::Sha;
+use crate::evidence::checkpoint::Checkpoint;
+use crate::evidence::cosign::AddCheckpoint;
+
+use super::http::Client;
+
+/// What one witness answered.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Asked {
+    pub witness: String,
+    /// Its cosignature lines, if it cosigned.
+    #[serde(skip)]
+    pub lines: String,
+    pub cosigned: bool,
+    /// The size it had cosigned before, once it said.
+    pub previous_size: Option<u64>,
+    /// Why it did not cosign.
+    pub refused: Option<String>,
+}
+
+/// `http(s)://HOST:PORT[/PREFIX]`: the client of HOST:PORT and the path of add-checkpoint.
+fn endpoint(url: &str) -> Result<(Client, String), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?}: a witness URL is http(s)://HOST:PORT[/PREFIX]"))?;
+    let (host, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_end_matches('/');
+    let path = match prefix.is_empty() {
+        true => "/add-checkpoint".to_owned(),
+        false => format!("/{prefix}/add-checkpoint"),
+    };
+    Ok((Client::new(&format!("{scheme}://{host}"), None)?, path))
+}
+
+/// Asks the witness at `url` to cosign `note` (a checkpoint of `size` events); `proof(m)`
+/// is the consistency proof from size m to `size`.
+pub fn ask(url: &str, note: &str, size: u64, proof: &dyn Fn(u64) -> Vec<Sha>) -> Asked {
+    let mut asked = Asked {
+        witness: url.to_owned(),
+        lines: String::new(),
+        cosigned: false,
+        previous_size: None,
+        refused: None,
+    };
+    let (mut client, path) = match endpoint(url) {
+        Ok(c) => c,
+        Err(e) => {
+            asked.refused = Some(e);
+            return asked;
+        }
+    };
+    let mut old = 0;
+    // A witness that moved on between two tries is asked again, a few times.
+    for _ in 0..4 {
+        let body = AddCheckpoint {
+            old,
+            proof: proof(old),
+            note: note.to_owned(),
+        }
+        .encode();
+        let headers = [("content-type", "text/plain; charset=utf-8".to_owned())];
+        let reply = match client.request(Method::POST, &path, &headers, body.into_bytes()) {
+            Ok(r) => r,
+            Err(e) => {
+                asked.refused = Some(e);
+                return asked;
+            }
+        };
+        let text = String::from_utf8_lossy(&reply.body).into_owned();
+        match reply.status.as_u16() {
+            200 => {
+                let lines: String = text
+                    .split_inclusive('\n')
+                    .filter(|l| l.starts_with('\u{2014}') && l.ends_with('\n'))
+                    .collect();
+                // What comes back must make the note a note still.
+                if lines.is_empty() || Checkpoint::parse(&format!("{note}{lines}")).is_err() {
+                    asked.refused = Some("its answer holds no cosignature line".into());
+                } else {
+                    asked.lines = lines;
+                    asked.cosigned = true;
+                }
+                return asked;
+            }
+            409 => {
+                let Some(n) = text.trim_end().parse::<u64>().ok() else {
+                    asked.refused = Some("a 409 without the size it holds".into());
+                    return asked;
+                };
+                asked.previous_size = Some(n);
+                if n > size {
+                    asked.refused = Some(format!(
+                        "it cosigned {n} events of this log before, more than the {size} here: this ledger was cut, or it was shown another history"
+                    ));
+                    return asked;
+                }
+                old = n;
+            }
+            s => {
+                let why: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+                asked.refused = Some(format!("HTTP {s}: {why}"));
+                return asked;
+            }
+        }
+    }
+    asked.refused = Some("its size kept changing".into());
+    asked
+}

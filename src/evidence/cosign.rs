@@ -1,0 +1,381 @@
+//! Witness cosignatures (issue 17): C2SP tlog-cosignature's Ed25519 `cosignature/v1` lines
+//! on our checkpoints, the tlog-witness `add-checkpoint` request and the witness's verdict
+//! on it, and the proof that two checkpoints of one origin cannot both be honest. Pure:
+//! the witness server and the client hold state and sockets (ledger-format.md §9.4).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use sha2::{Digest, Sha256};
+
+use crate::core::merkle::{Sha, empty_root, verify_consistency};
+use crate::core::signing::{SigningKey, verify_bytes};
+use crate::core::types::PublicKey;
+use crate::evidence::checkpoint::{Checkpoint, CheckpointError};
+
+/// The signed-note signature type of an Ed25519 cosignature (tlog-cosignature).
+pub const COSIGNATURE_TYPE: u8 = 0x04;
+/// The signed-note signature type of an Ed25519 note signature (the log's own).
+pub const ED25519_TYPE: u8 = 0x01;
+/// At most this many consistency proof lines in a request (tlog-witness).
+pub const MAX_PROOF_LINES: usize = 63;
+
+/// A cosigner's key ID: SHA-256(name || "\n" || 0x04 || public key)[:4].
+pub fn key_id(name: &str, pk: &PublicKey) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([COSIGNATURE_TYPE]);
+    h.update(pk.bytes());
+    h.finalize()[..4].try_into().expect("4 bytes")
+}
+
+/// A witness's verifier key: `<name>+<hex key ID>+<base64(0x04 || public key)>`.
+pub fn vkey(name: &str, pk: &PublicKey) -> String {
+    let mut k = vec![COSIGNATURE_TYPE];
+    k.extend_from_slice(pk.bytes());
+    format!(
+        "{name}+{}+{}",
+        crate::core::types::to_hex(&key_id(name, pk)),
+        B64.encode(k)
+    )
+}
+
+/// A verifier key parsed: name, signature type and Ed25519 public key; the key ID in the
+/// text must be the one its type's algorithm gives.
+pub fn parse_vkey(s: &str) -> Result<(String, u8, PublicKey), String> {
+    let bad = |why: &str| format!("{s:?} is not a verifier key (NAME+KEYID+BASE64): {why}");
+    let mut parts = s.splitn(3, '+');
+    let (name, id, key) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(n), Some(i), Some(k)) => (n, i, k),
+        _ => return Err(bad("three parts joined by '+'")),
+    };
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '+') {
+        return Err(bad("the name is empty or holds a space"));
+    }
+    let raw = B64.decode(key).map_err(|_| bad("the key is not base64"))?;
+    let (ty, pk) = match raw.split_first() {
+        Some((&t, rest)) if rest.len() == 32 => (t, rest),
+        _ => return Err(bad("the key is not a type byte and 32 bytes")),
+    };
+    let pk = PublicKey(crate::core::types::Bytes(pk.try_into().expect("32 bytes")));
+    let want = match ty {
+        COSIGNATURE_TYPE => key_id(name, &pk),
+        ED25519_TYPE => crate::evidence::checkpoint::key_hash(name, &pk),
+        _ => {
+            return Err(bad(
+                "the type is neither 0x01 (Ed25519) nor 0x04 (cosignature)",
+            ));
+        }
+    };
+    if crate::core::types::to_hex(&want) != id {
+        return Err(bad("the key ID does not match the name and key"));
+    }
+    if let Some(why) = crate::core::signing::key_problem(&pk) {
+        return Err(bad(&format!("the key is not acceptable: {why}")));
+    }
+    Ok((name.to_owned(), ty, pk))
+}
+
+/// What a cosignature signs: `cosignature/v1`, `time T`, then the checkpoint's note text.
+pub fn signed_message(text: &str, time: u64) -> String {
+    format!("cosignature/v1\ntime {time}\n{text}")
+}
+
+/// The cosignature line (ending in a newline) by witness `name` on the note text `text`.
+pub fn cosign(key: &SigningKey, name: &str, text: &str, time: u64) -> String {
+    let sig = key.sign_bytes(signed_message(text, time).as_bytes());
+    let mut blob = key_id(name, &key.public()).to_vec();
+    blob.extend_from_slice(&time.to_be_bytes());
+    blob.extend_from_slice(&sig);
+    format!("\u{2014} {name} {}\n", B64.encode(blob))
+}
+
+/// A witness trusted to cosign: its name and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witness {
+    pub name: String,
+    pub key: PublicKey,
+}
+
+/// The valid cosignatures on `note` by `trusted` witnesses: (witness, timestamp), at most
+/// one per witness (its earliest). A line by a trusted witness (name and key ID) whose
+/// signature does not verify rejects the note, as signed-note asks.
+pub fn cosignatures(
+    note: &str,
+    trusted: &[Witness],
+) -> Result<(Checkpoint, Vec<(Witness, u64)>), CheckpointError> {
+    let (cp, sigs, text) = Checkpoint::parse(note)?;
+    let mut out: Vec<(Witness, u64)> = Vec::new();
+    for s in &sigs {
+        let Some(w) = trusted
+            .iter()
+            .find(|w| w.name == s.name && key_id(&w.name, &w.key) == s.key_hash)
+        else {
+            continue;
+        };
+        let (time, sig) = match s.sig.len() {
+            72 => (
+                u64::from_be_bytes(s.sig[..8].try_into().expect("8 bytes")),
+                <[u8; 64]>::try_from(&s.sig[8..]).expect("64 bytes"),
+            ),
+            _ => return Err(CheckpointError::BadSignature),
+        };
+        if time > i64::MAX as u64
+            || !verify_bytes(&w.key, signed_message(&text, time).as_bytes(), &sig)
+        {
+            return Err(CheckpointError::BadSignature);
+        }
+        match out.iter_mut().find(|(x, _)| x == w) {
+            Some((_, t)) => *t = (*t).min(time),
+            None => out.push((w.clone(), time)),
+        }
+    }
+    Ok((cp, out))
+}
+
+/// A tlog-witness `add-checkpoint` request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddCheckpoint {
+    pub old: u64,
+    pub proof: Vec<Sha>,
+    pub note: String,
+}
+
+impl AddCheckpoint {
+    pub fn encode(&self) -> String {
+        let mut s = format!("old {}\n", self.old);
+        for p in &self.proof {
+            s.push_str(&B64.encode(p));
+            s.push('\n');
+        }
+        s.push('\n');
+        s.push_str(&self.note);
+        s
+    }
+
+    /// Parses a request body strictly (a decimal old size without leading zeros, at most
+    /// 63 base64 hashes, an empty line, the note); `None` if it is not one.
+    pub fn parse(body: &str) -> Option<AddCheckpoint> {
+        let (first, mut rest) = body.split_once('\n')?;
+        let old = first.strip_prefix("old ")?;
+        if old.is_empty()
+            || !old.bytes().all(|c| c.is_ascii_digit())
+            || (old.len() > 1 && old.starts_with('0'))
+        {
+            return None;
+        }
+        let old = old.parse().ok()?;
+        let mut proof = Vec::new();
+        loop {
+            let (line, after) = rest.split_once('\n')?;
+            rest = after;
+            if line.is_empty() {
+                break;
+            }
+            if proof.len() == MAX_PROOF_LINES {
+                return None;
+            }
+            proof.push(B64.decode(line).ok()?.try_into().ok()?);
+        }
+        Some(AddCheckpoint {
+            old,
+            proof,
+            note: rest.to_owned(),
+        })
+    }
+}
+
+/// A witness's answer other than a cosignature: HTTP status and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Refusal {
+    fn new(status: u16, body: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            body: body.into(),
+        }
+    }
+}
+
+/// The witness's verdict on `req` (tlog-witness add-checkpoint), given the keys it trusts
+/// per origin (`logs`: origin and the log's keys) and the latest (size, root) it cosigned
+/// for that origin: the checkpoint and its note text to cosign and record, or the refusal.
+pub fn judge(
+    req: &AddCheckpoint,
+    logs: &[(String, Vec<PublicKey>)],
+    latest: impl FnOnce(&str) -> Option<(u64, Sha)>,
+) -> Result<(Checkpoint, String), Refusal> {
+    let (cp, _, text) = Checkpoint::parse(&req.note)
+        .map_err(|e| Refusal::new(400, format!("not a checkpoint: {e}\n")))?;
+    let Some((_, keys)) = logs.iter().find(|(o, _)| *o == cp.origin) else {
+        return Err(Refusal::new(404, "unknown log origin\n"));
+    };
+    Checkpoint::verify(&req.note, &cp.origin, keys.iter())
+        .map_err(|e| Refusal::new(403, format!("{e}\n")))?;
+    if req.old > cp.size {
+        return Err(Refusal::new(
+            400,
+            "old size is past the checkpoint's size\n",
+        ));
+    }
+    let (size, root) = latest(&cp.origin).unwrap_or((0, empty_root()));
+    if req.old != size {
+        return Err(Refusal::new(409, format!("{size}\n")));
+    }
+    if cp.size == 0 && cp.root != empty_root() {
+        return Err(Refusal::new(422, "a tree of size 0 has the empty root\n"));
+    }
+    let consistent = match req.old {
+        0 => req.proof.is_empty(),
+        _ => verify_consistency(req.old, cp.size, &root, &cp.root, &req.proof),
+    };
+    if !consistent {
+        return Err(Refusal::new(
+            422,
+            "the checkpoint is not consistent with the one cosigned before\n",
+        ));
+    }
+    Ok((cp, text))
+}
+
+/// A self-contained proof that the holder of a log key signed two views of one log that
+/// cannot both be true: checkpoint `a` of size m and checkpoint `b` of size n ≥ m, and,
+/// from `b`'s tree, the root of its first m leaves with a consistency proof to `b`'s root;
+/// that root differs from `a`'s (ledger-format.md §9.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkProof {
+    pub a: String,
+    pub b: String,
+    pub b_root_at_a_size: Sha,
+    pub proof: Vec<Sha>,
+}
+
+impl ForkProof {
+    /// The proof as text: `keyledger fork proof v1`, the root and proof lines in base64,
+    /// an empty line, then each checkpoint note preceded by its length in bytes.
+    pub fn encode(&self) -> String {
+        let mut s = String::from("keyledger fork proof v1\n");
+        s.push_str(&format!("root {}\n", B64.encode(self.b_root_at_a_size)));
+        for p in &self.proof {
+            s.push_str(&format!("proof {}\n", B64.encode(p)));
+        }
+        s.push('\n');
+        for n in [&self.a, &self.b] {
+            s.push_str(&format!("note {}\n{n}", n.len()));
+        }
+        s
+    }
+
+    pub fn parse(text: &str) -> Option<ForkProof> {
+        let rest = text.strip_prefix("keyledger fork proof v1\n")?;
+        let (head, mut notes) = rest.split_once("\n\n")?;
+        let mut root = None;
+        let mut proof = Vec::new();
+        for line in head.split('\n') {
+            let hash = |v: &str| -> Option<Sha> { B64.decode(v).ok()?.try_into().ok() };
+            match line.split_once(' ')? {
+                ("root", v) if root.is_none() => root = Some(hash(v)?),
+                ("proof", v) if proof.len() < MAX_PROOF_LINES => proof.push(hash(v)?),
+                _ => return None,
+            }
+        }
+        let mut read = || -> Option<String> {
+            let (len, after) = notes.strip_prefix("note ")?.split_once('\n')?;
+            let len: usize = len.parse().ok()?;
+            let note = after.get(..len)?.to_owned();
+            notes = &after[len..];
+            Some(note)
+        };
+        let (a, b) = (read()?, read()?);
+        (notes.is_empty()).then_some(ForkProof {
+            a,
+            b,
+            b_root_at_a_size: root?,
+            proof,
+        })
+    }
+
+    /// Checks the proof against the log's keys: both notes are checkpoints of one origin
+    /// signed by one of `keys`, the root is `b`'s first m leaves (by the consistency proof)
+    /// and differs from `a`'s. The origin and the two sizes.
+    pub fn check(&self, keys: &[PublicKey]) -> Result<(String, u64, u64), String> {
+        let (a, _, _) = Checkpoint::parse(&self.a).map_err(|e| format!("checkpoint A: {e}"))?;
+        let (b, _, _) = Checkpoint::parse(&self.b).map_err(|e| format!("checkpoint B: {e}"))?;
+        if a.origin != b.origin {
+            return Err("the checkpoints are of two logs (two origins)".into());
+        }
+        for (which, note) in [("A", &self.a), ("B", &self.b)] {
+            Checkpoint::verify(note, &a.origin, keys.iter())
+                .map_err(|e| format!("checkpoint {which}: {e}"))?;
+        }
+        if a.size > b.size {
+            return Err("checkpoint A must be the smaller one".into());
+        }
+        if !verify_consistency(a.size, b.size, &self.b_root_at_a_size, &b.root, &self.proof) {
+            return Err(
+                "the root given is not checkpoint B's first leaves (the consistency proof fails)"
+                    .into(),
+            );
+        }
+        if self.b_root_at_a_size == a.root {
+            return Err("the two checkpoints are consistent: no fork".into());
+        }
+        Ok((a.origin, a.size, b.size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosign_verify_and_tamper() {
+        let log = SigningKey::from_seed(&[1; 32]);
+        let w = SigningKey::from_seed(&[2; 32]);
+        let cp = Checkpoint {
+            origin: "keyledger/00".into(),
+            size: 3,
+            root: [7; 32],
+        };
+        let note = cp.sign(&log);
+        let (_, _, text) = Checkpoint::parse(&note).unwrap();
+        let line = cosign(&w, "w.example/1", &text, 1_700_000_000);
+        let cosigned = format!("{note}{line}");
+        let trusted = [Witness {
+            name: "w.example/1".into(),
+            key: w.public(),
+        }];
+        let (_, got) = cosignatures(&cosigned, &trusted).unwrap();
+        assert_eq!(got, vec![(trusted[0].clone(), 1_700_000_000)]);
+        // The log's own signature still verifies with the cosignature beside it.
+        assert!(Checkpoint::verify(&cosigned, "keyledger/00", [&log.public()]).is_ok());
+        let tampered = cosigned.replacen("\n3\n", "\n4\n", 1);
+        assert!(cosignatures(&tampered, &trusted).is_err());
+        assert!(parse_vkey(&vkey("w.example/1", &w.public())).is_ok());
+        let mut v = vkey("w.example/1", &w.public());
+        v = v.replacen("w.example/1", "w.example/2", 1);
+        assert!(parse_vkey(&v).is_err(), "a key ID for another name");
+    }
+
+    #[test]
+    fn add_checkpoint_bodies_parse_strictly() {
+        let req = AddCheckpoint {
+            old: 5,
+            proof: vec![[1; 32], [2; 32]],
+            note: "o\n1\nAAAA\n\n\u{2014} o AAAA\n".into(),
+        };
+        assert_eq!(AddCheckpoint::parse(&req.encode()), Some(req));
+        for bad in [
+            "old 05\n\nx",
+            "old -1\n\nx",
+            "old 1\nnot base64\n\nx",
+            "new 1\n\nx",
+        ] {
+            assert_eq!(AddCheckpoint::parse(bad), None, "{bad}");
+        }
+    }
+}

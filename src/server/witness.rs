@@ -1,0 +1,278 @@
+//! `keyledger witness serve` (issue 17): a C2SP tlog-witness. It cosigns a checkpoint of a
+//! log it trusts only if it is consistent with the last one it cosigned for that origin,
+//! and records the new (size, root) durably (fsync, then rename, then fsync of the
+//! directory) before it answers; the check and the record are one step under one lock.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::core::merkle::Sha;
+use crate::core::signing::SigningKey;
+use crate::core::types::PublicKey;
+use crate::evidence::cosign::{self, AddCheckpoint};
+
+use super::{LogSink, ServerError};
+
+/// At most this many bytes in a request body.
+const MAX_BODY: usize = 64 << 10;
+
+pub struct WitnessConfig {
+    pub key: SigningKey,
+    pub name: String,
+    pub listen: SocketAddr,
+    pub state: PathBuf,
+    /// Each log: its origin and the keys that sign its checkpoints.
+    pub logs: Vec<(String, Vec<PublicKey>)>,
+    pub log: LogSink,
+}
+
+/// What the witness remembers per origin: the latest cosigned checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Saved {
+    version: u32,
+    logs: BTreeMap<String, Latest>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Latest {
+    size: u64,
+    root: String,
+    /// The checkpoint with the log's signatures and this witness's cosignature.
+    checkpoint: String,
+}
+
+struct Witness {
+    key: SigningKey,
+    name: String,
+    logs: Vec<(String, Vec<PublicKey>)>,
+    state_path: PathBuf,
+    state: Mutex<Saved>,
+    log: LogSink,
+}
+
+fn load(path: &Path) -> Result<Saved, ServerError> {
+    let bad = |message: String| ServerError::WitnessState {
+        path: path.to_path_buf(),
+        message,
+    };
+    match std::fs::read(path) {
+        Ok(b) => {
+            let s: Saved = serde_json::from_slice(&b)
+                .map_err(|e| bad(format!("not a witness state file: {e}")))?;
+            for (o, l) in &s.logs {
+                let ok = B64.decode(&l.root).is_ok_and(|r| r.len() == 32);
+                if !ok {
+                    return Err(bad(format!(
+                        "the root recorded for {o} is not 32 bytes of base64"
+                    )));
+                }
+            }
+            Ok(s)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Saved {
+            version: 1,
+            ..Saved::default()
+        }),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+/// Writes `s` to `path` durably: a fresh file fsynced, renamed over, the directory fsynced.
+fn persist(path: &Path, s: &Saved) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl Witness {
+    /// add-checkpoint: judged and, if cosigned, recorded before the answer.
+    fn add(&self, body: &[u8]) -> (StatusCode, &'static str, String) {
+        let text = |status: u16, body: String| {
+            let ct = match status {
+                409 => "text/x.tlog.size",
+                _ => "text/plain; charset=utf-8",
+            };
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                ct,
+                body,
+            )
+        };
+        let Some(req) = std::str::from_utf8(body)
+            .ok()
+            .and_then(AddCheckpoint::parse)
+        else {
+            return text(
+                400,
+                "not an add-checkpoint body: old N, proof lines, an empty line, a checkpoint\n"
+                    .into(),
+            );
+        };
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let latest = |origin: &str| {
+            state.logs.get(origin).map(|l| {
+                let root: Sha = B64
+                    .decode(&l.root)
+                    .ok()
+                    .and_then(|r| r.try_into().ok())
+                    .expect("checked when loaded");
+                (l.size, root)
+            })
+        };
+        let (cp, note_text) = match cosign::judge(&req, &self.logs, latest) {
+            Ok(v) => v,
+            Err(r) => {
+                (self.log)(&serde_json::json!({"witness": self.name, "status": r.status, "answer": r.body.trim_end()}).to_string());
+                return text(r.status, r.body);
+            }
+        };
+        let time = crate::core::types::Timestamp::now().0.max(1_000_000) as u64 / 1_000_000;
+        let line = cosign::cosign(&self.key, &self.name, &note_text, time);
+        let mut next = state.clone();
+        next.logs.insert(
+            cp.origin.clone(),
+            Latest {
+                size: cp.size,
+                root: B64.encode(cp.root),
+                checkpoint: format!("{}{line}", req.note),
+            },
+        );
+        if let Err(e) = persist(&self.state_path, &next) {
+            return text(
+                500,
+                format!("the witness could not record its state: {e}\n"),
+            );
+        }
+        *state = next;
+        (self.log)(&serde_json::json!({"witness": self.name, "status": 200, "origin": cp.origin, "size": cp.size}).to_string());
+        (StatusCode::OK, "text/plain; charset=utf-8", line)
+    }
+}
+
+async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response {
+    let (status, ct, body) = match tokio::task::spawn_blocking(move || w.add(&body)).await {
+        Ok(r) => r,
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain; charset=utf-8",
+            "the witness failed\n".into(),
+        ),
+    };
+    (status, [(header::CONTENT_TYPE, ct)], body).into_response()
+}
+
+/// The monitoring API: the latest cosigned checkpoint of the log whose origin hashes to
+/// `hash` (SHA-256, lower-case hex).
+async fn latest(State(w): State<Arc<Witness>>, UrlPath(hash): UrlPath<String>) -> Response {
+    let state = w.state.lock().unwrap_or_else(|p| p.into_inner());
+    let found = state
+        .logs
+        .iter()
+        .find(|(o, _)| crate::core::types::to_hex(&Sha256::digest(o.as_bytes())) == hash);
+    match found {
+        Some((_, l)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            l.checkpoint.clone(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no checkpoint cosigned for that log\n",
+        )
+            .into_response(),
+    }
+}
+
+/// A witness accepting requests.
+pub struct RunningWitness {
+    pub url: String,
+    runtime: tokio::runtime::Runtime,
+    stop: watch::Sender<bool>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+pub fn start(config: WitnessConfig) -> Result<RunningWitness, ServerError> {
+    let state = load(&config.state)?;
+    let w = Arc::new(Witness {
+        key: config.key,
+        name: config.name,
+        logs: config.logs,
+        state_path: config.state,
+        state: Mutex::new(state),
+        log: config.log,
+    });
+    let router = Router::new()
+        .route("/add-checkpoint", post(add_checkpoint))
+        .route("/{hash}/checkpoint", get(latest))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(w);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("keyledger-witness")
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(config.listen))
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServerError::Runtime)?;
+    let (stop, mut stopped) = watch::channel(false);
+    let serving = runtime.spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.changed().await;
+            })
+            .await;
+    });
+    Ok(RunningWitness {
+        url: format!("http://{addr}"),
+        runtime,
+        stop,
+        serving,
+    })
+}
+
+impl RunningWitness {
+    /// Serves until SIGTERM or SIGINT.
+    pub fn run_until_signal(self) -> Result<(), ServerError> {
+        self.runtime.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .map_err(ServerError::Runtime)?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            Ok::<(), ServerError>(())
+        })?;
+        let _ = self.stop.send(true);
+        let _ = self.runtime.block_on(self.serving);
+        Ok(())
+    }
+}
