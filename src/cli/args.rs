@@ -328,6 +328,13 @@ pub enum Cmd {
         /// Also record the checkpoint in the ledger as a `checkpoint-recorded` event.
         #[arg(long)]
         record: bool,
+        /// A witness to cosign the checkpoint (its URL, http(s)://HOST:PORT[/PREFIX]); one
+        /// --witness per witness. The note is written with their cosignatures.
+        #[arg(long = "witness", value_name = "URL", conflicts_with = "vkey")]
+        witnesses: Vec<String>,
+        /// At least this many witnesses must cosign, else nothing is written (default: all).
+        #[arg(long, requires = "witnesses")]
+        quorum: Option<usize>,
     },
     /// Export events: JSON Lines, CSV, OCSF (for SIEMs), or an evidence bundle that verifies offline.
     Export(ExportArgs),
@@ -382,6 +389,10 @@ pub enum Cmd {
     /// lock while it runs; prints `listening on URL` once it accepts requests; drains and
     /// exits 0 on SIGTERM or SIGINT.
     Serve(ServeArgs),
+    /// Witnesses (C2SP tlog-witness): cosign a log's checkpoints only if each is consistent
+    /// with the last one cosigned, so no operator can show two histories unnoticed.
+    #[command(subcommand)]
+    Witness(WitnessCmd),
     /// Reports in formats other tools read.
     #[command(subcommand)]
     Report(ReportCmd),
@@ -512,6 +523,62 @@ pub enum UserCmd {
     },
     /// List principals.
     List(AsOf),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WitnessCmd {
+    /// Run a witness: POST /add-checkpoint (tlog-witness) cosigns a checkpoint of a log it
+    /// trusts if it is consistent with the last one it cosigned for that origin, recording
+    /// the new size and root (fsync) before it answers. Prints `listening on http://ADDR`.
+    Serve {
+        /// The witness's signing key (keyledger keygen).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The witness's name, as in its cosignature lines (e.g. witness.example.com/w1).
+        #[arg(long)]
+        name: String,
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Where the latest cosigned checkpoint of each log is kept (created if absent).
+        #[arg(long, value_name = "FILE")]
+        state: PathBuf,
+        /// A log's checkpoint verifier key, as `keyledger checkpoint --vkey` prints it;
+        /// one --log per log (or per key of a log).
+        #[arg(long = "log", value_name = "VKEY", required = true)]
+        logs: Vec<String>,
+    },
+    /// Print the witness's verifier key (cosignature type 0x04), for `verify --witness-key`.
+    Vkey {
+        /// The witness's signing key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The witness's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// From two signed checkpoints of this ledger's origin that cannot both be true, write a
+    /// proof of the fork anyone can check: --b must be of the history --ledger holds.
+    ProveFork {
+        /// The checkpoint of the other history (the smaller size, or the same).
+        #[arg(long, value_name = "FILE")]
+        a: PathBuf,
+        /// A checkpoint of the history --ledger holds.
+        #[arg(long, value_name = "FILE")]
+        b: PathBuf,
+        /// Where to write the proof (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check a fork proof against the log's checkpoint verifier key: exit 0 if it proves
+    /// that key signed two inconsistent checkpoints.
+    CheckFork {
+        /// The proof `witness prove-fork` wrote.
+        proof: PathBuf,
+        /// The log's checkpoint verifier key.
+        #[arg(long, value_name = "VKEY")]
+        vkey: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -755,6 +822,14 @@ pub struct VerifyArgs {
     /// The genesis hash printed by `init`: the trust anchor of this ledger.
     #[arg(long)]
     pub expect_genesis: Option<String>,
+    /// A witness trusted to cosign --checkpoint (its verifier key, `witness vkey`); one
+    /// --witness-key per witness.
+    #[arg(long = "witness-key", value_name = "VKEY", requires = "checkpoint")]
+    pub witness_keys: Vec<String>,
+    /// At least this many distinct trusted witnesses must have cosigned --checkpoint
+    /// (default: one per --witness-key).
+    #[arg(long, requires = "witness_keys")]
+    pub quorum: Option<usize>,
 }
 
 #[cfg(test)]

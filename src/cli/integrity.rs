@@ -152,10 +152,20 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
     if let Some(v) = verified {
         let _ = ctx.cache.save(&ctx.ledger, &v);
     }
-    let problems = ctx
+    let mut problems = ctx
         .archive
         .as_ref()
         .map_or_else(Vec::new, |(_, r)| archive_problems(r));
+    let witnesses = match (&a.checkpoint, a.witness_keys.is_empty()) {
+        (Some(p), false) => {
+            let note = keyledger::storage::files::read_regular(p, 1 << 20)
+                .map_err(|e| CliError::usage(format!("{}: {e}", p.display())))?;
+            let (findings, summary) = witnessed(ctx, &note, a)?;
+            problems.extend(findings.iter().cloned());
+            Some(json!({"summary": summary, "findings": findings}))
+        }
+        _ => None,
+    };
     if ctx.json {
         let archive = ctx.archive.as_ref().map(|(_, r)| {
             json!({"segments": r.segments, "covers_to": r.rebuilt_to, "missing": r.missing,
@@ -163,7 +173,7 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
                 "checkpoints": r.checkpoints.len(), "problems": problems})
         });
         json(
-            &json!({"ledger": ctx.shown_ledger(), "report": report, "ranges": report.ranges(), "archive": archive}),
+            &json!({"ledger": ctx.shown_ledger(), "report": report, "ranges": report.ranges(), "archive": archive, "witnesses": witnesses}),
         )?;
     } else {
         let mut out = render(&ctx.shown_ledger(), &report);
@@ -176,9 +186,15 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
                 r.segments.len(),
                 r.checkpoints.len()
             ));
-            for p in &problems {
-                out.push_str(&format!("archive  PROBLEM: {p}\n"));
-            }
+        }
+        if let Some(w) = &witnesses {
+            out.push_str(&format!(
+                "witness  {}\n",
+                w["summary"].as_str().unwrap_or("")
+            ));
+        }
+        for p in &problems {
+            out.push_str(&format!("PROBLEM  {p}\n"));
         }
         print(&out)?;
     }
@@ -220,7 +236,14 @@ pub fn repair(ctx: &Ctx) -> Result<(), CliError> {
     }
 }
 
-pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool, record: bool) -> Result<(), CliError> {
+pub fn checkpoint(
+    ctx: &Ctx,
+    out: Option<&Path>,
+    vkey: bool,
+    record: bool,
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> Result<(), CliError> {
     let key = ctx.signing_key()?;
     let not_signer = |e: keyledger::core::state::ApplyError| CliError {
         code: super::error::REFUSED,
@@ -264,17 +287,24 @@ pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool, record: bool) -> Re
             print(&format!("{v}\n"))
         };
     }
-    let note = Checkpoint {
+    let mut note = Checkpoint {
         origin,
         size: tree.size(),
         root: tree.root(),
     }
     .sign(&key);
+    let mut asked = Vec::new();
+    if !witnesses.is_empty() {
+        note = cosigned(ctx, note, tree.size(), witnesses, quorum, &mut asked)?;
+    }
+    let asked = json!(asked);
     match out {
         Some(p) => {
             write_exclusive(p, note.as_bytes(), 0o644)?;
             if ctx.json {
-                json(&json!({"checkpoint": p, "size": tree.size(), "signed_by": actor}))
+                json(
+                    &json!({"checkpoint": p, "size": tree.size(), "signed_by": actor, "witnesses": asked}),
+                )
             } else {
                 print(&format!(
                     "wrote checkpoint of {} events signed by {actor} to {}\n",
@@ -285,6 +315,130 @@ pub fn checkpoint(ctx: &Ctx, out: Option<&Path>, vkey: bool, record: bool) -> Re
         }
         None => print(&note),
     }
+}
+
+/// `note` (a checkpoint of `size` events) with the cosignatures of `witnesses`, each sent
+/// the consistency proof from the size it cosigned last; fewer than `quorum` (default:
+/// all) cosigning is a failure and nothing is written.
+fn cosigned(
+    ctx: &Ctx,
+    mut note: String,
+    size: u64,
+    witnesses: &[String],
+    quorum: Option<usize>,
+    asked: &mut Vec<keyledger::client::witness::Asked>,
+) -> Result<String, CliError> {
+    let quorum = quorum.unwrap_or(witnesses.len());
+    if quorum == 0 || quorum > witnesses.len() {
+        return Err(CliError::usage(format!(
+            "--quorum must be between 1 and the {} --witness given",
+            witnesses.len()
+        )));
+    }
+    let mut leaves = Vec::new();
+    keyledger::storage::store::replay(&ctx.ledger, &ctx.cache, None, |seen| {
+        if (leaves.len() as u64) < size {
+            leaves.push(*seen.hash)
+        }
+    })?;
+    let tree = keyledger::core::merkle::ProofTree::new(&leaves);
+    let proof = |m: u64| tree.consistency_proof(m, size);
+    for w in witnesses {
+        asked.push(keyledger::client::witness::ask(w, &note, size, &proof));
+    }
+    let got: Vec<_> = asked.iter().filter(|a| a.cosigned).collect();
+    for a in asked.iter().filter(|a| !a.cosigned) {
+        super::output::message(&format!(
+            "witness {} did not cosign: {}",
+            a.witness,
+            a.refused.as_deref().unwrap_or("?")
+        ));
+    }
+    if got.len() < quorum {
+        return Err(CliError {
+            code: super::error::REFUSED,
+            message: format!(
+                "{} of {} witnesses cosigned, fewer than the quorum of {quorum}: no checkpoint was written",
+                got.len(),
+                witnesses.len()
+            ),
+        });
+    }
+    for a in got {
+        note.push_str(&a.lines);
+    }
+    Ok(note)
+}
+
+/// `verify --checkpoint FILE --witness-key VKEY… --quorum K`: at least K distinct trusted
+/// witnesses cosigned the note, and no event it covers is dated after a cosignature (beyond
+/// the clock skew). The findings, as sentences, and a summary.
+fn witnessed(ctx: &Ctx, note: &[u8], a: &VerifyArgs) -> Result<(Vec<String>, String), CliError> {
+    use keyledger::evidence::cosign::{self, COSIGNATURE_TYPE, Witness};
+    let mut trusted = Vec::new();
+    for v in &a.witness_keys {
+        let (name, ty, key) = cosign::parse_vkey(v).map_err(CliError::usage)?;
+        if ty != COSIGNATURE_TYPE {
+            return Err(CliError::usage(format!(
+                "--witness-key {v}: a witness's key is of type 0x04, as `keyledger witness vkey` prints it"
+            )));
+        }
+        if !trusted.contains(&Witness {
+            name: name.clone(),
+            key,
+        }) {
+            trusted.push(Witness { name, key });
+        }
+    }
+    let quorum = a.quorum.unwrap_or(trusted.len());
+    let note =
+        std::str::from_utf8(note).map_err(|_| CliError::usage("--checkpoint is not UTF-8"))?;
+    let (cp, sigs) = match cosign::cosignatures(note, &trusted) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok((
+                vec![format!("the checkpoint's cosignatures: {e}")],
+                "FAILED".into(),
+            ));
+        }
+    };
+    let mut findings = Vec::new();
+    if sigs.len() < quorum {
+        findings.push(format!(
+            "{} distinct trusted witness(es) cosigned the checkpoint, fewer than the quorum of {quorum}",
+            sigs.len()
+        ));
+    }
+    // The latest event the checkpoint covers bounds every earlier one (times never go back).
+    let mut last_time = None;
+    if cp.size > 0 {
+        keyledger::storage::store::replay(&ctx.ledger, &ctx.cache, None, |seen| {
+            if seen.event.seq + 1 == cp.size {
+                last_time = Some(seen.event.time);
+            }
+        })?;
+    }
+    for (w, t) in &sigs {
+        let cosigned_at = keyledger::core::types::Timestamp((*t as i64).saturating_mul(1_000_000));
+        if let Some(e) = last_time.filter(|e| {
+            e.0 > cosigned_at
+                .plus_micros(keyledger::core::types::CLOCK_SKEW_US)
+                .0
+        }) {
+            findings.push(format!(
+                "event seq {} is dated {e}, after witness {} cosigned the checkpoint covering it at {cosigned_at}: it was backdated, or the ledger was rewritten after",
+                cp.size - 1,
+                w.name
+            ));
+        }
+    }
+    let summary = format!(
+        "{} of {} trusted witnesses cosigned (quorum {quorum}){}",
+        sigs.len(),
+        trusted.len(),
+        if findings.is_empty() { "" } else { ": FAILED" }
+    );
+    Ok((findings, summary))
 }
 
 pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {

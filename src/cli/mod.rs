@@ -14,6 +14,7 @@ mod principals;
 mod protect;
 mod serve;
 mod views;
+mod witness;
 
 use std::path::{Path, PathBuf};
 
@@ -322,6 +323,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     protect::code_source(&ctx, cli.code)?;
     match cli.cmd {
         Cmd::Serve(a) => serve::serve(&ctx, a),
+        Cmd::Witness(c) => witness::witness(&ctx, c),
         Cmd::Init { account, key_out } => principals::init(&ctx, &account, key_out),
         Cmd::Keygen { out } => principals::keygen(&ctx, &out),
         Cmd::User(c) => principals::user(&ctx, c),
@@ -343,9 +345,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Inspect { seq } => history::inspect(&ctx, seq),
         Cmd::Verify(a) => integrity::verify(&ctx, &a),
         Cmd::Repair => integrity::repair(&ctx),
-        Cmd::Checkpoint { out, vkey, record } => {
-            integrity::checkpoint(&ctx, out.as_deref(), vkey, record)
-        }
+        Cmd::Checkpoint {
+            out,
+            vkey,
+            record,
+            witnesses,
+            quorum,
+        } => integrity::checkpoint(&ctx, out.as_deref(), vkey, record, &witnesses, quorum),
         Cmd::Export(a) => integrity::export(&ctx, &a),
         Cmd::VerifyBundle { path, trusted_key } => {
             integrity::verify_bundle(&ctx, &path, trusted_key.as_deref())

@@ -1,0 +1,268 @@
+//! Witnesses (issue 17) with real `keyledger witness serve` processes: a fork shown to one
+//! witness twice is refused the second time; shown to two, it gives a proof anyone can
+//! check; a tail cut after a cosigned checkpoint fails verify; a cosignature dated before
+//! the events it covers is a finding; cosignatures verify with an independent
+//! implementation of signed-note and tlog-cosignature (tests/cosignature_check.py).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::site::{Server, ok};
+use common::*;
+use serde_json::Value;
+
+fn witness(dir: &Path, name: &str, port: u16, log_vkey: &str) -> Server {
+    let key = format!("{}.key", name.replace('/', "_"));
+    if !dir.join(&key).exists() {
+        ok(dir, &["keygen", "--out", &key]);
+    }
+    let state = format!("{}.state", name.replace('/', "_"));
+    let listen = format!("127.0.0.1:{port}");
+    common::site::serve_in(
+        dir,
+        &[
+            "witness", "serve", "--key", &key, "--name", name, "--listen", &listen, "--state",
+            &state, "--log", log_vkey,
+        ],
+    )
+}
+
+fn vkey_of(dir: &Path, name: &str) -> String {
+    let key = format!("{}.key", name.replace('/', "_"));
+    ok(dir, &["witness", "vkey", "--key", &key, "--name", name])
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn witnesses_catch_forks_cut_tails_and_backdating() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["demo", "--dir", "demo"]);
+    let key = "demo/keys/acme.key";
+    let a = ["--ledger", "demo/demo.ledger", "--key", key];
+    let log = ok(d, &[&a[..], &["checkpoint", "--vkey"]].concat())
+        .trim()
+        .to_owned();
+    let (p1, p2) = (common::pg::free_port(), common::pg::free_port());
+    let w1 = witness(d, "w.example/1", p1, &log);
+    let w2 = witness(d, "w.example/2", p2, &log);
+    let (v1, v2) = (vkey_of(d, "w.example/1"), vkey_of(d, "w.example/2"));
+    {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v1.splitn(3, '+').nth(2).unwrap())
+            .unwrap();
+        assert_eq!((raw[0], raw.len()), (0x04, 33), "a cosignature key is of type 0x04: {v1}");
+    }
+    // The honest history, cosigned by both.
+    let c0 = ok(
+        d,
+        &[
+            &a[..],
+            &[
+                "--json",
+                "checkpoint",
+                "--out",
+                "c0",
+                "--witness",
+                &w1.url,
+                "--witness",
+                &w2.url,
+            ],
+        ]
+        .concat(),
+    );
+    let c0: Value = serde_json::from_str(&c0).unwrap();
+    let asked = c0["witnesses"].as_array().unwrap();
+    assert!(asked.len() == 2 && asked.iter().all(|w| w["cosigned"] == true), "{c0}");
+    let v = ok(
+        d,
+        &[
+            "--ledger",
+            "demo/demo.ledger",
+            "--json",
+            "verify",
+            "--checkpoint",
+            "c0",
+            "--witness-key",
+            &v1,
+            "--witness-key",
+            &v2,
+            "--quorum",
+            "2",
+        ],
+    );
+    let v: Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["witnesses"]["findings"], serde_json::json!([]), "{v}");
+    // An independent signed-note / tlog-cosignature check agrees.
+    if let Some(py) = std::env::var_os("KEYLEDGER_PYTHON") {
+        let o = std::process::Command::new(py)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cosignature_check.py"))
+            .args([d.join("c0").to_str().unwrap(), &log, &v1, &v2])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["log"], true, "{r}");
+        assert!(
+            r["witnesses"]["w.example/1"].as_u64().unwrap() > 1_700_000_000,
+            "{r}"
+        );
+        assert!(r["witnesses"]["w.example/2"].is_u64(), "{r}");
+    }
+
+    // A fork after the cosigned size: the same ledger copied, each copy going its own way.
+    std::fs::copy(d.join("demo/demo.ledger"), d.join("fork.ledger")).unwrap();
+    let f = ["--ledger", "fork.ledger", "--key", key];
+    ok(d, &[&a[..], &["user", "create", "honest"]].concat());
+    ok(d, &[&f[..], &["user", "create", "forged"]].concat());
+    ok(d, &[&f[..], &["user", "create", "forged2"]].concat());
+    // Witness 1 sees the honest history, then is shown the fork: refused.
+    ok(
+        d,
+        &[&a[..], &["checkpoint", "--out", "c1", "--witness", &w1.url]].concat(),
+    );
+    let o = run_in(
+        d,
+        &[
+            &f[..],
+            &["checkpoint", "--out", "fork1", "--witness", &w1.url],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(code(&o), 3, "a witness cosigned a fork: {}", stderr(&o));
+    assert!(stderr(&o).contains("422"), "{}", stderr(&o));
+    assert!(!d.join("fork1").exists());
+    // Witness 2 is shown only the fork and cosigns it: two cosigned views, one proof.
+    ok(
+        d,
+        &[&f[..], &["checkpoint", "--out", "c2", "--witness", &w2.url]].concat(),
+    );
+    ok(
+        d,
+        &[
+            &f[..],
+            &[
+                "witness",
+                "prove-fork",
+                "--a",
+                "c1",
+                "--b",
+                "c2",
+                "--out",
+                "fork.proof",
+            ],
+        ]
+        .concat(),
+    );
+    let proven = ok(d, &["witness", "check-fork", "fork.proof", "--vkey", &log]);
+    assert!(proven.contains("FORK PROVEN"), "{proven}");
+    // The same proof with the root swapped for the honest one no longer proves anything.
+    let text = std::fs::read_to_string(d.join("fork.proof")).unwrap();
+    let honest = text.replacen(
+        "keyledger fork proof v1\nroot ",
+        "keyledger fork proof v1\nroot X",
+        1,
+    );
+    std::fs::write(d.join("bad.proof"), honest).unwrap();
+    let o = run_in(
+        d,
+        &["witness", "check-fork", "bad.proof", "--vkey", &log],
+        None,
+    );
+    assert_ne!(code(&o), 0);
+
+    // A tail cut after a cosigned checkpoint fails verify with it.
+    let bytes = std::fs::read(d.join("demo/demo.ledger")).unwrap();
+    let cut = bytes.len() - 200;
+    let mut at = 16usize;
+    let mut last_start = 16usize;
+    while at < cut {
+        last_start = at;
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 4 + len + 64;
+    }
+    std::fs::write(d.join("cut.ledger"), &bytes[..last_start]).unwrap();
+    let o = run_in(
+        d,
+        &[
+            "--ledger",
+            "cut.ledger",
+            "verify",
+            "--checkpoint",
+            "c1",
+            "--witness-key",
+            &v1,
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+
+    // Fewer cosigners than the quorum is a finding; so is an unknown witness key's line.
+    let o = run_in(
+        d,
+        &[
+            "--ledger",
+            "demo/demo.ledger",
+            "verify",
+            "--checkpoint",
+            "c1",
+            "--witness-key",
+            &v1,
+            "--witness-key",
+            &v2,
+            "--quorum",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("fewer than the quorum"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A cosignature dated before the events it covers (here: a witness key of the test's
+    // own, signing with an old time) is a finding.
+    let wk = keyledger::core::signing::SigningKey::from_seed(&[9; 32]);
+    let note = std::fs::read_to_string(d.join("c1")).unwrap();
+    let (_, _, text) = keyledger::evidence::checkpoint::Checkpoint::parse(&note).unwrap();
+    let line = keyledger::evidence::cosign::cosign(&wk, "w.example/old", &text, 1_600_000_000);
+    std::fs::write(d.join("old"), format!("{note}{line}")).unwrap();
+    let old = keyledger::evidence::cosign::vkey("w.example/old", &wk.public());
+    let o = run_in(
+        d,
+        &[
+            "--ledger",
+            "demo/demo.ledger",
+            "verify",
+            "--checkpoint",
+            "old",
+            "--witness-key",
+            &old,
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stdout(&o).contains("backdated"), "{}", stdout(&o));
+
+    // The witness persisted what it cosigned: restarted, it still refuses the fork.
+    drop(w1);
+    std::thread::sleep(Duration::from_millis(100));
+    let w1 = witness(d, "w.example/1", p1, &log);
+    let o = run_in(
+        d,
+        &[
+            &f[..],
+            &["checkpoint", "--out", "fork3", "--witness", &w1.url],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+}
