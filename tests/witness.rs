@@ -55,7 +55,11 @@ fn witnesses_catch_forks_cut_tails_and_backdating() {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(v1.splitn(3, '+').nth(2).unwrap())
             .unwrap();
-        assert_eq!((raw[0], raw.len()), (0x04, 33), "a cosignature key is of type 0x04: {v1}");
+        assert_eq!(
+            (raw[0], raw.len()),
+            (0x04, 33),
+            "a cosignature key is of type 0x04: {v1}"
+        );
     }
     // The honest history, cosigned by both.
     let c0 = ok(
@@ -77,7 +81,10 @@ fn witnesses_catch_forks_cut_tails_and_backdating() {
     );
     let c0: Value = serde_json::from_str(&c0).unwrap();
     let asked = c0["witnesses"].as_array().unwrap();
-    assert!(asked.len() == 2 && asked.iter().all(|w| w["cosigned"] == true), "{c0}");
+    assert!(
+        asked.len() == 2 && asked.iter().all(|w| w["cosigned"] == true),
+        "{c0}"
+    );
     let v = ok(
         d,
         &[

@@ -336,6 +336,14 @@ pub enum Cmd {
         #[arg(long, requires = "witnesses")]
         quorum: Option<usize>,
     },
+    /// Write the log as C2SP tlog-tiles static files in DIR: `checkpoint` (signed by --key),
+    /// `tile/<L>/<N>[.p/<W>]` hash tiles and `tile/entries/<N>[.p/<W>]` bundles of event
+    /// hashes. Incremental: full tiles already there are checked, not written again.
+    Tiles {
+        /// The directory to write (created if absent); serve it with any static web server.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Export events: JSON Lines, CSV, OCSF (for SIEMs), or an evidence bundle that verifies offline.
     Export(ExportArgs),
     /// Verify an evidence bundle with no access to the ledger.

@@ -789,3 +789,66 @@ pub fn archive(
     }
     print(&out)
 }
+
+/// `tiles --out DIR` (issue 17): the checkpoint and every tile and entry bundle of the tree,
+/// each file written to a temporary name and renamed; a full tile already there must hold
+/// the same bytes (it never changes), else the directory holds another log's tree.
+pub fn tiles(ctx: &Ctx, out: &Path) -> Result<(), CliError> {
+    let key = ctx.signing_key()?;
+    let mut leaves = Vec::new();
+    let r = keyledger::storage::store::replay(&ctx.ledger, &ctx.cache, None, |seen| {
+        leaves.push(*seen.hash)
+    })?;
+    let size = leaves.len() as u64;
+    let origin = checkpoint::origin(&r.state.ledger_id.expect("a verified ledger has a genesis"));
+    r.state
+        .actor_of(&key.public())
+        .map_err(|e| CliError::usage(format!("the signing key {e}")))?;
+    let note = Checkpoint {
+        origin,
+        size,
+        root: r.tree.root(),
+    }
+    .sign(&key);
+    let write = |rel: &str, bytes: &[u8]| -> Result<(), CliError> {
+        let path = out.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| CliError::io(format!("{}: {e}", dir.display())))?;
+        }
+        let tmp = path.with_extension("tmp-keyledger");
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| CliError::io(format!("{}: {e}", path.display())))
+    };
+    let (mut written, mut kept) = (0, 0);
+    for (rel, bytes, full) in keyledger::evidence::tiles::tiles(&leaves, size) {
+        if full {
+            match std::fs::read(out.join(&rel)) {
+                Ok(b) if b == bytes => {
+                    kept += 1;
+                    continue;
+                }
+                Ok(_) => {
+                    return Err(CliError::check_failed(format!(
+                        "{}: a full tile already there holds other hashes: {} holds another log's tree (or this ledger was rewritten)",
+                        out.join(&rel).display(),
+                        out.display()
+                    )));
+                }
+                Err(_) => {}
+            }
+        }
+        write(&rel, &bytes)?;
+        written += 1;
+    }
+    // The checkpoint last: a client that reads it finds every tile it needs.
+    write("checkpoint", note.as_bytes())?;
+    if ctx.json {
+        return json(&json!({"dir": out, "size": size, "written": written, "kept": kept}));
+    }
+    print(&format!(
+        "wrote the tiles of {size} events to {} ({written} files written, {kept} full tiles already there) and its checkpoint\n",
+        out.display()
+    ))
+}

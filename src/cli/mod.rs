@@ -353,6 +353,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             quorum,
         } => integrity::checkpoint(&ctx, out.as_deref(), vkey, record, &witnesses, quorum),
         Cmd::Export(a) => integrity::export(&ctx, &a),
+        Cmd::Tiles { out } => integrity::tiles(&ctx, &out),
         Cmd::VerifyBundle { path, trusted_key } => {
             integrity::verify_bundle(&ctx, &path, trusted_key.as_deref())
         }

@@ -5,4 +5,5 @@ pub mod checkpoint;
 pub mod cosign;
 pub mod export;
 pub mod ocsf;
+pub mod tiles;
 pub mod verify;
