@@ -114,17 +114,7 @@ fn check_ledger(dir: &std::path::Path, url: &str, name: &str, acked: &Acked) {
     );
     let o = run_in(dir, &["--ledger", url, "verify"], None);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
-    if let Some(py) = std::env::var_os("KEYLEDGER_PYTHON") {
-        let o = std::process::Command::new(py)
-            .arg(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("scripts/independent_verify.py"),
-            )
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    }
+    independent_verifier(&file, true);
 }
 
 #[test]

@@ -147,17 +147,7 @@ fn the_cli_runs_on_a_postgres_ledger_and_racing_writers_never_fork_it() {
         fv["report"]["head_hash"], report["report"]["head_hash"],
         "{fv} {report}"
     );
-    if let Some(py) = std::env::var_os("KEYLEDGER_PYTHON") {
-        let o = std::process::Command::new(py)
-            .arg(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("scripts/independent_verify.py"),
-            )
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    }
+    independent_verifier(&file, true);
     // Reads and audits run on the verified copy.
     let audit = run_in(
         d,

@@ -567,29 +567,6 @@ fn the_actor_is_the_request_signer_and_a_changed_request_byte_fails_verify() {
     assert!(said.contains("request signature"), "{said}");
 }
 
-/// The verifier written from the spec alone (scripts/independent_verify.py), where CI
-/// provides its Python (KEYLEDGER_PYTHON); said loudly when it cannot run.
-fn independent_verifier(ledger: &Path, valid: bool) {
-    let Ok(python) = std::env::var("KEYLEDGER_PYTHON") else {
-        eprintln!(
-            "NOT RUN: the independent verifier (set KEYLEDGER_PYTHON to a Python with blake3 and msgpack; CI does)"
-        );
-        return;
-    };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/independent_verify.py");
-    let o = Command::new(python)
-        .arg(script)
-        .arg(ledger)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.success(),
-        valid,
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-}
-
 /// A test CA and a certificate for 127.0.0.1 made with openssl.
 fn test_ca(dir: &Path) -> Option<()> {
     let run = |args: &[&str]| {

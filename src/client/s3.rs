@@ -185,8 +185,9 @@ impl Bucket {
     }
 
     /// A signed request for `key` (empty: the bucket) with `query` (sorted pairs) and
-    /// extra `headers` (lower-case names, all signed).
-    fn send(
+    /// extra `headers` (lower-case names, all signed); tests use it to try what the store
+    /// must refuse.
+    pub fn raw(
         &mut self,
         method: Method,
         key: &str,
@@ -284,7 +285,7 @@ impl Bucket {
 
     /// Whether the bucket has Object Lock enabled (`GET ?object-lock`).
     pub fn object_lock_enabled(&mut self) -> Result<bool, S3Error> {
-        let r = self.send(Method::GET, "", &[("object-lock", "")], &[], Vec::new())?;
+        let r = self.raw(Method::GET, "", &[("object-lock", "")], &[], Vec::new())?;
         match r.status.as_u16() {
             200 => Ok(
                 elements(&String::from_utf8_lossy(&r.body), "ObjectLockEnabled")
@@ -320,7 +321,7 @@ impl Bucket {
             ("x-amz-object-lock-retain-until-date", iso),
             ("x-amz-sdk-checksum-algorithm", "SHA256".to_owned()),
         ];
-        let r = self.send(Method::PUT, key, &[], &headers, body)?;
+        let r = self.raw(Method::PUT, key, &[], &headers, body)?;
         match r.status.as_u16() {
             200 => Ok(true),
             412 => Ok(false),
@@ -331,7 +332,7 @@ impl Bucket {
     /// The object at `key` (its `version`, else the latest), or `None` if there is none.
     pub fn get(&mut self, key: &str, version: Option<&str>) -> Result<Option<Vec<u8>>, S3Error> {
         let q: Vec<(&str, &str)> = version.map(|v| ("versionId", v)).into_iter().collect();
-        let r = self.send(Method::GET, key, &q, &[], Vec::new())?;
+        let r = self.raw(Method::GET, key, &q, &[], Vec::new())?;
         match r.status.as_u16() {
             200 => Ok(Some(r.body)),
             404 => Ok(None),
@@ -345,7 +346,7 @@ impl Bucket {
         key: &str,
         version: &str,
     ) -> Result<Option<(String, String)>, S3Error> {
-        let r = self.send(
+        let r = self.raw(
             Method::HEAD,
             key,
             &[("versionId", version)],
@@ -375,7 +376,7 @@ impl Bucket {
                 q.push(("key-marker", k.as_str()));
                 q.push(("version-id-marker", v.as_str()));
             }
-            let r = self.send(Method::GET, "", &q, &[], Vec::new())?;
+            let r = self.raw(Method::GET, "", &q, &[], Vec::new())?;
             if r.status.as_u16() != 200 {
                 return Err(Self::refused("ListObjectVersions", prefix, &r));
             }
@@ -432,18 +433,6 @@ impl Bucket {
             }
             marker = next;
         }
-    }
-
-    /// A raw signed request (tests try deletes and overwrites the store must refuse).
-    pub fn raw(
-        &mut self,
-        method: Method,
-        key: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, String)],
-        body: Vec<u8>,
-    ) -> Result<Reply, S3Error> {
-        self.send(method, key, query, headers, body)
     }
 }
 

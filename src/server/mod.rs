@@ -272,18 +272,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         client_timeout: config.client_timeout,
         scanner: config.scanner,
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("keyledger-serve")
-        .build()
-        .map_err(ServerError::Runtime)?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(config.listen))
-        .map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(ServerError::Runtime)?;
+    let (runtime, listener, addr) = bound(config.listen, "keyledger-serve", None)?;
     let (tx, rx) = mpsc::channel(4096);
     let node = match &ledger {
         Live::Postgres(p) => Some(p.node().to_owned()),
@@ -327,6 +316,28 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         writer,
         shared,
     })
+}
+
+/// A runtime (`threads` workers, default one per core) and a listener bound to `addr` on it.
+pub(crate) fn bound(
+    addr: SocketAddr,
+    name: &str,
+    threads: Option<usize>,
+) -> Result<(tokio::runtime::Runtime, tokio::net::TcpListener, SocketAddr), ServerError> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        b.worker_threads(n);
+    }
+    let runtime = b
+        .enable_all()
+        .thread_name(name)
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(ServerError::Runtime)?;
+    Ok((runtime, listener, local))
 }
 
 /// A shared ledger's node hears of other nodes' commits (LISTEN) and has its writer take

@@ -229,19 +229,7 @@ pub fn start(config: WitnessConfig) -> Result<RunningWitness, ServerError> {
         .route("/{hash}/checkpoint", get(latest))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(w);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("keyledger-witness")
-        .build()
-        .map_err(ServerError::Runtime)?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(config.listen))
-        .map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(ServerError::Runtime)?;
+    let (runtime, listener, addr) = super::bound(config.listen, "keyledger-witness", Some(2))?;
     let (stop, mut stopped) = watch::channel(false);
     let serving = runtime.spawn(async move {
         let _ = axum::serve(listener, router)

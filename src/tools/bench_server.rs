@@ -72,19 +72,7 @@ pub fn run(dir: &Path, clients: usize, seconds: f64) -> Result<ServerFigures, St
     let ops = SigningKey::generate();
     let now = Timestamp::now();
     let (mut l, _) = Ledger::init(&path, "acme", &account, now)?;
-    let mut setup = vec![];
-    for (name, perm, key) in [
-        ("gw", Permission::Server, &gw),
-        ("ops", Permission::Admin, &ops),
-    ] {
-        setup.push(Action::UserCreated {
-            name: name.into(),
-            federated: false,
-        });
-        setup.push(Action::permission_change(true, name.into(), perm));
-        setup.push(Action::signer_change(true, name.into(), key.public()));
-    }
-    l.append_batch(&account, setup, now)?;
+    l.append_batch(&account, principals(&gw, &ops), now)?;
     // Keys the gateways check, one per client (each user holds at most two).
     let mut keys = Vec::new();
     for i in 0..clients.div_ceil(2) {
@@ -192,6 +180,23 @@ pub fn run(dir: &Path, clients: usize, seconds: f64) -> Result<ServerFigures, St
     })
 }
 
+/// The bench's server principal `gw` (server) and operator `ops` (admin), with their keys.
+fn principals(gw: &SigningKey, ops: &SigningKey) -> Vec<Action> {
+    let mut setup = vec![];
+    for (name, perm, key) in [
+        ("gw", Permission::Server, gw),
+        ("ops", Permission::Admin, ops),
+    ] {
+        setup.push(Action::UserCreated {
+            name: name.into(),
+            federated: false,
+        });
+        setup.push(Action::permission_change(true, name.into(), perm));
+        setup.push(Action::signer_change(true, name.into(), key.public()));
+    }
+    setup
+}
+
 fn events_of(url: &str) -> Result<u64, StoreError> {
     let mut c = Client::new(url, None).map_err(StoreError::Remote)?;
     Ok(ledger_info(&mut c)?.seq + 1)
@@ -292,19 +297,7 @@ pub fn run_nodes(
             crate::storage::store::Wait::Block,
             &Cache::none(),
         )?;
-        let mut setup = vec![];
-        for (name, perm, key) in [
-            ("gw", Permission::Server, &gw),
-            ("ops", Permission::Admin, &ops),
-        ] {
-            setup.push(Action::UserCreated {
-                name: name.into(),
-                federated: false,
-            });
-            setup.push(Action::permission_change(true, name.into(), perm));
-            setup.push(Action::signer_change(true, name.into(), key.public()));
-        }
-        l.append_batch(&account, setup, now)?;
+        l.append_batch(&account, principals(&gw, &ops), now)?;
         drop(l);
         let ops = Arc::new(ops);
         let mut out = Vec::new();

@@ -524,3 +524,26 @@ pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     });
     rx
 }
+
+/// The independent verifier (scripts/independent_verify.py) on `ledger`: it must say
+/// `valid`. Said loudly when it cannot run (KEYLEDGER_PYTHON unset; CI sets it).
+pub fn independent_verifier(ledger: &Path, valid: bool) {
+    let Ok(python) = std::env::var("KEYLEDGER_PYTHON") else {
+        eprintln!(
+            "NOT RUN: the independent verifier (set KEYLEDGER_PYTHON to a Python with blake3 and msgpack; CI does)"
+        );
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/independent_verify.py");
+    let o = Command::new(python)
+        .arg(script)
+        .arg(ledger)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.success(),
+        valid,
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
