@@ -141,3 +141,42 @@ fn a_client_of_the_tiles_alone_reproduces_roots() {
     let o = run_in(d, &[&l[..], &["tiles", "--out", "t"]].concat(), None);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
 }
+
+/// `serve --tiles` serves the same paths `tiles --out` writes, and a checkpoint (signed by
+/// the server's key) that the ledger verifies against.
+#[test]
+fn serve_serves_the_tiles_tiles_writes() {
+    let site = common::site::Site::new();
+    let d = site.dir.path();
+    let server = site.serve(&["--tiles"]);
+    let o = run_in(d, &["--key", "keyledger.key", "tiles", "--out", "t"], None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let note = std::fs::read_to_string(d.join("t/checkpoint")).unwrap();
+    let (size, _) = root_of(&note);
+    let mut c = keyledger::client::Client::new(&server.url, None).unwrap();
+    let mut get = |path: &str| {
+        let r = c
+            .request(hyper::Method::GET, path, &[], Vec::new())
+            .unwrap();
+        (r.status.as_u16(), r.body)
+    };
+    for kind in [Some(0), None] {
+        let p = keyledger::evidence::tiles::tile_path(kind, 0, size);
+        let (status, body) = get(&format!("/{p}"));
+        assert_eq!(status, 200, "{p}");
+        assert_eq!(body, std::fs::read(d.join("t").join(&p)).unwrap(), "{p}");
+    }
+    // Not there yet, and not a tile path: 404.
+    assert_eq!(get("/tile/0/000").0, 404);
+    assert_eq!(get("/tile/0/0").0, 404);
+    let (status, served) = get("/checkpoint");
+    assert_eq!(status, 200);
+    assert_eq!(
+        root_of(std::str::from_utf8(&served).unwrap()),
+        root_of(&note)
+    );
+    std::fs::write(d.join("served.checkpoint"), &served).unwrap();
+    let v = run_in(d, &["verify", "--checkpoint", "served.checkpoint"], None);
+    assert_eq!(code(&v), 0, "{}", stdout(&v));
+    assert_eq!(server.stop(), 0);
+}

@@ -171,6 +171,11 @@ pub struct ServeArgs {
     /// Connections served at once; more are answered 503 and closed.
     #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_connections: u32,
+    /// Also serve the log as C2SP tlog-tiles, unsigned and to anyone: `GET /checkpoint`
+    /// (signed by the server's key) and `GET /tile/<L>/<N>[.p/<W>]`, `/tile/entries/…`
+    /// (event hashes only, never an event), as `keyledger tiles` writes them.
+    #[arg(long)]
+    pub tiles: bool,
     /// Operation protection's seed store (R13): the server's own file, mode 0600, created if
     /// absent; never part of the ledger, its exports or bundles (default: the ledger path
     /// with .seeds appended). Back it up as you would the server's key.

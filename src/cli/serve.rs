@@ -15,6 +15,7 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<(), CliError> {
     let log: server::LogSink = Arc::new(|line: &str| eprintln!("{line}"));
     let mut config = Config::new(ctx.ledger.clone(), key, a.listen, log);
     config.postgres = ctx.postgres.clone();
+    config.tiles = a.tiles;
     config.tls = a.tls_cert.zip(a.tls_key);
     config.wait = ctx.wait;
     config.cache = ctx.cache.clone();

@@ -2,7 +2,7 @@
 //! compute roots and proofs itself. An entry is an event's 32-byte hash (the leaf data of
 //! §9.1); entry bundles hold them uint16-length-prefixed (ledger-format.md §9.6).
 
-use crate::core::merkle::ProofTree;
+use crate::core::merkle::root_of;
 use crate::core::types::Hash32;
 
 /// Hashes in a full tile.
@@ -30,41 +30,99 @@ pub fn tile_path(level: Option<u32>, n: u64, width: u64) -> String {
     format!("tile/{l}/{}{p}", index_path(n))
 }
 
+/// The tile at `level` (None: the entry bundle) number `n` of `width` hashes, of the tree
+/// of `leaves` (event hashes), if that tree holds it: a full tile once its 256 subtrees are
+/// complete, a partial one of any width whose subtrees are.
+pub fn one(leaves: &[Hash32], level: Option<u32>, n: u64, width: u64) -> Option<Vec<u8>> {
+    let span = WIDTH.checked_pow(level.unwrap_or(0))?;
+    if width == 0 || width > WIDTH {
+        return None;
+    }
+    let end = n
+        .checked_mul(WIDTH)?
+        .checked_add(width)?
+        .checked_mul(span)?;
+    if end > leaves.len() as u64 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(34 * width as usize);
+    for i in 0..width {
+        let lo = ((n * WIDTH + i) * span) as usize;
+        match level {
+            None => {
+                out.extend_from_slice(&32u16.to_be_bytes());
+                out.extend_from_slice(&leaves[lo].0);
+            }
+            Some(_) => out.extend_from_slice(&root_of(&leaves[lo..lo + span as usize])),
+        }
+    }
+    Some(out)
+}
+
+/// Parses `tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]` strictly (no leading zeros,
+/// `x`-prefixed groups but the last): (level, N, width).
+pub fn parse_path(path: &str) -> Option<(Option<u32>, u64, u64)> {
+    let rest = path.strip_prefix("tile/")?;
+    let (level, rest) = rest.split_once('/')?;
+    let level = match level {
+        "entries" => None,
+        l => {
+            let ok = !l.is_empty()
+                && l.bytes().all(|c| c.is_ascii_digit())
+                && (l == "0" || !l.starts_with('0'));
+            Some(l.parse::<u32>().ok().filter(|&v| ok && v <= 63)?)
+        }
+    };
+    let (index, width) = match rest.split_once(".p/") {
+        Some((i, w)) => {
+            let ok = !w.is_empty() && w.bytes().all(|c| c.is_ascii_digit()) && !w.starts_with('0');
+            (
+                i,
+                w.parse::<u64>()
+                    .ok()
+                    .filter(|&v| ok && (1..WIDTH).contains(&v))?,
+            )
+        }
+        None => (rest, WIDTH),
+    };
+    let groups: Vec<&str> = index.split('/').collect();
+    let mut n: u64 = 0;
+    for (i, g) in groups.iter().enumerate() {
+        let digits = match i + 1 == groups.len() {
+            true => *g,
+            false => g.strip_prefix('x')?,
+        };
+        if digits.len() != 3 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        n = n.checked_mul(1000)?.checked_add(digits.parse().ok()?)?;
+    }
+    // One encoding per index: no leading all-zero group.
+    (index_path(n) == index).then_some((level, n, width))
+}
+
 /// Every tile and entry bundle of the tree of the first `size` of `leaves` (their data:
 /// event hashes): (path, bytes, full). Full ones never change; partial ones are those this
 /// size needs.
 pub fn tiles(leaves: &[Hash32], size: u64) -> Vec<(String, Vec<u8>, bool)> {
     let leaves = &leaves[..size as usize];
-    let tree = ProofTree::new(leaves);
     let mut out = Vec::new();
-    let mut level = 0u32;
-    loop {
-        let span = WIDTH.checked_pow(level); // leaves under one hash of this level
-        let Some(span) = span.filter(|&s| s <= size) else {
+    for level in 0u32.. {
+        let Some(span) = WIDTH.checked_pow(level).filter(|&s| s <= size) else {
             break;
         };
-        let hashes = size / span; // complete subtrees of `span` leaves
-        if hashes == 0 {
-            break;
-        }
+        let hashes = size / span;
         for n in 0..hashes.div_ceil(WIDTH) {
             let width = (hashes - n * WIDTH).min(WIDTH);
-            let mut bytes = Vec::with_capacity(32 * width as usize);
-            for i in 0..width {
-                let lo = (n * WIDTH + i) * span;
-                bytes.extend_from_slice(&tree.mth(lo, lo + span));
-            }
-            out.push((tile_path(Some(level), n, width), bytes, width == WIDTH));
-            if level == 0 {
-                let mut bundle = Vec::with_capacity(34 * width as usize);
-                for i in 0..width {
-                    bundle.extend_from_slice(&32u16.to_be_bytes());
-                    bundle.extend_from_slice(&leaves[(n * WIDTH + i) as usize].0);
-                }
-                out.push((tile_path(None, n, width), bundle, width == WIDTH));
+            let kinds: &[Option<u32>] = match level {
+                0 => &[Some(0), None],
+                l => &[Some(l)],
+            };
+            for &kind in kinds {
+                let bytes = one(leaves, kind, n, width).expect("within the tree");
+                out.push((tile_path(kind, n, width), bytes, width == WIDTH));
             }
         }
-        level += 1;
     }
     out
 }
@@ -80,6 +138,22 @@ mod tests {
         assert_eq!(tile_path(Some(0), 1234067, 256), "tile/0/x001/x234/067");
         assert_eq!(tile_path(Some(1), 5, 17), "tile/1/005.p/17");
         assert_eq!(tile_path(None, 5, 112), "tile/entries/005.p/112");
+        assert_eq!(
+            parse_path("tile/0/x001/x234/067"),
+            Some((Some(0), 1234067, 256))
+        );
+        assert_eq!(parse_path("tile/entries/005.p/112"), Some((None, 5, 112)));
+        for bad in [
+            "tile/00/000",
+            "tile/0/x000/001",
+            "tile/0/1",
+            "tile/0/000.p/256",
+            "tile/0/000.p/0",
+            "tile/64/000",
+            "tile/0/001/002",
+        ] {
+            assert_eq!(parse_path(bad), None, "{bad}");
+        }
     }
 
     /// tlog-tiles' example: a tree of size 70,000 is 273 full level-0 tiles, a partial one

@@ -50,6 +50,8 @@ pub fn router(shared: Arc<Shared>, jobs: mpsc::Sender<Job>) -> Router {
         .route("/v1/auth", post(auth))
         .route("/v1/protect/enable", post(protect_enable))
         .route("/v1/github/secret-scanning", post(secret_scanning))
+        .route("/checkpoint", get(tile_checkpoint))
+        .route("/tile/{*rest}", get(tile))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), log_request))
         .with_state(app)
@@ -111,6 +113,118 @@ async fn not_found() -> Fail {
         "not-found",
         "no such endpoint; see the README's Server API: /healthz, /metrics, /v1/ledger, /v1/frames, /v1/append, /v1/auth",
     )
+}
+
+/// The tlog-tiles view (issue 17): every event hash up to the last event on disk, read from
+/// the ledger file as it grows (the writer verified those frames), and their tree.
+pub struct Tiles {
+    key: crate::core::signing::SigningKey,
+    read: std::sync::Mutex<(u64, Vec<Hash32>, crate::core::merkle::TreeBuilder)>,
+}
+
+impl Tiles {
+    pub fn new(key: crate::core::signing::SigningKey) -> Self {
+        Tiles {
+            key,
+            read: std::sync::Mutex::new((
+                crate::core::format::HEADER_LEN,
+                Vec::new(),
+                Default::default(),
+            )),
+        }
+    }
+}
+
+/// Runs `f` on the event hashes of every event on disk (read on from where it stopped).
+fn with_leaves<T>(
+    app: &App,
+    f: impl FnOnce(&[Hash32], &crate::core::merkle::TreeBuilder) -> T,
+) -> Result<T, Fail> {
+    let tiles = app.shared.tiles.as_ref().ok_or_else(|| {
+        Fail::new(
+            404,
+            "not-found",
+            "this server does not serve tiles (serve --tiles)",
+        )
+    })?;
+    let mut g = tiles.read.lock().unwrap_or_else(|p| p.into_inner());
+    let end = app.shared.durable_end.load(Ordering::Acquire);
+    if end > g.0 {
+        let f = std::fs::File::open(&app.shared.ledger_path)
+            .map_err(|e| Fail::unavailable(format!("reading the ledger: {e}")))?;
+        let mut bytes = vec![0u8; (end - g.0) as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut bytes, g.0)
+            .map_err(|e| Fail::unavailable(format!("reading the ledger: {e}")))?;
+        let mut at = 0usize;
+        while at + 4 <= bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let Some(body) = bytes.get(at + 4..at + 4 + len) else {
+                break;
+            };
+            let hash = crate::core::chain::event_hash(body);
+            g.1.push(hash);
+            g.2.push(&hash);
+            at += 4 + len + 64;
+        }
+        g.0 = end;
+    }
+    Ok(f(&g.1, &g.2))
+}
+
+async fn tile_checkpoint(State(app): State<App>) -> Response {
+    let note = with_leaves(&app, |leaves, tree| {
+        let tiles = app.shared.tiles.as_ref().expect("checked");
+        crate::evidence::checkpoint::Checkpoint {
+            origin: crate::evidence::checkpoint::origin(&app.shared.ledger_id),
+            size: leaves.len() as u64,
+            root: tree.root(),
+        }
+        .sign(&tiles.key)
+    });
+    match note {
+        Ok(n) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            n,
+        )
+            .into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn tile(
+    State(app): State<App>,
+    axum::extract::Path(rest): axum::extract::Path<String>,
+) -> Response {
+    let Some((level, n, width)) = crate::evidence::tiles::parse_path(&format!("tile/{rest}"))
+    else {
+        return Fail::new(
+            404,
+            "not-found",
+            "not a tile path: tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>]",
+        )
+        .into_response();
+    };
+    match with_leaves(&app, |leaves, _| {
+        crate::evidence::tiles::one(leaves, level, n, width)
+    }) {
+        Ok(Some(bytes)) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CACHE_CONTROL, "max-age=31536000, immutable"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(None) => {
+            Fail::new(404, "not-found", "the tree does not hold that tile yet").into_response()
+        }
+        Err(f) => f.into_response(),
+    }
 }
 
 async fn healthz(State(app): State<App>) -> Response {

@@ -60,6 +60,8 @@ pub struct Config {
     pub scanner: Option<scanning::Scanner>,
     /// R11: failed checks of one key recorded one by one per minute, the rest summarized.
     pub auth_failures_per_minute: u64,
+    /// Issue 17: serve the log as tlog-tiles too (`/checkpoint`, `/tile/…`).
+    pub tiles: bool,
 }
 
 impl Config {
@@ -88,6 +90,7 @@ impl Config {
             seeds: None,
             scanner: None,
             auth_failures_per_minute: 10,
+            tiles: false,
         }
     }
 }
@@ -216,6 +219,9 @@ pub struct Shared {
     pub client_timeout: Duration,
     /// R14: whose signed reports of leaked tokens are believed, and what is done with them.
     pub scanner: Option<scanning::Scanner>,
+    /// Issue 17: the event hashes read so far for tiles, and the key checkpoints are
+    /// signed with (the server's); `None` unless `--tiles`.
+    pub tiles: Option<http::Tiles>,
 }
 
 /// A server accepting requests.
@@ -271,6 +277,9 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         log: config.log.clone(),
         client_timeout: config.client_timeout,
         scanner: config.scanner,
+        tiles: config
+            .tiles
+            .then(|| http::Tiles::new(SigningKey::from_seed(&config.key.seed()))),
     });
     let (runtime, listener, addr) = bound(config.listen, "keyledger-serve", None)?;
     let (tx, rx) = mpsc::channel(4096);
