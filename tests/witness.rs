@@ -61,6 +61,27 @@ fn witnesses_catch_forks_cut_tails_and_backdating() {
             "a cosignature key is of type 0x04: {v1}"
         );
     }
+    // One witness named twice is one witness.
+    let o = run_in(
+        d,
+        &[
+            &a[..],
+            &[
+                "checkpoint",
+                "--out",
+                "twice",
+                "--witness",
+                &w1.url,
+                "--witness",
+                &format!("{}/", w1.url),
+                "--quorum",
+                "2",
+            ],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
     // The honest history, cosigned by both.
     let c0 = ok(
         d,

@@ -107,11 +107,17 @@ pub fn archive_problems(r: &keyledger::client::archive::Rebuilt) -> Vec<String> 
 }
 
 pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
-    let anchor = match (&a.checkpoint, &a.expect_head) {
-        (Some(p), _) => Some(Anchor::Checkpoint(
+    // Read once: the anchor and the cosignatures are checked on the same bytes.
+    let note = a
+        .checkpoint
+        .as_ref()
+        .map(|p| {
             keyledger::storage::files::read_regular(p, 1 << 20)
-                .map_err(|e| CliError::usage(format!("{}: {e}", p.display())))?,
-        )),
+                .map_err(|e| CliError::usage(format!("{}: {e}", p.display())))
+        })
+        .transpose()?;
+    let anchor = match (&note, &a.expect_head) {
+        (Some(n), _) => Some(Anchor::Checkpoint(n.clone())),
         (None, Some(h)) => Some(Anchor::Head(parse_hash("--expect-head", h)?)),
         (None, None) => None,
     };
@@ -119,12 +125,7 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
     let anchor = match (&ctx.archive, anchor) {
         (Some((_, r)), None | Some(Anchor::Checkpoint(_))) if !r.checkpoints.is_empty() => {
             let mut notes = r.checkpoints.clone();
-            if let Some(p) = &a.checkpoint {
-                notes.push(
-                    keyledger::storage::files::read_regular(p, 1 << 20)
-                        .map_err(|e| CliError::usage(format!("{}: {e}", p.display())))?,
-                );
-            }
+            notes.extend(note.clone());
             Some(Anchor::Checkpoints(notes))
         }
         (_, anchor) => anchor,
@@ -156,11 +157,9 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
         .archive
         .as_ref()
         .map_or_else(Vec::new, |(_, r)| archive_problems(r));
-    let witnesses = match (&a.checkpoint, a.witness_keys.is_empty()) {
-        (Some(p), false) => {
-            let note = keyledger::storage::files::read_regular(p, 1 << 20)
-                .map_err(|e| CliError::usage(format!("{}: {e}", p.display())))?;
-            let (findings, summary) = witnessed(ctx, &note, a)?;
+    let witnesses = match (&note, a.witness_keys.is_empty()) {
+        (Some(note), false) => {
+            let (findings, summary) = witnessed(ctx, note, a)?;
             problems.extend(findings.iter().cloned());
             Some(json!({"summary": summary, "findings": findings}))
         }
@@ -346,6 +345,16 @@ fn cosigned(
     for w in witnesses {
         asked.push(keyledger::client::witness::ask(w, &note, size, &proof));
     }
+    // Distinct witnesses are distinct names on the lines they returned (one witness given
+    // twice, or two URLs of one witness, counts once).
+    let mut names = std::collections::HashSet::new();
+    for a in asked.iter_mut().filter(|a| a.cosigned) {
+        let name = a.lines.split(' ').nth(1).unwrap_or_default().to_owned();
+        if !names.insert(name) {
+            a.cosigned = false;
+            a.refused = Some("a witness already counted (the same name)".into());
+        }
+    }
     let got: Vec<_> = asked.iter().filter(|a| a.cosigned).collect();
     for a in asked.iter().filter(|a| !a.cosigned) {
         super::output::message(&format!(
@@ -391,6 +400,12 @@ fn witnessed(ctx: &Ctx, note: &[u8], a: &VerifyArgs) -> Result<(Vec<String>, Str
         }
     }
     let quorum = a.quorum.unwrap_or(trusted.len());
+    if quorum == 0 || quorum > trusted.len() {
+        return Err(CliError::usage(format!(
+            "--quorum must be between 1 and the {} trusted witness key(s) given",
+            trusted.len()
+        )));
+    }
     let note =
         std::str::from_utf8(note).map_err(|_| CliError::usage("--checkpoint is not UTF-8"))?;
     let (cp, sigs) = match cosign::cosignatures(note, &trusted) {
@@ -402,6 +417,10 @@ fn witnessed(ctx: &Ctx, note: &[u8], a: &VerifyArgs) -> Result<(Vec<String>, Str
             ));
         }
     };
+    // Distinct witnesses are distinct keys: one key under two names counts once.
+    let mut sigs = sigs;
+    let mut seen = std::collections::HashSet::new();
+    sigs.retain(|(w, _)| seen.insert(w.key));
     let mut findings = Vec::new();
     if sigs.len() < quorum {
         findings.push(format!(

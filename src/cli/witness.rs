@@ -138,7 +138,7 @@ pub fn witness(ctx: &Ctx, cmd: WitnessCmd) -> Result<(), CliError> {
             ))
         }
         WitnessCmd::CheckFork { proof, vkey } => {
-            let (_, ty, pk) = cosign::parse_vkey(&vkey).map_err(CliError::usage)?;
+            let (name, ty, pk) = cosign::parse_vkey(&vkey).map_err(CliError::usage)?;
             if ty != ED25519_TYPE {
                 return Err(CliError::usage(
                     "--vkey: the log's checkpoint key (type 0x01)",
@@ -147,6 +147,11 @@ pub fn witness(ctx: &Ctx, cmd: WitnessCmd) -> Result<(), CliError> {
             let p = ForkProof::parse(&read_text(&proof)?)
                 .ok_or_else(|| CliError::usage(format!("{}: not a fork proof", proof.display())))?;
             let (origin, m, n) = p.check(&[pk]).map_err(CliError::check_failed)?;
+            if origin != name {
+                return Err(CliError::check_failed(format!(
+                    "the proof is about log {origin}, not {name} (--vkey's)"
+                )));
+            }
             match ctx.json {
                 true => json(&json!({"fork": true, "origin": origin, "sizes": [m, n]})),
                 false => print(&format!(

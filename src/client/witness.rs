@@ -75,10 +75,34 @@ pub fn ask(url: &str, note: &str, size: u64, proof: &dyn Fn(u64) -> Vec<Sha>) ->
         let text = String::from_utf8_lossy(&reply.body).into_owned();
         match reply.status.as_u16() {
             200 => {
-                let lines: String = text
-                    .split_inclusive('\n')
-                    .filter(|l| l.starts_with('\u{2014}') && l.ends_with('\n'))
-                    .collect();
+                // Only cosignature-shaped lines (key ID, 8-byte time, 64-byte signature) of
+                // one witness, never one named as the log: a witness cannot sign for it.
+                let origin = Checkpoint::parse(note)
+                    .map(|c| c.0.origin)
+                    .unwrap_or_default();
+                let shaped = |l: &&str| {
+                    let mut parts = l.trim_end().splitn(3, ' ');
+                    let (dash, name, b64) = (parts.next(), parts.next(), parts.next());
+                    dash == Some("\u{2014}")
+                        && name.is_some_and(|n| n != origin)
+                        && b64.is_some_and(|b| {
+                            use base64::Engine;
+                            base64::engine::general_purpose::STANDARD
+                                .decode(b)
+                                .is_ok_and(|v| v.len() == 4 + 8 + 64)
+                        })
+                };
+                let lines: Vec<&str> = text.split_inclusive('\n').filter(shaped).collect();
+                let one_name = lines
+                    .iter()
+                    .map(|l| l.split(' ').nth(1))
+                    .collect::<std::collections::HashSet<_>>()
+                    .len()
+                    == 1;
+                let lines: String = match one_name {
+                    true => lines.concat(),
+                    false => String::new(),
+                };
                 // What comes back must make the note a note still.
                 if lines.is_empty() || Checkpoint::parse(&format!("{note}{lines}")).is_err() {
                     asked.refused = Some("its answer holds no cosignature line".into());

@@ -120,7 +120,8 @@ pub fn cosignatures(
             ),
             _ => return Err(CheckpointError::BadSignature),
         };
-        if time > i64::MAX as u64
+        if time == 0
+            || time > i64::MAX as u64
             || !verify_bytes(&w.key, signed_message(&text, time).as_bytes(), &sig)
         {
             return Err(CheckpointError::BadSignature);
@@ -201,14 +202,37 @@ impl Refusal {
     }
 }
 
+/// The signature lines of `note` by `keys` under `name` that verify: what a witness keeps of
+/// a submitted note (nothing else the submitter added).
+pub fn verified_lines(note: &str, name: &str, keys: &[PublicKey]) -> String {
+    let Ok((_, sigs, text)) = Checkpoint::parse(note) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for s in sigs.iter().filter(|s| s.name == name) {
+        let ok = keys.iter().any(|k| {
+            crate::evidence::checkpoint::key_hash(name, k) == s.key_hash
+                && <[u8; 64]>::try_from(s.sig.as_slice())
+                    .is_ok_and(|sig| verify_bytes(k, text.as_bytes(), &sig))
+        });
+        if ok {
+            let mut blob = s.key_hash.to_vec();
+            blob.extend_from_slice(&s.sig);
+            out.push_str(&format!("\u{2014} {name} {}\n", B64.encode(blob)));
+        }
+    }
+    out
+}
+
 /// The witness's verdict on `req` (tlog-witness add-checkpoint), given the keys it trusts
 /// per origin (`logs`: origin and the log's keys) and the latest (size, root) it cosigned
-/// for that origin: the checkpoint and its note text to cosign and record, or the refusal.
+/// for that origin: the checkpoint, its note text to cosign, and the log's verified
+/// signature lines to keep with it; or the refusal.
 pub fn judge(
     req: &AddCheckpoint,
     logs: &[(String, Vec<PublicKey>)],
     latest: impl FnOnce(&str) -> Option<(u64, Sha)>,
-) -> Result<(Checkpoint, String), Refusal> {
+) -> Result<(Checkpoint, String, String), Refusal> {
     let (cp, _, text) = Checkpoint::parse(&req.note)
         .map_err(|e| Refusal::new(400, format!("not a checkpoint: {e}\n")))?;
     let Some((_, keys)) = logs.iter().find(|(o, _)| *o == cp.origin) else {
@@ -239,7 +263,8 @@ pub fn judge(
             "the checkpoint is not consistent with the one cosigned before\n",
         ));
     }
-    Ok((cp, text))
+    let lines = verified_lines(&req.note, &cp.origin, keys);
+    Ok((cp, text, lines))
 }
 
 /// A self-contained proof that the holder of a log key signed two views of one log that
@@ -315,6 +340,9 @@ impl ForkProof {
         if a.size > b.size {
             return Err("checkpoint A must be the smaller one".into());
         }
+        if a.size == 0 {
+            return Err("the empty tree is consistent with every tree: no fork".into());
+        }
         if !verify_consistency(a.size, b.size, &self.b_root_at_a_size, &b.root, &self.proof) {
             return Err(
                 "the root given is not checkpoint B's first leaves (the consistency proof fails)"
@@ -359,6 +387,35 @@ mod tests {
         let mut v = vkey("w.example/1", &w.public());
         v = v.replacen("w.example/1", "w.example/2", 1);
         assert!(parse_vkey(&v).is_err(), "a key ID for another name");
+    }
+
+    #[test]
+    fn a_size_zero_checkpoint_proves_no_fork_and_a_witness_keeps_only_the_logs_lines() {
+        let log = SigningKey::from_seed(&[1; 32]);
+        let note = |size, root| {
+            Checkpoint {
+                origin: "keyledger/00".into(),
+                size,
+                root,
+            }
+            .sign(&log)
+        };
+        let p = ForkProof {
+            a: note(0, empty_root()),
+            b: note(3, [7; 32]),
+            b_root_at_a_size: [9; 32],
+            proof: vec![],
+        };
+        assert!(
+            p.check(&[log.public()]).is_err(),
+            "the empty tree is in every tree"
+        );
+        let n = note(3, [7; 32]);
+        let junk = format!("{n}\u{2014} keyledger/00 AAAAAAA=\n\u{2014} other AAAAAAAA\n");
+        assert_eq!(
+            verified_lines(&junk, "keyledger/00", &[log.public()]),
+            n[n.find('\u{2014}').unwrap()..]
+        );
     }
 
     #[test]

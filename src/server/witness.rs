@@ -94,7 +94,7 @@ fn load(path: &Path) -> Result<Saved, ServerError> {
 /// Writes `s` to `path` durably: a fresh file fsynced, renamed over, the directory fsynced.
 fn persist(path: &Path, s: &Saved) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(&serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?)?;
     f.sync_all()?;
@@ -141,7 +141,7 @@ impl Witness {
                 (l.size, root)
             })
         };
-        let (cp, note_text) = match cosign::judge(&req, &self.logs, latest) {
+        let (cp, note_text, log_lines) = match cosign::judge(&req, &self.logs, latest) {
             Ok(v) => v,
             Err(r) => {
                 (self.log)(&serde_json::json!({"witness": self.name, "status": r.status, "answer": r.body.trim_end()}).to_string());
@@ -156,7 +156,8 @@ impl Witness {
             Latest {
                 size: cp.size,
                 root: B64.encode(cp.root),
-                checkpoint: format!("{}{line}", req.note),
+                // What the log signed and this witness's line: nothing else the submitter sent.
+                checkpoint: format!("{note_text}\n{log_lines}{line}"),
             },
         );
         if let Err(e) = persist(&self.state_path, &next) {
