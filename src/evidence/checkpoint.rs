@@ -54,25 +54,36 @@ pub fn origin(ledger_id: &LedgerId) -> String {
     format!("keyledger/{}", ledger_id.hex())
 }
 
-/// Signed-note key hash: first 4 bytes of SHA-256(name || 0x0A || 0x01 || public key).
-pub fn key_hash(name: &str, pk: &PublicKey) -> [u8; 4] {
+/// Signed-note key ID of a key of signature type `ty`: the first 4 bytes of
+/// SHA-256(name || 0x0A || ty || public key).
+pub fn key_id_of(ty: u8, name: &str, pk: &PublicKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ED25519_TYPE]);
+    h.update([ty]);
     h.update(pk.bytes());
     h.finalize()[..4].try_into().expect("4 bytes")
 }
 
-/// The standard note verifier key: `<name>+<hex key hash>+<base64(0x01 || public key)>`.
-pub fn verifier_key(name: &str, pk: &PublicKey) -> String {
-    let mut k = vec![ED25519_TYPE];
+/// A signed-note verifier key of type `ty`: `<name>+<hex key ID>+<base64(ty || key)>`.
+pub fn vkey_of(ty: u8, name: &str, pk: &PublicKey) -> String {
+    let mut k = vec![ty];
     k.extend_from_slice(pk.bytes());
     format!(
         "{name}+{}+{}",
-        crate::core::types::to_hex(&key_hash(name, pk)),
+        crate::core::types::to_hex(&key_id_of(ty, name, pk)),
         B64.encode(k)
     )
+}
+
+/// Signed-note key hash of an Ed25519 note key (type 0x01).
+pub fn key_hash(name: &str, pk: &PublicKey) -> [u8; 4] {
+    key_id_of(ED25519_TYPE, name, pk)
+}
+
+/// The standard note verifier key (type 0x01).
+pub fn verifier_key(name: &str, pk: &PublicKey) -> String {
+    vkey_of(ED25519_TYPE, name, pk)
 }
 
 impl Checkpoint {

@@ -5,7 +5,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use sha2::{Digest, Sha256};
 
 use crate::core::merkle::{Sha, empty_root, verify_consistency};
 use crate::core::signing::{SigningKey, verify_bytes};
@@ -21,23 +20,12 @@ pub const MAX_PROOF_LINES: usize = 63;
 
 /// A cosigner's key ID: SHA-256(name || "\n" || 0x04 || public key)[:4].
 pub fn key_id(name: &str, pk: &PublicKey) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update([COSIGNATURE_TYPE]);
-    h.update(pk.bytes());
-    h.finalize()[..4].try_into().expect("4 bytes")
+    crate::evidence::checkpoint::key_id_of(COSIGNATURE_TYPE, name, pk)
 }
 
 /// A witness's verifier key: `<name>+<hex key ID>+<base64(0x04 || public key)>`.
 pub fn vkey(name: &str, pk: &PublicKey) -> String {
-    let mut k = vec![COSIGNATURE_TYPE];
-    k.extend_from_slice(pk.bytes());
-    format!(
-        "{name}+{}+{}",
-        crate::core::types::to_hex(&key_id(name, pk)),
-        B64.encode(k)
-    )
+    crate::evidence::checkpoint::vkey_of(COSIGNATURE_TYPE, name, pk)
 }
 
 /// A verifier key parsed: name, signature type and Ed25519 public key; the key ID in the
@@ -58,15 +46,12 @@ pub fn parse_vkey(s: &str) -> Result<(String, u8, PublicKey), String> {
         _ => return Err(bad("the key is not a type byte and 32 bytes")),
     };
     let pk = PublicKey(crate::core::types::Bytes(pk.try_into().expect("32 bytes")));
-    let want = match ty {
-        COSIGNATURE_TYPE => key_id(name, &pk),
-        ED25519_TYPE => crate::evidence::checkpoint::key_hash(name, &pk),
-        _ => {
-            return Err(bad(
-                "the type is neither 0x01 (Ed25519) nor 0x04 (cosignature)",
-            ));
-        }
-    };
+    if ty != COSIGNATURE_TYPE && ty != ED25519_TYPE {
+        return Err(bad(
+            "the type is neither 0x01 (Ed25519) nor 0x04 (cosignature)",
+        ));
+    }
+    let want = crate::evidence::checkpoint::key_id_of(ty, name, &pk);
     if crate::core::types::to_hex(&want) != id {
         return Err(bad("the key ID does not match the name and key"));
     }

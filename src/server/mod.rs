@@ -349,6 +349,19 @@ pub(crate) fn bound(
     Ok((runtime, listener, local))
 }
 
+/// Waits on `runtime` for SIGTERM or SIGINT.
+pub(crate) fn until_signal(runtime: &tokio::runtime::Runtime) -> Result<(), ServerError> {
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(ServerError::Runtime)?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok::<(), ServerError>(())
+    })
+}
+
 /// A shared ledger's node hears of other nodes' commits (LISTEN) and has its writer take
 /// them in; every second without one it looks anyway. Ends with the writer.
 fn follow_others(
@@ -393,16 +406,7 @@ impl Running {
 
     /// Serves until SIGTERM or SIGINT, then drains (`stop`).
     pub fn run_until_signal(self) -> Result<(), ServerError> {
-        self.runtime.block_on(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .map_err(ServerError::Runtime)?;
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            Ok::<(), ServerError>(())
-        })?;
+        until_signal(&self.runtime)?;
         self.stop();
         Ok(())
     }

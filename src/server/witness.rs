@@ -250,16 +250,7 @@ pub fn start(config: WitnessConfig) -> Result<RunningWitness, ServerError> {
 impl RunningWitness {
     /// Serves until SIGTERM or SIGINT.
     pub fn run_until_signal(self) -> Result<(), ServerError> {
-        self.runtime.block_on(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .map_err(ServerError::Runtime)?;
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            Ok::<(), ServerError>(())
-        })?;
+        super::until_signal(&self.runtime)?;
         let _ = self.stop.send(true);
         let _ = self.runtime.block_on(self.serving);
         Ok(())
