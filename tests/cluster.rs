@@ -83,6 +83,30 @@ fn client(
     })
 }
 
+/// `n` clients (`client`), each writing users tagged `tag`.
+fn start_clients(
+    n: usize,
+    urls: &Arc<Mutex<Vec<String>>>,
+    ops: &Arc<SigningKey>,
+    acked: &Acked,
+    stop: &Arc<AtomicBool>,
+    tag: impl Into<String>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let tag = tag.into();
+    (0..n)
+        .map(|t| {
+            client(
+                t,
+                urls.clone(),
+                ops.clone(),
+                acked.clone(),
+                stop.clone(),
+                tag.clone(),
+            )
+        })
+        .collect()
+}
+
 /// Checks the database's ledger: seqs contiguous, it verifies (our verifier and, when
 /// given, the independent one), every acknowledged write is there once at its receipt.
 fn check_ledger(dir: &std::path::Path, url: &str, name: &str, acked: &Acked) {
@@ -136,18 +160,7 @@ fn three_nodes_and_sixteen_clients_survive_twenty_kill_9s_with_nothing_lost_or_f
     let acked: Acked = Arc::default();
     for round in 0..20 {
         let stop = Arc::new(AtomicBool::new(false));
-        let clients: Vec<_> = (0..16)
-            .map(|t| {
-                client(
-                    t,
-                    urls.clone(),
-                    ops.clone(),
-                    acked.clone(),
-                    stop.clone(),
-                    format!("r{round}"),
-                )
-            })
-            .collect();
+        let clients = start_clients(16, &urls, &ops, &acked, &stop, format!("r{round}"));
         std::thread::sleep(Duration::from_millis(150 + (round * 37 % 200) as u64));
         let victim = round % 3;
         nodes[victim].take().unwrap().kill9();
@@ -265,18 +278,7 @@ fn a_primary_killed_under_load_loses_nothing_acknowledged_once_its_synchronous_s
     let ops = Arc::new(site.key("ops"));
     let acked: Acked = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..16)
-        .map(|t| {
-            client(
-                t,
-                urls.clone(),
-                ops.clone(),
-                acked.clone(),
-                stop.clone(),
-                "p".into(),
-            )
-        })
-        .collect();
+    let clients = start_clients(16, &urls, &ops, &acked, &stop, "p");
     std::thread::sleep(Duration::from_millis(1500));
     site.pg.kill9();
     std::thread::sleep(Duration::from_millis(300));
@@ -298,18 +300,7 @@ fn a_primary_killed_under_load_loses_nothing_acknowledged_once_its_synchronous_s
     let nodes: Vec<Server> = ports.iter().map(|&p| site.node_of(&url, p)).collect();
     *urls.lock().unwrap() = nodes.iter().map(|n| n.url.clone()).collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|t| {
-            client(
-                t,
-                urls.clone(),
-                ops.clone(),
-                acked.clone(),
-                stop.clone(),
-                "s".into(),
-            )
-        })
-        .collect();
+    let clients = start_clients(4, &urls, &ops, &acked, &stop, "s");
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     for c in clients {
