@@ -1118,6 +1118,7 @@ class Result:
         self.findings = []
         self.hashes = []          # event hash of every complete frame (§9.1 leaves)
         self.event_hashes = []    # the hashes of the frames whose body decodes (§9 head)
+        self.times = []           # (frame index, seq, offset, time) of each frame that decodes
         self.state = State()
         self.frames = 0
         self.end = 0              # offset just after the last complete frame
@@ -1193,6 +1194,7 @@ def verify_ledger(data, now=None):
 
         r.event_hashes.append(h)
         seq = ev.seq
+        r.times.append((index, seq, off, ev.time))
         # §8.2 sequence
         if seq != expected_seq:
             r.add("sequence", seq, index, off, f"seq {seq}, expected {expected_seq}")
@@ -1416,6 +1418,223 @@ def check_anchors(r, expect_genesis=None, expect_head=None, checkpoint=None):
 
 
 # ---------------------------------------------------------------------------------------
+# §9.4 Witness cosignatures, §9.5 fork proofs, §9.6 tiles
+# ---------------------------------------------------------------------------------------
+
+def parse_vkey(text, want_type):
+    """A signed-note verifier key <name>+<hex key ID>+<base64(type || 32-byte key)> of the
+    given type (0x01 a log's note key, 0x04 a witness's cosignature key), its key ID
+    SHA-256(name || 0x0A || type || key)[:4]; (name, key) or raise Usage."""
+    parts = text.split("+", 2)
+    if len(parts) != 3:
+        raise Usage(f"{text!r} is not a verifier key NAME+KEYID+BASE64")
+    name, kid, b64 = parts
+    if name == "" or "+" in name or any(c in WHITE_SPACE for c in name):
+        raise Usage(f"{text!r}: the key name is empty or holds white space")
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except ValueError:
+        raise Usage(f"{text!r}: the key is not base64")
+    if len(raw) != 33 or raw[0] != want_type:
+        raise Usage(f"{text!r}: not a type 0x{want_type:02x} key of 32 bytes")
+    pk = raw[1:]
+    if hashlib.sha256(name.encode("utf-8") + b"\n" + raw).digest()[:4].hex() != kid:
+        raise Usage(f"{text!r}: the key ID does not match the name and key")
+    if not key_acceptable(pk):
+        raise Usage(f"{text!r}: the key is not acceptable (§6.2)")
+    return name, pk
+
+
+def cosigners(raw, witnesses):
+    """§9.4: the trusted witnesses' valid cosignatures on the note, {name: earliest time},
+    and the note's tree size; raises NoteError if the note is malformed or a line whose
+    name and key ID are a trusted witness's does not verify."""
+    text, _origin, n, _root, sigs = parse_note(raw)
+    out = {}
+    for name, blob in sigs:
+        keys = [pk for (wn, pk) in witnesses
+                if wn == name and hashlib.sha256(name.encode("utf-8") + b"\n\x04" + pk).digest()[:4] == blob[:4]]
+        if not keys:
+            continue      # not a trusted witness's line: ignored
+        ok = False
+        if len(blob) == 4 + 8 + 64:
+            t = int.from_bytes(blob[4:12], "big")
+            if 0 < t <= 2 ** 63 - 1:
+                msg = b"cosignature/v1\ntime " + str(t).encode("ascii") + b"\n" + text
+                ok = any(verify_signature(pk, blob[12:], msg) for pk in keys)
+        if not ok:
+            raise NoteError(f"the line of trusted witness {name} does not verify")
+        out[name] = min(out.get(name, t), t)
+    return out, n
+
+
+def check_witnesses(r, raw, witnesses, quorum):
+    """§9.4 for `verify --checkpoint F --witness-key V… --quorum K`: an `anchor` finding if
+    fewer than K distinct trusted witnesses (by name) cosigned or a trusted line fails; a
+    `time` finding for each frame among the first n dated more than 5 minutes after the
+    earliest valid cosignature."""
+    try:
+        cosigned, n = cosigners(raw, witnesses)
+    except NoteError as e:
+        r.add("anchor", None, None, r.end, f"the checkpoint's cosignatures: {e}")
+        return
+    if len(cosigned) < quorum:
+        r.add("anchor", None, None, r.end,
+              f"{len(cosigned)} trusted witness(es) cosigned, fewer than the quorum of {quorum}")
+    if cosigned:
+        bound = min(cosigned.values()) * 1_000_000 + FUTURE_SLACK
+        for index, seq, off, t in r.times:
+            if index < n and t > bound:
+                r.add("time", seq, index, off, f"dated {t}, after a cosignature covering it (bound {bound})")
+    # Findings in frame order, whole-file findings last (as keyledger lists them).
+    r.findings.sort(key=lambda f: float("inf") if f.index is None else f.index)
+
+
+def node(left, right):
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def verify_consistency(m, n, old_root, new_root, proof):
+    """RFC 9162 §2.1.4.2 for 0 < m < n; for m = n the proof is empty and the roots equal."""
+    if m == n:
+        return not proof and old_root == new_root
+    if not 0 < m < n or not proof:
+        return False
+    path = list(proof)
+    if m & (m - 1) == 0:
+        path.insert(0, old_root)
+    fn, sn = m - 1, n - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node(c, fr), node(c, sr)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = node(sr, c)
+        fn, sn = fn >> 1, sn >> 1
+    return fr == old_root and sr == new_root and sn == 0
+
+
+def note_signed_by(raw, name, pk):
+    """§9.3's signature rule with one key: lines under `name` with its key ID verify, and
+    there is one; (origin, size, root) or None."""
+    try:
+        text, origin, n, root, sigs = parse_note(raw)
+    except NoteError:
+        return None
+    kid = note_key_id(name, pk)
+    known = [blob for (nm, blob) in sigs if nm == name and blob[:4] == kid]
+    if not known or origin != name:
+        return None
+    if not all(len(b) == 68 and verify_signature(pk, b[4:], text) for b in known):
+        return None
+    return origin, n, root
+
+
+def check_fork(data, log_vkey):
+    """§9.5: None if the proof proves a fork by the log key, else why not; raises Usage if
+    it is not a fork proof at all."""
+    name, pk = parse_vkey(log_vkey, 0x01)
+    head = b"keyledger fork proof v1\n"
+    if not data.startswith(head) or b"\n\n" not in data:
+        raise Usage("not a fork proof")
+    top, rest = data[len(head):].split(b"\n\n", 1)
+    lines = top.decode("ascii", "replace").split("\n")
+    hashes = []
+    for i, line in enumerate(lines):
+        word, _, v = line.partition(" ")
+        h = b64_canonical(v)
+        if word != ("root" if i == 0 else "proof") or h is None or len(h) != 32:
+            raise Usage("not a fork proof: a root line, then proof lines of 32-byte hashes")
+        hashes.append(h)
+    if len(hashes) > 64:
+        raise Usage("not a fork proof: more than 63 proof lines")
+    notes = []
+    for _ in range(2):
+        m = re.match(rb"note (0|[1-9][0-9]*)\n", rest)
+        if m is None:
+            raise Usage("not a fork proof: a `note N` line expected")
+        k = int(m.group(1))
+        body = rest[m.end():m.end() + k]
+        if len(body) != k:
+            raise Usage("not a fork proof: a note is cut short")
+        notes.append(body)
+        rest = rest[m.end() + k:]
+    if rest:
+        raise Usage("not a fork proof: bytes after the second note")
+    a, b = (note_signed_by(x, name, pk) for x in notes)
+    if a is None or b is None:
+        return "a checkpoint is not a note of the log's key"
+    (_, m, a_root), (_, n, b_root) = a, b
+    if m > n:
+        return "checkpoint A is larger than B"
+    if m == 0:
+        return "A is the empty tree, consistent with every tree"
+    if not verify_consistency(m, n, hashes[0], b_root, hashes[1:]):
+        return "the consistency proof fails"
+    if hashes[0] == a_root:
+        return "consistent: no fork"
+    return None
+
+
+def tile_index(n):
+    """§9.6: 3-digit groups, all but the last prefixed with x."""
+    groups = [f"{n % 1000:03d}"]
+    n //= 1000
+    while n:
+        groups.append(f"x{n % 1000:03d}")
+        n //= 1000
+    return "/".join(reversed(groups))
+
+
+def expected_tiles(hashes):
+    """§9.6: {path: bytes} of every hash tile and entry bundle of a tree of these leaves."""
+    out = {}
+    size, level = len(hashes), 0
+    while size // 256 ** level:
+        count = size // 256 ** level          # complete subtrees of 256^level leaves
+        span = 256 ** level
+        for t in range((count + 255) // 256):
+            w = min(256, count - 256 * t)
+            name = tile_index(t) + ("" if w == 256 else f".p/{w}")
+            subtrees = [hashes[(256 * t + i) * span:(256 * t + i + 1) * span] for i in range(w)]
+            out[f"tile/{level}/{name}"] = b"".join(merkle_root(s) for s in subtrees)
+            if level == 0:
+                out[f"tile/entries/{name}"] = b"".join(b"\x00\x20" + s[0] for s in subtrees)
+        level += 1
+    return out
+
+
+def check_tiles(ledger_path, tiles_dir):
+    """The tiles directory holds exactly the tiles of the ledger and a checkpoint of it."""
+    with open(ledger_path, "rb") as fh:
+        r = verify_ledger(fh.read())
+    want = expected_tiles(r.hashes)
+    got = {}
+    for root, _dirs, files in os.walk(tiles_dir):
+        for f in files:
+            p = os.path.join(root, f)
+            rel = os.path.relpath(p, tiles_dir)
+            if rel != "checkpoint":
+                with open(p, "rb") as fh:
+                    got[rel] = fh.read()
+    if set(got) != set(want):
+        return f"tile files differ: extra {sorted(set(got) - set(want))}, missing {sorted(set(want) - set(got))}"
+    bad = [p for p in want if got[p] != want[p]]
+    if bad:
+        return f"tiles differ from the ledger's: {bad}"
+    with open(os.path.join(tiles_dir, "checkpoint"), "rb") as fh:
+        problem = check_checkpoint(r, fh.read())
+    return problem
+
+
+# ---------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------
 
@@ -1424,12 +1643,30 @@ class Usage(Exception):
 
 
 def parse_args(args, base_dir=None):
-    """LEDGER [--expect-genesis HEX] [--expect-head HEX] [--checkpoint FILE]"""
-    opts = {"ledger": None, "expect_genesis": None, "expect_head": None, "checkpoint": None}
+    """LEDGER [--expect-genesis HEX] [--expect-head HEX] [--checkpoint FILE
+    [--witness-key VKEY]... [--quorum K]]"""
+    opts = {"ledger": None, "expect_genesis": None, "expect_head": None, "checkpoint": None,
+            "witnesses": [], "quorum": None}
     i = 0
     while i < len(args):
         a = args[i]
-        if a in ("--expect-genesis", "--expect-head", "--checkpoint"):
+        if a in ("--witness-key", "--quorum"):
+            if i + 1 >= len(args):
+                raise Usage(f"{a} needs a value")
+            v = args[i + 1]
+            if a == "--quorum":
+                if re.fullmatch(r"[1-9][0-9]*", v) is None:
+                    raise Usage("--quorum takes a positive number")
+                opts["quorum"] = int(v)
+            else:
+                w = parse_vkey(v, 0x04)
+                for name, pk in opts["witnesses"]:
+                    if pk == w[1] and name != w[0]:
+                        raise Usage(f"{v}: one key under two names counts one witness twice")
+                if w not in opts["witnesses"]:
+                    opts["witnesses"].append(w)
+            i += 2
+        elif a in ("--expect-genesis", "--expect-head", "--checkpoint"):
             if i + 1 >= len(args):
                 raise Usage(f"{a} needs a value")
             v = args[i + 1]
@@ -1447,6 +1684,13 @@ def parse_args(args, base_dir=None):
     for k in ("ledger", "checkpoint"):
         if opts[k] is not None and base_dir is not None and not os.path.isabs(opts[k]):
             opts[k] = os.path.join(base_dir, opts[k])
+    names = {name for name, _ in opts["witnesses"]}
+    if opts["witnesses"] and opts["checkpoint"] is None:
+        raise Usage("--witness-key needs --checkpoint")
+    if opts["quorum"] is not None and not opts["quorum"] <= len(names):
+        raise Usage("--quorum is more than the witnesses given")
+    if opts["witnesses"] and opts["quorum"] is None:
+        opts["quorum"] = len(names)
     return opts
 
 
@@ -1459,6 +1703,8 @@ def run(opts):
             cp = fh.read()
     r = verify_ledger(data)
     check_anchors(r, opts["expect_genesis"], opts["expect_head"], cp)
+    if opts["witnesses"]:
+        check_witnesses(r, cp, opts["witnesses"], opts["quorum"])
     return r
 
 
@@ -1523,11 +1769,38 @@ def run_fixtures(d):
         bad += not ok
     n = len(verdicts)
     print(f"{n - bad} of {n} verdicts agree, {bad} disagree")
+    bad += run_forks_and_tiles(d)
     vec_ok = True
     vpath = os.path.join(d, "ed25519-vectors.json")
     if os.path.exists(vpath):
         vec_ok = check_vectors(vpath)
     return 0 if bad == 0 and vec_ok else 1
+
+
+def run_forks_and_tiles(d):
+    """fork-verdicts.json (§9.5: exit 0 proven, 1 not, 2 not a fork proof) and
+    tiles-verdicts.json (§9.6); the number that disagree."""
+    bad = 0
+    path = os.path.join(d, "fork-verdicts.json")
+    verdicts = json.load(open(path)) if os.path.exists(path) else []
+    for v in verdicts:
+        with open(os.path.join(d, v["proof"]), "rb") as fh:
+            data = fh.read()
+        try:
+            why = check_fork(data, v["vkey"])
+            got = 0 if why is None else 1
+        except Usage as e:
+            why, got = str(e), 2
+        ok = got == v["exit"]
+        print(f"{'ok  ' if ok else 'FAIL'} {v['proof']}: exit {got} ({why or 'fork proven'}), expected {v['exit']}")
+        bad += not ok
+    path = os.path.join(d, "tiles-verdicts.json")
+    verdicts = json.load(open(path)) if os.path.exists(path) else []
+    for v in verdicts:
+        why = check_tiles(os.path.join(d, v["ledger"]), os.path.join(d, v["tiles"]))
+        print(f"{'ok  ' if why is None else 'FAIL'} {v['tiles']}: {why or 'the tiles and checkpoint of ' + v['ledger']}")
+        bad += why is not None
+    return bad
 
 
 def main(argv):

@@ -81,7 +81,7 @@ fn a_bundle_verifies_offline_and_every_altered_byte_fails_it() {
             b[i] ^= 0x01;
             std::fs::write(&p, &b).unwrap();
             assert!(
-                verify_bundle(&bundle, Some(&pk)).is_err(),
+                verify_bundle(&bundle, Some(&pk), None).is_err(),
                 "flip at {}:{i} passed",
                 p.display()
             );
@@ -91,7 +91,7 @@ fn a_bundle_verifies_offline_and_every_altered_byte_fails_it() {
     }
     println!("bundle byte flips tried: {flips}, all failed verification");
     assert!(flips > 5000);
-    assert!(verify_bundle(&bundle, Some(&pk)).is_ok());
+    assert!(verify_bundle(&bundle, Some(&pk), None).is_ok());
     // A missing file fails too.
     std::fs::remove_file(bundle.join("README.txt")).unwrap();
     let o = run_in(d.path(), &["verify-bundle", "b"], None);

@@ -16,6 +16,8 @@ mod requests;
 mod rotation;
 #[path = "fixtures_gen/rules.rs"]
 mod rules;
+#[path = "fixtures_gen/witness.rs"]
+mod witness;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -46,11 +48,27 @@ fn extra_files() -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
     let v = build(&script);
     let mut files = vec![];
     let mut verdicts = vec![];
-    for (name, bytes, mut verdict) in rules::checkpoints(&v.hashes, &script) {
+    let checkpoints = rules::checkpoints(&v.hashes, &script)
+        .into_iter()
+        .chain(witness::witnessed_checkpoints(&v.hashes));
+    for (name, bytes, mut verdict) in checkpoints {
         verdict["file"] = json!("valid.ledger");
-        files.push((name, bytes));
+        if !files.iter().any(|(f, _)| *f == name) {
+            files.push((name, bytes));
+        }
         verdicts.push(verdict);
     }
+    let (fork_files, fork_verdicts) = witness::fork_proofs(&v.hashes);
+    files.extend(fork_files);
+    files.push((
+        "fork-verdicts.json".into(),
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&fork_verdicts).unwrap()
+        )
+        .into_bytes(),
+    ));
+    files.extend(witness::tiles());
     let (bundle_files, bundle_verdicts) = rules::bundles(&v.bytes, &requests::valid_bytes());
     files.extend(bundle_files);
     files.push((
@@ -625,6 +643,85 @@ fn every_bundle_gets_its_stated_verdict() {
             stdout(&o),
             stderr(&o)
         );
+    }
+}
+
+#[test]
+fn every_fork_proof_gets_its_stated_verdict() {
+    let dir = fixtures_dir();
+    let verdicts: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("fork-verdicts.json")).unwrap())
+            .unwrap();
+    assert!(verdicts.iter().any(|v| v["exit"] == 0) && verdicts.iter().any(|v| v["exit"] == 1));
+    for v in &verdicts {
+        let args = [
+            "witness",
+            "check-fork",
+            v["proof"].as_str().unwrap(),
+            "--vkey",
+            v["vkey"].as_str().unwrap(),
+        ];
+        let o = run_in(&dir, &args, None);
+        assert_eq!(
+            code(&o),
+            v["exit"].as_i64().unwrap() as i32,
+            "{}: {}{}",
+            v["description"],
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+}
+
+/// `keyledger tiles` writes exactly the fixture's tiles (ledger-format.md §9.6).
+#[test]
+fn tiles_are_the_fixture_tiles() {
+    let dir = fixtures_dir();
+    let verdicts: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tiles-verdicts.json")).unwrap())
+            .unwrap();
+    for v in &verdicts {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let ledger = t.join("l.ledger");
+        std::fs::copy(dir.join(v["ledger"].as_str().unwrap()), &ledger).unwrap();
+        let seed: [u8; 32] =
+            keyledger::core::types::from_hex(v["key_seed_hex"].as_str().unwrap()).unwrap();
+        let k = keyledger::core::signing::SigningKey::from_seed(&seed);
+        keyledger::storage::keyfile::write_new(&k, &t.join("k.key")).unwrap();
+        let o = run_in(
+            t,
+            &[
+                "--ledger", "l.ledger", "--key", "k.key", "tiles", "--out", "out",
+            ],
+            None,
+        );
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let want = dir.join(v["tiles"].as_str().unwrap());
+        let list = |root: &Path| {
+            let mut out = BTreeSet::new();
+            let mut stack = vec![root.to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else {
+                        out.insert(p.strip_prefix(root).unwrap().to_path_buf());
+                    }
+                }
+            }
+            out
+        };
+        assert_eq!(list(&t.join("out")), list(&want), "{}", v["description"]);
+        for f in list(&want) {
+            assert!(
+                std::fs::read(t.join("out").join(&f)).unwrap()
+                    == std::fs::read(want.join(&f)).unwrap(),
+                "{} differs",
+                f.display()
+            );
+        }
     }
 }
 

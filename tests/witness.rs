@@ -124,7 +124,11 @@ fn witnesses_catch_forks_cut_tails_and_backdating() {
         ],
     );
     let v: Value = serde_json::from_str(&v).unwrap();
-    assert_eq!(v["witnesses"]["findings"], serde_json::json!([]), "{v}");
+    assert_eq!(v["report"]["findings"], serde_json::json!([]), "{v}");
+    assert_eq!(
+        v["report"]["witnesses"], "2 of 2 trusted witnesses cosigned (quorum 2)",
+        "{v}"
+    );
     // An independent signed-note / tlog-cosignature check agrees.
     if let Some(py) = std::env::var_os("KEYLEDGER_PYTHON") {
         let o = std::process::Command::new(py)

@@ -362,6 +362,8 @@ pub enum Cmd {
         /// The public key you trust to sign for this ledger (`ed25519:<hex>` or @FILE.pub).
         #[arg(long)]
         trusted_key: Option<String>,
+        #[command(flatten)]
+        witnesses: WitnessKeyArgs,
     },
     /// Find the key of a leaked secret or security token (on stdin), without its ID (R14).
     ///
@@ -770,7 +772,7 @@ pub struct FilterArgs {
     pub until: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     Jsonl,
     Csv,
@@ -794,6 +796,13 @@ pub struct ExportArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// bundle: a witness to cosign the bundle's checkpoint before it is written (its URL,
+    /// http(s)://HOST:PORT[/PREFIX]); one --witness per witness.
+    #[arg(long = "witness", value_name = "URL")]
+    pub witnesses: Vec<String>,
+    /// bundle: at least this many witnesses must cosign, else nothing is written (default: all).
+    #[arg(long, requires = "witnesses")]
+    pub quorum: Option<usize>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -835,12 +844,20 @@ pub struct VerifyArgs {
     /// The genesis hash printed by `init`: the trust anchor of this ledger.
     #[arg(long)]
     pub expect_genesis: Option<String>,
-    /// A witness trusted to cosign --checkpoint (its verifier key, `witness vkey`); one
-    /// --witness-key per witness.
-    #[arg(long = "witness-key", value_name = "VKEY", requires = "checkpoint")]
+    #[command(flatten)]
+    pub witnesses: WitnessKeyArgs,
+}
+
+/// The witnesses a verifier trusts to cosign a checkpoint (ledger-format.md §9.4).
+#[derive(Debug, Args, Clone, Default)]
+pub struct WitnessKeyArgs {
+    /// A witness trusted to cosign the checkpoint (its verifier key, as `witness vkey`
+    /// prints it); one --witness-key per witness. Every event the checkpoint covers must
+    /// then be dated no later than the earliest cosignature (plus 5 minutes of skew).
+    #[arg(long = "witness-key", value_name = "VKEY")]
     pub witness_keys: Vec<String>,
-    /// At least this many distinct trusted witnesses must have cosigned --checkpoint
-    /// (default: one per --witness-key).
+    /// At least this many distinct trusted witnesses must have cosigned the checkpoint
+    /// (default: every witness given).
     #[arg(long, requires = "witness_keys")]
     pub quorum: Option<usize>,
 }

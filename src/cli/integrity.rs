@@ -38,6 +38,9 @@ fn render(shown: &str, r: &Report) -> String {
     if let Some(a) = &r.anchor {
         out.push_str(&format!("anchor   {a}\n"));
     }
+    if let Some(w) = &r.witnesses {
+        out.push_str(&format!("witness  {w}\n"));
+    }
     if r.ok {
         out.push_str("result   OK: every event is intact, chained, signed by a key enrolled at that point, and allowed by policy\n");
         if r.anchor.is_none() {
@@ -106,6 +109,18 @@ pub fn archive_problems(r: &keyledger::client::archive::Rebuilt) -> Vec<String> 
     out
 }
 
+/// The witnesses trusted to cosign, if any were given.
+fn policy(
+    a: &super::args::WitnessKeyArgs,
+) -> Result<Option<keyledger::evidence::cosign::WitnessPolicy>, CliError> {
+    if a.witness_keys.is_empty() {
+        return Ok(None);
+    }
+    keyledger::evidence::cosign::WitnessPolicy::from_vkeys(&a.witness_keys, a.quorum)
+        .map(Some)
+        .map_err(CliError::usage)
+}
+
 pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
     // Read once: the anchor and the cosignatures are checked on the same bytes.
     let note = a
@@ -130,9 +145,19 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
         }
         (_, anchor) => anchor,
     };
+    let witnessed = match (&note, policy(&a.witnesses)?) {
+        (Some(note), Some(p)) => Some((note.clone(), p)),
+        (None, Some(_)) => {
+            return Err(CliError::usage(
+                "--witness-key checks the cosignatures on --checkpoint FILE: give the checkpoint",
+            ));
+        }
+        _ => None,
+    };
     let opts = Options {
         // A head this user verified earlier is an anchor too: a cut below it is a finding.
         witness: ctx.cache.witness(&ctx.ledger),
+        witnessed,
         genesis: a
             .expect_genesis
             .as_deref()
@@ -153,18 +178,10 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
     if let Some(v) = verified {
         let _ = ctx.cache.save(&ctx.ledger, &v);
     }
-    let mut problems = ctx
+    let problems = ctx
         .archive
         .as_ref()
         .map_or_else(Vec::new, |(_, r)| archive_problems(r));
-    let witnesses = match (&note, a.witness_keys.is_empty()) {
-        (Some(note), false) => {
-            let (findings, summary) = witnessed(ctx, note, a)?;
-            problems.extend(findings.iter().cloned());
-            Some(json!({"summary": summary, "findings": findings}))
-        }
-        _ => None,
-    };
     if ctx.json {
         let archive = ctx.archive.as_ref().map(|(_, r)| {
             json!({"segments": r.segments, "covers_to": r.rebuilt_to, "missing": r.missing,
@@ -172,7 +189,7 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
                 "checkpoints": r.checkpoints.len(), "problems": problems})
         });
         json(
-            &json!({"ledger": ctx.shown_ledger(), "report": report, "ranges": report.ranges(), "archive": archive, "witnesses": witnesses}),
+            &json!({"ledger": ctx.shown_ledger(), "report": report, "ranges": report.ranges(), "archive": archive}),
         )?;
     } else {
         let mut out = render(&ctx.shown_ledger(), &report);
@@ -184,12 +201,6 @@ pub fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<(), CliError> {
                 "archive  {} segment(s) and {} checkpoint(s); the rebuilt ledger covers {covers}\n",
                 r.segments.len(),
                 r.checkpoints.len()
-            ));
-        }
-        if let Some(w) = &witnesses {
-            out.push_str(&format!(
-                "witness  {}\n",
-                w["summary"].as_str().unwrap_or("")
             ));
         }
         for p in &problems {
@@ -294,7 +305,7 @@ pub fn checkpoint(
     .sign(&key);
     let mut asked = Vec::new();
     if !witnesses.is_empty() {
-        note = cosigned(ctx, note, tree.size(), witnesses, quorum, &mut asked)?;
+        (note, asked) = cosigned(ctx, &note, tree.size(), witnesses, quorum)?;
     }
     let asked = json!(asked);
     match out {
@@ -316,148 +327,62 @@ pub fn checkpoint(
     }
 }
 
-/// `note` (a checkpoint of `size` events) with the cosignatures of `witnesses`, each sent
-/// the consistency proof from the size it cosigned last; fewer than `quorum` (default:
-/// all) cosigning is a failure and nothing is written.
-fn cosigned(
+/// `note` (a checkpoint of the first `size` events) cosigned by a quorum of `witnesses`
+/// (client::witness::cosign_note); each refusal is said on stderr.
+pub(super) fn cosigned(
     ctx: &Ctx,
-    mut note: String,
+    note: &str,
     size: u64,
     witnesses: &[String],
     quorum: Option<usize>,
-    asked: &mut Vec<keyledger::client::witness::Asked>,
-) -> Result<String, CliError> {
-    let quorum = quorum.unwrap_or(witnesses.len());
-    if quorum == 0 || quorum > witnesses.len() {
-        return Err(CliError::usage(format!(
-            "--quorum must be between 1 and the {} --witness given",
-            witnesses.len()
-        )));
-    }
+) -> Result<(String, Vec<keyledger::client::witness::Asked>), CliError> {
     let mut leaves = Vec::new();
     keyledger::storage::store::replay(&ctx.ledger, &ctx.cache, None, |seen| {
         if (leaves.len() as u64) < size {
             leaves.push(*seen.hash)
         }
     })?;
-    let tree = keyledger::core::merkle::ProofTree::new(&leaves);
-    let proof = |m: u64| tree.consistency_proof(m, size);
-    for w in witnesses {
-        asked.push(keyledger::client::witness::ask(w, &note, size, &proof));
-    }
-    // Distinct witnesses are distinct names on the lines they returned (one witness given
-    // twice, or two URLs of one witness, counts once).
-    let mut names = std::collections::HashSet::new();
-    for a in asked.iter_mut().filter(|a| a.cosigned) {
-        let name = a.lines.split(' ').nth(1).unwrap_or_default().to_owned();
-        if !names.insert(name) {
-            a.cosigned = false;
-            a.refused = Some("a witness already counted (the same name)".into());
-        }
-    }
-    let got: Vec<_> = asked.iter().filter(|a| a.cosigned).collect();
-    for a in asked.iter().filter(|a| !a.cosigned) {
-        super::output::message(&format!(
-            "witness {} did not cosign: {}",
-            a.witness,
-            a.refused.as_deref().unwrap_or("?")
-        ));
-    }
-    if got.len() < quorum {
-        return Err(CliError {
-            code: super::error::REFUSED,
-            message: format!(
-                "{} of {} witnesses cosigned, fewer than the quorum of {quorum}: no checkpoint was written",
-                got.len(),
-                witnesses.len()
-            ),
-        });
-    }
-    for a in got {
-        note.push_str(&a.lines);
-    }
-    Ok(note)
+    cosigned_over(
+        &keyledger::core::merkle::ProofTree::new(&leaves),
+        note,
+        witnesses,
+        quorum,
+    )
 }
 
-/// `verify --checkpoint FILE --witness-key VKEY… --quorum K`: at least K distinct trusted
-/// witnesses cosigned the note, and no event it covers is dated after a cosignature (beyond
-/// the clock skew). The findings, as sentences, and a summary.
-fn witnessed(ctx: &Ctx, note: &[u8], a: &VerifyArgs) -> Result<(Vec<String>, String), CliError> {
-    use keyledger::evidence::cosign::{self, COSIGNATURE_TYPE, Witness};
-    let mut trusted = Vec::new();
-    for v in &a.witness_keys {
-        let (name, ty, key) = cosign::parse_vkey(v).map_err(CliError::usage)?;
-        if ty != COSIGNATURE_TYPE {
-            return Err(CliError::usage(format!(
-                "--witness-key {v}: a witness's key is of type 0x04, as `keyledger witness vkey` prints it"
-            )));
-        }
-        if !trusted.contains(&Witness {
-            name: name.clone(),
-            key,
-        }) {
-            trusted.push(Witness { name, key });
-        }
-    }
-    let quorum = a.quorum.unwrap_or(trusted.len());
-    if quorum == 0 || quorum > trusted.len() {
-        return Err(CliError::usage(format!(
-            "--quorum must be between 1 and the {} trusted witness key(s) given",
-            trusted.len()
-        )));
-    }
-    let note =
-        std::str::from_utf8(note).map_err(|_| CliError::usage("--checkpoint is not UTF-8"))?;
-    let (cp, sigs) = match cosign::cosignatures(note, &trusted) {
-        Ok(v) => v,
-        Err(e) => {
-            return Ok((
-                vec![format!("the checkpoint's cosignatures: {e}")],
-                "FAILED".into(),
+/// As `cosigned`, for the tree the note is a checkpoint of.
+pub(super) fn cosigned_over(
+    tree: &keyledger::core::merkle::ProofTree,
+    note: &str,
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> Result<(String, Vec<keyledger::client::witness::Asked>), CliError> {
+    use keyledger::client::witness::{CosignError, cosign_note};
+    let said = |asked: &[keyledger::client::witness::Asked]| {
+        for a in asked.iter().filter(|a| !a.cosigned) {
+            super::output::message(&format!(
+                "witness {} did not cosign: {}",
+                a.witness,
+                a.refused.as_deref().unwrap_or("?")
             ));
         }
     };
-    // Distinct witnesses are distinct keys: one key under two names counts once.
-    let mut sigs = sigs;
-    let mut seen = std::collections::HashSet::new();
-    sigs.retain(|(w, _)| seen.insert(w.key));
-    let mut findings = Vec::new();
-    if sigs.len() < quorum {
-        findings.push(format!(
-            "{} distinct trusted witness(es) cosigned the checkpoint, fewer than the quorum of {quorum}",
-            sigs.len()
-        ));
-    }
-    // The latest event the checkpoint covers bounds every earlier one (times never go back).
-    let mut last_time = None;
-    if cp.size > 0 {
-        keyledger::storage::store::replay(&ctx.ledger, &ctx.cache, None, |seen| {
-            if seen.event.seq + 1 == cp.size {
-                last_time = Some(seen.event.time);
+    match cosign_note(note, tree, witnesses, quorum) {
+        Ok((note, asked)) => {
+            said(&asked);
+            Ok((note, asked))
+        }
+        Err(e @ CosignError::Quorum(_)) => Err(CliError::usage(e.to_string())),
+        Err(e) => {
+            if let CosignError::Short { asked, .. } = &e {
+                said(asked);
             }
-        })?;
-    }
-    for (w, t) in &sigs {
-        let cosigned_at = keyledger::core::types::Timestamp((*t as i64).saturating_mul(1_000_000));
-        if let Some(e) = last_time.filter(|e| {
-            e.0 > cosigned_at
-                .plus_micros(keyledger::core::types::CLOCK_SKEW_US)
-                .0
-        }) {
-            findings.push(format!(
-                "event seq {} is dated {e}, after witness {} cosigned the checkpoint covering it at {cosigned_at}: it was backdated, or the ledger was rewritten after",
-                cp.size - 1,
-                w.name
-            ));
+            Err(CliError {
+                code: super::error::REFUSED,
+                message: e.to_string(),
+            })
         }
     }
-    let summary = format!(
-        "{} of {} trusted witnesses cosigned (quorum {quorum}){}",
-        sigs.len(),
-        trusted.len(),
-        if findings.is_empty() { "" } else { ": FAILED" }
-    );
-    Ok((findings, summary))
 }
 
 pub fn demo(ctx: &Ctx, dir: Option<PathBuf>) -> Result<(), CliError> {
@@ -558,10 +483,25 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
             a.out.display()
         )));
     }
+    if !a.witnesses.is_empty() && a.format != ExportFormat::Bundle {
+        return Err(CliError::usage(
+            "--witness cosigns a bundle's checkpoint: it goes with --format bundle",
+        ));
+    }
     let (what, n) = match a.format {
         ExportFormat::Bundle => {
             let key = ctx.signing_key()?;
-            let s = export::write_bundle(&ctx.ledger, &a.out, &filter, &key, &ctx.cache)?;
+            let s = export::write_bundle(
+                &ctx.ledger,
+                &a.out,
+                &filter,
+                &key,
+                &ctx.cache,
+                |note, tree| match a.witnesses.is_empty() {
+                    true => Ok(note),
+                    false => cosigned_over(tree, &note, &a.witnesses, a.quorum).map(|c| c.0),
+                },
+            )?;
             super::warn_torn_tail(s.torn);
             (
                 format!(
@@ -614,16 +554,26 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
     ))
 }
 
-pub fn verify_bundle(ctx: &Ctx, path: &Path, trusted: Option<&str>) -> Result<(), CliError> {
+pub fn verify_bundle(
+    ctx: &Ctx,
+    path: &Path,
+    trusted: Option<&str>,
+    witnesses: &super::args::WitnessKeyArgs,
+) -> Result<(), CliError> {
     let trusted = trusted.map(super::parse_public_key).transpose()?;
+    let witnesses = policy(witnesses)?;
     if !path.is_dir() {
         return Err(CliError::usage(format!(
             "{} is not a bundle directory",
             path.display()
         )));
     }
-    match export::verify_bundle(path, trusted.as_ref()) {
+    match export::verify_bundle(path, trusted.as_ref(), witnesses.as_ref()) {
         Ok(r) => {
+            let witnessed = r
+                .witnesses
+                .as_ref()
+                .map_or(String::new(), |w| format!("witnessed: {w}\n"));
             if ctx.json {
                 json(
                     &json!({"ok": r.key_trusted, "valid": true, "trusted": r.key_trusted, "report": r}),
@@ -637,6 +587,7 @@ pub fn verify_bundle(ctx: &Ctx, path: &Path, trusted: Option<&str>) -> Result<()
                     r.checkpoint_size,
                     r.signing_key
                 ))?;
+                print(&witnessed)?;
             } else {
                 print(&format!(
                     "bundle VALID BUT UNTRUSTED: {} events ({}), intact and consistent, signed by {} (which the bundle says is {} of ledger {}).\n\
@@ -648,6 +599,7 @@ pub fn verify_bundle(ctx: &Ctx, path: &Path, trusted: Option<&str>) -> Result<()
                     r.signed_by,
                     r.ledger_id
                 ))?;
+                print(&witnessed)?;
             }
             if r.key_trusted {
                 Ok(())

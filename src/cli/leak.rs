@@ -102,7 +102,14 @@ pub fn leak(
                 key: Some((*k).to_owned()),
                 ..Filter::default()
             };
-            let s = export::write_bundle(&ctx.ledger, &out, &filter, &signer, &ctx.cache)?;
+            let s = export::write_bundle(
+                &ctx.ledger,
+                &out,
+                &filter,
+                &signer,
+                &ctx.cache,
+                |note, _| Ok::<_, CliError>(note),
+            )?;
             super::warn_torn_tail(s.torn);
             bundles.push((k.to_string(), out.display().to_string(), s.events));
         }

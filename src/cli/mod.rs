@@ -354,9 +354,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         } => integrity::checkpoint(&ctx, out.as_deref(), vkey, record, &witnesses, quorum),
         Cmd::Export(a) => integrity::export(&ctx, &a),
         Cmd::Tiles { out } => integrity::tiles(&ctx, &out),
-        Cmd::VerifyBundle { path, trusted_key } => {
-            integrity::verify_bundle(&ctx, &path, trusted_key.as_deref())
-        }
+        Cmd::VerifyBundle {
+            path,
+            trusted_key,
+            witnesses,
+        } => integrity::verify_bundle(&ctx, &path, trusted_key.as_deref(), &witnesses),
         Cmd::Leak {
             scan,
             bundle,

@@ -4,7 +4,7 @@
 
 use hyper::Method;
 
-use crate::core::merkle::Sha;
+use crate::core::merkle::{ProofTree, Sha};
 use crate::evidence::checkpoint::Checkpoint;
 use crate::evidence::cosign::AddCheckpoint;
 
@@ -135,4 +135,65 @@ pub fn ask(url: &str, note: &str, size: u64, proof: &dyn Fn(u64) -> Vec<Sha>) ->
     }
     asked.refused = Some("its size kept changing".into());
     asked
+}
+
+/// Why a checkpoint was not cosigned by a quorum.
+#[derive(Debug, thiserror::Error)]
+pub enum CosignError {
+    #[error("--quorum must be between 1 and the {0} --witness given")]
+    Quorum(usize),
+    #[error(
+        "{got} of {of} witnesses cosigned, fewer than the quorum of {quorum}: no checkpoint was written"
+    )]
+    Short {
+        got: usize,
+        of: usize,
+        quorum: usize,
+        asked: Vec<Asked>,
+    },
+}
+
+/// `note`, a checkpoint of `tree` (its size and root), with the cosignatures of
+/// `witnesses` (URLs), each sent the consistency proof from the size it cosigned last;
+/// fewer than `quorum` (default: all) distinct witnesses cosigning is an error. One
+/// witness named twice counts once (distinct witnesses are distinct names on the lines
+/// returned). What each witness answered comes back either way.
+pub fn cosign_note(
+    note: &str,
+    tree: &ProofTree,
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> Result<(String, Vec<Asked>), CosignError> {
+    let quorum = quorum.unwrap_or(witnesses.len());
+    if quorum == 0 || quorum > witnesses.len() {
+        return Err(CosignError::Quorum(witnesses.len()));
+    }
+    let size = tree.size();
+    let proof = |m: u64| tree.consistency_proof(m, size);
+    let mut asked: Vec<Asked> = witnesses
+        .iter()
+        .map(|w| ask(w, note, size, &proof))
+        .collect();
+    let mut names = std::collections::HashSet::new();
+    for a in asked.iter_mut().filter(|a| a.cosigned) {
+        let name = a.lines.split(' ').nth(1).unwrap_or_default().to_owned();
+        if !names.insert(name) {
+            a.cosigned = false;
+            a.refused = Some("a witness already counted (the same name)".into());
+        }
+    }
+    let got = asked.iter().filter(|a| a.cosigned).count();
+    if got < quorum {
+        return Err(CosignError::Short {
+            got,
+            of: witnesses.len(),
+            quorum,
+            asked,
+        });
+    }
+    let mut out = note.to_owned();
+    for a in asked.iter().filter(|a| a.cosigned) {
+        out.push_str(&a.lines);
+    }
+    Ok((out, asked))
 }

@@ -30,3 +30,11 @@ pub fn escape<'a>(s: &'a str, keep: &[char]) -> Cow<'a, str> {
     }
     Cow::Owned(out)
 }
+
+/// A decimal number written the one way the formats allow: ASCII digits, no sign, no
+/// leading zero (`0` alone is zero); `None` for anything else or past u64.
+pub fn decimal(s: &str) -> Option<u64> {
+    let canonical =
+        !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten()
+}

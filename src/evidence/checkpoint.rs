@@ -47,6 +47,10 @@ pub enum CheckpointError {
         "the checkpoint has no signature by a key that may sign it: one active in this ledger after the events it covers, under the origin's name"
     )]
     NoKnownSignature,
+    #[error(
+        "the line of trusted witness {0} on the checkpoint does not verify (a bad signature, a time of 0 or past 2^63-1, or not 8+64 bytes): the note was altered, or the line forged"
+    )]
+    BadCosignature(String),
 }
 
 /// The origin line for a ledger: `keyledger/<ledger id hex>`.
@@ -132,17 +136,9 @@ impl Checkpoint {
             .next()
             .filter(|l| !l.is_empty())
             .ok_or(m("no origin line"))?;
-        let size = lines
-            .next()
-            .filter(|l| {
-                !l.is_empty()
-                    && l.bytes().all(|c| c.is_ascii_digit())
-                    && (*l == "0" || !l.starts_with('0'))
-            })
-            .and_then(|l| l.parse::<u64>().ok())
-            .ok_or(m(
-                "the second line is not a tree size (decimal digits, no sign, no leading zero)",
-            ))?;
+        let size = lines.next().and_then(crate::core::text::decimal).ok_or(m(
+            "the second line is not a tree size (decimal digits, no sign, no leading zero)",
+        ))?;
         let root: Sha = lines
             .next()
             .and_then(|l| B64.decode(l).ok())

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::core::merkle::{Sha, empty_root, verify_consistency};
 use crate::core::signing::{SigningKey, verify_bytes};
+use crate::core::text::decimal;
 use crate::core::types::PublicKey;
 use crate::evidence::checkpoint::{Checkpoint, CheckpointError};
 
@@ -83,8 +84,9 @@ pub struct Witness {
 }
 
 /// The valid cosignatures on `note` by `trusted` witnesses: (witness, timestamp), at most
-/// one per witness (its earliest). A line by a trusted witness (name and key ID) whose
-/// signature does not verify rejects the note, as signed-note asks.
+/// one per witness key (its earliest). A line whose name and key ID are a trusted
+/// witness's must verify with one of the trusted keys having them (4-byte IDs can
+/// collide), else the note is rejected, as signed-note asks.
 pub fn cosignatures(
     note: &str,
     trusted: &[Witness],
@@ -92,31 +94,151 @@ pub fn cosignatures(
     let (cp, sigs, text) = Checkpoint::parse(note)?;
     let mut out: Vec<(Witness, u64)> = Vec::new();
     for s in &sigs {
-        let Some(w) = trusted
+        let mut candidates = trusted
             .iter()
-            .find(|w| w.name == s.name && key_id(&w.name, &w.key) == s.key_hash)
-        else {
+            .filter(|w| w.name == s.name && key_id(&w.name, &w.key) == s.key_hash)
+            .peekable();
+        if candidates.peek().is_none() {
             continue;
-        };
+        }
+        let bad = || CheckpointError::BadCosignature(s.name.clone());
+        // tlog-cosignature: u64 big-endian time, then the Ed25519 signature.
         let (time, sig) = match s.sig.len() {
             72 => (
                 u64::from_be_bytes(s.sig[..8].try_into().expect("8 bytes")),
                 <[u8; 64]>::try_from(&s.sig[8..]).expect("64 bytes"),
             ),
-            _ => return Err(CheckpointError::BadSignature),
+            _ => return Err(bad()),
         };
-        if time == 0
-            || time > i64::MAX as u64
-            || !verify_bytes(&w.key, signed_message(&text, time).as_bytes(), &sig)
-        {
-            return Err(CheckpointError::BadSignature);
+        if time == 0 || time > i64::MAX as u64 {
+            return Err(bad());
         }
+        let message = signed_message(&text, time);
+        let w = candidates
+            .find(|w| verify_bytes(&w.key, message.as_bytes(), &sig))
+            .ok_or_else(bad)?;
         match out.iter_mut().find(|(x, _)| x == w) {
             Some((_, t)) => *t = (*t).min(time),
             None => out.push((w.clone(), time)),
         }
     }
     Ok((cp, out))
+}
+
+/// Which witnesses a verifier trusts and how many distinct ones must cosign
+/// (ledger-format.md §9.4). Witnesses are told apart by name: two keys under one name are
+/// one witness (its key rotated), and one key under two names is refused when the policy
+/// is made, since it would count one witness twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessPolicy {
+    trusted: Vec<Witness>,
+    quorum: usize,
+}
+
+/// What a note shows to a `WitnessPolicy`: the checkpoint's size and, per distinct trusted
+/// witness with a valid cosignature, its name and earliest cosignature time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witnessed {
+    pub size: u64,
+    pub cosigners: Vec<(String, u64)>,
+    pub quorum: usize,
+    pub trusted: usize,
+}
+
+impl Witnessed {
+    /// At least a quorum of distinct trusted witnesses cosigned.
+    pub fn met(&self) -> bool {
+        self.cosigners.len() >= self.quorum
+    }
+
+    /// The earliest cosignature time, in µs since the epoch, plus the clock skew: no event
+    /// the checkpoint covers may be dated after it.
+    pub fn time_bound(&self) -> Option<crate::core::types::Timestamp> {
+        self.cosigners.iter().map(|(_, t)| *t).min().map(|t| {
+            crate::core::types::Timestamp((t as i64).saturating_mul(1_000_000))
+                .plus_micros(crate::core::types::CLOCK_SKEW_US)
+        })
+    }
+
+    /// One line for people: how many cosigned, of how many trusted, against which quorum.
+    pub fn summary(&self) -> String {
+        let names: Vec<&str> = self.cosigners.iter().map(|(n, _)| n.as_str()).collect();
+        let mut s = format!(
+            "{} of {} trusted witnesses cosigned (quorum {})",
+            names.len(),
+            self.trusted,
+            self.quorum
+        );
+        if !self.met() {
+            s.push_str(", fewer than the quorum");
+            if !names.is_empty() {
+                s.push_str(&format!(" (cosigned by {})", names.join(", ")));
+            }
+        }
+        s
+    }
+}
+
+impl WitnessPolicy {
+    /// A policy from witnesses' verifier keys (type 0x04, as `witness vkey` prints them)
+    /// and a quorum (default: every witness named), between 1 and the number of witnesses.
+    pub fn from_vkeys(vkeys: &[String], quorum: Option<usize>) -> Result<WitnessPolicy, String> {
+        let mut trusted: Vec<Witness> = Vec::new();
+        for v in vkeys {
+            let (name, ty, key) = parse_vkey(v)?;
+            if ty != COSIGNATURE_TYPE {
+                return Err(format!(
+                    "{v}: a witness's key is of type 0x04, as `keyledger witness vkey` prints it (this one is a log's checkpoint key)"
+                ));
+            }
+            if let Some(other) = trusted.iter().find(|w| w.key == key && w.name != name) {
+                return Err(format!(
+                    "{v}: the same key as witness {} under another name; one witness counts once, so give it under one name",
+                    other.name
+                ));
+            }
+            let w = Witness { name, key };
+            if !trusted.contains(&w) {
+                trusted.push(w);
+            }
+        }
+        let witnesses = trusted
+            .iter()
+            .map(|w| &w.name)
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        let quorum = quorum.unwrap_or(witnesses);
+        if quorum == 0 || quorum > witnesses {
+            return Err(format!(
+                "--quorum must be between 1 and the {witnesses} distinct witness(es) whose keys are given"
+            ));
+        }
+        Ok(WitnessPolicy { trusted, quorum })
+    }
+
+    /// The cosignatures on `note` by trusted witnesses: an error if the note does not parse
+    /// or a trusted witness's line on it fails (signed-note: such a note is rejected).
+    pub fn judge(&self, note: &str) -> Result<Witnessed, CheckpointError> {
+        let (cp, sigs) = cosignatures(note, &self.trusted)?;
+        let mut cosigners: Vec<(String, u64)> = Vec::new();
+        for (w, t) in sigs {
+            match cosigners.iter_mut().find(|(n, _)| *n == w.name) {
+                Some((_, at)) => *at = (*at).min(t),
+                None => cosigners.push((w.name, t)),
+            }
+        }
+        Ok(Witnessed {
+            size: cp.size,
+            cosigners,
+            quorum: self.quorum,
+            trusted: self
+                .trusted
+                .iter()
+                .map(|w| &w.name)
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+        })
+    }
 }
 
 /// A tlog-witness `add-checkpoint` request body.
@@ -143,14 +265,7 @@ impl AddCheckpoint {
     /// 63 base64 hashes, an empty line, the note); `None` if it is not one.
     pub fn parse(body: &str) -> Option<AddCheckpoint> {
         let (first, mut rest) = body.split_once('\n')?;
-        let old = first.strip_prefix("old ")?;
-        if old.is_empty()
-            || !old.bytes().all(|c| c.is_ascii_digit())
-            || (old.len() > 1 && old.starts_with('0'))
-        {
-            return None;
-        }
-        let old = old.parse().ok()?;
+        let old = decimal(first.strip_prefix("old ")?)?;
         let mut proof = Vec::new();
         loop {
             let (line, after) = rest.split_once('\n')?;
@@ -280,22 +395,23 @@ impl ForkProof {
         s
     }
 
+    /// Parses a proof strictly (§9.5): the root line first, then at most 63 proof lines,
+    /// an empty line, and two notes, each after `note <decimal byte length>`.
     pub fn parse(text: &str) -> Option<ForkProof> {
         let rest = text.strip_prefix("keyledger fork proof v1\n")?;
         let (head, mut notes) = rest.split_once("\n\n")?;
-        let mut root = None;
-        let mut proof = Vec::new();
-        for line in head.split('\n') {
-            let hash = |v: &str| -> Option<Sha> { B64.decode(v).ok()?.try_into().ok() };
-            match line.split_once(' ')? {
-                ("root", v) if root.is_none() => root = Some(hash(v)?),
-                ("proof", v) if proof.len() < MAX_PROOF_LINES => proof.push(hash(v)?),
-                _ => return None,
-            }
+        let hash = |v: &str| -> Option<Sha> { B64.decode(v).ok()?.try_into().ok() };
+        let mut lines = head.split('\n');
+        let root = hash(lines.next()?.strip_prefix("root ")?)?;
+        let proof = lines
+            .map(|l| hash(l.strip_prefix("proof ")?))
+            .collect::<Option<Vec<Sha>>>()?;
+        if proof.len() > MAX_PROOF_LINES {
+            return None;
         }
         let mut read = || -> Option<String> {
             let (len, after) = notes.strip_prefix("note ")?.split_once('\n')?;
-            let len: usize = len.parse().ok()?;
+            let len = usize::try_from(decimal(len)?).ok()?;
             let note = after.get(..len)?.to_owned();
             notes = &after[len..];
             Some(note)
@@ -304,7 +420,7 @@ impl ForkProof {
         (notes.is_empty()).then_some(ForkProof {
             a,
             b,
-            b_root_at_a_size: root?,
+            b_root_at_a_size: root,
             proof,
         })
     }

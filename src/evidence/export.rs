@@ -28,6 +28,7 @@ use crate::core::query::Filter;
 use crate::core::signing::{SigningKey, verify_bytes, verify_hash};
 use crate::core::types::{Bytes, Hash32, PublicKey, from_hex, to_hex};
 use crate::evidence::checkpoint::{self, Checkpoint};
+use crate::evidence::cosign::WitnessPolicy;
 use crate::storage::cache::Cache;
 use crate::storage::keyfile::write_exclusive;
 use crate::storage::store::{self, StoreError};
@@ -316,15 +317,29 @@ pub struct BundleSummary {
 }
 
 /// Writes a new bundle directory `dir` with the events of `path` that match `filter`,
-/// proven against a checkpoint of the head signed by `key` (an enrolled signer).
-pub fn write_bundle(
+/// proven against a checkpoint of the head signed by `key` (an enrolled signer). `cosign`
+/// may add witnesses' cosignatures to the checkpoint note (given the tree it is of) before
+/// anything is written; an error from it leaves nothing behind.
+pub fn write_bundle<E: From<BundleError>>(
     path: &Path,
     dir: &Path,
     filter: &Filter,
     key: &SigningKey,
     cache: &Cache,
-) -> Result<BundleSummary, BundleError> {
-    let sel = select(path, filter, cache)?;
+    cosign: impl FnOnce(String, &ProofTree) -> Result<String, E>,
+) -> Result<BundleSummary, E> {
+    // Refused before any witness is asked to cosign for nothing.
+    if fs::symlink_metadata(dir).is_ok() {
+        return Err(BundleError::Io {
+            path: dir.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "already exists; a bundle goes into a new directory",
+            ),
+        }
+        .into());
+    }
+    let sel = select(path, filter, cache).map_err(BundleError::from)?;
     let signer = sel
         .state
         .actor_of(&key.public())
@@ -344,6 +359,7 @@ pub fn write_bundle(
         root,
     }
     .sign(key);
+    let note = cosign(note, &tree)?;
     let mut frames = Vec::new();
     let mut events = Vec::new();
     // Each key with the principal it is enrolled to (a server's key frames other
@@ -450,6 +466,8 @@ pub struct BundleReport {
     /// Whether the signing key is the one the caller said they trust. Without that, the
     /// bundle is intact and consistent, but proves nothing about whose ledger it is.
     pub key_trusted: bool,
+    /// How many trusted witnesses cosigned the checkpoint, when witnesses were given.
+    pub witnesses: Option<String>,
     pub events: Vec<u64>,
 }
 
@@ -477,8 +495,13 @@ fn hex_of<const N: usize>(s: &str) -> Option<[u8; N]> {
 /// files; the manifest's form; its signing key (the trusted one, if given); manifest.sig;
 /// every file's BLAKE3; origin, ledger id, genesis hash and its proof; the checkpoint; and
 /// every event (order, placement, body, hash, proof, signature), accounting for every byte
-/// of events.frames. `trusted`: the key the recipient trusts for this ledger.
-pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleReport, BundleError> {
+/// of events.frames. `trusted`: the key the recipient trusts for this ledger;
+/// `witnesses`: the witnesses they trust to have cosigned the checkpoint (§9.4).
+pub fn verify_bundle(
+    dir: &Path,
+    trusted: Option<&PublicKey>,
+    witnesses: Option<&WitnessPolicy>,
+) -> Result<BundleReport, BundleError> {
     let bad = |m: String| BundleError::Invalid(m);
     let mut names: Vec<String> = fs::read_dir(dir)
         .map_err(io_err(dir))?
@@ -598,6 +621,19 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
     if cp.size != manifest.checkpoint.size || cp.root != root {
         return Err(bad("the checkpoint does not match the manifest".into()));
     }
+    // Step 7a: witnessed by a quorum of trusted witnesses; their earliest cosignature
+    // bounds the time of every event (step 9).
+    let witnessed = witnesses
+        .map(|p| p.judge(&note))
+        .transpose()
+        .map_err(|e| bad(format!("the checkpoint's cosignatures: {e}")))?;
+    if let Some(w) = witnessed.as_ref().filter(|w| !w.met()) {
+        return Err(bad(format!(
+            "the checkpoint is not witnessed: {}",
+            w.summary()
+        )));
+    }
+    let bound = witnessed.as_ref().and_then(|w| w.time_bound());
     let proof = |p: &[String], what: &str| -> Result<Vec<Sha>, BundleError> {
         p.iter()
             .map(|h| hex_of::<32>(h))
@@ -682,6 +718,14 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
                 e.seq
             )));
         }
+        if let Some(b) = bound.filter(|b| ev.time > *b) {
+            return Err(bad(format!(
+                "event {} is dated {}, more than 5 minutes after a trusted witness cosigned the checkpoint covering it (at {}): it was backdated",
+                e.seq,
+                ev.time,
+                b.plus_micros(-crate::core::types::CLOCK_SKEW_US)
+            )));
+        }
         if !keys.contains(&ev.signer) || !verify_bytes(&ev.signer, &h.0, &sig) {
             return Err(bad(format!(
                 "event {}'s signature does not verify with a listed key",
@@ -727,6 +771,7 @@ pub fn verify_bundle(dir: &Path, trusted: Option<&PublicKey>) -> Result<BundleRe
         signing_key: signer.to_string(),
         signed_by: manifest.keys[0].principal.clone(),
         key_trusted: trusted.is_some(),
+        witnesses: witnessed.map(|w| w.summary()),
         events: seqs,
     })
 }

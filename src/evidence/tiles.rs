@@ -3,6 +3,7 @@
 //! §9.1); entry bundles hold them uint16-length-prefixed (ledger-format.md §9.6).
 
 use crate::core::merkle::root_of;
+use crate::core::text::decimal;
 use crate::core::types::Hash32;
 
 /// Hashes in a full tile.
@@ -66,23 +67,10 @@ pub fn parse_path(path: &str) -> Option<(Option<u32>, u64, u64)> {
     let (level, rest) = rest.split_once('/')?;
     let level = match level {
         "entries" => None,
-        l => {
-            let ok = !l.is_empty()
-                && l.bytes().all(|c| c.is_ascii_digit())
-                && (l == "0" || !l.starts_with('0'));
-            Some(l.parse::<u32>().ok().filter(|&v| ok && v <= 63)?)
-        }
+        l => Some(decimal(l).filter(|&v| v <= 63)? as u32),
     };
     let (index, width) = match rest.split_once(".p/") {
-        Some((i, w)) => {
-            let ok = !w.is_empty() && w.bytes().all(|c| c.is_ascii_digit()) && !w.starts_with('0');
-            (
-                i,
-                w.parse::<u64>()
-                    .ok()
-                    .filter(|&v| ok && (1..WIDTH).contains(&v))?,
-            )
-        }
+        Some((i, w)) => (i, decimal(w).filter(|v| (1..WIDTH).contains(v))?),
         None => (rest, WIDTH),
     };
     let groups: Vec<&str> = index.split('/').collect();

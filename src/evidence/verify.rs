@@ -14,6 +14,7 @@ pub use crate::core::judge::{Checker, Finding, Problem, Step};
 use crate::core::merkle::Sha;
 use crate::core::types::{Hash32, PublicKey, Timestamp};
 use crate::evidence::checkpoint::{self, Checkpoint};
+use crate::evidence::cosign::{WitnessPolicy, Witnessed};
 use crate::storage::cache::{KeyTrail, Verified, note_key_event};
 use crate::storage::pass::{self, Seen, Spec, TornTail, Witness};
 
@@ -46,6 +47,11 @@ pub struct Options {
     /// The head this user last verified of the ledger at this path (from their cache): the
     /// ledger must still start at its genesis and hold it, or that is an `anchor` finding.
     pub witness: Option<Witness>,
+    /// A checkpoint note (as read) and the witnesses trusted to cosign it (§9.4): fewer
+    /// than the quorum, or a trusted witness's line that fails, is an `anchor` finding, and
+    /// each event it covers dated after the earliest valid cosignature (plus the clock
+    /// skew) a `time` finding.
+    pub witnessed: Option<(Vec<u8>, WitnessPolicy)>,
 }
 
 /// Consecutive bad frames, merged for display.
@@ -71,6 +77,8 @@ pub struct Report {
     pub genesis_anchor: Option<String>,
     /// What the tail was checked against, if anything, and the outcome.
     pub anchor: Option<String>,
+    /// How many trusted witnesses cosigned the checkpoint, when witnesses were given.
+    pub witnesses: Option<String>,
     pub findings: Vec<Finding>,
 }
 
@@ -147,6 +155,8 @@ struct Gathered {
     at_size: BTreeMap<u64, (Sha, Vec<PublicKey>)>,
     head_found_at: Option<u64>,
     trails: BTreeMap<String, KeyTrail>,
+    /// Events dated after a witness cosigned a checkpoint covering them.
+    backdated: Vec<Finding>,
 }
 
 fn verify_pass<R: Read + Send>(
@@ -157,6 +167,11 @@ fn verify_pass<R: Read + Send>(
     keep: bool,
 ) -> io::Result<(Report, Option<Verified>, bool)> {
     let mut findings = Vec::new();
+    let witnessed = opts.witnessed.as_ref().map(|(note, policy)| {
+        std::str::from_utf8(note)
+            .map_err(|_| checkpoint::CheckpointError::Malformed("not UTF-8"))
+            .and_then(|n| policy.judge(n))
+    });
     let cp_sizes: std::collections::BTreeSet<u64> = opts
         .anchor
         .iter()
@@ -169,13 +184,43 @@ fn verify_pass<R: Read + Send>(
         Err(ReadError::Io(e)) => return Err(e),
         Err(ReadError::Format(e)) => {
             findings.push(file_finding(Problem::Format, 0, e.to_string()));
-            let report = finish(None, findings, opts, &Gathered::default(), None, 0);
+            let report = finish(
+                None,
+                findings,
+                opts,
+                &Gathered::default(),
+                witnessed.as_ref(),
+                None,
+                0,
+            );
             return Ok((report, None, false));
         }
         Ok(f) => f,
     };
+    let bound = match &witnessed {
+        Some(Ok(w)) => w.time_bound().map(|t| (w, t)),
+        _ => None,
+    };
     let mut g = Gathered::default();
     let mut visit = |seen: &Seen<'_>| {
+        if let Some((w, bound)) = bound {
+            let index = seen.tree.size() - 1;
+            if index < w.size && seen.event.time > bound {
+                g.backdated.push(Finding {
+                    problem: Problem::Time,
+                    seq: Some(seen.event.seq),
+                    index: Some(index),
+                    offset: seen.frame.offset,
+                    message: format!(
+                        "event seq {} is dated {}, more than 5 minutes after a trusted witness cosigned a checkpoint of {} events covering it (at {}): it was backdated, or the ledger was rewritten after",
+                        seen.event.seq,
+                        seen.event.time,
+                        w.size,
+                        bound.plus_micros(-crate::core::types::CLOCK_SKEW_US)
+                    ),
+                });
+            }
+        }
         // A checkpoint's keys are those active after its first max(size, 1) events.
         let size = seen.tree.size();
         for n in [0, size].into_iter().filter(|&n| n.max(1) == size) {
@@ -216,7 +261,12 @@ fn verify_pass<R: Read + Send>(
         &spec,
         &mut visit,
     )?;
-    findings.extend(out.findings);
+    let mut frame_findings = out.findings;
+    if !g.backdated.is_empty() {
+        frame_findings.append(&mut g.backdated);
+        frame_findings.sort_by_key(|f| f.index.unwrap_or(u64::MAX));
+    }
+    findings.extend(frame_findings);
     findings.extend(out.witness_missed);
     if let Some(t) = out.torn {
         findings.push(torn_finding(t, out.checker.frames()));
@@ -229,7 +279,15 @@ fn verify_pass<R: Read + Send>(
         ));
     }
     let bad_batch = out.batch_failed;
-    let report = finish(Some(&out.checker), findings, opts, &g, out.torn, out.end);
+    let report = finish(
+        Some(&out.checker),
+        findings,
+        opts,
+        &g,
+        witnessed.as_ref(),
+        out.torn,
+        out.end,
+    );
     let verified = match (
         keep && report.ok && !bad_batch,
         out.checker.head,
@@ -267,6 +325,7 @@ fn finish(
     mut findings: Vec<Finding>,
     opts: &Options,
     g: &Gathered,
+    witnessed: Option<&Result<Witnessed, checkpoint::CheckpointError>>,
     torn: Option<TornTail>,
     end: u64,
 ) -> Report {
@@ -323,6 +382,26 @@ fn finish(
             })
         }
     };
+    let witnesses = witnessed.map(|w| match w {
+        Ok(w) => {
+            if !w.met() {
+                findings.push(file_finding(
+                    Problem::Anchor,
+                    end,
+                    format!("the checkpoint is not witnessed: {}", w.summary()),
+                ));
+            }
+            w.summary()
+        }
+        Err(e) => {
+            findings.push(file_finding(
+                Problem::Anchor,
+                end,
+                format!("the checkpoint's cosignatures: {e}"),
+            ));
+            format!("FAILED: {e}")
+        }
+    });
     let state = checker.map(|c| &c.state);
     let head = checker.and_then(|c| c.head);
     Report {
@@ -336,6 +415,7 @@ fn finish(
         head_time: head.map(|h| h.time.to_string()),
         genesis_anchor,
         anchor,
+        witnesses,
         findings,
     }
 }

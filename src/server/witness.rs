@@ -62,6 +62,38 @@ struct Witness {
     state_path: PathBuf,
     state: Mutex<Saved>,
     log: LogSink,
+    /// `<state>.lock`, held exclusively while this witness runs: two witnesses on one state
+    /// file could each cosign one branch of a fork.
+    _lock: std::fs::File,
+}
+
+/// Takes `<state>.lock` exclusively, or says that another witness holds it.
+fn lock_state(path: &Path) -> Result<std::fs::File, ServerError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = PathBuf::from(name);
+    let bad = |message: String| ServerError::WitnessState {
+        path: path.to_path_buf(),
+        message,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock)
+        .map_err(|e| bad(format!("{}: {e}", lock.display())))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(bad(format!(
+            "another witness is running on this state file (it holds {}); run one witness per state file",
+            lock.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(bad(format!("{}: {e}", lock.display()))),
+    }
 }
 
 fn load(path: &Path) -> Result<Saved, ServerError> {
@@ -216,6 +248,8 @@ pub struct RunningWitness {
 }
 
 pub fn start(config: WitnessConfig) -> Result<RunningWitness, ServerError> {
+    // Locked before the state is read: what is read is what no one else will change.
+    let lock = lock_state(&config.state)?;
     let state = load(&config.state)?;
     let w = Arc::new(Witness {
         key: config.key,
@@ -224,6 +258,7 @@ pub fn start(config: WitnessConfig) -> Result<RunningWitness, ServerError> {
         state_path: config.state,
         state: Mutex::new(state),
         log: config.log,
+        _lock: lock,
     });
     let router = Router::new()
         .route("/add-checkpoint", post(add_checkpoint))

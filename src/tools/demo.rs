@@ -294,6 +294,7 @@ pub fn build(dir: &Path, now: Timestamp) -> Result<Demo, DemoError> {
             genesis: Some(genesis.hash),
             anchor: Some(verify::Anchor::Head(head.hash)),
             witness: None,
+            witnessed: None,
         },
     )
     .map_err(|e| file_err(&ledger_path, &e))?;

@@ -885,7 +885,12 @@ pub fn bundles(ledger: &[u8], through_server: &[u8]) -> (Vec<(String, Vec<u8>)>,
     std::fs::write(&path, ledger).unwrap();
     let served = tmp.path().join("requests-valid.ledger");
     std::fs::write(&served, through_server).unwrap();
-    let export = |from: &std::path::Path, key_id: char, name: &str| -> std::path::PathBuf {
+    // A bundle of key `key_id`'s events; `cosigned`: witness w1's cosignature time.
+    let export_cosigned = |from: &std::path::Path,
+                           key_id: char,
+                           name: &str,
+                           cosigned: Option<u64>|
+     -> std::path::PathBuf {
         let dir = tmp.path().join(name);
         let filter = keyledger::core::query::Filter {
             key: Some(fixed_key_id(false, key_id)),
@@ -897,9 +902,19 @@ pub fn bundles(ledger: &[u8], through_server: &[u8]) -> (Vec<(String, Vec<u8>)>,
             &filter,
             &key(1),
             &keyledger::storage::cache::Cache::none(),
+            |note: String, _: &merkle::ProofTree| {
+                let Some(t) = cosigned else {
+                    return Ok::<_, keyledger::evidence::export::BundleError>(note);
+                };
+                let (_, _, text) = Checkpoint::parse(&note).unwrap();
+                Ok(format!("{note}{}", super::witness::line(0, &text, t)))
+            },
         )
         .unwrap();
         dir
+    };
+    let export = |from: &std::path::Path, key_id: char, name: &str| {
+        export_cosigned(from, key_id, name, None)
     };
     let write = |name: &str| export(&path, 'B', name);
     let acme = key(1).public().to_string();
@@ -977,6 +992,50 @@ pub fn bundles(ledger: &[u8], through_server: &[u8]) -> (Vec<(String, Vec<u8>)>,
             1,
             "requests-good with alice's key left out of keys and the manifest re-signed by the trusted key: a request must be signed by a listed key (§10.3 step 9)".into(),
         )],
+    ));
+    // Witnessed (§10.3 step 7a): w1 cosigned after the last event, or 5 minutes before
+    // event 2's time (every event of key B is later than that).
+    let (w1, w2) = (super::witness::vkey(0), super::witness::vkey(1));
+    let last = (time_of(valid_script().len() - 1).0 / 1_000_000) as u64;
+    let witnessed = export_cosigned(&path, 'B', "witnessed", Some(last + 60));
+    dirs.push((
+        "witnessed",
+        witnessed,
+        vec![
+            (
+                vec!["--trusted-key", &acme, "--witness-key", &w1],
+                0,
+                "the checkpoint cosigned by w1 after the last event; acme's key and w1 trusted".into(),
+            ),
+            (
+                vec!["--witness-key", &w1],
+                6,
+                "as above with no trusted key: witnessed, but valid and untrusted".into(),
+            ),
+            (
+                vec!["--trusted-key", &acme, "--witness-key", &w1, "--witness-key", &w2],
+                1,
+                "cosigned by w1 only; w1 and w2 trusted, quorum 2 (the default): fewer than the quorum".into(),
+            ),
+        ],
+    ));
+    let early = (time_of(2).0 / 1_000_000) as u64 - 300;
+    let backdated = export_cosigned(&path, 'B', "witnessed-backdated", Some(early));
+    dirs.push((
+        "witnessed-backdated",
+        backdated,
+        vec![
+            (
+                vec!["--trusted-key", &acme, "--witness-key", &w1],
+                1,
+                "w1 cosigned 5 minutes before event 2's time; the bundle's events are later: backdated (§10.3 step 9)".into(),
+            ),
+            (
+                vec!["--trusted-key", &acme],
+                0,
+                "as above, checked with no witness: the cosignature is not asked about".into(),
+            ),
+        ],
     ));
     let mut files = vec![];
     let mut verdicts = vec![];
