@@ -1431,11 +1431,8 @@ def parse_vkey(text, want_type):
     name, kid, b64 = parts
     if name == "" or "+" in name or any(c in WHITE_SPACE for c in name):
         raise Usage(f"{text!r}: the key name is empty or holds white space")
-    try:
-        raw = base64.b64decode(b64, validate=True)
-    except ValueError:
-        raise Usage(f"{text!r}: the key is not base64")
-    if len(raw) != 33 or raw[0] != want_type:
+    raw = b64_canonical(b64)
+    if raw is None or len(raw) != 33 or raw[0] != want_type:
         raise Usage(f"{text!r}: not a type 0x{want_type:02x} key of 32 bytes")
     pk = raw[1:]
     if hashlib.sha256(name.encode("utf-8") + b"\n" + raw).digest()[:4].hex() != kid:

@@ -787,8 +787,10 @@ pub fn tiles(ctx: &Ctx, out: &Path) -> Result<(), CliError> {
             std::fs::create_dir_all(dir)
                 .map_err(|e| CliError::io(format!("{}: {e}", dir.display())))?;
         }
+        // A fresh file (never through a link planted at the temporary name), then renamed.
         let tmp = path.with_extension("tmp-keyledger");
-        std::fs::write(&tmp, bytes)
+        let _ = std::fs::remove_file(&tmp);
+        keyledger::storage::files::write_new(&tmp, bytes, 0o644)
             .and_then(|_| std::fs::rename(&tmp, &path))
             .map_err(|e| CliError::io(format!("{}: {e}", path.display())))
     };

@@ -2,7 +2,7 @@
 //! compute roots and proofs itself. An entry is an event's 32-byte hash (the leaf data of
 //! §9.1); entry bundles hold them uint16-length-prefixed (ledger-format.md §9.6).
 
-use crate::core::merkle::root_of;
+use crate::core::merkle::{Sha, leaf_hash, node_hash};
 use crate::core::text::decimal;
 use crate::core::types::Hash32;
 
@@ -31,33 +31,121 @@ pub fn tile_path(level: Option<u32>, n: u64, width: u64) -> String {
     format!("tile/{l}/{}{p}", index_path(n))
 }
 
-/// The tile at `level` (None: the entry bundle) number `n` of `width` hashes, of the tree
-/// of `leaves` (event hashes), if that tree holds it: a full tile once its 256 subtrees are
-/// complete, a partial one of any width whose subtrees are.
-pub fn one(leaves: &[Hash32], level: Option<u32>, n: u64, width: u64) -> Option<Vec<u8>> {
-    let span = WIDTH.checked_pow(level.unwrap_or(0))?;
-    if width == 0 || width > WIDTH {
-        return None;
+/// The tree of §9.1 as tiles need it: the entries (event hashes) and, for each level L ≥ 1,
+/// the hash of every complete subtree of 256^L leaves, computed once as leaves arrive. Any
+/// tile is then a slice of hashes (at most 256 leaf hashes for level 0), never a
+/// recomputation of the subtree under it.
+#[derive(Debug, Clone, Default)]
+pub struct TileTree {
+    leaves: Vec<Hash32>,
+    /// `upper[L - 1][i]`: the MTH of leaves `i·256^L .. (i + 1)·256^L`.
+    upper: Vec<Vec<Sha>>,
+}
+
+/// The root of a perfect tree whose 2^k bottom hashes are `nodes`.
+fn perfect_root(nodes: &[Sha]) -> Sha {
+    match nodes.len() {
+        1 => nodes[0],
+        n => node_hash(
+            &perfect_root(&nodes[..n / 2]),
+            &perfect_root(&nodes[n / 2..]),
+        ),
     }
-    let end = n
-        .checked_mul(WIDTH)?
-        .checked_add(width)?
-        .checked_mul(span)?;
-    if end > leaves.len() as u64 {
-        return None;
+}
+
+impl TileTree {
+    pub fn new(leaves: &[Hash32]) -> TileTree {
+        let mut t = TileTree::default();
+        for l in leaves {
+            t.push(*l);
+        }
+        t
     }
-    let mut out = Vec::with_capacity(34 * width as usize);
-    for i in 0..width {
-        let lo = ((n * WIDTH + i) * span) as usize;
-        match level {
-            None => {
-                out.extend_from_slice(&32u16.to_be_bytes());
-                out.extend_from_slice(&leaves[lo].0);
+
+    /// Adds the next entry; completes the level-1 hash (and above) it finishes, if any.
+    pub fn push(&mut self, leaf: Hash32) {
+        self.leaves.push(leaf);
+        let n = self.leaves.len();
+        if n % WIDTH as usize != 0 {
+            return;
+        }
+        let bottom: Vec<Sha> = self.leaves[n - WIDTH as usize..]
+            .iter()
+            .map(leaf_hash)
+            .collect();
+        let mut hash = perfect_root(&bottom);
+        for level in 0.. {
+            if self.upper.len() == level {
+                self.upper.push(Vec::new());
             }
-            Some(_) => out.extend_from_slice(&root_of(&leaves[lo..lo + span as usize])),
+            let v = &mut self.upper[level];
+            v.push(hash);
+            if v.len() % WIDTH as usize != 0 {
+                break;
+            }
+            hash = perfect_root(&v[v.len() - WIDTH as usize..]);
         }
     }
-    Some(out)
+
+    pub fn size(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// The tile at `level` (None: the entry bundle) number `n` of `width` hashes, if the
+    /// tree holds it: a full tile once its 256 subtrees are complete, a partial one of any
+    /// width whose subtrees are.
+    pub fn tile(&self, level: Option<u32>, n: u64, width: u64) -> Option<Vec<u8>> {
+        if width == 0 || width > WIDTH {
+            return None;
+        }
+        let lo = usize::try_from(n.checked_mul(WIDTH)?).ok()?;
+        let hi = lo.checked_add(width as usize)?;
+        let mut out = Vec::with_capacity(34 * width as usize);
+        match level {
+            None => {
+                for l in self.leaves.get(lo..hi)? {
+                    out.extend_from_slice(&32u16.to_be_bytes());
+                    out.extend_from_slice(&l.0);
+                }
+            }
+            Some(0) => {
+                for l in self.leaves.get(lo..hi)? {
+                    out.extend_from_slice(&leaf_hash(l));
+                }
+            }
+            Some(l) => {
+                for h in self.upper.get(l as usize - 1)?.get(lo..hi)? {
+                    out.extend_from_slice(h);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Every tile and entry bundle of the tree: (path, bytes, full). Full ones never
+    /// change; partial ones are those this size has at each level's right edge.
+    pub fn all(&self) -> Vec<(String, Vec<u8>, bool)> {
+        let size = self.size();
+        let mut out = Vec::new();
+        for level in 0u32.. {
+            let Some(span) = WIDTH.checked_pow(level).filter(|&s| s <= size) else {
+                break;
+            };
+            let hashes = size / span;
+            for n in 0..hashes.div_ceil(WIDTH) {
+                let width = (hashes - n * WIDTH).min(WIDTH);
+                let kinds: &[Option<u32>] = match level {
+                    0 => &[Some(0), None],
+                    l => &[Some(l)],
+                };
+                for &kind in kinds {
+                    let bytes = self.tile(kind, n, width).expect("within the tree");
+                    out.push((tile_path(kind, n, width), bytes, width == WIDTH));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Parses `tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]` strictly (no leading zeros,
@@ -90,29 +178,9 @@ pub fn parse_path(path: &str) -> Option<(Option<u32>, u64, u64)> {
 }
 
 /// Every tile and entry bundle of the tree of the first `size` of `leaves` (their data:
-/// event hashes): (path, bytes, full). Full ones never change; partial ones are those this
-/// size needs.
+/// event hashes): (path, bytes, full).
 pub fn tiles(leaves: &[Hash32], size: u64) -> Vec<(String, Vec<u8>, bool)> {
-    let leaves = &leaves[..size as usize];
-    let mut out = Vec::new();
-    for level in 0u32.. {
-        let Some(span) = WIDTH.checked_pow(level).filter(|&s| s <= size) else {
-            break;
-        };
-        let hashes = size / span;
-        for n in 0..hashes.div_ceil(WIDTH) {
-            let width = (hashes - n * WIDTH).min(WIDTH);
-            let kinds: &[Option<u32>] = match level {
-                0 => &[Some(0), None],
-                l => &[Some(l)],
-            };
-            for &kind in kinds {
-                let bytes = one(leaves, kind, n, width).expect("within the tree");
-                out.push((tile_path(kind, n, width), bytes, width == WIDTH));
-            }
-        }
-    }
-    out
+    TileTree::new(&leaves[..size as usize]).all()
 }
 
 #[cfg(test)]
@@ -169,5 +237,21 @@ mod tests {
         assert!(t.iter().any(|(p, _, _)| p == "tile/2/000.p/1"));
         assert_eq!(count("tile/3/", false) + count("tile/3/", true), 0);
         assert_eq!(count("tile/entries/", true), 273);
+        // Each hash is the MTH of the leaves under it (the definition, computed directly).
+        let tree = TileTree::new(&leaves);
+        for (level, n, width) in [(1u32, 0u64, 256u64), (1, 1, 17), (2, 0, 1), (0, 273, 112)] {
+            let tile = tree.tile(Some(level), n, width).unwrap();
+            let span = WIDTH.pow(level) as usize;
+            for i in 0..width as usize {
+                let lo = (n as usize * 256 + i) * span;
+                assert_eq!(
+                    tile[32 * i..32 * i + 32],
+                    crate::core::merkle::root_of(&leaves[lo..lo + span]),
+                    "tile {level}/{n} hash {i}"
+                );
+            }
+        }
+        assert_eq!(tree.tile(Some(2), 0, 2), None, "not there yet");
+        assert_eq!(tree.tile(Some(3), 0, 1), None);
     }
 }

@@ -116,10 +116,15 @@ async fn not_found() -> Fail {
 }
 
 /// The tlog-tiles view (issue 17): every event hash up to the last event on disk, read from
-/// the ledger file as it grows (the writer verified those frames), and their tree.
+/// the ledger file as it grows (the writer verified those frames), and their tree; a tile
+/// request copies at most 256 hashes.
 pub struct Tiles {
     key: crate::core::signing::SigningKey,
-    read: std::sync::Mutex<(u64, Vec<Hash32>, crate::core::merkle::TreeBuilder)>,
+    read: std::sync::Mutex<(
+        u64,
+        crate::evidence::tiles::TileTree,
+        crate::core::merkle::TreeBuilder,
+    )>,
 }
 
 impl Tiles {
@@ -128,7 +133,7 @@ impl Tiles {
             key,
             read: std::sync::Mutex::new((
                 crate::core::format::HEADER_LEN,
-                Vec::new(),
+                Default::default(),
                 Default::default(),
             )),
         }
@@ -138,7 +143,7 @@ impl Tiles {
 /// Runs `f` on the event hashes of every event on disk (read on from where it stopped).
 fn with_leaves<T>(
     app: &App,
-    f: impl FnOnce(&[Hash32], &crate::core::merkle::TreeBuilder) -> T,
+    f: impl FnOnce(&crate::evidence::tiles::TileTree, &crate::core::merkle::TreeBuilder) -> T,
 ) -> Result<T, Fail> {
     let tiles = app.shared.tiles.as_ref().ok_or_else(|| {
         Fail::new(
@@ -176,7 +181,7 @@ async fn tile_checkpoint(State(app): State<App>) -> Response {
         let tiles = app.shared.tiles.as_ref().expect("checked");
         crate::evidence::checkpoint::Checkpoint {
             origin: crate::evidence::checkpoint::origin(&app.shared.ledger_id),
-            size: leaves.len() as u64,
+            size: leaves.size(),
             root: tree.root(),
         }
         .sign(&tiles.key)
@@ -208,9 +213,7 @@ async fn tile(
         )
         .into_response();
     };
-    match with_leaves(&app, |leaves, _| {
-        crate::evidence::tiles::one(leaves, level, n, width)
-    }) {
+    match with_leaves(&app, |leaves, _| leaves.tile(level, n, width)) {
         Ok(Some(bytes)) => (
             StatusCode::OK,
             [
