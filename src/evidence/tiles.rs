@@ -66,7 +66,7 @@ impl TileTree {
     pub fn push(&mut self, leaf: Hash32) {
         self.leaves.push(leaf);
         let n = self.leaves.len();
-        if n % WIDTH as usize != 0 {
+        if !n.is_multiple_of(WIDTH as usize) {
             return;
         }
         let bottom: Vec<Sha> = self.leaves[n - WIDTH as usize..]
@@ -80,7 +80,7 @@ impl TileTree {
             }
             let v = &mut self.upper[level];
             v.push(hash);
-            if v.len() % WIDTH as usize != 0 {
+            if !v.len().is_multiple_of(WIDTH as usize) {
                 break;
             }
             hash = perfect_root(&v[v.len() - WIDTH as usize..]);
