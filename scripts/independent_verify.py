@@ -1469,7 +1469,7 @@ def check_witnesses(r, raw, witnesses, quorum):
     """§9.4 for `verify --checkpoint F --witness-key V… --quorum K`: an `anchor` finding if
     fewer than K distinct trusted witnesses (by name) cosigned or a trusted line fails; a
     `time` finding for each frame among the first n dated more than 5 minutes after the
-    earliest valid cosignature."""
+    K-th earliest cosigner's time."""
     try:
         cosigned, n = cosigners(raw, witnesses)
     except NoteError as e:
@@ -1478,8 +1478,8 @@ def check_witnesses(r, raw, witnesses, quorum):
     if len(cosigned) < quorum:
         r.add("anchor", None, None, r.end,
               f"{len(cosigned)} trusted witness(es) cosigned, fewer than the quorum of {quorum}")
-    if cosigned:
-        bound = min(cosigned.values()) * 1_000_000 + FUTURE_SLACK
+    if len(cosigned) >= quorum:
+        bound = sorted(cosigned.values())[quorum - 1] * 1_000_000 + FUTURE_SLACK
         for index, seq, off, t in r.times:
             if index < n and t > bound:
                 r.add("time", seq, index, off, f"dated {t}, after a cosignature covering it (bound {bound})")
@@ -1518,26 +1518,31 @@ def verify_consistency(m, n, old_root, new_root, proof):
     return fr == old_root and sr == new_root and sn == 0
 
 
-def note_signed_by(raw, name, pk):
-    """§9.3's signature rule with one key: lines under `name` with its key ID verify, and
-    there is one; (origin, size, root) or None."""
+def note_signed_by(raw, name, keys):
+    """§9.3's signature rule with the log's keys: every line under `name` with one of their
+    key IDs verifies with a key of that ID, and there is one; (origin, size, root) or None."""
     try:
         text, origin, n, root, sigs = parse_note(raw)
     except NoteError:
         return None
-    kid = note_key_id(name, pk)
-    known = [blob for (nm, blob) in sigs if nm == name and blob[:4] == kid]
+    known = [(blob, [pk for pk in keys if note_key_id(name, pk) == blob[:4]])
+             for (nm, blob) in sigs if nm == name]
+    known = [(blob, pks) for blob, pks in known if pks]
     if not known or origin != name:
         return None
-    if not all(len(b) == 68 and verify_signature(pk, b[4:], text) for b in known):
+    if not all(len(b) == 68 and any(verify_signature(pk, b[4:], text) for pk in pks)
+               for b, pks in known):
         return None
     return origin, n, root
 
 
-def check_fork(data, log_vkey):
-    """§9.5: None if the proof proves a fork by the log key, else why not; raises Usage if
-    it is not a fork proof at all."""
-    name, pk = parse_vkey(log_vkey, 0x01)
+def check_fork(data, log_vkeys):
+    """§9.5: None if the proof proves a fork by the log's keys, else why not; raises Usage
+    if it is not a fork proof at all (or the keys are not one log's)."""
+    parsed = [parse_vkey(v, 0x01) for v in log_vkeys]
+    if not parsed or len({name for name, _ in parsed}) != 1:
+        raise Usage("the log's keys must share one key name")
+    name, keys = parsed[0][0], [pk for _, pk in parsed]
     head = b"keyledger fork proof v1\n"
     if not data.startswith(head) or b"\n\n" not in data:
         raise Usage("not a fork proof")
@@ -1565,7 +1570,7 @@ def check_fork(data, log_vkey):
         rest = rest[m.end() + k:]
     if rest:
         raise Usage("not a fork proof: bytes after the second note")
-    a, b = (note_signed_by(x, name, pk) for x in notes)
+    a, b = (note_signed_by(x, name, keys) for x in notes)
     if a is None or b is None:
         return "a checkpoint is not a note of the log's key"
     (_, m, a_root), (_, n, b_root) = a, b
@@ -1784,7 +1789,7 @@ def run_forks_and_tiles(d):
         with open(os.path.join(d, v["proof"]), "rb") as fh:
             data = fh.read()
         try:
-            why = check_fork(data, v["vkey"])
+            why = check_fork(data, v["vkeys"])
             got = 0 if why is None else 1
         except Usage as e:
             why, got = str(e), 2

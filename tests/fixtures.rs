@@ -618,12 +618,27 @@ fn fixtures_are_up_to_date() {
     }
 }
 
+/// The verdicts stated in fixtures/`name`.
+fn read_verdicts(name: &str) -> Vec<Value> {
+    serde_json::from_str(&std::fs::read_to_string(fixtures_dir().join(name)).unwrap()).unwrap()
+}
+
+/// `o` exited as verdict `v` says.
+fn assert_exit(o: &std::process::Output, v: &Value) {
+    assert_eq!(
+        code(o),
+        v["exit"].as_i64().unwrap() as i32,
+        "{}: {}{}",
+        v["description"],
+        stdout(o),
+        stderr(o)
+    );
+}
+
 #[test]
 fn every_bundle_gets_its_stated_verdict() {
     let dir = fixtures_dir();
-    let verdicts: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("bundle-verdicts.json")).unwrap())
-            .unwrap();
+    let verdicts = read_verdicts("bundle-verdicts.json");
     assert!(verdicts.len() >= 5);
     for v in &verdicts {
         let mut args = vec!["verify-bundle", v["bundle"].as_str().unwrap()];
@@ -634,42 +649,21 @@ fn every_bundle_gets_its_stated_verdict() {
                 .iter()
                 .map(|a| a.as_str().unwrap()),
         );
-        let o = run_in(&dir, &args, None);
-        assert_eq!(
-            code(&o),
-            v["exit"].as_i64().unwrap() as i32,
-            "{}: {}{}",
-            v["description"],
-            stdout(&o),
-            stderr(&o)
-        );
+        assert_exit(&run_in(&dir, &args, None), v);
     }
 }
 
 #[test]
 fn every_fork_proof_gets_its_stated_verdict() {
     let dir = fixtures_dir();
-    let verdicts: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("fork-verdicts.json")).unwrap())
-            .unwrap();
+    let verdicts = read_verdicts("fork-verdicts.json");
     assert!(verdicts.iter().any(|v| v["exit"] == 0) && verdicts.iter().any(|v| v["exit"] == 1));
     for v in &verdicts {
-        let args = [
-            "witness",
-            "check-fork",
-            v["proof"].as_str().unwrap(),
-            "--vkey",
-            v["vkey"].as_str().unwrap(),
-        ];
-        let o = run_in(&dir, &args, None);
-        assert_eq!(
-            code(&o),
-            v["exit"].as_i64().unwrap() as i32,
-            "{}: {}{}",
-            v["description"],
-            stdout(&o),
-            stderr(&o)
-        );
+        let mut args = vec!["witness", "check-fork", v["proof"].as_str().unwrap()];
+        for k in v["vkeys"].as_array().unwrap() {
+            args.extend(["--vkey", k.as_str().unwrap()]);
+        }
+        assert_exit(&run_in(&dir, &args, None), v);
     }
 }
 
@@ -677,9 +671,7 @@ fn every_fork_proof_gets_its_stated_verdict() {
 #[test]
 fn tiles_are_the_fixture_tiles() {
     let dir = fixtures_dir();
-    let verdicts: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("tiles-verdicts.json")).unwrap())
-            .unwrap();
+    let verdicts = read_verdicts("tiles-verdicts.json");
     for v in &verdicts {
         let tmp = tempfile::tempdir().unwrap();
         let t = tmp.path();

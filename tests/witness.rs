@@ -298,3 +298,176 @@ fn witnesses_catch_forks_cut_tails_and_backdating() {
     );
     assert_eq!(code(&o), 3, "{}", stderr(&o));
 }
+
+/// A hostile "witness" on a loopback port: it answers every request 200 with what
+/// `answer(note text)` returns.
+fn hostile(answer: impl Fn(&str) -> String + Send + 'static) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut r = BufReader::new(stream);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let req =
+                keyledger::evidence::cosign::AddCheckpoint::parse(&String::from_utf8_lossy(&body));
+            let text = req
+                .and_then(|r| keyledger::evidence::checkpoint::Checkpoint::parse(&r.note).ok())
+                .map(|(_, _, t)| t)
+                .unwrap_or_default();
+            let out = answer(&text);
+            let _ = write!(
+                r.get_mut(),
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{out}",
+                out.len()
+            );
+        }
+    });
+    url
+}
+
+/// What a client keeps of hostile answers: never a line that does not verify with the
+/// witness keys it was given, never one dated far from now, never so many lines that the
+/// note breaks; and two witnesses cannot run on one state file through another name.
+#[test]
+fn hostile_witnesses_and_state_file_names() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["init", "--account", "acme"]);
+    ok(d, &["user", "create", "alice"]);
+    let log = ok(d, &["checkpoint", "--vkey"]).trim().to_owned();
+    let w1 = witness(d, "w.example/1", 0, &log);
+    let v1 = vkey_of(d, "w.example/1");
+    let key_id = {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v1.splitn(3, '+').nth(2).unwrap())
+            .unwrap();
+        let pk = keyledger::core::types::PublicKey(keyledger::core::types::Bytes(
+            raw[1..].try_into().unwrap(),
+        ));
+        keyledger::evidence::cosign::key_id("w.example/1", &pk)
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    // Impersonation: a line under w1's name and key ID, with a signature of nothing.
+    let fake = hostile(move |_| {
+        let mut blob = key_id.to_vec();
+        blob.extend_from_slice(&now().to_be_bytes());
+        blob.extend_from_slice(&[7; 64]);
+        format!(
+            "\u{2014} w.example/1 {}\n",
+            base64::engine::general_purpose::STANDARD.encode(blob)
+        )
+    });
+    let cp = |out: &str, witnesses: &[&str], extra: &[&str]| {
+        let mut a = vec!["checkpoint", "--out", out];
+        for w in witnesses {
+            a.extend(["--witness", w]);
+        }
+        a.extend(extra);
+        run_in(d, &a, None)
+    };
+    // With w1's key given, the fake is refused and the real w1 counts.
+    let o = cp(
+        "c1",
+        &[&fake, &w1.url],
+        &["--quorum", "1", "--witness-key", &v1],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not verify"), "{}", stderr(&o));
+    ok(d, &["verify", "--checkpoint", "c1", "--witness-key", &v1]);
+    // Without keys, two different answers under one name count for neither.
+    let o = cp("c2", &[&fake, &w1.url], &["--quorum", "1"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("different lines"), "{}", stderr(&o));
+    assert!(!d.join("c2").exists());
+    // A valid cosignature by a witness key of the test's own, dated at second 1: refused
+    // (kept, it would make every verifier that trusts it see the events as backdated).
+    let wk = keyledger::core::signing::SigningKey::from_seed(&[9; 32]);
+    let early =
+        hostile(move |text| keyledger::evidence::cosign::cosign(&wk, "w.example/early", text, 1));
+    let o = cp("c3", &[&early], &[]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("more than 5 minutes"), "{}", stderr(&o));
+    // Ninety-nine lines of the right shape: more than one witness's worth, refused.
+    let many = hostile(move |_| {
+        (0..99u8)
+            .map(|i| {
+                let mut blob = vec![i, i, i, i];
+                blob.extend_from_slice(&now().to_be_bytes());
+                blob.extend_from_slice(&[i; 64]);
+                format!(
+                    "\u{2014} w.example/many {}\n",
+                    base64::engine::general_purpose::STANDARD.encode(blob)
+                )
+            })
+            .collect()
+    });
+    let o = cp("c4", &[&many, &w1.url], &["--quorum", "1"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let note = std::fs::read_to_string(d.join("c4")).unwrap();
+    assert_eq!(note.matches('\u{2014}').count(), 2, "{note}");
+    // A second witness on the same state file through a symbolic link, or a hard link: refused.
+    std::os::unix::fs::symlink("w.example_1.state", d.join("link.state")).unwrap();
+    ok(d, &["keygen", "--out", "w2.key"]);
+    for state in ["link.state", "w.example_1.state"] {
+        let o = run_in(
+            d,
+            &[
+                "witness",
+                "serve",
+                "--key",
+                "w2.key",
+                "--name",
+                "w.example/2",
+                "--listen",
+                "127.0.0.1:0",
+                "--state",
+                state,
+                "--log",
+                &log,
+            ],
+            None,
+        );
+        assert_eq!(code(&o), 4, "{state}: {}", stderr(&o));
+        assert!(stderr(&o).contains("another witness"), "{}", stderr(&o));
+    }
+    std::fs::hard_link(d.join("w.example_1.state"), d.join("hard.state")).unwrap();
+    let o = run_in(
+        d,
+        &[
+            "witness",
+            "serve",
+            "--key",
+            "w2.key",
+            "--name",
+            "w.example/2",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            "hard.state",
+            "--log",
+            &log,
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("hard links"), "{}", stderr(&o));
+    drop(w1);
+}

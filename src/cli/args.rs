@@ -144,6 +144,17 @@ impl clap::builder::TypedValueParser for MeansNothing {
     }
 }
 
+/// What one client may hold of a server (`serve`, `witness serve`).
+#[derive(Debug, Args, Clone)]
+pub struct ConnArgs {
+    /// A client must send its request headers, and then its body, within this many seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub client_timeout: u64,
+    /// Connections served at once; more are answered 503 and closed.
+    #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free one (the `listening on` line says which).
@@ -165,12 +176,8 @@ pub struct ServeArgs {
     /// secrets cannot flood the ledger (the flood is an audit finding). 0 records every one.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub auth_failures_per_minute: u64,
-    /// A client must send its request headers, and then its body, within this many seconds.
-    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub client_timeout: u64,
-    /// Connections served at once; more are answered 503 and closed.
-    #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
-    pub max_connections: u32,
+    #[command(flatten)]
+    pub conn: ConnArgs,
     /// Also serve the log as C2SP tlog-tiles, unsigned and to anyone: `GET /checkpoint`
     /// (signed by the server's key) and `GET /tile/<L>/<N>[.p/<W>]`, `/tile/entries/…`
     /// (event hashes only, never an event), as `keyledger tiles` writes them.
@@ -328,18 +335,13 @@ pub enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the note verifier key of the signing key instead.
-        #[arg(long, conflicts_with_all = ["out", "record"])]
+        #[arg(long, conflicts_with_all = ["out", "record", "witnesses"])]
         vkey: bool,
         /// Also record the checkpoint in the ledger as a `checkpoint-recorded` event.
         #[arg(long)]
         record: bool,
-        /// A witness to cosign the checkpoint (its URL, http(s)://HOST:PORT[/PREFIX]); one
-        /// --witness per witness. The note is written with their cosignatures.
-        #[arg(long = "witness", value_name = "URL", conflicts_with = "vkey")]
-        witnesses: Vec<String>,
-        /// At least this many witnesses must cosign, else nothing is written (default: all).
-        #[arg(long, requires = "witnesses")]
-        quorum: Option<usize>,
+        #[command(flatten)]
+        cosign: CosignArgs,
     },
     /// Write the log as C2SP tlog-tiles static files in DIR: `checkpoint` (signed by --key),
     /// `tile/<L>/<N>[.p/<W>]` hash tiles and `tile/entries/<N>[.p/<W>]` bundles of event
@@ -562,6 +564,8 @@ pub enum WitnessCmd {
         /// one --log per log (or per key of a log).
         #[arg(long = "log", value_name = "VKEY", required = true)]
         logs: Vec<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
     },
     /// Print the witness's verifier key (cosignature type 0x04), for `verify --witness-key`.
     Vkey {
@@ -590,9 +594,10 @@ pub enum WitnessCmd {
     CheckFork {
         /// The proof `witness prove-fork` wrote.
         proof: PathBuf,
-        /// The log's checkpoint verifier key.
-        #[arg(long, value_name = "VKEY")]
-        vkey: String,
+        /// A checkpoint verifier key of the log (`checkpoint --vkey`); one --vkey per key
+        /// when the log signs with several (each checkpoint may be signed by any of them).
+        #[arg(long = "vkey", value_name = "VKEY", required = true)]
+        vkeys: Vec<String>,
     },
 }
 
@@ -796,13 +801,27 @@ pub struct ExportArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// bundle: a witness to cosign the bundle's checkpoint before it is written (its URL,
-    /// http(s)://HOST:PORT[/PREFIX]); one --witness per witness.
+    /// bundle only: witnesses cosign the bundle's checkpoint before anything is written.
+    #[command(flatten)]
+    pub cosign: CosignArgs,
+}
+
+/// Witnesses to cosign a checkpoint (C2SP tlog-witness): `checkpoint` and
+/// `export --format bundle`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CosignArgs {
+    /// A witness to cosign the checkpoint (its URL, http(s)://HOST:PORT[/PREFIX]); one
+    /// --witness per witness. The note is written with their cosignatures.
     #[arg(long = "witness", value_name = "URL")]
     pub witnesses: Vec<String>,
-    /// bundle: at least this many witnesses must cosign, else nothing is written (default: all).
+    /// At least this many witnesses must cosign, else nothing is written (default: all).
     #[arg(long, requires = "witnesses")]
     pub quorum: Option<usize>,
+    /// A witness's verifier key (`witness vkey`): what a --witness returns must then be a
+    /// valid cosignature by one of these keys. Recommended: without it an answer is taken
+    /// as sent, and a bad line makes the note fail for whoever trusts that name.
+    #[arg(long = "witness-key", value_name = "VKEY", requires = "witnesses")]
+    pub witness_keys: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

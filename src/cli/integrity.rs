@@ -9,7 +9,7 @@ use keyledger::storage::keyfile::write_exclusive;
 use serde_json::json;
 
 use super::Ctx;
-use super::args::{ExportArgs, ExportFormat, VerifyArgs};
+use super::args::{CosignArgs, ExportArgs, ExportFormat, VerifyArgs};
 use super::error::CliError;
 use super::output::{json, print};
 use keyledger::evidence::export::{self, BundleError};
@@ -251,8 +251,7 @@ pub fn checkpoint(
     out: Option<&Path>,
     vkey: bool,
     record: bool,
-    witnesses: &[String],
-    quorum: Option<usize>,
+    cosign: &CosignArgs,
 ) -> Result<(), CliError> {
     let key = ctx.signing_key()?;
     let not_signer = |e: keyledger::core::state::ApplyError| CliError {
@@ -304,8 +303,8 @@ pub fn checkpoint(
     }
     .sign(&key);
     let mut asked = Vec::new();
-    if !witnesses.is_empty() {
-        (note, asked) = cosigned(ctx, &note, tree.size(), witnesses, quorum)?;
+    if !cosign.witnesses.is_empty() {
+        (note, asked) = cosigned(ctx, &note, tree.size(), cosign)?;
     }
     let asked = json!(asked);
     match out {
@@ -333,8 +332,7 @@ pub(super) fn cosigned(
     ctx: &Ctx,
     note: &str,
     size: u64,
-    witnesses: &[String],
-    quorum: Option<usize>,
+    cosign: &CosignArgs,
 ) -> Result<(String, Vec<keyledger::client::witness::Asked>), CliError> {
     let mut leaves = Vec::new();
     keyledger::storage::store::replay(&ctx.ledger, &ctx.cache, None, |seen| {
@@ -345,8 +343,7 @@ pub(super) fn cosigned(
     cosigned_over(
         &keyledger::core::merkle::ProofTree::new(&leaves),
         note,
-        witnesses,
-        quorum,
+        cosign,
     )
 }
 
@@ -354,10 +351,16 @@ pub(super) fn cosigned(
 pub(super) fn cosigned_over(
     tree: &keyledger::core::merkle::ProofTree,
     note: &str,
-    witnesses: &[String],
-    quorum: Option<usize>,
+    cosign: &CosignArgs,
 ) -> Result<(String, Vec<keyledger::client::witness::Asked>), CliError> {
     use keyledger::client::witness::{CosignError, cosign_note};
+    let trusted = keyledger::evidence::cosign::parse_witness_keys(&cosign.witness_keys)
+        .map_err(CliError::usage)?;
+    if trusted.is_empty() {
+        super::output::message(
+            "no --witness-key given: the witnesses' answers are not checked against their keys",
+        );
+    }
     let said = |asked: &[keyledger::client::witness::Asked]| {
         for a in asked.iter().filter(|a| !a.cosigned) {
             super::output::message(&format!(
@@ -367,12 +370,13 @@ pub(super) fn cosigned_over(
             ));
         }
     };
-    match cosign_note(note, tree, witnesses, quorum) {
+    match cosign_note(note, tree, &cosign.witnesses, cosign.quorum, &trusted) {
         Ok((note, asked)) => {
             said(&asked);
             Ok((note, asked))
         }
         Err(e @ CosignError::Quorum(_)) => Err(CliError::usage(e.to_string())),
+        Err(e @ CosignError::Malformed(_)) => Err(CliError::check_failed(e.to_string())),
         Err(e) => {
             if let CosignError::Short { asked, .. } = &e {
                 said(asked);
@@ -483,7 +487,7 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
             a.out.display()
         )));
     }
-    if !a.witnesses.is_empty() && a.format != ExportFormat::Bundle {
+    if !a.cosign.witnesses.is_empty() && a.format != ExportFormat::Bundle {
         return Err(CliError::usage(
             "--witness cosigns a bundle's checkpoint: it goes with --format bundle",
         ));
@@ -497,9 +501,9 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
                 &filter,
                 &key,
                 &ctx.cache,
-                |note, tree| match a.witnesses.is_empty() {
+                |note, tree| match a.cosign.witnesses.is_empty() {
                     true => Ok(note),
-                    false => cosigned_over(tree, &note, &a.witnesses, a.quorum).map(|c| c.0),
+                    false => cosigned_over(tree, &note, &a.cosign).map(|c| c.0),
                 },
             )?;
             super::warn_torn_tail(s.torn);

@@ -349,9 +349,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             out,
             vkey,
             record,
-            witnesses,
-            quorum,
-        } => integrity::checkpoint(&ctx, out.as_deref(), vkey, record, &witnesses, quorum),
+            cosign,
+        } => integrity::checkpoint(&ctx, out.as_deref(), vkey, record, &cosign),
         Cmd::Export(a) => integrity::export(&ctx, &a),
         Cmd::Tiles { out } => integrity::tiles(&ctx, &out),
         Cmd::VerifyBundle {

@@ -21,8 +21,8 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<(), CliError> {
     config.cache = ctx.cache.clone();
     config.auth_coalesce_seconds = a.auth_coalesce;
     config.auth_failures_per_minute = a.auth_failures_per_minute;
-    config.max_connections = a.max_connections as usize;
-    config.client_timeout = std::time::Duration::from_secs(a.client_timeout);
+    config.max_connections = a.conn.max_connections as usize;
+    config.client_timeout = std::time::Duration::from_secs(a.conn.client_timeout);
     config.seeds = a.seeds;
     if let Some(path) = &a.scanner_keys {
         let keys = server::scanning::ScannerKeys::load(path)

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::Ctx;
 use super::args::WitnessCmd;
-use super::error::{CliError, IO};
+use super::error::{CliError, IO, LEDGER};
 use super::output::{json, print};
 
 fn read_text(p: &Path) -> Result<String, CliError> {
@@ -62,6 +62,7 @@ pub fn witness(ctx: &Ctx, cmd: WitnessCmd) -> Result<(), CliError> {
             listen,
             state,
             logs: vkeys,
+            conn,
         } => {
             check_name(&name)?;
             let key = keyfile::load(&key)?;
@@ -73,9 +74,16 @@ pub fn witness(ctx: &Ctx, cmd: WitnessCmd) -> Result<(), CliError> {
                 state,
                 logs: logs(&vkeys)?,
                 log,
+                max_connections: conn.max_connections as usize,
+                client_timeout: std::time::Duration::from_secs(conn.client_timeout),
             })
             .map_err(|e| CliError {
-                code: IO,
+                // A state file held by another witness, or unreadable as one, needs
+                // attention; anything else is the system's.
+                code: match e {
+                    keyledger::server::ServerError::WitnessState { .. } => LEDGER,
+                    _ => IO,
+                },
                 message: e.to_string(),
             })?;
             print(&format!("listening on {}\n", running.url))?;
@@ -137,16 +145,27 @@ pub fn witness(ctx: &Ctx, cmd: WitnessCmd) -> Result<(), CliError> {
                 out.display()
             ))
         }
-        WitnessCmd::CheckFork { proof, vkey } => {
-            let (name, ty, pk) = cosign::parse_vkey(&vkey).map_err(CliError::usage)?;
-            if ty != ED25519_TYPE {
-                return Err(CliError::usage(
-                    "--vkey: the log's checkpoint key (type 0x01)",
-                ));
+        WitnessCmd::CheckFork { proof, vkeys } => {
+            let mut keys = Vec::new();
+            let mut name = None;
+            for v in &vkeys {
+                let (n, ty, pk) = cosign::parse_vkey(v).map_err(CliError::usage)?;
+                if ty != ED25519_TYPE {
+                    return Err(CliError::usage(format!(
+                        "--vkey {v}: the log's checkpoint key (type 0x01)"
+                    )));
+                }
+                if name.get_or_insert_with(|| n.clone()) != &n {
+                    return Err(CliError::usage(
+                        "every --vkey must be a key of one log (one key name, its origin)",
+                    ));
+                }
+                keys.push(pk);
             }
+            let name = name.ok_or_else(|| CliError::usage("--vkey: give the log's key"))?;
             let p = ForkProof::parse(&read_text(&proof)?)
                 .ok_or_else(|| CliError::usage(format!("{}: not a fork proof", proof.display())))?;
-            let (origin, m, n) = p.check(&[pk]).map_err(CliError::check_failed)?;
+            let (origin, m, n) = p.check(&keys).map_err(CliError::check_failed)?;
             if origin != name {
                 return Err(CliError::check_failed(format!(
                     "the proof is about log {origin}, not {name} (--vkey's)"

@@ -6,7 +6,7 @@ use hyper::Method;
 
 use crate::core::merkle::{ProofTree, Sha};
 use crate::evidence::checkpoint::Checkpoint;
-use crate::evidence::cosign::AddCheckpoint;
+use crate::evidence::cosign::{AddCheckpoint, Witness, cosignatures};
 
 use super::http::Client;
 
@@ -14,6 +14,8 @@ use super::http::Client;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Asked {
     pub witness: String,
+    /// The name it cosigned under, if it did.
+    pub name: String,
     /// Its cosignature lines, if it cosigned.
     #[serde(skip)]
     pub lines: String,
@@ -38,11 +40,102 @@ fn endpoint(url: &str) -> Result<(Client, String), String> {
     Ok((Client::new(&format!("{scheme}://{host}"), None)?, path))
 }
 
+/// Cosignature lines taken from one witness: one per key it holds (a rotation in progress
+/// may show two); a note holds at most 100 signature lines in all.
+const MAX_LINES_PER_WITNESS: usize = 4;
+
+fn now_secs() -> u64 {
+    (crate::core::types::Timestamp::now().0 / 1_000_000).max(0) as u64
+}
+
+/// The cosignature lines of a witness's 200 answer `text` that may go on `note`, and the
+/// witness's name: Ed25519 cosignature lines (4-byte key ID, 8-byte time, 64-byte
+/// signature; lines of other types are left out) under one name that is not the log's, one
+/// per key ID, each dated within the clock skew of `now` (a line dated otherwise would make
+/// verifiers report the events as backdated, or the witness as lying). With `trusted`
+/// witnesses, the name must be one of theirs and every line a valid cosignature by its key
+/// (§9.4); without, the lines are taken as they come.
+fn checked_lines(
+    note: &str,
+    text: &str,
+    trusted: &[Witness],
+    now: u64,
+) -> Result<(String, String), String> {
+    use base64::Engine;
+    let origin = Checkpoint::parse(note)
+        .map(|c| c.0.origin)
+        .map_err(|e| e.to_string())?;
+    let mut name: Option<&str> = None;
+    let mut key_ids = std::collections::HashSet::new();
+    let mut lines = String::new();
+    for line in text.split_inclusive('\n') {
+        let mut parts = line.strip_suffix('\n').unwrap_or(line).splitn(3, ' ');
+        let (Some("\u{2014}"), Some(n), Some(b64)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(b64) else {
+            continue;
+        };
+        if blob.len() != 4 + 8 + 64 {
+            continue;
+        }
+        if n == origin {
+            return Err("it answered a line under the log's own name".into());
+        }
+        if name.is_some_and(|x| x != n) {
+            return Err("it answered lines under more than one name".into());
+        }
+        name = Some(n);
+        let t = u64::from_be_bytes(blob[4..12].try_into().expect("8 bytes"));
+        if t.abs_diff(now) > (crate::core::types::CLOCK_SKEW_US / 1_000_000) as u64 {
+            return Err(format!(
+                "its cosignature is dated {t} (POSIX seconds), more than 5 minutes from this clock's {now}"
+            ));
+        }
+        if key_ids.insert(blob[..4].to_vec()) {
+            if key_ids.len() > MAX_LINES_PER_WITNESS {
+                return Err(format!(
+                    "it answered more than {MAX_LINES_PER_WITNESS} cosignature lines (one per key is expected)"
+                ));
+            }
+            lines.push_str(line.strip_suffix('\n').unwrap_or(line));
+            lines.push('\n');
+        }
+    }
+    let Some(name) = name else {
+        return Err("its answer holds no Ed25519 cosignature line".into());
+    };
+    let with = format!("{note}{lines}");
+    if !trusted.is_empty() {
+        match cosignatures(&with, trusted) {
+            Ok((_, got)) if got.iter().filter(|(w, _)| w.name == name).count() == key_ids.len() => {
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "it signed as {name} with no key given by --witness-key for that name"
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    // What comes back must make the note a note still.
+    Checkpoint::parse(&with).map_err(|e| format!("its lines would break the note: {e}"))?;
+    Ok((name.to_owned(), lines))
+}
+
 /// Asks the witness at `url` to cosign `note` (a checkpoint of `size` events); `proof(m)`
-/// is the consistency proof from size m to `size`.
-pub fn ask(url: &str, note: &str, size: u64, proof: &dyn Fn(u64) -> Vec<Sha>) -> Asked {
+/// is the consistency proof from size m to `size`; `trusted`: as for `checked_lines`.
+pub fn ask(
+    url: &str,
+    note: &str,
+    size: u64,
+    proof: &dyn Fn(u64) -> Vec<Sha>,
+    trusted: &[Witness],
+) -> Asked {
     let mut asked = Asked {
         witness: url.to_owned(),
+        name: String::new(),
         lines: String::new(),
         cosigned: false,
         previous_size: None,
@@ -75,40 +168,13 @@ pub fn ask(url: &str, note: &str, size: u64, proof: &dyn Fn(u64) -> Vec<Sha>) ->
         let text = String::from_utf8_lossy(&reply.body).into_owned();
         match reply.status.as_u16() {
             200 => {
-                // Only cosignature-shaped lines (key ID, 8-byte time, 64-byte signature) of
-                // one witness, never one named as the log: a witness cannot sign for it.
-                let origin = Checkpoint::parse(note)
-                    .map(|c| c.0.origin)
-                    .unwrap_or_default();
-                let shaped = |l: &&str| {
-                    let mut parts = l.trim_end().splitn(3, ' ');
-                    let (dash, name, b64) = (parts.next(), parts.next(), parts.next());
-                    dash == Some("\u{2014}")
-                        && name.is_some_and(|n| n != origin)
-                        && b64.is_some_and(|b| {
-                            use base64::Engine;
-                            base64::engine::general_purpose::STANDARD
-                                .decode(b)
-                                .is_ok_and(|v| v.len() == 4 + 8 + 64)
-                        })
-                };
-                let lines: Vec<&str> = text.split_inclusive('\n').filter(shaped).collect();
-                let one_name = lines
-                    .iter()
-                    .map(|l| l.split(' ').nth(1))
-                    .collect::<std::collections::HashSet<_>>()
-                    .len()
-                    == 1;
-                let lines: String = match one_name {
-                    true => lines.concat(),
-                    false => String::new(),
-                };
-                // What comes back must make the note a note still.
-                if lines.is_empty() || Checkpoint::parse(&format!("{note}{lines}")).is_err() {
-                    asked.refused = Some("its answer holds no cosignature line".into());
-                } else {
-                    asked.lines = lines;
-                    asked.cosigned = true;
+                match checked_lines(note, &text, trusted, now_secs()) {
+                    Ok((name, lines)) => {
+                        asked.name = name;
+                        asked.lines = lines;
+                        asked.cosigned = true;
+                    }
+                    Err(why) => asked.refused = Some(why),
                 }
                 return asked;
             }
@@ -142,6 +208,8 @@ pub fn ask(url: &str, note: &str, size: u64, proof: &dyn Fn(u64) -> Vec<Sha>) ->
 pub enum CosignError {
     #[error("--quorum must be between 1 and the {0} --witness given")]
     Quorum(usize),
+    #[error("the witnesses' lines together do not make a note ({0}): no checkpoint was written")]
+    Malformed(String),
     #[error(
         "{got} of {of} witnesses cosigned, fewer than the quorum of {quorum}: no checkpoint was written"
     )]
@@ -155,14 +223,16 @@ pub enum CosignError {
 
 /// `note`, a checkpoint of `tree` (its size and root), with the cosignatures of
 /// `witnesses` (URLs), each sent the consistency proof from the size it cosigned last;
-/// fewer than `quorum` (default: all) distinct witnesses cosigning is an error. One
-/// witness named twice counts once (distinct witnesses are distinct names on the lines
-/// returned). What each witness answered comes back either way.
+/// fewer than `quorum` (default: all) distinct witnesses cosigning is an error. Witnesses
+/// are told apart by name: verified answers under one name count once, and unverified ones
+/// (no `trusted` keys) under one name that differ count for neither, since one of them may
+/// not be that witness. What each answered comes back either way.
 pub fn cosign_note(
     note: &str,
     tree: &ProofTree,
     witnesses: &[String],
     quorum: Option<usize>,
+    trusted: &[Witness],
 ) -> Result<(String, Vec<Asked>), CosignError> {
     let quorum = quorum.unwrap_or(witnesses.len());
     if quorum == 0 || quorum > witnesses.len() {
@@ -172,14 +242,28 @@ pub fn cosign_note(
     let proof = |m: u64| tree.consistency_proof(m, size);
     let mut asked: Vec<Asked> = witnesses
         .iter()
-        .map(|w| ask(w, note, size, &proof))
+        .map(|w| ask(w, note, size, &proof, trusted))
         .collect();
-    let mut names = std::collections::HashSet::new();
-    for a in asked.iter_mut().filter(|a| a.cosigned) {
-        let name = a.lines.split(' ').nth(1).unwrap_or_default().to_owned();
-        if !names.insert(name) {
-            a.cosigned = false;
-            a.refused = Some("a witness already counted (the same name)".into());
+    for i in 0..asked.len() {
+        for j in 0..i {
+            if !(asked[i].cosigned && asked[j].cosigned && asked[i].name == asked[j].name) {
+                continue;
+            }
+            // Verified lines under one name are one witness (given twice, or a rotated
+            // key); unverified ones that differ cannot be told apart: neither counts.
+            if trusted.is_empty() && asked[i].lines != asked[j].lines {
+                let why = format!(
+                    "two witnesses answered as {} with different lines (give --witness-key to tell the real one)",
+                    asked[i].name
+                );
+                for k in [i, j] {
+                    asked[k].cosigned = false;
+                    asked[k].refused = Some(why.clone());
+                }
+            } else {
+                asked[i].cosigned = false;
+                asked[i].refused = Some("a witness already counted (the same name)".into());
+            }
         }
     }
     let got = asked.iter().filter(|a| a.cosigned).count();
@@ -195,5 +279,6 @@ pub fn cosign_note(
     for a in asked.iter().filter(|a| a.cosigned) {
         out.push_str(&a.lines);
     }
+    Checkpoint::parse(&out).map_err(|e| CosignError::Malformed(e.to_string()))?;
     Ok((out, asked))
 }

@@ -151,10 +151,14 @@ impl Witnessed {
         self.cosigners.len() >= self.quorum
     }
 
-    /// The earliest cosignature time, in µs since the epoch, plus the clock skew: no event
-    /// the checkpoint covers may be dated after it.
+    /// The time by which a quorum of witnesses had seen the tree (the quorum-th earliest
+    /// of their times), in µs since the epoch, plus the clock skew: no event the checkpoint
+    /// covers may be dated after it. One witness alone (unless the quorum is 1) cannot
+    /// accuse the log of backdating with a time of its choosing. None below the quorum.
     pub fn time_bound(&self) -> Option<crate::core::types::Timestamp> {
-        self.cosigners.iter().map(|(_, t)| *t).min().map(|t| {
+        let mut times: Vec<u64> = self.cosigners.iter().map(|(_, t)| *t).collect();
+        times.sort_unstable();
+        times.get(self.quorum.checked_sub(1)?).map(|&t| {
             crate::core::types::Timestamp((t as i64).saturating_mul(1_000_000))
                 .plus_micros(crate::core::types::CLOCK_SKEW_US)
         })
@@ -179,29 +183,36 @@ impl Witnessed {
     }
 }
 
+/// Witnesses' verifier keys (type 0x04, as `witness vkey` prints them), each witness once;
+/// one key under two names is refused (it would count one witness twice).
+pub fn parse_witness_keys(vkeys: &[String]) -> Result<Vec<Witness>, String> {
+    let mut trusted: Vec<Witness> = Vec::new();
+    for v in vkeys {
+        let (name, ty, key) = parse_vkey(v)?;
+        if ty != COSIGNATURE_TYPE {
+            return Err(format!(
+                "{v}: a witness's key is of type 0x04, as `keyledger witness vkey` prints it (this one is a log's checkpoint key)"
+            ));
+        }
+        if let Some(other) = trusted.iter().find(|w| w.key == key && w.name != name) {
+            return Err(format!(
+                "{v}: the same key as witness {} under another name; one witness counts once, so give it under one name",
+                other.name
+            ));
+        }
+        let w = Witness { name, key };
+        if !trusted.contains(&w) {
+            trusted.push(w);
+        }
+    }
+    Ok(trusted)
+}
+
 impl WitnessPolicy {
     /// A policy from witnesses' verifier keys (type 0x04, as `witness vkey` prints them)
     /// and a quorum (default: every witness named), between 1 and the number of witnesses.
     pub fn from_vkeys(vkeys: &[String], quorum: Option<usize>) -> Result<WitnessPolicy, String> {
-        let mut trusted: Vec<Witness> = Vec::new();
-        for v in vkeys {
-            let (name, ty, key) = parse_vkey(v)?;
-            if ty != COSIGNATURE_TYPE {
-                return Err(format!(
-                    "{v}: a witness's key is of type 0x04, as `keyledger witness vkey` prints it (this one is a log's checkpoint key)"
-                ));
-            }
-            if let Some(other) = trusted.iter().find(|w| w.key == key && w.name != name) {
-                return Err(format!(
-                    "{v}: the same key as witness {} under another name; one witness counts once, so give it under one name",
-                    other.name
-                ));
-            }
-            let w = Witness { name, key };
-            if !trusted.contains(&w) {
-                trusted.push(w);
-            }
-        }
+        let trusted = parse_witness_keys(vkeys)?;
         let witnesses = trusted
             .iter()
             .map(|w| &w.name)
@@ -315,10 +326,12 @@ pub fn verified_lines(note: &str, name: &str, keys: &[PublicKey]) -> String {
                 && <[u8; 64]>::try_from(s.sig.as_slice())
                     .is_ok_and(|sig| verify_bytes(k, text.as_bytes(), &sig))
         });
-        if ok {
-            let mut blob = s.key_hash.to_vec();
-            blob.extend_from_slice(&s.sig);
-            out.push_str(&format!("\u{2014} {name} {}\n", B64.encode(blob)));
+        let mut blob = s.key_hash.to_vec();
+        blob.extend_from_slice(&s.sig);
+        let line = format!("\u{2014} {name} {}\n", B64.encode(blob));
+        // One copy of each: a submitter cannot make the witness keep its lines many times.
+        if ok && !out.contains(&line) {
+            out.push_str(&line);
         }
     }
     out

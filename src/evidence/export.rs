@@ -720,7 +720,7 @@ pub fn verify_bundle(
         }
         if let Some(b) = bound.filter(|b| ev.time > *b) {
             return Err(bad(format!(
-                "event {} is dated {}, more than 5 minutes after a trusted witness cosigned the checkpoint covering it (at {}): it was backdated",
+                "event {} is dated {}, more than 5 minutes after a quorum of trusted witnesses had cosigned the checkpoint covering it (by {}): it was backdated",
                 e.seq,
                 ev.time,
                 b.plus_micros(-crate::core::types::CLOCK_SKEW_US)

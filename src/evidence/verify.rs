@@ -212,7 +212,7 @@ fn verify_pass<R: Read + Send>(
                     index: Some(index),
                     offset: seen.frame.offset,
                     message: format!(
-                        "event seq {} is dated {}, more than 5 minutes after a trusted witness cosigned a checkpoint of {} events covering it (at {}): it was backdated, or the ledger was rewritten after",
+                        "event seq {} is dated {}, more than 5 minutes after a quorum of trusted witnesses had cosigned a checkpoint of {} events covering it (by {}): it was backdated, or the ledger was rewritten after",
                         seen.event.seq,
                         seen.event.time,
                         w.size,

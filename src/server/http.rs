@@ -200,12 +200,14 @@ async fn tile_checkpoint(State(app): State<App>) -> Response {
     }
 }
 
-async fn tile(
-    State(app): State<App>,
-    axum::extract::Path(rest): axum::extract::Path<String>,
-) -> Response {
-    let Some((level, n, width)) = crate::evidence::tiles::parse_path(&format!("tile/{rest}"))
-    else {
+async fn tile(State(app): State<App>, uri: axum::http::Uri) -> Response {
+    // The path exactly as sent (not percent-decoded), and no query: one name per tile.
+    let path = uri.path().strip_prefix('/').unwrap_or_default();
+    let parsed = match uri.query() {
+        None => crate::evidence::tiles::parse_path(path),
+        Some(_) => None,
+    };
+    let Some((level, n, width)) = parsed else {
         return Fail::new(
             404,
             "not-found",

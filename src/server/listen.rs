@@ -47,17 +47,35 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServerError>
 /// A connection past the limit gets this and is closed.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 97\r\n\r\n{\"error\":\"too-many-connections\",\"message\":\"the server holds its maximum of connections; retry\"}";
 
+/// What one client may hold: at most `max_connections` at once (more are answered 503
+/// and closed, and `on_busy` is told), each sending its headers within `timeout`.
+pub struct Limits {
+    pub max_connections: usize,
+    pub timeout: Duration,
+    pub on_busy: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Limits {
+    /// The server's, counted in its metrics.
+    pub fn of(shared: Arc<Shared>, max_connections: usize) -> Limits {
+        Limits {
+            max_connections,
+            timeout: shared.client_timeout,
+            on_busy: Box::new(move || shared.metrics.count_request("connection", "503")),
+        }
+    }
+}
+
 pub async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: axum::Router,
-    max_connections: usize,
-    shared: Arc<Shared>,
+    limits: Limits,
     mut stopped: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(max_connections));
-    let timeout = shared.client_timeout;
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let timeout = limits.timeout;
     loop {
         let (stream, _peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -69,7 +87,7 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            shared.metrics.count_request("connection", "503");
+            (limits.on_busy)();
             tokio::spawn(async move {
                 let mut stream = stream;
                 let _ = stream.write_all(BUSY).await;

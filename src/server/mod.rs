@@ -313,8 +313,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         listener,
         tls,
         router,
-        config.max_connections,
-        shared.clone(),
+        listen::Limits::of(shared.clone(), config.max_connections),
         stopped,
     ));
     Ok(Running {

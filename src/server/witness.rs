@@ -38,6 +38,9 @@ pub struct WitnessConfig {
     /// Each log: its origin and the keys that sign its checkpoints.
     pub logs: Vec<(String, Vec<PublicKey>)>,
     pub log: LogSink,
+    /// Connections served at once, and how long a client has to send a request.
+    pub max_connections: usize,
+    pub client_timeout: std::time::Duration,
 }
 
 /// What the witness remembers per origin: the latest cosigned checkpoint.
@@ -62,12 +65,46 @@ struct Witness {
     state_path: PathBuf,
     state: Mutex<Saved>,
     log: LogSink,
+    client_timeout: std::time::Duration,
     /// `<state>.lock`, held exclusively while this witness runs: two witnesses on one state
     /// file could each cosign one branch of a fork.
     _lock: std::fs::File,
 }
 
-/// Takes `<state>.lock` exclusively, or says that another witness holds it.
+/// The state file's one true path: links followed (the file, or its directory if the file
+/// is not there yet), so that every name of it takes the same lock and is written the same
+/// way; a state file with more than one hard link is refused (its names could not share a
+/// lock).
+fn real_state_path(path: &Path) -> Result<PathBuf, ServerError> {
+    use std::os::unix::fs::MetadataExt;
+    let bad = |message: String| ServerError::WitnessState {
+        path: path.to_path_buf(),
+        message,
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.nlink() > 1 => Err(bad(format!(
+            "it has {} hard links; a witness's state has one name, so that one lock guards it",
+            m.nlink()
+        ))),
+        Ok(_) => std::fs::canonicalize(path).map_err(|e| bad(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let name = path
+                .file_name()
+                .ok_or_else(|| bad("not a file name".into()))?;
+            Ok(std::fs::canonicalize(dir)
+                .map_err(|e| bad(format!("{}: {e}", dir.display())))?
+                .join(name))
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+/// Takes `<state>.lock` exclusively (`path` is the real path), or says that another
+/// witness holds it.
 fn lock_state(path: &Path) -> Result<std::fs::File, ServerError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut name = path.as_os_str().to_owned();
@@ -123,19 +160,28 @@ fn load(path: &Path) -> Result<Saved, ServerError> {
     }
 }
 
-/// Writes `s` to `path` durably: a fresh file fsynced, renamed over, the directory fsynced.
+/// Writes `s` to `path` durably: a fresh file (never through a link planted at its name)
+/// fsynced, renamed over, the directory fsynced.
 fn persist(path: &Path, s: &Saved) -> std::io::Result<()> {
-    use std::io::Write;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
+    let _ = std::fs::remove_file(&tmp);
+    crate::storage::files::write_new(
+        &tmp,
+        &serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?,
+        0o600,
+    )?;
     std::fs::rename(&tmp, path)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// The timestamp of a cosignature line.
+fn line_time(line: &str) -> Option<u64> {
+    let blob = B64.decode(line.rsplit(' ').next()?).ok()?;
+    Some(u64::from_be_bytes(blob.get(4..12)?.try_into().ok()?))
 }
 
 impl Witness {
@@ -181,6 +227,19 @@ impl Witness {
             }
         };
         let time = crate::core::types::Timestamp::now().0.max(1_000_000) as u64 / 1_000_000;
+        // The very checkpoint cosigned last, again, within the same second: its line again,
+        // with nothing written (resubmissions cost at most one fsync a second).
+        if let Some(l) = state.logs.get(&cp.origin)
+            && l.checkpoint.starts_with(&format!("{note_text}\n"))
+            && let Some(line) = l.checkpoint.lines().last()
+            && line_time(line) == Some(time)
+        {
+            return (
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                format!("{line}\n"),
+            );
+        }
         let line = cosign::cosign(&self.key, &self.name, &note_text, time);
         let mut next = state.clone();
         next.logs.insert(
@@ -204,7 +263,27 @@ impl Witness {
     }
 }
 
-async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response {
+async fn add_checkpoint(State(w): State<Arc<Witness>>, req: axum::extract::Request) -> Response {
+    // The body within the client timeout and the size limit, or the connection's slot goes
+    // to someone else.
+    let read = axum::body::to_bytes(req.into_body(), MAX_BODY);
+    let body: Bytes = match tokio::time::timeout(w.client_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a request body is at most {MAX_BODY} bytes\n"),
+            )
+                .into_response();
+        }
+        Err(_) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time\n",
+            )
+                .into_response();
+        }
+    };
     let (status, ct, body) = match tokio::task::spawn_blocking(move || w.add(&body)).await {
         Ok(r) => r,
         Err(_) => (
@@ -219,16 +298,23 @@ async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response 
 /// The monitoring API: the latest cosigned checkpoint of the log whose origin hashes to
 /// `hash` (SHA-256, lower-case hex).
 async fn latest(State(w): State<Arc<Witness>>, UrlPath(hash): UrlPath<String>) -> Response {
-    let state = w.state.lock().unwrap_or_else(|p| p.into_inner());
-    let found = state
-        .logs
-        .iter()
-        .find(|(o, _)| crate::core::types::to_hex(&Sha256::digest(o.as_bytes())) == hash);
+    // The state's lock is held across an fsync by add-checkpoint: wait off the async workers.
+    let found = tokio::task::spawn_blocking(move || {
+        let state = w.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .logs
+            .iter()
+            .find(|(o, _)| crate::core::types::to_hex(&Sha256::digest(o.as_bytes())) == hash)
+            .map(|(_, l)| l.checkpoint.clone())
+    })
+    .await
+    .ok()
+    .flatten();
     match found {
-        Some((_, l)) => (
+        Some(checkpoint) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            l.checkpoint.clone(),
+            checkpoint,
         )
             .into_response(),
         None => (
@@ -249,15 +335,17 @@ pub struct RunningWitness {
 
 pub fn start(config: WitnessConfig) -> Result<RunningWitness, ServerError> {
     // Locked before the state is read: what is read is what no one else will change.
-    let lock = lock_state(&config.state)?;
-    let state = load(&config.state)?;
+    let state_path = real_state_path(&config.state)?;
+    let lock = lock_state(&state_path)?;
+    let state = load(&state_path)?;
     let w = Arc::new(Witness {
         key: config.key,
         name: config.name,
         logs: config.logs,
-        state_path: config.state,
+        state_path,
         state: Mutex::new(state),
         log: config.log,
+        client_timeout: config.client_timeout,
         _lock: lock,
     });
     let router = Router::new()
@@ -266,14 +354,15 @@ pub fn start(config: WitnessConfig) -> Result<RunningWitness, ServerError> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(w);
     let (runtime, listener, addr) = super::bound(config.listen, "keyledger-witness", Some(2))?;
-    let (stop, mut stopped) = watch::channel(false);
-    let serving = runtime.spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.changed().await;
-            })
-            .await;
-    });
+    let (stop, stopped) = watch::channel(false);
+    let limits = super::listen::Limits {
+        max_connections: config.max_connections,
+        timeout: config.client_timeout,
+        on_busy: Box::new(|| {}),
+    };
+    let serving = runtime.spawn(super::listen::accept_loop(
+        listener, None, router, limits, stopped,
+    ));
     Ok(RunningWitness {
         url: format!("http://{addr}"),
         runtime,

@@ -178,22 +178,38 @@ pub fn witnessed_checkpoints(hashes: &[Hash32]) -> Vec<(String, Vec<u8>, Value)>
             "w1's line signed over `time 0`: a timestamp of 0 is not valid, so a trusted witness's line fails".into(),
         )],
     ));
-    // Cosigned 5 minutes before event 10's time: events 11 onwards are dated after the
-    // cosignature plus the skew (event 10 is exactly at the bound, which is allowed).
+    // w1 cosigned 5 minutes before event 10's time, w2 after the last event. The bound is
+    // the quorum-th earliest time: events 11 onwards are after w1's time plus the skew
+    // (event 10 is exactly at it, which is allowed), but not after w2's.
     let early = secs_of(10) - 300;
+    let backdated = "witness-backdated.checkpoint";
     cases.push((
-        "witness-backdated.checkpoint",
+        backdated,
         format!("{note}{}{}", line(0, &text, early), line(1, &text, fresh)),
         vec![
             (
-                cp("witness-backdated.checkpoint", &[&w1, &w2]),
+                cp(backdated, &[&w1]),
                 1,
                 Some(11),
                 vec!["time"],
-                "w1 cosigned 5 minutes before event 10's time, w2 after the last event: every event from 11 on is dated more than 5 minutes after the earliest cosignature".into(),
+                "w1 cosigned 5 minutes before event 10's time; w1 trusted, quorum 1: every event from 11 on is dated more than 5 minutes after the cosignature".into(),
             ),
             (
-                cp("witness-backdated.checkpoint", &[&w2]),
+                with_quorum(cp(backdated, &[&w1, &w2]), "1"),
+                1,
+                Some(11),
+                vec!["time"],
+                "as above with w2's later cosignature too; w1 and w2 trusted, quorum 1: the bound is the earliest time".into(),
+            ),
+            (
+                cp(backdated, &[&w1, &w2]),
+                0,
+                None,
+                vec![],
+                "as above, quorum 2: the bound is the second earliest time (w2's), so w1 alone cannot accuse the log".into(),
+            ),
+            (
+                cp(backdated, &[&w2]),
                 0,
                 None,
                 vec![],
@@ -232,9 +248,9 @@ pub fn witnessed_checkpoints(hashes: &[Hash32]) -> Vec<(String, Vec<u8>, Value)>
     out
 }
 
-/// Fork proofs (§9.5) about `valid.ledger`'s log key (acme, key 1) and their verdicts
-/// under `witness check-fork PROOF --vkey VKEY`: files (path under fixtures/, bytes) and
-/// verdicts {proof, vkey, exit, description}.
+/// Fork proofs (§9.5) about `valid.ledger`'s log keys (acme's, key 1, and bob's, key 3)
+/// and their verdicts under `witness check-fork PROOF --vkey VKEY…`: files (path under
+/// fixtures/, bytes) and verdicts {proof, vkeys, exit, description}.
 pub fn fork_proofs(hashes: &[Hash32]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
     let n = hashes.len();
     let origin = checkpoint::origin(&Bytes(LEDGER_ID));
@@ -264,6 +280,7 @@ pub fn fork_proofs(hashes: &[Hash32]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
     let fork = proof(note(&honest, m, 1), note(&forked, n64, 1), &forked, m, n64);
     let mut wrong_root = fork.clone();
     wrong_root.b_root_at_a_size = honest.mth(0, m);
+    let both = format!("{log}\n{bob}");
     let cases: Vec<(&str, String, &str, i32, &str)> = vec![
         (
             "fork.proof",
@@ -322,6 +339,13 @@ pub fn fork_proofs(hashes: &[Hash32]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
             "B signed by bob's key, not acme's: a fork only counts between two notes of the log's key",
         ),
         (
+            "fork-b-by-bob.proof",
+            proof(note(&honest, m, 1), note(&forked, n64, 3), &forked, m, n64).encode(),
+            &both,
+            0,
+            "A signed by acme's key, B by bob's, both keys given: two keys of one log signed inconsistent checkpoints, a fork",
+        ),
+        (
             "fork-a-larger.proof",
             proof(note(&forked, n64, 1), note(&honest, m, 1), &honest, m, m).encode(),
             &log,
@@ -338,12 +362,13 @@ pub fn fork_proofs(hashes: &[Hash32]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
     ];
     let mut files = vec![];
     let mut verdicts = vec![];
-    for (file, text, vkey, exit, what) in cases {
+    for (file, text, vkeys, exit, what) in cases {
         let path = format!("forks/{file}");
         if !files.iter().any(|(p, _)| *p == path) {
             files.push((path.clone(), text.into_bytes()));
         }
-        verdicts.push(json!({"proof": path, "vkey": vkey, "exit": exit, "description": what}));
+        let vkeys: Vec<&str> = vkeys.split('\n').collect();
+        verdicts.push(json!({"proof": path, "vkeys": vkeys, "exit": exit, "description": what}));
     }
     (files, verdicts)
 }
