@@ -166,9 +166,13 @@ fn serve_serves_the_tiles_tiles_writes() {
         assert_eq!(status, 200, "{p}");
         assert_eq!(body, std::fs::read(d.join("t").join(&p)).unwrap(), "{p}");
     }
-    // Not there yet, and not a tile path: 404.
+    // Not there yet, and not a tile path: 404. A path is taken as sent: a tile named in
+    // percent-encoding or with a query is not that tile's name.
     assert_eq!(get("/tile/0/000").0, 404);
     assert_eq!(get("/tile/0/0").0, 404);
+    let p = keyledger::evidence::tiles::tile_path(Some(0), 0, size);
+    assert_eq!(get(&format!("/{p}?x=1")).0, 404);
+    assert_eq!(get(&format!("/{}", p.replacen("000", "%30%30%30", 1))).0, 404);
     let (status, served) = get("/checkpoint");
     assert_eq!(status, 200);
     assert_eq!(
