@@ -133,6 +133,13 @@ fn a_client_of_the_tiles_alone_reproduces_roots() {
         None,
     );
     assert_eq!(code(&v), 0, "{}", stdout(&v));
+    // A link planted inside the tiles directory is not followed.
+    std::fs::create_dir(d.join("elsewhere")).unwrap();
+    std::fs::create_dir_all(d.join("t2/tile")).unwrap();
+    std::os::unix::fs::symlink(d.join("elsewhere"), d.join("t2/tile/0")).unwrap();
+    let o = run_in(d, &[&l[..], &["tiles", "--out", "t2"]].concat(), None);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(d.join("elsewhere")).unwrap().count(), 0);
     // A full tile changed under it is refused, not overwritten.
     let p = d.join("t/tile/0/000");
     let mut b = std::fs::read(&p).unwrap();
@@ -172,7 +179,10 @@ fn serve_serves_the_tiles_tiles_writes() {
     assert_eq!(get("/tile/0/0").0, 404);
     let p = keyledger::evidence::tiles::tile_path(Some(0), 0, size);
     assert_eq!(get(&format!("/{p}?x=1")).0, 404);
-    assert_eq!(get(&format!("/{}", p.replacen("000", "%30%30%30", 1))).0, 404);
+    assert_eq!(
+        get(&format!("/{}", p.replacen("000", "%30%30%30", 1))).0,
+        404
+    );
     let (status, served) = get("/checkpoint");
     assert_eq!(status, 200);
     assert_eq!(

@@ -471,3 +471,88 @@ fn hostile_witnesses_and_state_file_names() {
     assert!(stderr(&o).contains("hard links"), "{}", stderr(&o));
     drop(w1);
 }
+
+/// A client that pipelines requests and never reads the answers holds its connection only
+/// until a write has waited --client-timeout; a state file named through a link to nothing
+/// is refused.
+#[test]
+fn a_client_that_stops_reading_loses_its_connection() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["init", "--account", "acme"]);
+    let log = ok(d, &["checkpoint", "--vkey"]).trim().to_owned();
+    ok(d, &["keygen", "--out", "w.key"]);
+    let serve = |state: &str, extra: &[&str]| {
+        let mut a = vec![
+            "witness",
+            "serve",
+            "--key",
+            "w.key",
+            "--name",
+            "w.example/1",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            state,
+            "--log",
+            &log,
+        ];
+        a.extend(extra);
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    std::os::unix::fs::symlink("nothing-yet.state", d.join("dangling.state")).unwrap();
+    let args = serve("dangling.state", &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run_in(d, &args, None);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("link to a file that does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    let args = serve(
+        "w.state",
+        &["--client-timeout", "1", "--max-connections", "1"],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let w = common::site::serve_in(d, &args);
+    let addr = w.addr();
+    let attacker = std::net::TcpStream::connect(&addr).unwrap();
+    let mut writer = attacker.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let req = b"GET /00/checkpoint HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+        for _ in 0..400 {
+            if writer.write_all(&req).is_err() {
+                break;
+            }
+        }
+    });
+    let probe = || {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = c.write_all(b"GET /00/checkpoint HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        answer
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        probe().starts_with("HTTP/1.1 503"),
+        "the one slot is the attacker's"
+    );
+    // Once its responses have waited a second to be written, the slot is free again.
+    let start = std::time::Instant::now();
+    loop {
+        let a = probe();
+        if a.starts_with("HTTP/1.1 404") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "still held after 20 s: {a}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(attacker);
+}

@@ -335,21 +335,26 @@ pub(super) fn cosigned(
     cosign: &CosignArgs,
 ) -> Result<(String, Vec<keyledger::client::witness::Asked>), CliError> {
     let mut leaves = Vec::new();
+    let mut newest = None;
     keyledger::storage::store::replay(&ctx.ledger, &ctx.cache, None, |seen| {
         if (leaves.len() as u64) < size {
-            leaves.push(*seen.hash)
+            leaves.push(*seen.hash);
+            newest = newest.max(Some(seen.event.time));
         }
     })?;
     cosigned_over(
         &keyledger::core::merkle::ProofTree::new(&leaves),
+        newest,
         note,
         cosign,
     )
 }
 
-/// As `cosigned`, for the tree the note is a checkpoint of.
+/// As `cosigned`, for the tree the note is a checkpoint of, whose latest event is dated
+/// `newest`.
 pub(super) fn cosigned_over(
     tree: &keyledger::core::merkle::ProofTree,
+    newest: Option<keyledger::core::types::Timestamp>,
     note: &str,
     cosign: &CosignArgs,
 ) -> Result<(String, Vec<keyledger::client::witness::Asked>), CliError> {
@@ -370,7 +375,14 @@ pub(super) fn cosigned_over(
             ));
         }
     };
-    match cosign_note(note, tree, &cosign.witnesses, cosign.quorum, &trusted) {
+    match cosign_note(
+        note,
+        tree,
+        &cosign.witnesses,
+        cosign.quorum,
+        &trusted,
+        newest,
+    ) {
         Ok((note, asked)) => {
             said(&asked);
             Ok((note, asked))
@@ -501,9 +513,9 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), CliError> {
                 &filter,
                 &key,
                 &ctx.cache,
-                |note, tree| match a.cosign.witnesses.is_empty() {
+                |note, tree, newest| match a.cosign.witnesses.is_empty() {
                     true => Ok(note),
-                    false => cosigned_over(tree, &note, &a.cosign).map(|c| c.0),
+                    false => cosigned_over(tree, newest, &note, &a.cosign).map(|c| c.0),
                 },
             )?;
             super::warn_torn_tail(s.torn);
@@ -785,11 +797,30 @@ pub fn tiles(ctx: &Ctx, out: &Path) -> Result<(), CliError> {
         root: r.tree.root(),
     }
     .sign(&key);
+    std::fs::create_dir_all(out).map_err(|e| CliError::io(format!("{}: {e}", out.display())))?;
     let write = |rel: &str, bytes: &[u8]| -> Result<(), CliError> {
         let path = out.join(rel);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| CliError::io(format!("{}: {e}", dir.display())))?;
+        // Every directory under DIR is a real one, made here if absent: a link planted
+        // inside DIR would send the tiles elsewhere.
+        let mut dir = out.to_path_buf();
+        for part in Path::new(rel)
+            .parent()
+            .into_iter()
+            .flat_map(Path::components)
+        {
+            dir.push(part);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(CliError::check_failed(format!(
+                        "{}: not a directory (a link, or a file) inside the tiles directory; remove it",
+                        dir.display()
+                    )));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&dir)
+                    .map_err(|e| CliError::io(format!("{}: {e}", dir.display())))?,
+                Err(e) => return Err(CliError::io(format!("{}: {e}", dir.display()))),
+            }
         }
         // A fresh file (never through a link planted at the temporary name), then renamed.
         let tmp = path.with_extension("tmp-keyledger");

@@ -108,7 +108,7 @@ pub fn leak(
                 &filter,
                 &signer,
                 &ctx.cache,
-                |note, _| Ok::<_, CliError>(note),
+                |note, _, _| Ok::<_, CliError>(note),
             )?;
             super::warn_torn_tail(s.torn);
             bundles.push((k.to_string(), out.display().to_string(), s.events));

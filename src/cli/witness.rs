@@ -129,15 +129,15 @@ pub fn witness(ctx: &Ctx, cmd: WitnessCmd) -> Result<(), CliError> {
                 ));
             }
             let proof = ForkProof {
-                a: na,
-                b: nb,
+                a: na.into_bytes(),
+                b: nb.into_bytes(),
                 b_root_at_a_size: tree.mth(0, ca.size),
                 proof: tree.consistency_proof(ca.size, cb.size),
             };
             let keys: Vec<_> = ctx.read_head()?.state.signers.keys().copied().collect();
             // Only a proof that checks is written.
             proof.check(&keys).map_err(CliError::check_failed)?;
-            keyledger::storage::keyfile::write_exclusive(&out, proof.encode().as_bytes(), 0o644)?;
+            keyledger::storage::keyfile::write_exclusive(&out, &proof.encode(), 0o644)?;
             print(&format!(
                 "wrote a proof that the log signed two inconsistent checkpoints ({} and {} events) to {}\n",
                 ca.size,
@@ -163,7 +163,9 @@ pub fn witness(ctx: &Ctx, cmd: WitnessCmd) -> Result<(), CliError> {
                 keys.push(pk);
             }
             let name = name.ok_or_else(|| CliError::usage("--vkey: give the log's key"))?;
-            let p = ForkProof::parse(&read_text(&proof)?)
+            let bytes = keyledger::storage::files::read_regular(&proof, 1 << 20)
+                .map_err(|e| CliError::usage(format!("{}: {e}", proof.display())))?;
+            let p = ForkProof::parse(&bytes)
                 .ok_or_else(|| CliError::usage(format!("{}: not a fork proof", proof.display())))?;
             let (origin, m, n) = p.check(&keys).map_err(CliError::check_failed)?;
             if origin != name {

@@ -5,6 +5,7 @@
 use hyper::Method;
 
 use crate::core::merkle::{ProofTree, Sha};
+use crate::core::types::{CLOCK_SKEW_US, Timestamp};
 use crate::evidence::checkpoint::Checkpoint;
 use crate::evidence::cosign::{AddCheckpoint, Witness, cosignatures};
 
@@ -45,7 +46,7 @@ fn endpoint(url: &str) -> Result<(Client, String), String> {
 const MAX_LINES_PER_WITNESS: usize = 4;
 
 fn now_secs() -> u64 {
-    (crate::core::types::Timestamp::now().0 / 1_000_000).max(0) as u64
+    (Timestamp::now().0 / 1_000_000).max(0) as u64
 }
 
 /// The cosignature lines of a witness's 200 answer `text` that may go on `note`, and the
@@ -60,6 +61,7 @@ fn checked_lines(
     text: &str,
     trusted: &[Witness],
     now: u64,
+    newest: Option<Timestamp>,
 ) -> Result<(String, String), String> {
     use base64::Engine;
     let origin = Checkpoint::parse(note)
@@ -88,9 +90,18 @@ fn checked_lines(
         }
         name = Some(n);
         let t = u64::from_be_bytes(blob[4..12].try_into().expect("8 bytes"));
-        if t.abs_diff(now) > (crate::core::types::CLOCK_SKEW_US / 1_000_000) as u64 {
+        if t.abs_diff(now) > (CLOCK_SKEW_US / 1_000_000) as u64 {
             return Err(format!(
                 "its cosignature is dated {t} (POSIX seconds), more than 5 minutes from this clock's {now}"
+            ));
+        }
+        // Verifiers bound the events' times by it (§9.4 step 5): a line that would make
+        // them see the newest event as backdated is a witness clock too far behind.
+        let bound = Timestamp((t.min(i64::MAX as u64) as i64).saturating_mul(1_000_000))
+            .plus_micros(CLOCK_SKEW_US);
+        if let Some(e) = newest.filter(|e| *e > bound) {
+            return Err(format!(
+                "its cosignature is dated {t} (POSIX seconds), more than 5 minutes before the newest event it covers ({e}): verifiers would see that event as backdated"
             ));
         }
         if key_ids.insert(blob[..4].to_vec()) {
@@ -124,14 +135,16 @@ fn checked_lines(
     Ok((name.to_owned(), lines))
 }
 
-/// Asks the witness at `url` to cosign `note` (a checkpoint of `size` events); `proof(m)`
-/// is the consistency proof from size m to `size`; `trusted`: as for `checked_lines`.
+/// Asks the witness at `url` to cosign `note` (a checkpoint of `size` events whose newest is
+/// dated `newest`); `proof(m)` is the consistency proof from size m to `size`; `trusted`:
+/// as for `checked_lines`.
 pub fn ask(
     url: &str,
     note: &str,
     size: u64,
     proof: &dyn Fn(u64) -> Vec<Sha>,
     trusted: &[Witness],
+    newest: Option<Timestamp>,
 ) -> Asked {
     let mut asked = Asked {
         witness: url.to_owned(),
@@ -168,7 +181,7 @@ pub fn ask(
         let text = String::from_utf8_lossy(&reply.body).into_owned();
         match reply.status.as_u16() {
             200 => {
-                match checked_lines(note, &text, trusted, now_secs()) {
+                match checked_lines(note, &text, trusted, now_secs(), newest) {
                     Ok((name, lines)) => {
                         asked.name = name;
                         asked.lines = lines;
@@ -233,6 +246,7 @@ pub fn cosign_note(
     witnesses: &[String],
     quorum: Option<usize>,
     trusted: &[Witness],
+    newest: Option<Timestamp>,
 ) -> Result<(String, Vec<Asked>), CosignError> {
     let quorum = quorum.unwrap_or(witnesses.len());
     if quorum == 0 || quorum > witnesses.len() {
@@ -242,7 +256,7 @@ pub fn cosign_note(
     let proof = |m: u64| tree.consistency_proof(m, size);
     let mut asked: Vec<Asked> = witnesses
         .iter()
-        .map(|w| ask(w, note, size, &proof, trusted))
+        .map(|w| ask(w, note, size, &proof, trusted, newest))
         .collect();
     for i in 0..asked.len() {
         for j in 0..i {

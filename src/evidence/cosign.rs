@@ -337,14 +337,14 @@ pub fn verified_lines(note: &str, name: &str, keys: &[PublicKey]) -> String {
     out
 }
 
-/// The witness's verdict on `req` (tlog-witness add-checkpoint), given the keys it trusts
-/// per origin (`logs`: origin and the log's keys) and the latest (size, root) it cosigned
-/// for that origin: the checkpoint, its note text to cosign, and the log's verified
-/// signature lines to keep with it; or the refusal.
-pub fn judge(
+/// The checks of an add-checkpoint request `req` that need no state, in tlog-witness's
+/// order: the form (400), the origin (404: `logs` holds each origin and the log's keys), the
+/// log's signatures (403), an old size past the checkpoint's (400). The checkpoint, its note
+/// text to cosign, and the log's verified signature lines to keep with it; or the refusal.
+/// A witness runs them before it takes the lock on its state.
+pub fn precheck(
     req: &AddCheckpoint,
     logs: &[(String, Vec<PublicKey>)],
-    latest: impl FnOnce(&str) -> Option<(u64, Sha)>,
 ) -> Result<(Checkpoint, String, String), Refusal> {
     let (cp, _, text) = Checkpoint::parse(&req.note)
         .map_err(|e| Refusal::new(400, format!("not a checkpoint: {e}\n")))?;
@@ -359,7 +359,19 @@ pub fn judge(
             "old size is past the checkpoint's size\n",
         ));
     }
-    let (size, root) = latest(&cp.origin).unwrap_or((0, empty_root()));
+    let lines = verified_lines(&req.note, &cp.origin, keys);
+    Ok((cp, text, lines))
+}
+
+/// The rest of the verdict on `req` for its checkpoint `cp`, against the latest (size,
+/// root) the witness cosigned for the origin, if any: the old size must be that size (409
+/// with it), and the checkpoint consistent with it (422).
+pub fn extends(
+    req: &AddCheckpoint,
+    cp: &Checkpoint,
+    latest: Option<(u64, Sha)>,
+) -> Result<(), Refusal> {
+    let (size, root) = latest.unwrap_or((0, empty_root()));
     if req.old != size {
         return Err(Refusal::new(409, format!("{size}\n")));
     }
@@ -376,8 +388,7 @@ pub fn judge(
             "the checkpoint is not consistent with the one cosigned before\n",
         ));
     }
-    let lines = verified_lines(&req.note, &cp.origin, keys);
-    Ok((cp, text, lines))
+    Ok(())
 }
 
 /// A self-contained proof that the holder of a log key signed two views of one log that
@@ -386,33 +397,38 @@ pub fn judge(
 /// that root differs from `a`'s (ledger-format.md §9.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForkProof {
-    pub a: String,
-    pub b: String,
+    /// The notes as carried: bytes, judged as notes (§9.2) only when the proof is checked.
+    pub a: Vec<u8>,
+    pub b: Vec<u8>,
     pub b_root_at_a_size: Sha,
     pub proof: Vec<Sha>,
 }
 
 impl ForkProof {
-    /// The proof as text: `keyledger fork proof v1`, the root and proof lines in base64,
-    /// an empty line, then each checkpoint note preceded by its length in bytes.
-    pub fn encode(&self) -> String {
+    /// The proof: `keyledger fork proof v1`, the root and proof lines in base64, an empty
+    /// line, then each checkpoint note preceded by its length in bytes.
+    pub fn encode(&self) -> Vec<u8> {
         let mut s = String::from("keyledger fork proof v1\n");
         s.push_str(&format!("root {}\n", B64.encode(self.b_root_at_a_size)));
         for p in &self.proof {
             s.push_str(&format!("proof {}\n", B64.encode(p)));
         }
         s.push('\n');
+        let mut out = s.into_bytes();
         for n in [&self.a, &self.b] {
-            s.push_str(&format!("note {}\n{n}", n.len()));
+            out.extend_from_slice(format!("note {}\n", n.len()).as_bytes());
+            out.extend_from_slice(n);
         }
-        s
+        out
     }
 
     /// Parses a proof strictly (§9.5): the root line first, then at most 63 proof lines,
     /// an empty line, and two notes, each after `note <decimal byte length>`.
-    pub fn parse(text: &str) -> Option<ForkProof> {
-        let rest = text.strip_prefix("keyledger fork proof v1\n")?;
-        let (head, mut notes) = rest.split_once("\n\n")?;
+    pub fn parse(bytes: &[u8]) -> Option<ForkProof> {
+        let rest = bytes.strip_prefix(b"keyledger fork proof v1\n")?;
+        let split = rest.windows(2).position(|w| w == b"\n\n")?;
+        let head = std::str::from_utf8(&rest[..split]).ok()?;
+        let mut notes = &rest[split + 2..];
         let hash = |v: &str| -> Option<Sha> { B64.decode(v).ok()?.try_into().ok() };
         let mut lines = head.split('\n');
         let root = hash(lines.next()?.strip_prefix("root ")?)?;
@@ -422,10 +438,12 @@ impl ForkProof {
         if proof.len() > MAX_PROOF_LINES {
             return None;
         }
-        let mut read = || -> Option<String> {
-            let (len, after) = notes.strip_prefix("note ")?.split_once('\n')?;
-            let len = usize::try_from(decimal(len)?).ok()?;
-            let note = after.get(..len)?.to_owned();
+        let mut read = || -> Option<Vec<u8>> {
+            let after = notes.strip_prefix(b"note ")?;
+            let eol = after.iter().position(|&c| c == b'\n')?;
+            let len = usize::try_from(decimal(std::str::from_utf8(&after[..eol]).ok()?)?).ok()?;
+            let after = &after[eol + 1..];
+            let note = after.get(..len)?.to_vec();
             notes = &after[len..];
             Some(note)
         };
@@ -442,12 +460,18 @@ impl ForkProof {
     /// signed by one of `keys`, the root is `b`'s first m leaves (by the consistency proof)
     /// and differs from `a`'s. The origin and the two sizes.
     pub fn check(&self, keys: &[PublicKey]) -> Result<(String, u64, u64), String> {
-        let (a, _, _) = Checkpoint::parse(&self.a).map_err(|e| format!("checkpoint A: {e}"))?;
-        let (b, _, _) = Checkpoint::parse(&self.b).map_err(|e| format!("checkpoint B: {e}"))?;
+        let text = |which: &str, n: &[u8]| {
+            std::str::from_utf8(n)
+                .map(str::to_owned)
+                .map_err(|_| format!("checkpoint {which} is not a signed note: not UTF-8"))
+        };
+        let (na, nb) = (text("A", &self.a)?, text("B", &self.b)?);
+        let (a, _, _) = Checkpoint::parse(&na).map_err(|e| format!("checkpoint A: {e}"))?;
+        let (b, _, _) = Checkpoint::parse(&nb).map_err(|e| format!("checkpoint B: {e}"))?;
         if a.origin != b.origin {
             return Err("the checkpoints are of two logs (two origins)".into());
         }
-        for (which, note) in [("A", &self.a), ("B", &self.b)] {
+        for (which, note) in [("A", &na), ("B", &nb)] {
             Checkpoint::verify(note, &a.origin, keys.iter())
                 .map_err(|e| format!("checkpoint {which}: {e}"))?;
         }
@@ -515,8 +539,8 @@ mod tests {
             .sign(&log)
         };
         let p = ForkProof {
-            a: note(0, empty_root()),
-            b: note(3, [7; 32]),
+            a: note(0, empty_root()).into_bytes(),
+            b: note(3, [7; 32]).into_bytes(),
             b_root_at_a_size: [9; 32],
             proof: vec![],
         };

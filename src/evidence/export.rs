@@ -116,6 +116,8 @@ pub struct Selection {
     pub frames: Vec<(RawFrame, Event, Hash32, String)>,
     pub hashes: Vec<Hash32>,
     pub state: crate::core::state::State,
+    /// The latest time of any event of the ledger (not only the selected ones).
+    pub newest: Option<crate::core::types::Timestamp>,
     /// A torn tail after the last whole event, left out of the selection.
     pub torn: Option<store::TornTail>,
 }
@@ -124,8 +126,10 @@ pub struct Selection {
 pub fn select(path: &Path, filter: &Filter, cache: &Cache) -> Result<Selection, StoreError> {
     let mut frames = vec![];
     let mut hashes = vec![];
+    let mut newest = None;
     let r = store::replay(path, cache, None, |seen| {
         hashes.push(*seen.hash);
+        newest = newest.max(Some(seen.event.time));
         let owner = seen.state.key_owner(&seen.event.action);
         if filter.matches(seen.event, seen.actor(), owner) {
             frames.push((
@@ -142,6 +146,7 @@ pub fn select(path: &Path, filter: &Filter, cache: &Cache) -> Result<Selection, 
         frames,
         hashes,
         state: r.state,
+        newest,
         torn: r.torn,
     })
 }
@@ -318,15 +323,16 @@ pub struct BundleSummary {
 
 /// Writes a new bundle directory `dir` with the events of `path` that match `filter`,
 /// proven against a checkpoint of the head signed by `key` (an enrolled signer). `cosign`
-/// may add witnesses' cosignatures to the checkpoint note (given the tree it is of) before
-/// anything is written; an error from it leaves nothing behind.
+/// may add witnesses' cosignatures to the checkpoint note (given the tree it is of and the
+/// latest time of its events) before anything is written; an error from it leaves nothing
+/// behind.
 pub fn write_bundle<E: From<BundleError>>(
     path: &Path,
     dir: &Path,
     filter: &Filter,
     key: &SigningKey,
     cache: &Cache,
-    cosign: impl FnOnce(String, &ProofTree) -> Result<String, E>,
+    cosign: impl FnOnce(String, &ProofTree, Option<crate::core::types::Timestamp>) -> Result<String, E>,
 ) -> Result<BundleSummary, E> {
     // Refused before any witness is asked to cosign for nothing.
     if fs::symlink_metadata(dir).is_ok() {
@@ -359,7 +365,7 @@ pub fn write_bundle<E: From<BundleError>>(
         root,
     }
     .sign(key);
-    let note = cosign(note, &tree)?;
+    let note = cosign(note, &tree, sel.newest)?;
     let mut frames = Vec::new();
     let mut events = Vec::new();
     // Each key with the principal it is enrolled to (a server's key frames other

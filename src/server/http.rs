@@ -140,11 +140,13 @@ impl Tiles {
     }
 }
 
-/// Runs `f` on the event hashes of every event on disk (read on from where it stopped).
+/// Runs `f` on the event hashes of every event on disk (read on from where it stopped, at
+/// most 4 MiB at a time). Blocking: callers run it off the async workers.
 fn with_leaves<T>(
     app: &App,
     f: impl FnOnce(&crate::evidence::tiles::TileTree, &crate::core::merkle::TreeBuilder) -> T,
 ) -> Result<T, Fail> {
+    const CHUNK: u64 = 4 << 20;
     let tiles = app.shared.tiles.as_ref().ok_or_else(|| {
         Fail::new(
             404,
@@ -155,37 +157,50 @@ fn with_leaves<T>(
     let mut g = tiles.read.lock().unwrap_or_else(|p| p.into_inner());
     let end = app.shared.durable_end.load(Ordering::Acquire);
     if end > g.0 {
-        let f = std::fs::File::open(&app.shared.ledger_path)
+        let file = std::fs::File::open(&app.shared.ledger_path)
             .map_err(|e| Fail::unavailable(format!("reading the ledger: {e}")))?;
-        let mut bytes = vec![0u8; (end - g.0) as usize];
-        std::os::unix::fs::FileExt::read_exact_at(&f, &mut bytes, g.0)
-            .map_err(|e| Fail::unavailable(format!("reading the ledger: {e}")))?;
-        let mut at = 0usize;
-        while at + 4 <= bytes.len() {
-            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let Some(body) = bytes.get(at + 4..at + 4 + len) else {
-                break;
-            };
-            let hash = crate::core::chain::event_hash(body);
-            g.1.push(hash);
-            g.2.push(&hash);
-            at += 4 + len + 64;
+        // Whole frames of each chunk; a frame cut by the chunk's end is read with the next.
+        while g.0 < end {
+            let mut bytes = vec![0u8; (end - g.0).min(CHUNK) as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, g.0)
+                .map_err(|e| Fail::unavailable(format!("reading the ledger: {e}")))?;
+            let mut at = 0usize;
+            while at + 4 <= bytes.len() {
+                let len =
+                    u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+                if at + 4 + len + 64 > bytes.len() {
+                    break;
+                }
+                let hash = crate::core::chain::event_hash(&bytes[at + 4..at + 4 + len]);
+                g.1.push(hash);
+                g.2.push(&hash);
+                at += 4 + len + 64;
+            }
+            if at == 0 {
+                return Err(Fail::unavailable(
+                    "reading the ledger: a frame does not fit where the writer said".into(),
+                ));
+            }
+            g.0 += at as u64;
         }
-        g.0 = end;
     }
     Ok(f(&g.1, &g.2))
 }
 
 async fn tile_checkpoint(State(app): State<App>) -> Response {
-    let note = with_leaves(&app, |leaves, tree| {
-        let tiles = app.shared.tiles.as_ref().expect("checked");
-        crate::evidence::checkpoint::Checkpoint {
-            origin: crate::evidence::checkpoint::origin(&app.shared.ledger_id),
-            size: leaves.size(),
-            root: tree.root(),
-        }
-        .sign(&tiles.key)
-    });
+    let note = tokio::task::spawn_blocking(move || {
+        with_leaves(&app, |leaves, tree| {
+            let tiles = app.shared.tiles.as_ref().expect("checked");
+            crate::evidence::checkpoint::Checkpoint {
+                origin: crate::evidence::checkpoint::origin(&app.shared.ledger_id),
+                size: leaves.size(),
+                root: tree.root(),
+            }
+            .sign(&tiles.key)
+        })
+    })
+    .await
+    .unwrap_or_else(|_| Err(Fail::unavailable("the tile reader failed".into())));
     match note {
         Ok(n) => (
             StatusCode::OK,
@@ -215,7 +230,12 @@ async fn tile(State(app): State<App>, uri: axum::http::Uri) -> Response {
         )
         .into_response();
     };
-    match with_leaves(&app, |leaves, _| leaves.tile(level, n, width)) {
+    let got = tokio::task::spawn_blocking(move || {
+        with_leaves(&app, |leaves, _| leaves.tile(level, n, width))
+    })
+    .await
+    .unwrap_or_else(|_| Err(Fail::unavailable("the tile reader failed".into())));
+    match got {
         Ok(Some(bytes)) => (
             StatusCode::OK,
             [

@@ -87,6 +87,11 @@ fn real_state_path(path: &Path) -> Result<PathBuf, ServerError> {
             m.nlink()
         ))),
         Ok(_) => std::fs::canonicalize(path).map_err(|e| bad(e.to_string())),
+        // A link to a state not there yet: its target's name cannot be known for sure (and
+        // another link could name the same file), so it is refused.
+        Err(_) if std::fs::symlink_metadata(path).is_ok() => Err(bad(
+            "a link to a file that does not exist; name the state file itself".into(),
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let dir = match path.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d,
@@ -208,24 +213,27 @@ impl Witness {
                     .into(),
             );
         };
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let latest = |origin: &str| {
-            state.logs.get(origin).map(|l| {
-                let root: Sha = B64
-                    .decode(&l.root)
-                    .ok()
-                    .and_then(|r| r.try_into().ok())
-                    .expect("checked when loaded");
-                (l.size, root)
-            })
+        let refused = |r: cosign::Refusal| {
+            (self.log)(&serde_json::json!({"witness": self.name, "status": r.status, "answer": r.body.trim_end()}).to_string());
+            text(r.status, r.body)
         };
-        let (cp, note_text, log_lines) = match cosign::judge(&req, &self.logs, latest) {
+        // Signatures are checked before the lock: a flood of costly notes holds no one up.
+        let (cp, note_text, log_lines) = match cosign::precheck(&req, &self.logs) {
             Ok(v) => v,
-            Err(r) => {
-                (self.log)(&serde_json::json!({"witness": self.name, "status": r.status, "answer": r.body.trim_end()}).to_string());
-                return text(r.status, r.body);
-            }
+            Err(r) => return refused(r),
         };
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let latest = state.logs.get(&cp.origin).map(|l| {
+            let root: Sha = B64
+                .decode(&l.root)
+                .ok()
+                .and_then(|r| r.try_into().ok())
+                .expect("checked when loaded");
+            (l.size, root)
+        });
+        if let Err(r) = cosign::extends(&req, &cp, latest) {
+            return refused(r);
+        }
         let time = crate::core::types::Timestamp::now().0.max(1_000_000) as u64 / 1_000_000;
         // The very checkpoint cosigned last, again, within the same second: its line again,
         // with nothing written (resubmissions cost at most one fsync a second).

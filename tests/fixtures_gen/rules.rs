@@ -902,7 +902,7 @@ pub fn bundles(ledger: &[u8], through_server: &[u8]) -> (Vec<(String, Vec<u8>)>,
             &filter,
             &key(1),
             &keyledger::storage::cache::Cache::none(),
-            |note: String, _: &merkle::ProofTree| {
+            |note: String, _: &merkle::ProofTree, _| {
                 let Some(t) = cosigned else {
                     return Ok::<_, keyledger::evidence::export::BundleError>(note);
                 };

@@ -271,8 +271,8 @@ pub fn fork_proofs(hashes: &[Hash32]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
     };
     let m = 10u64;
     let proof = |a: String, b: String, tree: &ProofTree, m: u64, n: u64| ForkProof {
-        a,
-        b,
+        a: a.into_bytes(),
+        b: b.into_bytes(),
         b_root_at_a_size: tree.mth(0, m),
         proof: tree.consistency_proof(m, n),
     };
@@ -281,7 +281,12 @@ pub fn fork_proofs(hashes: &[Hash32]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
     let mut wrong_root = fork.clone();
     wrong_root.b_root_at_a_size = honest.mth(0, m);
     let both = format!("{log}\n{bob}");
-    let cases: Vec<(&str, String, &str, i32, &str)> = vec![
+    // fork.proof with a byte that is not UTF-8 in an extension line of note A.
+    let mut not_utf8 = fork.clone();
+    let a = String::from_utf8(not_utf8.a.clone()).unwrap();
+    let cut = a.find("\n\n").unwrap() + 1;
+    not_utf8.a = [a[..cut].as_bytes(), b"\xff\n", a[cut..].as_bytes()].concat();
+    let cases: Vec<(&str, Vec<u8>, &str, i32, &str)> = vec![
         (
             "fork.proof",
             fork.encode(),
@@ -353,8 +358,15 @@ pub fn fork_proofs(hashes: &[Hash32]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
             "A larger than B: A must be the smaller checkpoint",
         ),
         (
+            "fork-note-not-utf8.proof",
+            not_utf8.encode(),
+            &log,
+            1,
+            "fork.proof with a byte that is not UTF-8 in note A: a well-formed proof whose note is malformed (§9.2), so it does not check",
+        ),
+        (
             "not-a-proof.proof",
-            "keyledger fork proof v2\n\n".into(),
+            b"keyledger fork proof v2\n\n".to_vec(),
             &log,
             2,
             "not a fork proof (another first line): bad input",
@@ -365,7 +377,7 @@ pub fn fork_proofs(hashes: &[Hash32]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
     for (file, text, vkeys, exit, what) in cases {
         let path = format!("forks/{file}");
         if !files.iter().any(|(p, _)| *p == path) {
-            files.push((path.clone(), text.into_bytes()));
+            files.push((path.clone(), text));
         }
         let vkeys: Vec<&str> = vkeys.split('\n').collect();
         verdicts.push(json!({"proof": path, "vkeys": vkeys, "exit": exit, "description": what}));
