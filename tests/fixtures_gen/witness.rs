@@ -283,9 +283,9 @@ pub fn fork_proofs(hashes: &[Hash32]) -> (Vec<(String, Vec<u8>)>, Vec<Value>) {
     let both = format!("{log}\n{bob}");
     // fork.proof with a byte that is not UTF-8 in an extension line of note A.
     let mut not_utf8 = fork.clone();
-    let a = String::from_utf8(not_utf8.a.clone()).unwrap();
-    let cut = a.find("\n\n").unwrap() + 1;
-    not_utf8.a = [a[..cut].as_bytes(), b"\xff\n", a[cut..].as_bytes()].concat();
+    let a = not_utf8.a.clone();
+    let cut = a.windows(2).position(|w| w == b"\n\n").unwrap() + 1;
+    not_utf8.a = [&a[..cut], b"\xff\n", &a[cut..]].concat();
     let cases: Vec<(&str, Vec<u8>, &str, i32, &str)> = vec![
         (
             "fork.proof",
