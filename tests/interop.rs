@@ -168,21 +168,15 @@ fn our_witness(dir: &Path, log_vkey: &str) -> (Server, String) {
     (s, vkey.trim().to_owned())
 }
 
-/// Users created in `ledger` by the account (`keyledger.key`).
+/// `args` on `ledger`, as the account (`keyledger.key`).
+fn on<'a>(ledger: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    [&["--ledger", ledger, "--key", "keyledger.key"][..], args].concat()
+}
+
+/// Users created in `ledger` by the account.
 fn users(dir: &Path, ledger: &str, names: &[&str]) {
     for n in names {
-        ok(
-            dir,
-            &[
-                "--ledger",
-                ledger,
-                "--key",
-                "keyledger.key",
-                "user",
-                "create",
-                n,
-            ],
-        );
+        ok(dir, &on(ledger, &["user", "create", n]));
     }
 }
 
@@ -230,17 +224,17 @@ fn an_independent_witness_cosigns_keyledger_checkpoints_and_refuses_a_fork() {
     users(d, "keyledger.ledger", &["honest"]);
     ok(d, &["checkpoint", "--out", "c3", "--witness", &w.url]);
     users(d, "fork.ledger", &["forged", "forged2"]);
-    let f = [
-        "--ledger",
-        "fork.ledger",
-        "--key",
-        "keyledger.key",
-        "checkpoint",
-        "--out",
-        "fork",
-        "--witness",
-        &w.url,
-    ];
+    let fork_checkpoint = |out: &str, witness: &str| -> Vec<String> {
+        on(
+            "fork.ledger",
+            &["checkpoint", "--out", out, "--witness", witness],
+        )
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+    };
+    let f = fork_checkpoint("fork", &w.url);
+    let f: Vec<&str> = f.iter().map(String::as_str).collect();
     let o = run_in(d, &f, None);
     assert_eq!(
         code(&o),
@@ -252,26 +246,23 @@ fn an_independent_witness_cosigns_keyledger_checkpoints_and_refuses_a_fork() {
     assert!(!d.join("fork").exists());
     // keyledger's own witness, shown only the fork, cosigns it: with aics's c3, a proof.
     let (ours, _) = our_witness(d, &log);
-    let mut f2 = f;
-    f2[6] = "fork-ours";
-    f2[8] = &ours.url;
-    ok(d, &f2);
+    let f2 = fork_checkpoint("fork-ours", &ours.url);
+    ok(d, &f2.iter().map(String::as_str).collect::<Vec<_>>());
     ok(
         d,
-        &[
-            "--ledger",
+        &on(
             "fork.ledger",
-            "--key",
-            "keyledger.key",
-            "witness",
-            "prove-fork",
-            "--a",
-            "c3",
-            "--b",
-            "fork-ours",
-            "--out",
-            "fork.proof",
-        ],
+            &[
+                "witness",
+                "prove-fork",
+                "--a",
+                "c3",
+                "--b",
+                "fork-ours",
+                "--out",
+                "fork.proof",
+            ],
+        ),
     );
     let proven = ok(d, &["witness", "check-fork", "fork.proof", "--vkey", &log]);
     assert!(proven.contains("FORK PROVEN"), "{proven}");
@@ -308,18 +299,7 @@ fn an_independent_witness_client_is_cosigned_by_keyledger_witness() {
     }
     // Another history of the same size as n2: keyledger's witness refuses it (422).
     users(d, "fork.ledger", &["mallory"]);
-    ok(
-        d,
-        &[
-            "--ledger",
-            "fork.ledger",
-            "--key",
-            "keyledger.key",
-            "checkpoint",
-            "--out",
-            "f2",
-        ],
-    );
+    ok(d, &on("fork.ledger", &["checkpoint", "--out", "f2"]));
     let (r, good) = feed("f2", "fork.ledger", "f2.cosigned");
     assert!(!good && r["status"] == 422, "{r}");
     assert_eq!(w.stop(), 0);

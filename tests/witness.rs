@@ -13,6 +13,25 @@ use common::site::{Server, ok};
 use common::*;
 use serde_json::Value;
 
+/// `witness serve` arguments: `key` file, `name`, `state` file, on a free loopback port,
+/// for the log `log_vkey`.
+fn serve_args<'a>(key: &'a str, name: &'a str, state: &'a str, log_vkey: &'a str) -> Vec<&'a str> {
+    vec![
+        "witness",
+        "serve",
+        "--key",
+        key,
+        "--name",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+        "--state",
+        state,
+        "--log",
+        log_vkey,
+    ]
+}
+
 fn witness(dir: &Path, name: &str, port: u16, log_vkey: &str) -> Server {
     let key = format!("{}.key", name.replace('/', "_"));
     if !dir.join(&key).exists() {
@@ -426,49 +445,18 @@ fn hostile_witnesses_and_state_file_names() {
     // A second witness on the same state file through a symbolic link, or a hard link: refused.
     std::os::unix::fs::symlink("w.example_1.state", d.join("link.state")).unwrap();
     ok(d, &["keygen", "--out", "w2.key"]);
-    for state in ["link.state", "w.example_1.state"] {
-        let o = run_in(
-            d,
-            &[
-                "witness",
-                "serve",
-                "--key",
-                "w2.key",
-                "--name",
-                "w.example/2",
-                "--listen",
-                "127.0.0.1:0",
-                "--state",
-                state,
-                "--log",
-                &log,
-            ],
-            None,
-        );
+    for (state, why) in [
+        ("link.state", "another witness"),
+        ("w.example_1.state", "another witness"),
+        ("hard.state", "hard links"),
+    ] {
+        if state == "hard.state" {
+            std::fs::hard_link(d.join("w.example_1.state"), d.join(state)).unwrap();
+        }
+        let o = run_in(d, &serve_args("w2.key", "w.example/2", state, &log), None);
         assert_eq!(code(&o), 4, "{state}: {}", stderr(&o));
-        assert!(stderr(&o).contains("another witness"), "{}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{}", stderr(&o));
     }
-    std::fs::hard_link(d.join("w.example_1.state"), d.join("hard.state")).unwrap();
-    let o = run_in(
-        d,
-        &[
-            "witness",
-            "serve",
-            "--key",
-            "w2.key",
-            "--name",
-            "w.example/2",
-            "--listen",
-            "127.0.0.1:0",
-            "--state",
-            "hard.state",
-            "--log",
-            &log,
-        ],
-        None,
-    );
-    assert_eq!(code(&o), 4, "{}", stderr(&o));
-    assert!(stderr(&o).contains("hard links"), "{}", stderr(&o));
     drop(w1);
 }
 
@@ -483,21 +471,8 @@ fn a_client_that_stops_reading_loses_its_connection() {
     ok(d, &["init", "--account", "acme"]);
     let log = ok(d, &["checkpoint", "--vkey"]).trim().to_owned();
     ok(d, &["keygen", "--out", "w.key"]);
-    let serve = |state: &str, extra: &[&str]| {
-        let mut a = vec![
-            "witness",
-            "serve",
-            "--key",
-            "w.key",
-            "--name",
-            "w.example/1",
-            "--listen",
-            "127.0.0.1:0",
-            "--state",
-            state,
-            "--log",
-            &log,
-        ];
+    let serve = |state: &'static str, extra: &[&'static str]| {
+        let mut a = serve_args("w.key", "w.example/1", state, &log);
         a.extend(extra);
         a.into_iter().map(str::to_owned).collect::<Vec<_>>()
     };
