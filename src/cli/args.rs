@@ -872,7 +872,8 @@ pub struct VerifyArgs {
 pub struct WitnessKeyArgs {
     /// A witness trusted to cosign the checkpoint (its verifier key, as `witness vkey`
     /// prints it); one --witness-key per witness. Every event the checkpoint covers must
-    /// then be dated no later than the earliest cosignature (plus 5 minutes of skew).
+    /// then be dated no later than the time by which a quorum of them had cosigned (plus 5
+    /// minutes of skew).
     #[arg(long = "witness-key", value_name = "VKEY")]
     pub witness_keys: Vec<String>,
     /// At least this many distinct trusted witnesses must have cosigned the checkpoint

@@ -43,7 +43,7 @@ fn logs(
         let (name, ty, pk) = cosign::parse_vkey(v).map_err(CliError::usage)?;
         if ty != ED25519_TYPE {
             return Err(CliError::usage(format!(
-                "--log {v}: a log's checkpoint key is of type 0x01, as `keyledger checkpoint --vkey` prints it"
+                "{v}: a log's checkpoint key is of type 0x01, as `keyledger checkpoint --vkey` prints it"
             )));
         }
         match out.iter_mut().find(|(o, _)| *o == name) {
@@ -146,23 +146,11 @@ pub fn witness(ctx: &Ctx, cmd: WitnessCmd) -> Result<(), CliError> {
             ))
         }
         WitnessCmd::CheckFork { proof, vkeys } => {
-            let mut keys = Vec::new();
-            let mut name = None;
-            for v in &vkeys {
-                let (n, ty, pk) = cosign::parse_vkey(v).map_err(CliError::usage)?;
-                if ty != ED25519_TYPE {
-                    return Err(CliError::usage(format!(
-                        "--vkey {v}: the log's checkpoint key (type 0x01)"
-                    )));
-                }
-                if name.get_or_insert_with(|| n.clone()) != &n {
-                    return Err(CliError::usage(
-                        "every --vkey must be a key of one log (one key name, its origin)",
-                    ));
-                }
-                keys.push(pk);
-            }
-            let name = name.ok_or_else(|| CliError::usage("--vkey: give the log's key"))?;
+            let Ok([(name, keys)]) = <[_; 1]>::try_from(logs(&vkeys)?) else {
+                return Err(CliError::usage(
+                    "every --vkey must be a key of one log (one key name, its origin)",
+                ));
+            };
             let bytes = keyledger::storage::files::read_regular(&proof, 1 << 20)
                 .map_err(|e| CliError::usage(format!("{}: {e}", proof.display())))?;
             let p = ForkProof::parse(&bytes)

@@ -183,6 +183,15 @@ impl Witnessed {
     }
 }
 
+/// How many witnesses `trusted` holds: distinct names (a rotated key is the same witness).
+fn distinct_names(trusted: &[Witness]) -> usize {
+    trusted
+        .iter()
+        .map(|w| &w.name)
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
 /// Witnesses' verifier keys (type 0x04, as `witness vkey` prints them), each witness once;
 /// one key under two names is refused (it would count one witness twice).
 pub fn parse_witness_keys(vkeys: &[String]) -> Result<Vec<Witness>, String> {
@@ -213,11 +222,7 @@ impl WitnessPolicy {
     /// and a quorum (default: every witness named), between 1 and the number of witnesses.
     pub fn from_vkeys(vkeys: &[String], quorum: Option<usize>) -> Result<WitnessPolicy, String> {
         let trusted = parse_witness_keys(vkeys)?;
-        let witnesses = trusted
-            .iter()
-            .map(|w| &w.name)
-            .collect::<std::collections::HashSet<_>>()
-            .len();
+        let witnesses = distinct_names(&trusted);
         let quorum = quorum.unwrap_or(witnesses);
         if quorum == 0 || quorum > witnesses {
             return Err(format!(
@@ -242,12 +247,7 @@ impl WitnessPolicy {
             size: cp.size,
             cosigners,
             quorum: self.quorum,
-            trusted: self
-                .trusted
-                .iter()
-                .map(|w| &w.name)
-                .collect::<std::collections::HashSet<_>>()
-                .len(),
+            trusted: distinct_names(&self.trusted),
         })
     }
 }
@@ -460,18 +460,15 @@ impl ForkProof {
     /// signed by one of `keys`, the root is `b`'s first m leaves (by the consistency proof)
     /// and differs from `a`'s. The origin and the two sizes.
     pub fn check(&self, keys: &[PublicKey]) -> Result<(String, u64, u64), String> {
-        let text = |which: &str, n: &[u8]| {
-            std::str::from_utf8(n)
-                .map(str::to_owned)
-                .map_err(|_| format!("checkpoint {which} is not a signed note: not UTF-8"))
-        };
-        let (na, nb) = (text("A", &self.a)?, text("B", &self.b)?);
-        let (a, _, _) = Checkpoint::parse(&na).map_err(|e| format!("checkpoint A: {e}"))?;
-        let (b, _, _) = Checkpoint::parse(&nb).map_err(|e| format!("checkpoint B: {e}"))?;
+        let not_utf8 = |which: &str| format!("checkpoint {which} is not a signed note: not UTF-8");
+        let na = std::str::from_utf8(&self.a).map_err(|_| not_utf8("A"))?;
+        let nb = std::str::from_utf8(&self.b).map_err(|_| not_utf8("B"))?;
+        let (a, _, _) = Checkpoint::parse(na).map_err(|e| format!("checkpoint A: {e}"))?;
+        let (b, _, _) = Checkpoint::parse(nb).map_err(|e| format!("checkpoint B: {e}"))?;
         if a.origin != b.origin {
             return Err("the checkpoints are of two logs (two origins)".into());
         }
-        for (which, note) in [("A", &na), ("B", &nb)] {
+        for (which, note) in [("A", na), ("B", nb)] {
             Checkpoint::verify(note, &a.origin, keys.iter())
                 .map_err(|e| format!("checkpoint {which}: {e}"))?;
         }

@@ -627,8 +627,8 @@ pub fn verify_bundle(
     if cp.size != manifest.checkpoint.size || cp.root != root {
         return Err(bad("the checkpoint does not match the manifest".into()));
     }
-    // Step 7a: witnessed by a quorum of trusted witnesses; their earliest cosignature
-    // bounds the time of every event (step 9).
+    // Step 7a: witnessed by a quorum of trusted witnesses; the quorum-th earliest
+    // cosignature bounds the time of every event (step 9).
     let witnessed = witnesses
         .map(|p| p.judge(&note))
         .transpose()

@@ -49,7 +49,7 @@ pub struct Options {
     pub witness: Option<Witness>,
     /// A checkpoint note (as read) and the witnesses trusted to cosign it (§9.4): fewer
     /// than the quorum, or a trusted witness's line that fails, is an `anchor` finding, and
-    /// each event it covers dated after the earliest valid cosignature (plus the clock
+    /// each event it covers dated after the quorum-th earliest cosignature (plus the clock
     /// skew) a `time` finding.
     pub witnessed: Option<(Vec<u8>, WitnessPolicy)>,
 }
